@@ -1,0 +1,246 @@
+/*
+ * disclvlm.h - public C API of libdisclvlm.
+ *
+ * libdisclvlm turns a generative LLaVA-style vision-language model into a
+ * discriminative image-text model: image and text embeddings from the last
+ * token's hidden state, cosine scores, and contrastive fine-tuning of soft
+ * prompts and LoRA adapters.
+ *
+ * Conventions (see docs/abi.md and docs/api.md):
+ *  - Every function that can fail returns a dlv_status; on failure a detailed
+ *    message (naming the file, tensor or field) is available from
+ *    dlv_last_error() on the same thread until the next failing call.
+ *  - Handles are opaque. Option objects are opaque and set through setters,
+ *    so new options never change a struct layout.
+ *  - Output buffers belong to the caller; every output buffer comes with its
+ *    capacity so that a wrong size is an error, not an overflow.
+ *  - Nothing here calls abort(), exit() or longjmp() across the boundary.
+ *
+ * Thread safety: a dlv_model is immutable after loading and may be shared by
+ * threads; a dlv_session is used by one thread at a time (dlv_session_cancel
+ * is the one call that may come from another thread).
+ */
+#ifndef DISCLVLM_H
+#define DISCLVLM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Version ----------------------------------------------------------- */
+
+#define DLV_VERSION_MAJOR 0
+#define DLV_VERSION_MINOR 1
+#define DLV_VERSION_PATCH 0
+#define DLV_VERSION_STRING "0.1.0"
+/* Encoded as MAJOR*10000 + MINOR*100 + PATCH, for #if comparisons. */
+#define DLV_VERSION_NUMBER                                                     \
+    (DLV_VERSION_MAJOR * 10000 + DLV_VERSION_MINOR * 100 + DLV_VERSION_PATCH)
+/* The ABI major: the N of the shared library's SONAME libdisclvlm.so.N. */
+#define DLV_ABI_VERSION 1
+
+/* ---- Visibility -------------------------------------------------------- */
+
+#if defined(_WIN32) && defined(DLV_BUILDING_LIBRARY)
+#define DLV_API __declspec(dllexport)
+#elif defined(_WIN32) && !defined(DLV_STATIC)
+#define DLV_API __declspec(dllimport)
+#elif defined(__GNUC__) && defined(DLV_BUILDING_LIBRARY)
+#define DLV_API __attribute__((visibility("default")))
+#else
+#define DLV_API
+#endif
+
+/* ---- Status and errors ------------------------------------------------- */
+
+/* Values are fixed forever; new codes are only appended. */
+typedef enum dlv_status {
+    DLV_OK = 0,
+    DLV_E_INVALID_ARG = 1,     /* a NULL handle, a bad size, a bad option */
+    DLV_E_IO = 2,              /* a file could not be opened, read or written */
+    DLV_E_FORMAT = 3,          /* a file's content is malformed */
+    DLV_E_UNSUPPORTED = 4,     /* valid input that this build cannot handle */
+    DLV_E_NOMEM = 5,           /* an allocation failed */
+    DLV_E_BACKEND = 6,         /* a compute backend is missing or failed */
+    DLV_E_NOT_IMPLEMENTED = 7, /* declared but not implemented in this version */
+    DLV_E_NUMERIC = 8,         /* a NaN or Inf appeared */
+    DLV_E_CANCELLED = 9,       /* dlv_session_cancel stopped the call */
+    DLV_E_BUFFER_TOO_SMALL = 10 /* an output buffer's capacity is too small */
+} dlv_status;
+
+/* A short, static English name for a status ("invalid argument", ...).
+ * Never NULL; unknown values give "unknown status". */
+DLV_API const char *dlv_status_str(dlv_status status);
+
+/* The message of the last failing call on this thread ("" if none). The
+ * pointer stays valid until the next libdisclvlm call on this thread. */
+DLV_API const char *dlv_last_error(void);
+
+/* Clears this thread's last error message. */
+DLV_API void dlv_clear_error(void);
+
+/* ---- Run-time version -------------------------------------------------- */
+
+/* The library's version string, e.g. "0.1.0" (compare with
+ * DLV_VERSION_STRING to detect a header/library mismatch). */
+DLV_API const char *dlv_version(void);
+
+/* The library's version as numbers; any pointer may be NULL. */
+DLV_API void dlv_version_numbers(int *major, int *minor, int *patch);
+
+/* The features this build has, as a comma-separated list, e.g. "cpu,cuda". */
+DLV_API const char *dlv_build_features(void);
+
+/* ---- Handles ----------------------------------------------------------- */
+
+typedef struct dlv_model dlv_model;                 /* weights, config, tokenizer */
+typedef struct dlv_session dlv_session;             /* workspace, adapters, optimizer */
+typedef struct dlv_model_options dlv_model_options; /* how to load a model */
+typedef struct dlv_session_options dlv_session_options;
+typedef struct dlv_image dlv_image;                 /* an image source */
+typedef struct dlv_batch dlv_batch;                 /* a training batch */
+
+/* ---- Model options ----------------------------------------------------- */
+
+DLV_API dlv_status dlv_model_options_new(dlv_model_options **out);
+DLV_API void dlv_model_options_free(dlv_model_options *opts);
+/* "cpu", "cuda" or "auto" (CUDA where built and a device exists, else CPU).
+ * Default "cpu". An unknown or unavailable backend makes dlv_model_load fail
+ * with DLV_E_BACKEND. */
+DLV_API dlv_status dlv_model_options_set_backend(dlv_model_options *opts,
+                                                 const char *name);
+/* The device ordinal for device backends (default 0). */
+DLV_API dlv_status dlv_model_options_set_device(dlv_model_options *opts,
+                                                int device);
+
+/* ---- Model ------------------------------------------------------------- */
+
+/* Loads a Hugging Face LlavaForConditionalGeneration directory: config.json,
+ * model.safetensors or a sharded checkpoint with model.safetensors.index.json.
+ * opts may be NULL for the defaults. Weights are memory-mapped. */
+DLV_API dlv_status dlv_model_load(const char *dir,
+                                  const dlv_model_options *opts,
+                                  dlv_model **out);
+DLV_API void dlv_model_free(dlv_model *model);
+
+/* The length of every embedding this model produces (the LLM hidden size). */
+DLV_API dlv_status dlv_model_embed_dim(const dlv_model *model, size_t *out);
+
+/* A JSON description of the model (architectures, sizes, dtypes, parameter
+ * counts, tensor count, embedding size), NUL-terminated, written to buf of
+ * capacity cap. *needed (may be NULL) receives the size including the NUL.
+ * buf NULL with cap 0 only asks for the size (DLV_OK); a non-NULL buf with a
+ * short cap gives DLV_E_BUFFER_TOO_SMALL and buf[0] = '\0' if cap > 0. */
+DLV_API dlv_status dlv_model_describe(const dlv_model *model, char *buf,
+                                      size_t cap, size_t *needed);
+
+/* ---- Session ----------------------------------------------------------- */
+
+DLV_API dlv_status dlv_session_options_new(dlv_session_options **out);
+DLV_API void dlv_session_options_free(dlv_session_options *opts);
+/* Worker threads for CPU compute; 0 = one per online CPU (the default). */
+DLV_API dlv_status dlv_session_options_set_threads(dlv_session_options *opts,
+                                                   int n_threads);
+
+/* A session on a model; opts may be NULL. The model must outlive it. */
+DLV_API dlv_status dlv_session_new(dlv_model *model,
+                                   const dlv_session_options *opts,
+                                   dlv_session **out);
+DLV_API void dlv_session_free(dlv_session *session);
+
+/* Asks the session's running or next long call to stop with
+ * DLV_E_CANCELLED. Safe to call from any thread. */
+DLV_API dlv_status dlv_session_cancel(dlv_session *session);
+
+/* ---- Images ------------------------------------------------------------ */
+
+/* An image source. The constructors copy what they are given (the caller's
+ * buffer may be freed at once); decoding happens when the image is encoded. */
+DLV_API dlv_status dlv_image_from_file(const char *path, dlv_image **out);
+DLV_API dlv_status dlv_image_from_memory(const void *data, size_t n_bytes,
+                                         dlv_image **out);
+/* Raw 8-bit RGB, row-major, stride_bytes >= 3 * width between rows. */
+DLV_API dlv_status dlv_image_from_rgb(const uint8_t *rgb, uint32_t width,
+                                      uint32_t height, size_t stride_bytes,
+                                      dlv_image **out);
+DLV_API void dlv_image_free(dlv_image *image);
+
+/* ---- Embeddings and scores --------------------------------------------- */
+
+/* Embeds n images into out (n x dim floats, row-major, L2-normalised);
+ * out_len is out's capacity in floats. */
+DLV_API dlv_status dlv_encode_images(dlv_session *session,
+                                     const dlv_image *const *images, size_t n,
+                                     float *out, size_t out_len);
+/* Conveniences for one image from each kind of source. */
+DLV_API dlv_status dlv_encode_image_file(dlv_session *session,
+                                         const char *path, float *out,
+                                         size_t out_len);
+DLV_API dlv_status dlv_encode_image_memory(dlv_session *session,
+                                           const void *data, size_t n_bytes,
+                                           float *out, size_t out_len);
+DLV_API dlv_status dlv_encode_image_rgb(dlv_session *session,
+                                        const uint8_t *rgb, uint32_t width,
+                                        uint32_t height, size_t stride_bytes,
+                                        float *out, size_t out_len);
+
+/* Embeds n UTF-8 texts into out (n x dim floats, L2-normalised). */
+DLV_API dlv_status dlv_encode_text(dlv_session *session,
+                                   const char *const *texts, size_t n,
+                                   float *out, size_t out_len);
+
+/* Cosine similarities of n_img image embeddings with n_txt text embeddings,
+ * each of length dim: out[i * n_txt + j] = cos(img_i, txt_j); out_len is
+ * out's capacity in floats (>= n_img * n_txt). */
+DLV_API dlv_status dlv_score(dlv_session *session, const float *img,
+                             size_t n_img, const float *txt, size_t n_txt,
+                             size_t dim, float *out, size_t out_len);
+
+/* ---- Training ---------------------------------------------------------- */
+
+DLV_API dlv_status dlv_batch_new(dlv_batch **out);
+DLV_API void dlv_batch_free(dlv_batch *batch);
+/* Adds one example: an image, its short caption (contrastive loss) and an
+ * optional long caption (next-token loss; NULL for none). The image handle is
+ * borrowed and must outlive the batch; the strings are copied. */
+DLV_API dlv_status dlv_batch_add(dlv_batch *batch, const dlv_image *image,
+                                 const char *caption,
+                                 const char *long_caption);
+
+/* What one training step did. The caller sets struct_size to
+ * sizeof(dlv_train_stats) (DLV_TRAIN_STATS_INIT does); the library fills only
+ * the fields that fit in struct_size, so fields can be appended later. */
+typedef struct dlv_train_stats {
+    size_t struct_size;
+    double loss;             /* total loss */
+    double loss_contrastive; /* symmetric InfoNCE part */
+    double loss_ntp;         /* next-token prediction part */
+    double grad_norm;        /* global gradient norm before clipping */
+    double learning_rate;    /* the rate this step used */
+    double logit_scale;      /* exp(logit_scale) after the step */
+    uint64_t step;           /* steps done, this one included */
+    uint64_t tokens;         /* tokens processed by this step */
+} dlv_train_stats;
+
+#define DLV_TRAIN_STATS_INIT {sizeof(dlv_train_stats), 0, 0, 0, 0, 0, 0, 0, 0}
+
+/* One optimizer step on a batch: forward, backward, update. */
+DLV_API dlv_status dlv_train_step(dlv_session *session, const dlv_batch *batch,
+                                  dlv_train_stats *stats);
+
+/* ---- Adapters ---------------------------------------------------------- */
+
+/* Loads / saves the session's adapter (soft prompts, LoRA, logit scale) in a
+ * PEFT-compatible directory. Saving is atomic: files are written to
+ * temporaries, synced and renamed. */
+DLV_API dlv_status dlv_adapter_load(dlv_session *session, const char *dir);
+DLV_API dlv_status dlv_adapter_save(dlv_session *session, const char *dir);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DISCLVLM_H */

@@ -1,0 +1,75 @@
+/* Option objects: opaque, with setters that validate their argument. */
+#include "api/options.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+void dlv_model_options_defaults(dlv_model_options *o)
+{
+    memset(o, 0, sizeof *o);
+    strcpy(o->backend, "cpu");
+    o->device = 0;
+}
+
+void dlv_session_options_defaults(dlv_session_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->n_threads = 0;
+}
+
+DLV_API dlv_status dlv_model_options_new(dlv_model_options **out)
+{
+    if (!out) return dlv_error(DLV_E_INVALID_ARG, "dlv_model_options_new: out is NULL");
+    *out = malloc(sizeof **out);
+    if (!*out) return dlv_error_nomem("model options", sizeof **out);
+    dlv_model_options_defaults(*out);
+    return DLV_OK;
+}
+
+DLV_API void dlv_model_options_free(dlv_model_options *opts) { free(opts); }
+
+DLV_API dlv_status dlv_model_options_set_backend(dlv_model_options *opts, const char *name)
+{
+    if (!opts || !name)
+        return dlv_error(DLV_E_INVALID_ARG, "dlv_model_options_set_backend: NULL argument");
+    if (strcmp(name, "cpu") != 0 && strcmp(name, "cuda") != 0 && strcmp(name, "auto") != 0)
+        return dlv_error(DLV_E_INVALID_ARG,
+                         "dlv_model_options_set_backend: unknown backend '%s' "
+                         "(expected cpu, cuda or auto)", name);
+    strcpy(opts->backend, name);
+    return DLV_OK;
+}
+
+DLV_API dlv_status dlv_model_options_set_device(dlv_model_options *opts, int device)
+{
+    if (!opts) return dlv_error(DLV_E_INVALID_ARG, "dlv_model_options_set_device: opts is NULL");
+    if (device < 0)
+        return dlv_error(DLV_E_INVALID_ARG, "dlv_model_options_set_device: device %d < 0", device);
+    opts->device = device;
+    return DLV_OK;
+}
+
+DLV_API dlv_status dlv_session_options_new(dlv_session_options **out)
+{
+    if (!out) return dlv_error(DLV_E_INVALID_ARG, "dlv_session_options_new: out is NULL");
+    *out = malloc(sizeof **out);
+    if (!*out) return dlv_error_nomem("session options", sizeof **out);
+    dlv_session_options_defaults(*out);
+    return DLV_OK;
+}
+
+DLV_API void dlv_session_options_free(dlv_session_options *opts) { free(opts); }
+
+DLV_API dlv_status dlv_session_options_set_threads(dlv_session_options *opts, int n_threads)
+{
+    if (!opts)
+        return dlv_error(DLV_E_INVALID_ARG, "dlv_session_options_set_threads: opts is NULL");
+    if (n_threads < 0 || n_threads > 4096)
+        return dlv_error(DLV_E_INVALID_ARG,
+                         "dlv_session_options_set_threads: %d threads is outside 0..4096",
+                         n_threads);
+    opts->n_threads = n_threads;
+    return DLV_OK;
+}

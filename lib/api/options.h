@@ -1,0 +1,21 @@
+/* The contents of the opaque option objects. Adding a field here never
+ * changes the public ABI: callers only hold pointers and call setters. */
+#ifndef DLV_API_OPTIONS_H
+#define DLV_API_OPTIONS_H
+
+#include "disclvlm.h"
+
+struct dlv_model_options {
+    char backend[16];   /* "cpu", "cuda", "auto" */
+    int device;
+};
+
+struct dlv_session_options {
+    int n_threads;      /* 0 = online CPUs */
+};
+
+/* The defaults used when a caller passes NULL. */
+void dlv_model_options_defaults(dlv_model_options *o);
+void dlv_session_options_defaults(dlv_session_options *o);
+
+#endif

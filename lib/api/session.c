@@ -1,0 +1,64 @@
+/* Sessions: a compute backend instance and (later) workspace, adapters and
+ * optimizer state on top of a shared, immutable model. */
+#include "api/session.h"
+
+#include <stdlib.h>
+
+#include "core/error.h"
+#include "model/model.h"
+
+DLV_API dlv_status dlv_session_new(dlv_model *model, const dlv_session_options *opts,
+                                   dlv_session **out)
+{
+    if (!out) return dlv_error(DLV_E_INVALID_ARG, "dlv_session_new: out is NULL");
+    *out = NULL;
+    if (!model) return dlv_error(DLV_E_INVALID_ARG, "dlv_session_new: model is NULL");
+    dlv_session *s = calloc(1, sizeof *s);
+    if (!s) return dlv_error_nomem("session", sizeof *s);
+    s->model = model;
+    if (opts)
+        s->opts = *opts;
+    else
+        dlv_session_options_defaults(&s->opts);
+    atomic_init(&s->cancel_requested, 0);
+
+    /* The session computes on the backend the model's weights live on, with
+     * its own instance (its own stream and thread count). */
+    const dlv_backend *mbe = dlv_model_backend(model);
+    dlv_backend_config cfg = {.device = mbe ? mbe->device : 0, .n_threads = s->opts.n_threads};
+    dlv_status st = dlv_backend_create(mbe ? mbe->ops->name : "cpu", &cfg, &s->backend);
+    if (st != DLV_OK) {
+        free(s);
+        return dlv_error_prefix(st, "dlv_session_new");
+    }
+    *out = s;
+    return DLV_OK;
+}
+
+DLV_API void dlv_session_free(dlv_session *session)
+{
+    if (!session) return;
+    dlv_backend_destroy(session->backend);
+    free(session);
+}
+
+DLV_API dlv_status dlv_session_cancel(dlv_session *session)
+{
+    if (!session) return dlv_error(DLV_E_INVALID_ARG, "dlv_session_cancel: session is NULL");
+    atomic_store(&session->cancel_requested, 1);
+    return DLV_OK;
+}
+
+dlv_status dlv_session_check_cancel(dlv_session *s, const char *where)
+{
+    if (atomic_exchange(&s->cancel_requested, 0))
+        return dlv_error(DLV_E_CANCELLED, "%s: cancelled by dlv_session_cancel", where);
+    return DLV_OK;
+}
+
+size_t dlv_session_embed_dim(const dlv_session *s)
+{
+    size_t dim = 0;
+    if (dlv_model_embed_dim(s->model, &dim) != DLV_OK) return 0;
+    return dim;
+}

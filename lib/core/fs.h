@@ -1,0 +1,29 @@
+/* Small file helpers with error messages that name the path. */
+#ifndef DLV_CORE_FS_H
+#define DLV_CORE_FS_H
+
+#include <stddef.h>
+
+#include "disclvlm.h"
+
+/* Reads a whole file into a NUL-terminated heap buffer (free with free()).
+ * Files larger than max_bytes are refused. */
+dlv_status dlv_read_file(const char *path, size_t max_bytes, char **out, size_t *len);
+
+/* dir + "/" + name in a heap string; NULL on allocation failure. */
+char *dlv_path_join(const char *dir, const char *name);
+
+/* 1 if path exists and is a regular file / a directory. */
+int dlv_is_file(const char *path);
+int dlv_is_dir(const char *path);
+
+/* An atomic writer: data goes to a temporary file beside path; commit
+ * fsyncs, renames over path and fsyncs the directory; abort removes the
+ * temporary. Exactly one of commit/abort must be called. */
+typedef struct dlv_atomic_file dlv_atomic_file;
+dlv_status dlv_atomic_open(const char *path, dlv_atomic_file **out);
+dlv_status dlv_atomic_write(dlv_atomic_file *f, const void *data, size_t n);
+dlv_status dlv_atomic_commit(dlv_atomic_file *f);
+void dlv_atomic_abort(dlv_atomic_file *f);
+
+#endif

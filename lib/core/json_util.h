@@ -1,0 +1,28 @@
+/* jansson helpers: strict parsing and typed field access with defaults.
+ * Every error names the label (usually the file) and the field. */
+#ifndef DLV_CORE_JSON_UTIL_H
+#define DLV_CORE_JSON_UTIL_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "disclvlm.h"
+
+/* Parses text (not necessarily NUL-terminated) rejecting duplicate keys. */
+dlv_status dlv_json_parse(const char *text, size_t len, const char *label, json_t **out);
+
+/* Typed getters on obj[key]. Absent or null -> *out = def, DLV_OK. Present
+ * with the wrong type -> DLV_E_FORMAT "label: field 'key': expected ...". */
+dlv_status dlv_json_int(const json_t *obj, const char *key, int64_t def,
+                        const char *label, int64_t *out);
+/* Accepts integers and reals. */
+dlv_status dlv_json_real(const json_t *obj, const char *key, double def,
+                         const char *label, double *out);
+dlv_status dlv_json_bool(const json_t *obj, const char *key, int def,
+                         const char *label, int *out);
+/* Copies a string into buf (cap bytes); too long -> DLV_E_FORMAT. */
+dlv_status dlv_json_str(const json_t *obj, const char *key, const char *def,
+                        const char *label, char *buf, size_t cap);
+
+#endif

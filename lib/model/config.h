@@ -1,0 +1,111 @@
+/* config.json of LlavaForConditionalGeneration and preprocessor_config.json,
+ * with the Hugging Face config classes' defaults for absent fields. */
+#ifndef DLV_MODEL_CONFIG_H
+#define DLV_MODEL_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "disclvlm.h"
+
+typedef enum dlv_vision_kind { DLV_VISION_CLIP = 0, DLV_VISION_SIGLIP } dlv_vision_kind;
+typedef enum dlv_text_kind { DLV_TEXT_LLAMA = 0, DLV_TEXT_MISTRAL, DLV_TEXT_QWEN2 } dlv_text_kind;
+
+typedef enum dlv_act {
+    DLV_ACT_QUICK_GELU = 0, /* x * sigmoid(1.702 x) */
+    DLV_ACT_GELU,           /* exact, erf */
+    DLV_ACT_GELU_TANH,      /* "gelu_pytorch_tanh", "gelu_new" */
+    DLV_ACT_SILU,
+    DLV_ACT_RELU
+} dlv_act;
+
+typedef struct dlv_vision_config {
+    dlv_vision_kind kind;
+    int64_t hidden_size;
+    int64_t intermediate_size;
+    int64_t num_hidden_layers;
+    int64_t num_attention_heads;
+    int64_t num_channels;
+    int64_t image_size;
+    int64_t patch_size;
+    dlv_act hidden_act;
+    double layer_norm_eps;
+    int64_t projection_dim;  /* CLIP only; unused by LLaVA */
+    int vision_use_head;     /* SigLIP: has the attention-pooling head */
+} dlv_vision_config;
+
+typedef struct dlv_text_config {
+    dlv_text_kind kind;
+    int64_t vocab_size;
+    int64_t hidden_size;
+    int64_t intermediate_size;
+    int64_t num_hidden_layers;
+    int64_t num_attention_heads;
+    int64_t num_key_value_heads;
+    int64_t head_dim;
+    dlv_act hidden_act;
+    int64_t max_position_embeddings;
+    double rms_norm_eps;
+    double rope_theta;
+    int has_rope_scaling;        /* rope_scaling present and not null */
+    char rope_scaling_type[32];  /* its "rope_type"/"type", "" if none */
+    int tie_word_embeddings;
+    int attention_bias;          /* q,k,v (and o for Llama) biases */
+    int mlp_bias;
+    int64_t bos_token_id;        /* -1 if none */
+    int64_t eos_token_id;        /* -1 if none (first if a list) */
+    int64_t pad_token_id;        /* -1 if none */
+} dlv_text_config;
+
+typedef struct dlv_llava_config {
+    char architecture[64];       /* architectures[0] */
+    char torch_dtype[16];        /* "bfloat16", "" if absent */
+    dlv_vision_config vision;
+    dlv_text_config text;
+    int64_t image_token_index;
+    dlv_act projector_hidden_act;
+    int multimodal_projector_bias;
+    int64_t vision_feature_layer;        /* negative counts from the end */
+    int vision_feature_select_full;      /* 1 for "full", 0 for "default" */
+    int64_t image_seq_length;
+} dlv_llava_config;
+
+/* Parses config.json at path. Unknown model types and unsupported settings
+ * give DLV_E_UNSUPPORTED naming the field; wrong JSON types DLV_E_FORMAT. */
+dlv_status dlv_llava_config_load(const char *path, dlv_llava_config *out);
+/* The same from a JSON text (label names it in messages). */
+dlv_status dlv_llava_config_parse(const char *json, size_t len, const char *label,
+                                  dlv_llava_config *out);
+
+const char *dlv_vision_kind_name(dlv_vision_kind k);  /* "clip_vision_model" */
+const char *dlv_text_kind_name(dlv_text_kind k);      /* "llama" */
+const char *dlv_act_name(dlv_act a);
+
+typedef enum dlv_resample {
+    DLV_RESAMPLE_NEAREST = 0, DLV_RESAMPLE_LANCZOS = 1, DLV_RESAMPLE_BILINEAR = 2,
+    DLV_RESAMPLE_BICUBIC = 3, DLV_RESAMPLE_BOX = 4, DLV_RESAMPLE_HAMMING = 5
+} dlv_resample;   /* PIL's numbering, as preprocessor configs store it */
+
+typedef struct dlv_preproc_config {
+    char processor_class[64];    /* image_processor_type, e.g. CLIPImageProcessor */
+    int do_resize;
+    int64_t shortest_edge;       /* size.shortest_edge, -1 if size is h x w */
+    int64_t size_height, size_width;
+    dlv_resample resample;
+    int do_center_crop;
+    int64_t crop_height, crop_width;
+    int do_rescale;
+    double rescale_factor;
+    int do_normalize;
+    double image_mean[3];
+    double image_std[3];
+    int do_convert_rgb;
+} dlv_preproc_config;
+
+/* Parses preprocessor_config.json; defaults follow CLIPImageProcessor or
+ * SiglipImageProcessor by image_processor_type. */
+dlv_status dlv_preproc_config_load(const char *path, dlv_preproc_config *out);
+dlv_status dlv_preproc_config_parse(const char *json, size_t len, const char *label,
+                                    dlv_preproc_config *out);
+
+#endif

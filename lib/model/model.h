@@ -1,0 +1,16 @@
+/* Internal view of a loaded model, for the session and encode code. */
+#ifndef DLV_MODEL_MODEL_H
+#define DLV_MODEL_MODEL_H
+
+#include "backend/backend.h"
+#include "io/safetensors.h"
+#include "model/config.h"
+
+/* The backend the model's weights live on. */
+dlv_backend *dlv_model_backend(const dlv_model *model);
+const dlv_llava_config *dlv_model_config(const dlv_model *model);
+const dlv_st_set *dlv_model_checkpoint(const dlv_model *model);
+/* The model directory as given to dlv_model_load. */
+const char *dlv_model_dir(const dlv_model *model);
+
+#endif

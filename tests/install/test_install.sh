@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the build into a temporary root (meson install --destdir), then
+# builds a C and a C++ program with nothing but pkg-config's answer for
+# disclvlm and runs them against the installed shared library. Also checks
+# that the installed files are where a packager expects them.
+set -euo pipefail
+build_root=$1
+src_dir=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+meson install -C "$build_root" --no-rebuild --quiet --destdir "$tmp/root"
+
+pcdir=$(dirname "$(find "$tmp/root" -name disclvlm.pc -print -quit)")
+[ -n "$pcdir" ] && [ -f "$pcdir/disclvlm.pc" ] || { echo "disclvlm.pc was not installed"; exit 1; }
+libdir=$(dirname "$pcdir")
+for f in "$libdir/libdisclvlm.so.1" "$libdir/libdisclvlm.a"; do
+  [ -e "$f" ] || { echo "missing installed file: $f"; exit 1; }
+done
+find "$tmp/root" -path '*/include/disclvlm.h' | grep -q . || { echo "header not installed"; exit 1; }
+find "$tmp/root" -path '*/bin/disclvlm' | grep -q . || { echo "disclvlm tool not installed"; exit 1; }
+
+# The sysroot prefix rewrites the .pc file's -I/-L paths into the temporary root.
+export PKG_CONFIG_PATH="$pcdir" PKG_CONFIG_SYSROOT_DIR="$tmp/root"
+flags=$(pkg-config --cflags --libs disclvlm)
+echo "pkg-config --cflags --libs disclvlm: $flags"
+pkg-config --modversion disclvlm
+
+# shellcheck disable=SC2086
+cc -std=c11 -Wall -Wextra -Wpedantic -Werror "$src_dir/consumer.c" -o "$tmp/consumer_c" $flags
+# shellcheck disable=SC2086
+c++ -std=c++17 -Wall -Wextra -Wpedantic -Werror "$src_dir/consumer.cpp" -o "$tmp/consumer_cpp" $flags
+export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+"$tmp/consumer_c"
+"$tmp/consumer_cpp"
+# The programs must have used the installed copy, not the build tree's.
+ldd "$tmp/consumer_c" | grep -q "$libdir/libdisclvlm.so.1" || { echo "consumer did not load the installed library"; ldd "$tmp/consumer_c"; exit 1; }
+echo "install + pkg-config: OK"
