@@ -1,1 +1,315 @@
-print("placeholder")
+#!/usr/bin/env python3
+"""Writes a tiny LlavaForConditionalGeneration directory in the Hugging Face
+format, for tests: config.json and preprocessor_config.json as
+save_pretrained writes them, and the weights as safetensors (one file or two
+shards with model.safetensors.index.json) with deterministic pseudo-random
+values.
+
+The safetensors writer here is independent of the library's, so a test that
+loads these files checks the reader against a second implementation.
+
+Besides the model files it writes tiny_manifest.json: what a loader should
+report (tensor count, parameters per part, dtypes), for the tests.
+
+Only the Python 3 standard library is used (it runs in CI).
+"""
+import argparse
+import json
+import os
+import struct
+import sys
+import zlib
+
+VISION = {
+    "clip": {
+        "model_type": "clip_vision_model",
+        "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+        "num_attention_heads": 2, "image_size": 28, "patch_size": 14,
+        "projection_dim": 16, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-05,
+    },
+    "siglip": {
+        "model_type": "siglip_vision_model",
+        "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+        "num_attention_heads": 2, "image_size": 28, "patch_size": 14,
+        "hidden_act": "gelu_pytorch_tanh", "layer_norm_eps": 1e-06,
+        "vision_use_head": False,
+    },
+}
+
+TEXT = {
+    "llama": {
+        "model_type": "llama", "architectures": ["LlamaForCausalLM"],
+        "vocab_size": 128, "hidden_size": 64, "intermediate_size": 128,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "max_position_embeddings": 256, "rms_norm_eps": 1e-05, "rope_theta": 10000.0,
+        "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2,
+    },
+    "qwen2": {
+        "model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"],
+        "vocab_size": 128, "hidden_size": 64, "intermediate_size": 128,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "max_position_embeddings": 256, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0,
+        "tie_word_embeddings": True, "bos_token_id": 100, "eos_token_id": 101,
+        "use_sliding_window": False,
+    },
+}
+
+PREFIXES = {
+    "classic": {"vision": "vision_tower.", "projector": "multi_modal_projector.",
+                "text": "language_model.model.", "lm_head": "language_model."},
+    "new": {"vision": "model.vision_tower.", "projector": "model.multi_modal_projector.",
+            "text": "model.language_model.", "lm_head": ""},
+}
+
+
+def tensor_specs(vision, text):
+    """(part, canonical name, shape, dtype override or None) in a fixed order."""
+    v, t = VISION[vision], TEXT[text]
+    vh, vi, p = v["hidden_size"], v["intermediate_size"], v["patch_size"]
+    n_patches = (v["image_size"] // p) ** 2
+    out = []
+    pre = "vision_model."
+    if vision == "clip":
+        out.append(("vision", pre + "embeddings.class_embedding", [vh], None))
+        out.append(("vision", pre + "embeddings.patch_embedding.weight", [vh, 3, p, p], None))
+        out.append(("vision", pre + "embeddings.position_embedding.weight",
+                    [n_patches + 1, vh], None))
+        # Older CLIP checkpoints carry this int64 buffer: an unused tensor.
+        out.append(("vision", pre + "embeddings.position_ids", [1, n_patches + 1], "I64"))
+        out.append(("vision", pre + "pre_layrnorm.weight", [vh], None))
+        out.append(("vision", pre + "pre_layrnorm.bias", [vh], None))
+    else:
+        out.append(("vision", pre + "embeddings.patch_embedding.weight", [vh, 3, p, p], None))
+        out.append(("vision", pre + "embeddings.patch_embedding.bias", [vh], None))
+        out.append(("vision", pre + "embeddings.position_embedding.weight",
+                    [n_patches, vh], None))
+    for i in range(v["num_hidden_layers"]):
+        l = "%sencoder.layers.%d." % (pre, i)
+        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            out.append(("vision", l + "self_attn.%s.weight" % proj, [vh, vh], None))
+            out.append(("vision", l + "self_attn.%s.bias" % proj, [vh], None))
+        out += [("vision", l + "layer_norm1.weight", [vh], None),
+                ("vision", l + "layer_norm1.bias", [vh], None),
+                ("vision", l + "mlp.fc1.weight", [vi, vh], None),
+                ("vision", l + "mlp.fc1.bias", [vi], None),
+                ("vision", l + "mlp.fc2.weight", [vh, vi], None),
+                ("vision", l + "mlp.fc2.bias", [vh], None),
+                ("vision", l + "layer_norm2.weight", [vh], None),
+                ("vision", l + "layer_norm2.bias", [vh], None)]
+    out.append(("vision", pre + "post_layernorm.weight", [vh], None))
+    out.append(("vision", pre + "post_layernorm.bias", [vh], None))
+
+    th, ti = t["hidden_size"], t["intermediate_size"]
+    out += [("projector", "linear_1.weight", [th, vh], None),
+            ("projector", "linear_1.bias", [th], None),
+            ("projector", "linear_2.weight", [th, th], None),
+            ("projector", "linear_2.bias", [th], None)]
+
+    hd = th // t["num_attention_heads"]
+    q, kv = t["num_attention_heads"] * hd, t["num_key_value_heads"] * hd
+    out.append(("text", "embed_tokens.weight", [t["vocab_size"], th], None))
+    for i in range(t["num_hidden_layers"]):
+        l = "layers.%d." % i
+        out += [("text", l + "self_attn.q_proj.weight", [q, th], None),
+                ("text", l + "self_attn.k_proj.weight", [kv, th], None),
+                ("text", l + "self_attn.v_proj.weight", [kv, th], None),
+                ("text", l + "self_attn.o_proj.weight", [th, q], None)]
+        if text == "qwen2":
+            out += [("text", l + "self_attn.q_proj.bias", [q], None),
+                    ("text", l + "self_attn.k_proj.bias", [kv], None),
+                    ("text", l + "self_attn.v_proj.bias", [kv], None)]
+        out += [("text", l + "mlp.gate_proj.weight", [ti, th], None),
+                ("text", l + "mlp.up_proj.weight", [ti, th], None),
+                ("text", l + "mlp.down_proj.weight", [th, ti], None),
+                ("text", l + "input_layernorm.weight", [th], None),
+                ("text", l + "post_attention_layernorm.weight", [th], None)]
+    out.append(("text", "norm.weight", [th], None))
+    if not t["tie_word_embeddings"]:
+        out.append(("lm_head", "lm_head.weight", [t["vocab_size"], th], None))
+    return out
+
+
+def values(name, n):
+    """n deterministic floats for a tensor: a 32-bit LCG seeded by the name."""
+    x = zlib.crc32(name.encode()) or 1
+    norm = name.endswith("norm.weight") or ("layer_norm" in name and name.endswith(".weight"))
+    vals = []
+    for _ in range(n):
+        x = (x * 1664525 + 1013904223) & 0xFFFFFFFF
+        u = (x >> 8) / float(1 << 24) - 0.5  # [-0.5, 0.5)
+        vals.append(1.0 + 0.1 * u if norm else 0.2 * u)
+    return vals
+
+
+def f32_to_bf16_bits(f):
+    """Round-to-nearest-even truncation of the float32 bit pattern."""
+    (b,) = struct.unpack("<I", struct.pack("<f", f))
+    return ((b + 0x7FFF + ((b >> 16) & 1)) >> 16) & 0xFFFF
+
+
+def encode(name, shape, dtype):
+    n = 1
+    for d in shape:
+        n *= d
+    if dtype == "I64":
+        return struct.pack("<%dq" % n, *range(n))
+    if dtype == "I32":
+        return struct.pack("<%di" % n, *range(n))
+    vals = values(name, n)
+    if dtype == "F32":
+        return struct.pack("<%df" % n, *vals)
+    if dtype == "BF16":
+        return struct.pack("<%dH" % n, *[f32_to_bf16_bits(v) for v in vals])
+    raise ValueError(dtype)
+
+
+def write_safetensors(path, tensors):
+    """tensors: list of (name, dtype, shape, bytes). Header padded with spaces
+    to a multiple of 8 bytes, data in the order given."""
+    header, offset = {"__metadata__": {"format": "pt"}}, 0
+    for name, dtype, shape, data in tensors:
+        header[name] = {"dtype": dtype, "shape": shape,
+                        "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+    hjson = json.dumps(header, separators=(",", ":")).encode()
+    hjson += b" " * ((8 - len(hjson) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(hjson)))
+        f.write(hjson)
+        for _, _, _, data in tensors:
+            f.write(data)
+    return offset
+
+
+def config_json(vision, text, dtype):
+    v = dict(VISION[vision])
+    t = dict(TEXT[text])
+    n_patches = (v["image_size"] // v["patch_size"]) ** 2
+    cfg = {
+        "architectures": ["LlavaForConditionalGeneration"],
+        "image_seq_length": n_patches,
+        "image_token_index": 120,
+        "model_type": "llava",
+        "projector_hidden_act": "gelu",
+        "text_config": t,
+        "torch_dtype": "float32" if dtype == "f32" else "bfloat16",
+        "transformers_version": "4.45.0",
+        "vision_config": v,
+        "vision_feature_layer": -2 if vision == "clip" else -1,
+        "vision_feature_select_strategy": "default" if vision == "clip" else "full",
+    }
+    return cfg
+
+
+def preproc_json(vision):
+    v = VISION[vision]
+    if vision == "clip":
+        return {
+            "crop_size": {"height": v["image_size"], "width": v["image_size"]},
+            "do_center_crop": True, "do_convert_rgb": True, "do_normalize": True,
+            "do_rescale": True, "do_resize": True,
+            "image_mean": [0.48145466, 0.4578275, 0.40821073],
+            "image_processor_type": "CLIPImageProcessor",
+            "image_std": [0.26862954, 0.26130258, 0.27577711],
+            "processor_class": "LlavaProcessor", "resample": 3,
+            "rescale_factor": 0.00392156862745098,
+            "size": {"shortest_edge": v["image_size"]},
+        }
+    return {
+        "do_normalize": True, "do_rescale": True, "do_resize": True,
+        "image_mean": [0.5, 0.5, 0.5], "image_processor_type": "SiglipImageProcessor",
+        "image_std": [0.5, 0.5, 0.5], "processor_class": "LlavaProcessor", "resample": 3,
+        "rescale_factor": 0.00392156862745098,
+        "size": {"height": v["image_size"], "width": v["image_size"]},
+    }
+
+
+def generate(out_dir, vision, text, dtype, sharded=False, layout="classic",
+             drop=(), bad_shape=(), bad_dtype=()):
+    os.makedirs(out_dir, exist_ok=True)
+    prefixes = PREFIXES[layout]
+    wdtype = "F32" if dtype == "f32" else "BF16"
+    tensors, manifest_params = [], {"vision": 0, "projector": 0, "text": 0}
+    dtype_count, n_unused = {}, 0
+    for part, canonical, shape, override in tensor_specs(vision, text):
+        name = prefixes[part] + canonical
+        if name in drop:
+            continue
+        shape = list(shape)
+        if name in bad_shape:
+            shape[0] += 1
+        tdtype = override or ("I32" if name in bad_dtype else wdtype)
+        tensors.append((name, tdtype, shape, encode(name, shape, tdtype)))
+        dtype_count[tdtype] = dtype_count.get(tdtype, 0) + 1
+        n = 1
+        for d in shape:
+            n *= d
+        if override:  # buffers such as position_ids are not weights
+            n_unused += 1
+        else:
+            manifest_params["text" if part == "lm_head" else part] += n
+    unknown = [n for n in list(drop) + list(bad_shape) + list(bad_dtype)
+               if n not in {prefixes[p] + c for p, c, _, _ in tensor_specs(vision, text)}]
+    if unknown:
+        raise SystemExit("gen_tiny_checkpoint: no tensor named %s in this model"
+                         % ", ".join(repr(n) for n in unknown))
+
+    # Clear what an earlier run may have left (single vs sharded).
+    for f in os.listdir(out_dir):
+        if f.endswith(".safetensors") or f == "model.safetensors.index.json":
+            os.remove(os.path.join(out_dir, f))
+    if sharded:
+        half = len(tensors) // 2
+        shards = [tensors[:half], tensors[half:]]
+        weight_map, total = {}, 0
+        for i, shard in enumerate(shards):
+            fname = "model-%05d-of-%05d.safetensors" % (i + 1, len(shards))
+            total += write_safetensors(os.path.join(out_dir, fname), shard)
+            for name, _, _, _ in shard:
+                weight_map[name] = fname
+        with open(os.path.join(out_dir, "model.safetensors.index.json"), "w") as f:
+            json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
+        n_files = len(shards)
+    else:
+        write_safetensors(os.path.join(out_dir, "model.safetensors"), tensors)
+        n_files = 1
+
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump(config_json(vision, text, dtype), f, indent=2, sort_keys=True)
+    with open(os.path.join(out_dir, "preprocessor_config.json"), "w") as f:
+        json.dump(preproc_json(vision), f, indent=2, sort_keys=True)
+
+    manifest_params["total"] = sum(manifest_params.values())
+    manifest = {
+        "vision": vision, "text": text, "dtype": dtype, "layout": layout,
+        "sharded": sharded, "files": n_files, "tensor_count": len(tensors),
+        "unused_tensors": n_unused, "dtype_count": dtype_count,
+        "parameters": manifest_params, "embedding_size": TEXT[text]["hidden_size"],
+    }
+    with open(os.path.join(out_dir, "tiny_manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=2, sort_keys=True)
+    return manifest
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("out_dir")
+    ap.add_argument("--vision", choices=sorted(VISION), default="clip")
+    ap.add_argument("--text", choices=sorted(TEXT), default="llama")
+    ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
+    ap.add_argument("--sharded", action="store_true")
+    ap.add_argument("--layout", choices=sorted(PREFIXES), default="classic")
+    ap.add_argument("--drop", action="append", default=[], metavar="TENSOR",
+                    help="leave this tensor (checkpoint name) out")
+    ap.add_argument("--bad-shape", action="append", default=[], metavar="TENSOR",
+                    help="write this tensor with its first dimension one too large")
+    ap.add_argument("--bad-dtype", action="append", default=[], metavar="TENSOR",
+                    help="write this tensor as I32")
+    a = ap.parse_args(argv)
+    generate(a.out_dir, a.vision, a.text, a.dtype, a.sharded, a.layout,
+             set(a.drop), set(a.bad_shape), set(a.bad_dtype))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -6,7 +6,12 @@
  * a slot added after version 1.
  *
  * Device memory is owned through dlv_buffer; ops take device pointers
- * obtained from dlv_buffer_ptr (host pointers on the CPU backend). */
+ * obtained from dlv_buffer_ptr (host pointers on the CPU backend).
+ *
+ * Call through the checked wrappers below (dlv_buffer_*, dlv_matmul, ...):
+ * they validate every argument once, so the backends' slots may assume
+ * well-formed input (ranges inside the buffer, m/n/k and leading dimensions
+ * consistent, F32 operands). */
 #ifndef DLV_BACKEND_BACKEND_H
 #define DLV_BACKEND_BACKEND_H
 
@@ -15,14 +20,18 @@
 
 #include "core/dtype.h"
 #include "disclvlm.h"
+#include "dlv_build_config.h" /* DLV_HAVE_CUDA */
 
 #define DLV_BACKEND_OPS_VERSION 1
 
 typedef struct dlv_backend dlv_backend;
 
+/* A zero-initialised dlv_buffer is "no buffer": dlv_buffer_free accepts it.
+ * Zero-byte buffers are allowed (an empty tensor needs no special case); they
+ * still get a distinct non-NULL ptr, so ptr != NULL means "allocated". */
 typedef struct dlv_buffer {
     void *ptr;            /* device address */
-    size_t size;          /* bytes */
+    size_t size;          /* bytes, as requested */
     dlv_backend *owner;
 } dlv_buffer;
 
@@ -30,7 +39,15 @@ typedef enum dlv_transpose { DLV_NO_TRANS = 0, DLV_TRANS = 1 } dlv_transpose;
 
 /* C[m,n] = alpha * op(A)[m,k] . op(B)[k,n] + beta * C, row-major, with
  * leading dimensions in elements. a_dtype / b_dtype name how A and B are
- * stored (F32 now; BF16/F16 weights come with the forward pass); C is F32. */
+ * stored (F32 now; BF16/F16 weights come with the forward pass); C is F32.
+ *
+ * As in BLAS: A is stored m x k (k x m when trans_a), so lda >= max(1, k)
+ * (max(1, m)); B is stored k x n (n x k when trans_b), so ldb >= max(1, n)
+ * (max(1, k)); ldc >= max(1, n). m, n, k and the leading dimensions must be
+ * <= INT_MAX (cblas and cuBLAS take int). m == 0 or n == 0 is a no-op;
+ * k == 0 gives C = beta * C. beta == 0 means C is not read, so NaN in an
+ * uninitialised C does not propagate. Columns of C past n (the ldc padding)
+ * are never written. A pointer may be NULL only if its matrix is empty. */
 typedef struct dlv_matmul_args {
     size_t struct_size;   /* sizeof(dlv_matmul_args) */
     dlv_transpose trans_a, trans_b;
@@ -75,9 +92,10 @@ struct dlv_backend {
     ((ops_)->size >= offsetof(dlv_backend_ops, slot_) + sizeof((ops_)->slot_) && \
      (ops_)->slot_ != NULL)
 
+/* NULL means all defaults (device 0, n_threads 0). */
 typedef struct dlv_backend_config {
-    int device;           /* device ordinal for device backends */
-    int n_threads;        /* CPU worker threads; 0 = online CPUs */
+    int device;           /* device ordinal for device backends; the CPU ignores it */
+    int n_threads;        /* CPU worker threads; 0 = online CPUs, < 0 invalid */
 } dlv_backend_config;
 
 /* The registry. name: "cpu", "cuda" or "auto". DLV_E_BACKEND with a clear
@@ -90,19 +108,35 @@ int dlv_backend_built(const char *name);
 /* Comma-separated names of the backends compiled in ("cpu" or "cpu,cuda"). */
 const char *dlv_backend_list(void);
 
-/* Thin checked wrappers: validate arguments, then dispatch. */
+/* The backend's describe() text; "" for NULL. */
+const char *dlv_backend_describe(const dlv_backend *be);
+dlv_status dlv_backend_synchronize(dlv_backend *be);
+
+/* Thin checked wrappers: validate arguments, then dispatch. Ranges are
+ * [offset, offset + size) in bytes and must lie inside the buffer; size 0 is
+ * allowed at any offset <= buf->size. On failure *out of dlv_buffer_alloc is
+ * zeroed. */
 dlv_status dlv_buffer_alloc(dlv_backend *be, size_t size, dlv_buffer *out);
+/* Accepts NULL and a zero-initialised buffer; zeroes *buf, so a second call
+ * is a no-op. */
 void dlv_buffer_free(dlv_buffer *buf);
 dlv_status dlv_buffer_upload(dlv_buffer *dst, size_t offset, const void *src,
                              size_t size);
 dlv_status dlv_buffer_download(void *dst, const dlv_buffer *src, size_t offset,
                                size_t size);
+dlv_status dlv_buffer_zero(dlv_buffer *buf, size_t offset, size_t size);
+/* The device address of buf (NULL for NULL or an unallocated buffer). */
+void *dlv_buffer_ptr(const dlv_buffer *buf);
+/* args->struct_size must be sizeof(dlv_matmul_args). */
 dlv_status dlv_matmul(dlv_backend *be, const dlv_matmul_args *args);
 
 /* Backend constructors, used by the registry only. */
 dlv_status dlv_cpu_backend_create(const dlv_backend_config *cfg, dlv_backend **out);
 #ifdef DLV_HAVE_CUDA
 dlv_status dlv_cuda_backend_create(const dlv_backend_config *cfg, dlv_backend **out);
+/* The number of CUDA devices; DLV_E_BACKEND with the CUDA error string where
+ * the runtime reports none (no driver, no device). */
+dlv_status dlv_cuda_device_count(int *out);
 #endif
 
 #endif

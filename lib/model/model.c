@@ -1,12 +1,126 @@
-/* Placeholder: being written. */
+/* Loading a model directory: config.json (+ preprocessor_config.json when
+ * present), the safetensors checkpoint (memory-mapped, never copied), the
+ * weight table checked against it, and the compute backend. */
 #include "model/model.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/options.h"
 #include "core/error.h"
-DLV_API dlv_status dlv_model_load(const char *dir, const dlv_model_options *opts, dlv_model **out)
-{ (void)dir; (void)opts; (void)out; return dlv_error(DLV_E_NOT_IMPLEMENTED, "placeholder"); }
-DLV_API void dlv_model_free(dlv_model *model) { (void)model; }
+#include "core/fs.h"
+
+struct dlv_model {
+    char *dir;
+    dlv_llava_config config;
+    int has_preproc;
+    dlv_preproc_config preproc;
+    dlv_st_set *checkpoint;
+    dlv_weights weights;
+    dlv_backend *backend;
+};
+
+DLV_API void dlv_model_free(dlv_model *model)
+{
+    if (!model) return;
+    dlv_backend_destroy(model->backend);
+    dlv_weights_free(&model->weights);
+    if (model->checkpoint) dlv_st_set_close(model->checkpoint);
+    free(model->dir);
+    free(model);
+}
+
+static dlv_status load_configs(dlv_model *m)
+{
+    char *path = dlv_path_join(m->dir, "config.json");
+    if (!path) return dlv_error_nomem("a path", strlen(m->dir) + 16);
+    dlv_status st;
+    if (!dlv_is_file(path))
+        st = dlv_error(DLV_E_IO, "%s: no such file (a Hugging Face model directory has a "
+                       "config.json)", path);
+    else
+        st = dlv_llava_config_load(path, &m->config);
+    free(path);
+    if (st != DLV_OK) return st;
+
+    /* The image processor's settings are optional: a checkpoint saved
+     * without its processor still loads; encoding images then needs them
+     * from elsewhere. */
+    path = dlv_path_join(m->dir, "preprocessor_config.json");
+    if (!path) return dlv_error_nomem("a path", strlen(m->dir) + 32);
+    if (dlv_is_file(path)) {
+        st = dlv_preproc_config_load(path, &m->preproc);
+        m->has_preproc = st == DLV_OK;
+    }
+    free(path);
+    return st;
+}
+
+DLV_API dlv_status dlv_model_load(const char *dir, const dlv_model_options *opts,
+                                  dlv_model **out)
+{
+    if (out) *out = NULL;
+    if (!dir || !out) return dlv_error(DLV_E_INVALID_ARG, "dlv_model_load: NULL argument");
+    if (!*dir) return dlv_error(DLV_E_INVALID_ARG, "dlv_model_load: empty directory name");
+    dlv_model_options defaults;
+    if (!opts) {
+        dlv_model_options_defaults(&defaults);
+        opts = &defaults;
+    }
+    if (!dlv_is_dir(dir)) return dlv_error(DLV_E_IO, "%s: not a directory", dir);
+
+    dlv_model *m = calloc(1, sizeof *m);
+    if (!m) return dlv_error_nomem("a model", sizeof *m);
+    size_t n = strlen(dir) + 1;
+    m->dir = malloc(n);
+    if (!m->dir) {
+        free(m);
+        return dlv_error_nomem("the model directory name", n);
+    }
+    memcpy(m->dir, dir, n);
+
+    dlv_status st = load_configs(m);
+    if (st == DLV_OK) st = dlv_st_set_open_dir(dir, &m->checkpoint);
+    if (st == DLV_OK) st = dlv_weights_resolve(&m->config, m->checkpoint, dir, &m->weights);
+    if (st == DLV_OK) {
+        dlv_backend_config cfg = {opts->device, 0};
+        st = dlv_backend_create(opts->backend, &cfg, &m->backend);
+    }
+    if (st != DLV_OK) {
+        dlv_model_free(m);
+        return st;
+    }
+    *out = m;
+    return DLV_OK;
+}
+
 DLV_API dlv_status dlv_model_embed_dim(const dlv_model *model, size_t *out)
-{ (void)model; (void)out; return dlv_error(DLV_E_NOT_IMPLEMENTED, "placeholder"); }
-DLV_API dlv_status dlv_model_describe(const dlv_model *model, char *buf, size_t cap, size_t *needed)
-{ (void)model; (void)buf; (void)cap; (void)needed; return dlv_error(DLV_E_NOT_IMPLEMENTED, "placeholder"); }
-dlv_backend *dlv_model_backend(const dlv_model *model) { (void)model; return NULL; }
-const dlv_llava_config *dlv_model_config(const dlv_model *model) { (void)model; return NULL; }
+{
+    if (!model || !out) return dlv_error(DLV_E_INVALID_ARG, "dlv_model_embed_dim: NULL argument");
+    *out = (size_t)model->config.text.hidden_size;
+    return DLV_OK;
+}
+
+dlv_backend *dlv_model_backend(const dlv_model *model) { return model ? model->backend : NULL; }
+
+const dlv_llava_config *dlv_model_config(const dlv_model *model)
+{
+    return model ? &model->config : NULL;
+}
+
+const dlv_st_set *dlv_model_checkpoint(const dlv_model *model)
+{
+    return model ? model->checkpoint : NULL;
+}
+
+const char *dlv_model_dir(const dlv_model *model) { return model ? model->dir : NULL; }
+
+const dlv_weights *dlv_model_weights(const dlv_model *model)
+{
+    return model ? &model->weights : NULL;
+}
+
+const dlv_preproc_config *dlv_model_preproc(const dlv_model *model)
+{
+    return model && model->has_preproc ? &model->preproc : NULL;
+}

@@ -5,6 +5,7 @@
 #include "backend/backend.h"
 #include "io/safetensors.h"
 #include "model/config.h"
+#include "model/weights.h"
 
 /* The backend the model's weights live on. */
 dlv_backend *dlv_model_backend(const dlv_model *model);
@@ -12,5 +13,9 @@ const dlv_llava_config *dlv_model_config(const dlv_model *model);
 const dlv_st_set *dlv_model_checkpoint(const dlv_model *model);
 /* The model directory as given to dlv_model_load. */
 const char *dlv_model_dir(const dlv_model *model);
+/* The resolved weight table (tensors memory-mapped in the checkpoint). */
+const dlv_weights *dlv_model_weights(const dlv_model *model);
+/* preprocessor_config.json, or NULL if the directory has none. */
+const dlv_preproc_config *dlv_model_preproc(const dlv_model *model);
 
 #endif

@@ -51,9 +51,9 @@ static double ref_cos(const float *a, const float *b, size_t dim)
 {
     double ab = 0, aa = 0, bb = 0;
     for (size_t i = 0; i < dim; i++) {
-        ab += (double)a[i] * b[i];
-        aa += (double)a[i] * a[i];
-        bb += (double)b[i] * b[i];
+        ab += (double)a[i] * (double)b[i];
+        aa += (double)a[i] * (double)a[i];
+        bb += (double)b[i] * (double)b[i];
     }
     double na = fmax(sqrt(aa), 1e-12), nb = fmax(sqrt(bb), 1e-12);
     return ab / (na * nb);
@@ -76,9 +76,9 @@ static void test_score_matches_reference(void **state)
         for (int j = 0; j < NT; j++) {
             double want = ref_cos(img + i * D, txt + j * D, D);
             /* f32 GEMM over 37 terms of unit vectors: 1e-6 is ample. */
-            assert_true(fabs(out[i * NT + j] - want) <= 1e-6);
+            assert_true(fabs((double)out[i * NT + j] - want) <= 1e-6);
         }
-    assert_true(fabs(out[1 * NT + 4] - 1.0) <= 1e-6);
+    assert_true(fabs((double)out[1 * NT + 4] - 1.0) <= 1e-6);
     assert_true(out[0 * NT + 2] == 0.0f);
 }
 
