@@ -35,4 +35,15 @@ export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 "$tmp/consumer_cpp"
 # The programs must have used the installed copy, not the build tree's.
 ldd "$tmp/consumer_c" | grep -q "$libdir/libdisclvlm.so.1" || { echo "consumer did not load the installed library"; ldd "$tmp/consumer_c"; exit 1; }
-echo "install + pkg-config: OK"
+# Static linking: the archive plus the private dependencies that
+# `pkg-config --static` lists (resolved on the real system, not the sysroot).
+cflags=$(pkg-config --cflags disclvlm)
+# shellcheck disable=SC2046
+static_deps=$(PKG_CONFIG_SYSROOT_DIR= pkg-config --static --libs disclvlm | sed 's/-ldisclvlm\b//')
+# shellcheck disable=SC2086
+cc -std=c11 -Wall -Werror $cflags "$src_dir/consumer.c" -o "$tmp/consumer_static" "$libdir/libdisclvlm.a" $static_deps
+if ldd "$tmp/consumer_static" | grep -q libdisclvlm; then
+  echo "static consumer still loads libdisclvlm.so"; exit 1
+fi
+"$tmp/consumer_static"
+echo "install + pkg-config (shared and static): OK"
