@@ -14,6 +14,9 @@ typedef struct command {
 
 static const command commands[] = {
     {"info", cmd_info, "print a JSON description of a model directory"},
+    {"preprocess", cmd_preprocess, "write an image's model input tensor as a .npy file"},
+    {"tokenize", cmd_tokenize, "print the token ids of a text"},
+    {"detokenize", cmd_detokenize, "print the text of token ids"},
 };
 
 static void usage(FILE *to)

@@ -239,6 +239,87 @@ DLV_API dlv_status dlv_train_step(dlv_session *session, const dlv_batch *batch,
 DLV_API dlv_status dlv_adapter_load(dlv_session *session, const char *dir);
 DLV_API dlv_status dlv_adapter_save(dlv_session *session, const char *dir);
 
+/* ---- Image preprocessing ---------------------------------------------- */
+
+/* The pixels the vision tower sees, computed as the model's Hugging Face
+ * image processor (CLIPImageProcessor / SiglipImageProcessor, from
+ * preprocessor_config.json) computes them: images are decoded and converted
+ * to RGB as Pillow's convert("RGB") does, resized with Pillow's filters,
+ * center-cropped, rescaled and normalized (see docs/images.md). */
+typedef struct dlv_preprocess_options dlv_preprocess_options;
+
+DLV_API dlv_status dlv_preprocess_options_new(dlv_preprocess_options **out);
+DLV_API void dlv_preprocess_options_free(dlv_preprocess_options *opts);
+/* LLaVA-1.5's image_aspect_ratio "pad": pad to a square of the mean colour
+ * before the processor runs. Default off. */
+DLV_API dlv_status dlv_preprocess_options_set_pad_square(dlv_preprocess_options *opts,
+                                                         int on);
+/* Apply the EXIF orientation (as ImageOps.exif_transpose). Default off, as
+ * the Hugging Face processors do not rotate. */
+DLV_API dlv_status dlv_preprocess_options_set_exif_rotate(dlv_preprocess_options *opts,
+                                                          int on);
+/* Images (and resized intermediates) with more pixels are refused before
+ * their pixels are allocated. Default 178956970, the count above which
+ * Pillow raises DecompressionBombError (2 * Image.MAX_IMAGE_PIXELS). */
+DLV_API dlv_status dlv_preprocess_options_set_max_pixels(dlv_preprocess_options *opts,
+                                                         uint64_t max_pixels);
+
+/* The shape [channels, height, width] of the float32 tensor that
+ * dlv_preprocess_image writes for this model. */
+DLV_API dlv_status dlv_model_image_size(const dlv_model *model, size_t *channels,
+                                        size_t *height, size_t *width);
+/* Decodes and preprocesses image into out (channels-first float32 of
+ * dlv_model_image_size's shape); out_len is out's capacity in floats. opts
+ * may be NULL for the defaults. */
+DLV_API dlv_status dlv_preprocess_image(const dlv_model *model, const dlv_image *image,
+                                        const dlv_preprocess_options *opts, float *out,
+                                        size_t out_len);
+
+/* ---- Tokenizers -------------------------------------------------------- */
+
+/* A text tokenizer: Hugging Face tokenizer.json (BPE, byte-level BPE) or a
+ * SentencePiece BPE tokenizer.model, exact to the id with the `tokenizers`
+ * library. Immutable after loading; may be shared by threads. */
+typedef struct dlv_tokenizer dlv_tokenizer;
+
+/* path: a model directory (tokenizer.json, else tokenizer.model, plus
+ * tokenizer_config.json's add_bos_token / add_eos_token when present), a
+ * tokenizer.json or a tokenizer.model. Unsupported components (WordPiece,
+ * Unigram, ...) give DLV_E_UNSUPPORTED naming them. */
+DLV_API dlv_status dlv_tokenizer_load(const char *path, dlv_tokenizer **out);
+DLV_API void dlv_tokenizer_free(dlv_tokenizer *tok);
+
+/* Add the special tokens of the post-processor template (BOS/EOS ...). */
+#define DLV_TOKENIZE_ADD_SPECIAL 1u
+
+/* Tokenizes len bytes of UTF-8 text (NUL bytes allowed; text may be NULL
+ * when len is 0) into ids of capacity cap. *n_ids always receives the number
+ * of ids the text needs: ids NULL with cap 0 only asks for it (DLV_OK); a
+ * shorter cap gives DLV_E_BUFFER_TOO_SMALL. Invalid UTF-8 gives
+ * DLV_E_INVALID_ARG naming the byte offset (no replacement is made). */
+DLV_API dlv_status dlv_tokenize(const dlv_tokenizer *tok, const char *text, size_t len,
+                                unsigned flags, int32_t *ids, size_t cap, size_t *n_ids);
+
+/* Leave out special tokens (BOS, EOS, chat markers) when detokenizing. */
+#define DLV_DETOKENIZE_SKIP_SPECIAL 1u
+
+/* Decodes n ids into buf (capacity cap) as NUL-terminated UTF-8. *needed
+ * receives the text's length + 1 (the text itself may contain NUL bytes
+ * when the ids encode them). buf NULL with cap 0 only asks for the size
+ * (DLV_OK); a short non-NULL buf gives DLV_E_BUFFER_TOO_SMALL and buf[0] =
+ * '\0' if cap > 0. An id outside the vocabulary gives DLV_E_INVALID_ARG.
+ * Byte sequences that are not UTF-8 decode to U+FFFD, as in Hugging Face. */
+DLV_API dlv_status dlv_detokenize(const dlv_tokenizer *tok, const int32_t *ids, size_t n,
+                                  unsigned flags, char *buf, size_t cap, size_t *needed);
+
+/* The model's tokenizer, owned by the model (do not free). A model
+ * directory without tokenizer.json or tokenizer.model gives
+ * DLV_E_UNSUPPORTED ("has no tokenizer"). */
+DLV_API dlv_status dlv_model_tokenizer(const dlv_model *model, const dlv_tokenizer **out);
+
+/* The number of ids: 1 + the largest model or added-token id. */
+DLV_API dlv_status dlv_tokenizer_vocab_size(const dlv_tokenizer *tok, size_t *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,4 +1,5 @@
-/* Image sources: constructors validate and copy what the caller gives. */
+/* Image sources (constructors validate and copy what the caller gives),
+ * their decoding, and the public preprocessing entry points. */
 #include "api/image.h"
 
 #include <stdlib.h>
@@ -6,6 +7,8 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "model/model.h"
+#include "vision/preprocess.h"
 
 DLV_API dlv_status dlv_image_from_file(const char *path, dlv_image **out)
 {
@@ -88,4 +91,157 @@ DLV_API void dlv_image_free(dlv_image *image)
     free(image->path);
     free(image->bytes);
     free(image);
+}
+
+/* Encoded files above this are refused before reading (far above any image
+ * within the default pixel limit). */
+#define MAX_FILE_BYTES ((size_t)1 << 31)
+
+/* How messages name a source. */
+static const char *image_label(const dlv_image *image)
+{
+    switch (image->kind) {
+    case DLV_IMAGE_FILE: return image->path;
+    case DLV_IMAGE_MEMORY: return "image in memory";
+    case DLV_IMAGE_RGB: return "RGB image";
+    }
+    return "image";
+}
+
+dlv_status dlv_image_decode(const dlv_image *image, const dlv_decode_opts *opts, dlv_rgb8 *out)
+{
+    out->px = NULL;
+    out->width = out->height = 0;
+    if (!image) return dlv_error(DLV_E_INVALID_ARG, "image is NULL");
+    uint64_t max_pixels = opts ? opts->max_pixels : DLV_DEFAULT_MAX_PIXELS;
+    switch (image->kind) {
+    case DLV_IMAGE_RGB: {
+        dlv_status st = dlv_decode_check_size(image_label(image), "raw", image->width,
+                                              image->height, max_pixels);
+        if (st == DLV_OK) st = dlv_rgb8_alloc(out, image->width, image->height);
+        if (st == DLV_OK) memcpy(out->px, image->bytes, image->n_bytes);
+        return st;
+    }
+    case DLV_IMAGE_MEMORY:
+        return dlv_decode_image(image->bytes, image->n_bytes, image_label(image), opts, out);
+    case DLV_IMAGE_FILE: {
+        char *data = NULL;
+        size_t len = 0;
+        dlv_status st = dlv_read_file(image->path, MAX_FILE_BYTES, &data, &len);
+        if (st != DLV_OK) return st;
+        st = dlv_decode_image((const unsigned char *)data, len, image->path, opts, out);
+        free(data);
+        return st;
+    }
+    }
+    return dlv_error(DLV_E_INVALID_ARG, "image: unknown source kind %d", (int)image->kind);
+}
+
+/* ---- Preprocessing ---- */
+
+struct dlv_preprocess_options {
+    int pad_square;
+    int exif_rotate;
+    uint64_t max_pixels;
+};
+
+static const dlv_preprocess_options default_options = {0, 0, DLV_DEFAULT_MAX_PIXELS};
+
+DLV_API dlv_status dlv_preprocess_options_new(dlv_preprocess_options **out)
+{
+    if (!out) return dlv_error(DLV_E_INVALID_ARG, "dlv_preprocess_options_new: out is NULL");
+    *out = malloc(sizeof **out);
+    if (!*out) return dlv_error_nomem("preprocess options", sizeof **out);
+    **out = default_options;
+    return DLV_OK;
+}
+
+DLV_API void dlv_preprocess_options_free(dlv_preprocess_options *o) { free(o); }
+
+DLV_API dlv_status dlv_preprocess_options_set_pad_square(dlv_preprocess_options *o, int on)
+{
+    if (!o)
+        return dlv_error(DLV_E_INVALID_ARG, "dlv_preprocess_options_set_pad_square: NULL options");
+    o->pad_square = on != 0;
+    return DLV_OK;
+}
+
+DLV_API dlv_status dlv_preprocess_options_set_exif_rotate(dlv_preprocess_options *o, int on)
+{
+    if (!o)
+        return dlv_error(DLV_E_INVALID_ARG, "dlv_preprocess_options_set_exif_rotate: NULL options");
+    o->exif_rotate = on != 0;
+    return DLV_OK;
+}
+
+DLV_API dlv_status dlv_preprocess_options_set_max_pixels(dlv_preprocess_options *o,
+                                                         uint64_t max_pixels)
+{
+    if (!o)
+        return dlv_error(DLV_E_INVALID_ARG, "dlv_preprocess_options_set_max_pixels: NULL options");
+    if (max_pixels == 0)
+        return dlv_error(DLV_E_INVALID_ARG, "dlv_preprocess_options_set_max_pixels: 0 pixels");
+    o->max_pixels = max_pixels;
+    return DLV_OK;
+}
+
+static dlv_status model_preproc(const dlv_model *model, const char *fn,
+                                const dlv_preproc_config **cfg)
+{
+    if (!model) return dlv_error(DLV_E_INVALID_ARG, "%s: model is NULL", fn);
+    *cfg = dlv_model_preproc(model);
+    if (!*cfg)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: %s has no preprocessor_config.json", fn,
+                         dlv_model_dir(model));
+    return DLV_OK;
+}
+
+DLV_API dlv_status dlv_model_image_size(const dlv_model *model, size_t *channels, size_t *height,
+                                        size_t *width)
+{
+    if (!channels || !height || !width)
+        return dlv_error(DLV_E_INVALID_ARG, "dlv_model_image_size: NULL output");
+    const dlv_preproc_config *cfg;
+    dlv_status st = model_preproc(model, "dlv_model_image_size", &cfg);
+    uint32_t h = 0, w = 0;
+    if (st == DLV_OK) st = dlv_preprocess_fixed_size(cfg, &h, &w);
+    if (st != DLV_OK) return dlv_error_prefix(st, "dlv_model_image_size");
+    *channels = 3;
+    *height = h;
+    *width = w;
+    return DLV_OK;
+}
+
+DLV_API dlv_status dlv_preprocess_image(const dlv_model *model, const dlv_image *image,
+                                        const dlv_preprocess_options *opts, float *out,
+                                        size_t out_len)
+{
+    static const char fn[] = "dlv_preprocess_image";
+    if (!image) return dlv_error(DLV_E_INVALID_ARG, "%s: image is NULL", fn);
+    if (!out) return dlv_error(DLV_E_INVALID_ARG, "%s: out is NULL", fn);
+    if (!opts) opts = &default_options;
+    const dlv_preproc_config *cfg;
+    dlv_status st = model_preproc(model, fn, &cfg);
+    if (st != DLV_OK) return st;
+    uint32_t h, w;
+    if ((st = dlv_preprocess_fixed_size(cfg, &h, &w)) != DLV_OK)
+        return dlv_error_prefix(st, "%s", fn);
+    size_t need = (size_t)3 * h * w;
+    if (out_len < need)
+        return dlv_error(DLV_E_BUFFER_TOO_SMALL, "%s: out holds %zu floats, [3, %u, %u] needs %zu",
+                         fn, out_len, (unsigned)h, (unsigned)w, need);
+    dlv_decode_opts dopts = {opts->max_pixels, opts->exif_rotate};
+    dlv_rgb8 rgb = {NULL, 0, 0}, pix = {NULL, 0, 0};
+    st = dlv_image_decode(image, &dopts, &rgb);
+    if (st == DLV_OK) {
+        st = dlv_preprocess_rgb8(cfg, &rgb, opts->pad_square, opts->max_pixels, &pix);
+        if (st != DLV_OK) st = dlv_error_prefix(st, "%s", image_label(image));
+    }
+    dlv_rgb8_free(&rgb);
+    if (st == DLV_OK && (pix.height != h || pix.width != w))
+        st = dlv_error(DLV_E_UNSUPPORTED, "%s: the pipeline gave %ux%u, not the configured %ux%u",
+                       fn, (unsigned)pix.width, (unsigned)pix.height, (unsigned)w, (unsigned)h);
+    if (st == DLV_OK) st = dlv_preprocess_to_float(cfg, &pix, out, out_len);
+    dlv_rgb8_free(&pix);
+    return st;
 }

@@ -1,4 +1,6 @@
-/* Internal view of an image source; decoding comes with the image pipeline. */
+/* Internal view of an image source. Decoding is lazy: constructors only copy
+ * (and check) what they are given, and dlv_image_decode runs at
+ * preprocessing time with that call's limits (max pixels, EXIF rotation). */
 #ifndef DLV_API_IMAGE_H
 #define DLV_API_IMAGE_H
 
@@ -6,6 +8,7 @@
 #include <stdint.h>
 
 #include "disclvlm.h"
+#include "vision/decode.h"
 
 typedef enum dlv_image_kind { DLV_IMAGE_FILE, DLV_IMAGE_MEMORY, DLV_IMAGE_RGB } dlv_image_kind;
 
@@ -16,5 +19,8 @@ struct dlv_image {
     size_t n_bytes;
     uint32_t width, height; /* RGB */
 };
+
+/* The image as packed 8-bit RGB: decoded (FILE, MEMORY) or copied (RGB). */
+dlv_status dlv_image_decode(const dlv_image *image, const dlv_decode_opts *opts, dlv_rgb8 *out);
 
 #endif

@@ -11,7 +11,14 @@
  * Call through the checked wrappers below (dlv_buffer_*, dlv_matmul, ...):
  * they validate every argument once, so the backends' slots may assume
  * well-formed input (ranges inside the buffer, m/n/k and leading dimensions
- * consistent, F32 operands). */
+ * consistent, dtypes among those documented).
+ *
+ * The compute ops (norms, RoPE, attention, activations, ...) follow llm.c's
+ * convention: outputs first, sizes last. Activations are row-major F32;
+ * parameters read from a checkpoint (biases, norm weights, embedding tables,
+ * matmul B) may be F32, BF16 or F16 and are passed as (const void *, dtype):
+ * backends read them at any alignment. Semantics, layouts and tolerances are
+ * in docs/backends.md. */
 #ifndef DLV_BACKEND_BACKEND_H
 #define DLV_BACKEND_BACKEND_H
 
@@ -22,6 +29,11 @@
 #include "disclvlm.h"
 #include "dlv_build_config.h" /* DLV_HAVE_CUDA */
 
+/* Still 1: nothing has been released, so the compute ops were appended to
+ * version 1 in place. The registry requires only the memory slots and
+ * matmul; a NULL compute slot makes its wrapper return DLV_E_UNSUPPORTED
+ * ("op X is not implemented on backend Y"), so a backend can grow op by op.
+ * After the first release, appending slots bumps this number. */
 #define DLV_BACKEND_OPS_VERSION 1
 
 typedef struct dlv_backend dlv_backend;
@@ -39,7 +51,10 @@ typedef enum dlv_transpose { DLV_NO_TRANS = 0, DLV_TRANS = 1 } dlv_transpose;
 
 /* C[m,n] = alpha * op(A)[m,k] . op(B)[k,n] + beta * C, row-major, with
  * leading dimensions in elements. a_dtype / b_dtype name how A and B are
- * stored (F32 now; BF16/F16 weights come with the forward pass); C is F32.
+ * stored: A (activations) is F32; B (the weights) is F32, BF16 or F16, read
+ * at any alignment and widened exactly to f32 (on the CPU tile by tile into
+ * a per-call scratch, never a whole f32 copy of the weight); C is F32.
+ * An nn.Linear weight [out, in] is B with trans_b = DLV_TRANS.
  *
  * As in BLAS: A is stored m x k (k x m when trans_a), so lda >= max(1, k)
  * (max(1, m)); B is stored k x n (n x k when trans_b), so ldb >= max(1, n)
@@ -57,6 +72,47 @@ typedef struct dlv_matmul_args {
     const void *b; dlv_dtype b_dtype; int64_t ldb;
     float *c; int64_t ldc;
 } dlv_matmul_args;
+
+/* Elementwise activations, each exactly PyTorch's formula in f32:
+ *   QUICK_GELU  x * sigmoid(1.702 x)             (CLIP's quick_gelu)
+ *   GELU        0.5 x (1 + erf(x / sqrt(2)))     (nn.GELU(), exact)
+ *   GELU_TANH   0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+ *                                                (approximate='tanh')
+ *   SILU        x / (1 + exp(-x))                (nn.SiLU)
+ *   RELU        max(x, 0), NaN kept              (nn.ReLU)
+ * The order matches model/config.h's dlv_act, so a config value maps
+ * across unchanged (the backend does not include model headers). */
+typedef enum dlv_op_act {
+    DLV_OP_ACT_QUICK_GELU = 0,
+    DLV_OP_ACT_GELU,
+    DLV_OP_ACT_GELU_TANH,
+    DLV_OP_ACT_SILU,
+    DLV_OP_ACT_RELU,
+    DLV_OP_ACT_COUNT
+} dlv_op_act;
+
+/* Scaled dot-product attention over a batch of equally long (padded)
+ * sequences, grouped-query:
+ *   q, out   [batch, n_q,  n_heads    * head_dim]  (token rows, heads side by side)
+ *   k, v     [batch, n_kv, n_kv_heads * head_dim]
+ *   key_mask [batch, n_kv] uint8, or NULL (0 = padding: never attended to)
+ * For query i of head h (kv head g = h / (n_heads / n_kv_heads), as HF's
+ * repeat_kv): s_j = scale * q_i . k_j over the allowed keys j, p = softmax(s)
+ * in f32 with the row maximum subtracted, out_i = sum_j p_j v_j. With causal,
+ * key j is allowed only for j <= i + (n_kv - n_q) (bottom-right aligned, as
+ * HF's causal mask with a cache; n_q == n_kv gives the usual j <= i). A query
+ * row with no allowed key (e.g. a left-padding query under a causal mask)
+ * gets zeros, not NaN; its value is meant to be ignored. out must not
+ * overlap q, k or v. */
+typedef struct dlv_attention_args {
+    size_t struct_size;   /* sizeof(dlv_attention_args) */
+    float *out;
+    const float *q, *k, *v;
+    const uint8_t *key_mask;
+    int64_t batch, n_q, n_kv, n_heads, n_kv_heads, head_dim;
+    float scale;          /* usually 1 / sqrt(head_dim); finite */
+    int causal;           /* 0 or 1 */
+} dlv_attention_args;
 
 typedef struct dlv_backend_ops {
     uint32_t version;     /* DLV_BACKEND_OPS_VERSION the table was built for */
@@ -79,7 +135,31 @@ typedef struct dlv_backend_ops {
     dlv_status (*synchronize)(dlv_backend *be);
 
     dlv_status (*matmul)(dlv_backend *be, const dlv_matmul_args *args);
-    /* Version 1 ends here. Append new ops below and bump the version. */
+
+    /* Compute ops, optional (NULL = not implemented on this backend). The
+     * semantics are those of the checked wrappers below, which have already
+     * validated the arguments. */
+    dlv_status (*add)(dlv_backend *be, float *out, const float *a, const void *b,
+                      dlv_dtype b_dtype, int broadcast_b, int64_t rows, int64_t cols);
+    dlv_status (*layernorm)(dlv_backend *be, float *out, const float *inp,
+                            const void *weight, const void *bias, dlv_dtype param_dtype,
+                            int64_t rows, int64_t cols, float eps);
+    dlv_status (*rmsnorm)(dlv_backend *be, float *out, const float *inp, const void *weight,
+                          dlv_dtype weight_dtype, int64_t rows, int64_t cols, float eps);
+    dlv_status (*rope)(dlv_backend *be, float *x, const int32_t *positions, int64_t n_tokens,
+                       int64_t n_heads, int64_t head_dim, double theta);
+    dlv_status (*attention)(dlv_backend *be, const dlv_attention_args *args);
+    dlv_status (*activation)(dlv_backend *be, dlv_op_act act, float *out,
+                             const float *inp, int64_t n);
+    dlv_status (*swiglu)(dlv_backend *be, float *out, const float *gate, const float *up,
+                         int64_t n);
+    dlv_status (*embedding)(dlv_backend *be, float *out, const void *table,
+                            dlv_dtype table_dtype, const int32_t *ids, int64_t n_ids,
+                            int64_t vocab, int64_t dim);
+    dlv_status (*im2col_patches)(dlv_backend *be, float *out, const float *pixels, int64_t c,
+                                 int64_t h, int64_t w, int64_t patch);
+    dlv_status (*l2_normalize)(dlv_backend *be, float *out, const float *inp, int64_t rows,
+                               int64_t cols);
 } dlv_backend_ops;
 
 /* Every backend instance starts with this header. */
@@ -95,7 +175,10 @@ struct dlv_backend {
 /* NULL means all defaults (device 0, n_threads 0). */
 typedef struct dlv_backend_config {
     int device;           /* device ordinal for device backends; the CPU ignores it */
-    int n_threads;        /* CPU worker threads; 0 = online CPUs, < 0 invalid */
+    /* CPU threads for the backend's own pool, the caller included; 0 =
+     * online CPUs; < 0 or > 4096 invalid. OpenBLAS keeps its own setting
+     * (docs/backends.md, "Threads"). */
+    int n_threads;
 } dlv_backend_config;
 
 /* The registry. name: "cpu", "cuda" or "auto". DLV_E_BACKEND with a clear
@@ -129,6 +212,72 @@ dlv_status dlv_buffer_zero(dlv_buffer *buf, size_t offset, size_t size);
 void *dlv_buffer_ptr(const dlv_buffer *buf);
 /* args->struct_size must be sizeof(dlv_matmul_args). */
 dlv_status dlv_matmul(dlv_backend *be, const dlv_matmul_args *args);
+
+/* ---- Compute ops (docs/backends.md) ------------------------------------
+ * Every wrapper checks be, pointers (NULL only for an empty tensor), sizes
+ * (>= 0, byte counts addressable), dtypes and the op's own rules, then
+ * returns DLV_E_UNSUPPORTED "op X is not implemented on backend Y" where the
+ * backend's slot is NULL. "May alias" below means exactly the same pointer;
+ * any other overlap between an output and an input is rejected. */
+
+/* out[r, c] = a[r, c] + b[c] (broadcast_b) or a[r, c] + b[r, c]; b is F32,
+ * BF16 or F16. out may alias a (residual adds in place). */
+dlv_status dlv_add(dlv_backend *be, float *out, const float *a, const void *b,
+                   dlv_dtype b_dtype, int broadcast_b, int64_t rows, int64_t cols);
+/* x[r, c] += bias[c], bias F32, BF16 or F16 (dlv_add, broadcast, in place). */
+dlv_status dlv_add_bias(dlv_backend *be, float *x, const void *bias, dlv_dtype bias_dtype,
+                        int64_t rows, int64_t cols);
+/* torch.nn.LayerNorm over each row of cols: mean and biased variance, then
+ * (x - mean) / sqrt(var + eps) * weight + bias, in f32 (the statistics are
+ * accumulated in double and rounded once). weight and bias share
+ * param_dtype; either may be NULL (1 and 0). out may alias inp. eps >= 0. */
+dlv_status dlv_layernorm(dlv_backend *be, float *out, const float *inp, const void *weight,
+                         const void *bias, dlv_dtype param_dtype, int64_t rows, int64_t cols,
+                         float eps);
+/* Hugging Face LlamaRMSNorm (also Mistral, Qwen2) with f32 activations:
+ * var = mean(x^2) over the row, out = weight * (x * rsqrt(var + eps)).
+ * weight may be NULL (1). out may alias inp. eps >= 0. */
+dlv_status dlv_rmsnorm(dlv_backend *be, float *out, const float *inp, const void *weight,
+                       dlv_dtype weight_dtype, int64_t rows, int64_t cols, float eps);
+/* Rotary position embedding in place, Hugging Face's rotate-half layout
+ * (LlamaRotaryEmbedding, default rope type): x is [n_tokens, n_heads *
+ * head_dim], head_dim even, positions[t] >= 0 per token (so left and right
+ * padding need no special case). With d = head_dim and i < d/2, all in f32
+ * exactly as HF computes it:
+ *   inv_freq[i] = 1 / (float)theta ^ ((float)(2i) / d)
+ *   a = (float)positions[t] * inv_freq[i],  c = cos(a), s = sin(a)
+ *   x'[i] = x[i] c - x[i + d/2] s,  x'[i + d/2] = x[i + d/2] c + x[i] s
+ * theta > 0 and finite. positions are host memory on every backend. */
+dlv_status dlv_rope(dlv_backend *be, float *x, const int32_t *positions, int64_t n_tokens,
+                    int64_t n_heads, int64_t head_dim, double theta);
+/* args->struct_size must be sizeof(dlv_attention_args); see the struct. */
+dlv_status dlv_attention(dlv_backend *be, const dlv_attention_args *args);
+/* out[i] = act(inp[i]) for n elements; out may alias inp. */
+dlv_status dlv_activation(dlv_backend *be, dlv_op_act act, float *out, const float *inp,
+                   int64_t n);
+/* out[i] = silu(gate[i]) * up[i] (the SiLU-gated MLP of Llama/Qwen2); out
+ * may alias gate or up. */
+dlv_status dlv_swiglu(dlv_backend *be, float *out, const float *gate, const float *up,
+                      int64_t n);
+/* out[t, :] = table[ids[t], :] widened to f32; table is [vocab, dim] of F32,
+ * BF16 or F16. An id outside [0, vocab) is DLV_E_INVALID_ARG naming the id
+ * and its position; nothing is written then. ids are host memory on every
+ * backend (they are validated here). */
+dlv_status dlv_embedding(dlv_backend *be, float *out, const void *table, dlv_dtype table_dtype,
+                         const int32_t *ids, int64_t n_ids, int64_t vocab, int64_t dim);
+/* Unfolds an image [c, h, w] into non-overlapping patch rows
+ * out[(h/patch) * (w/patch), c * patch * patch]: row py * (w/patch) + px,
+ * column (ci * patch + ky) * patch + kx holds pixels[ci, py*patch + ky,
+ * px*patch + kx]. Remainder rows/columns are dropped (floor), as conv2d with
+ * stride = kernel = patch does, so conv2d(pixels, W) with W [hidden, c,
+ * patch, patch] (PyTorch's layout, viewed as [hidden, c*patch*patch]) is
+ * out . W^T, and its rows come in flatten(2).transpose(1, 2) order. */
+dlv_status dlv_im2col_patches(dlv_backend *be, float *out, const float *pixels, int64_t c,
+                              int64_t h, int64_t w, int64_t patch);
+/* torch.nn.functional.normalize(x, dim=-1): each row divided by
+ * max(||row||_2, 1e-12). out may alias inp. */
+dlv_status dlv_l2_normalize(dlv_backend *be, float *out, const float *inp, int64_t rows,
+                            int64_t cols);
 
 /* Backend constructors, used by the registry only. */
 dlv_status dlv_cpu_backend_create(const dlv_backend_config *cfg, dlv_backend **out);

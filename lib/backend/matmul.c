@@ -8,12 +8,18 @@
 #include "backend/backend.h"
 #include "core/error.h"
 
-static dlv_status check_dtype(const char *what, dlv_dtype dt)
+/* A holds activations (F32); B holds weights, which checkpoints store as
+ * F32, BF16 or F16. */
+static dlv_status check_dtype(const char *what, dlv_dtype dt, int weights)
 {
     if ((unsigned)dt >= DLV_DTYPE_COUNT)
         return dlv_error(DLV_E_INVALID_ARG, "dlv_matmul: %s %d is not a dtype", what, (int)dt);
-    if (dt != DLV_DTYPE_F32)
-        return dlv_error(DLV_E_UNSUPPORTED, "dlv_matmul: %s %s is not supported yet (only F32)",
+    if (weights && !dlv_dtype_is_float(dt))
+        return dlv_error(DLV_E_UNSUPPORTED,
+                         "dlv_matmul: %s %s is not supported (F32, BF16 or F16)", what,
+                         dlv_dtype_name(dt));
+    if (!weights && dt != DLV_DTYPE_F32)
+        return dlv_error(DLV_E_UNSUPPORTED, "dlv_matmul: %s %s is not supported (only F32)",
                          what, dlv_dtype_name(dt));
     return DLV_OK;
 }
@@ -67,8 +73,8 @@ static dlv_status check_args(const dlv_matmul_args *a)
     if ((st = check_dim("m", a->m)) != DLV_OK) return st;
     if ((st = check_dim("n", a->n)) != DLV_OK) return st;
     if ((st = check_dim("k", a->k)) != DLV_OK) return st;
-    if ((st = check_dtype("a_dtype", a->a_dtype)) != DLV_OK) return st;
-    if ((st = check_dtype("b_dtype", a->b_dtype)) != DLV_OK) return st;
+    if ((st = check_dtype("a_dtype", a->a_dtype, 0)) != DLV_OK) return st;
+    if ((st = check_dtype("b_dtype", a->b_dtype, 1)) != DLV_OK) return st;
 
     bool ta = a->trans_a == DLV_TRANS, tb = a->trans_b == DLV_TRANS;
     if ((st = check_matrix(ta ? "A (transposed)" : "A", "lda", a->a, ta ? a->k : a->m,

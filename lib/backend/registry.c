@@ -12,9 +12,10 @@
 #define DLV_BACKEND_LIST "cpu"
 #endif
 
-/* A table built for another version or size, or with a version-1 slot
- * missing, would be called out of bounds or through NULL: reject it rather
- * than trust it. */
+/* A table built for another version or size, or with a memory slot or
+ * matmul missing, would be called out of bounds or through NULL: reject it
+ * rather than trust it. The compute slots after matmul are optional: their
+ * wrappers (backend/ops.c) report DLV_E_UNSUPPORTED for a NULL one. */
 static bool ops_table_ok(const dlv_backend_ops *ops)
 {
     return ops && ops->version == DLV_BACKEND_OPS_VERSION &&

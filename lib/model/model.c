@@ -9,6 +9,7 @@
 #include "api/options.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "text/tokenizer.h"
 
 struct dlv_model {
     char *dir;
@@ -18,11 +19,13 @@ struct dlv_model {
     dlv_st_set *checkpoint;
     dlv_weights weights;
     dlv_backend *backend;
+    dlv_tokenizer *tokenizer; /* NULL when the directory has none */
 };
 
 DLV_API void dlv_model_free(dlv_model *model)
 {
     if (!model) return;
+    dlv_tokenizer_destroy(model->tokenizer);
     dlv_backend_destroy(model->backend);
     dlv_weights_free(&model->weights);
     if (model->checkpoint) dlv_st_set_close(model->checkpoint);
@@ -56,6 +59,22 @@ static dlv_status load_configs(dlv_model *m)
     return st;
 }
 
+/* The tokenizer is optional (image-only use needs none), but a tokenizer
+ * file that is present and broken fails the load rather than surfacing at
+ * the first text call. */
+static dlv_status load_tokenizer(dlv_model *m)
+{
+    char *json = dlv_path_join(m->dir, "tokenizer.json");
+    char *spm = dlv_path_join(m->dir, "tokenizer.model");
+    dlv_status st = DLV_OK;
+    if (!json || !spm) st = dlv_error_nomem("a path", strlen(m->dir) + 32);
+    else if (dlv_is_file(json) || dlv_is_file(spm))
+        st = dlv_tokenizer_open(m->dir, &m->tokenizer);
+    free(json);
+    free(spm);
+    return st;
+}
+
 DLV_API dlv_status dlv_model_load(const char *dir, const dlv_model_options *opts,
                                   dlv_model **out)
 {
@@ -82,6 +101,7 @@ DLV_API dlv_status dlv_model_load(const char *dir, const dlv_model_options *opts
     dlv_status st = load_configs(m);
     if (st == DLV_OK) st = dlv_st_set_open_dir(dir, &m->checkpoint);
     if (st == DLV_OK) st = dlv_weights_resolve(&m->config, m->checkpoint, dir, &m->weights);
+    if (st == DLV_OK) st = load_tokenizer(m);
     if (st == DLV_OK) {
         dlv_backend_config cfg = {opts->device, 0};
         st = dlv_backend_create(opts->backend, &cfg, &m->backend);
@@ -123,4 +143,9 @@ const dlv_weights *dlv_model_weights(const dlv_model *model)
 const dlv_preproc_config *dlv_model_preproc(const dlv_model *model)
 {
     return model && model->has_preproc ? &model->preproc : NULL;
+}
+
+const dlv_tokenizer *dlv_model_get_tokenizer(const dlv_model *model)
+{
+    return model ? model->tokenizer : NULL;
 }

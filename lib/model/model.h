@@ -17,5 +17,7 @@ const char *dlv_model_dir(const dlv_model *model);
 const dlv_weights *dlv_model_weights(const dlv_model *model);
 /* preprocessor_config.json, or NULL if the directory has none. */
 const dlv_preproc_config *dlv_model_preproc(const dlv_model *model);
+/* The tokenizer loaded from the model directory, or NULL if it has none. */
+const dlv_tokenizer *dlv_model_get_tokenizer(const dlv_model *model);
 
 #endif

@@ -1,40 +1,32 @@
-/* The CPU backend: host memory and OpenBLAS. Buffers are ordinary host
- * allocations, so "device pointers" are host pointers and every op is
- * synchronous. The wrappers in backend/buffer.c and backend/matmul.c have
- * validated all arguments before a slot here is called. */
+/* The CPU backend: host memory, OpenBLAS and a worker pool. Buffers are
+ * ordinary host allocations, so "device pointers" are host pointers and
+ * every op is synchronous. The checked wrappers (backend/buffer.c,
+ * backend/matmul.c, backend/ops.c) have validated all arguments before a
+ * slot here is called; the compute slots live in the other cpu_*.c files. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "backend/backend.h"
+#include "backend/cpu/cpu_internal.h"
 #include "core/error.h"
 
 /* Cache-line alignment, which is also what AVX-512 loads like. */
 #define CPU_ALIGN ((size_t)64)
 
-typedef struct cpu_backend {
-    dlv_backend base; /* first: the registry sees a dlv_backend */
-    /* Threads for the library's own worker pool (not yet written). OpenBLAS's
-     * thread count is deliberately NOT set from here: openblas_set_num_threads
-     * is process-global, so one session asking for 2 threads would silently
-     * change every other session (and the host application's own BLAS use).
-     * OpenBLAS keeps whatever the process configured (OPENBLAS_NUM_THREADS). */
-    int n_threads;
-    char desc[256];
-} cpu_backend;
-
 static void cpu_destroy(dlv_backend *be)
 {
-    free(be);
+    dlv_cpu_backend *cpu = (dlv_cpu_backend *)be;
+    dlv_cpu_pool_destroy(cpu->pool);
+    free(cpu);
 }
 
 static const char *cpu_describe(const dlv_backend *be)
 {
     /* The backend header is the first member, so this is the inverse of
      * &cpu->base. */
-    const cpu_backend *cpu = (const cpu_backend *)be;
+    const dlv_cpu_backend *cpu = (const dlv_cpu_backend *)be;
     return cpu->desc;
 }
 
@@ -87,37 +79,6 @@ static dlv_status cpu_synchronize(dlv_backend *be)
     return DLV_OK;
 }
 
-/* C = beta * C over the m x n block, leaving the ldc padding alone; beta == 0
- * stores zeros so that NaN in an unset C does not survive. */
-static void scale_c(float *c, int64_t m, int64_t n, int64_t ldc, float beta)
-{
-    for (int64_t i = 0; i < m; i++) {
-        float *row = c + i * ldc;
-        if (beta == 0.0f)
-            memset(row, 0, (size_t)n * sizeof *row);
-        else if (beta != 1.0f)
-            for (int64_t j = 0; j < n; j++) row[j] *= beta;
-    }
-}
-
-static dlv_status cpu_matmul(dlv_backend *be, const dlv_matmul_args *a)
-{
-    (void)be;
-    if (a->m == 0 || a->n == 0) return DLV_OK;
-    /* BLAS would accept k == 0 with lda >= 1, but A and B may then be NULL,
-     * which is not something to hand to an optimised kernel. */
-    if (a->k == 0) {
-        scale_c(a->c, a->m, a->n, a->ldc, a->beta);
-        return DLV_OK;
-    }
-    /* The wrapper bounded every dimension to INT_MAX. */
-    cblas_sgemm(CblasRowMajor, a->trans_a == DLV_TRANS ? CblasTrans : CblasNoTrans,
-                a->trans_b == DLV_TRANS ? CblasTrans : CblasNoTrans, (blasint)a->m,
-                (blasint)a->n, (blasint)a->k, a->alpha, (const float *)a->a, (blasint)a->lda,
-                (const float *)a->b, (blasint)a->ldb, a->beta, a->c, (blasint)a->ldc);
-    return DLV_OK;
-}
-
 static const dlv_backend_ops cpu_ops = {
     .version = DLV_BACKEND_OPS_VERSION,
     .size = sizeof(dlv_backend_ops),
@@ -130,7 +91,17 @@ static const dlv_backend_ops cpu_ops = {
     .download = cpu_download,
     .memset_zero = cpu_memset_zero,
     .synchronize = cpu_synchronize,
-    .matmul = cpu_matmul,
+    .matmul = dlv_cpu_matmul,
+    .add = dlv_cpu_add,
+    .layernorm = dlv_cpu_layernorm,
+    .rmsnorm = dlv_cpu_rmsnorm,
+    .rope = dlv_cpu_rope,
+    .attention = dlv_cpu_attention,
+    .activation = dlv_cpu_activation,
+    .swiglu = dlv_cpu_swiglu,
+    .embedding = dlv_cpu_embedding,
+    .im2col_patches = dlv_cpu_im2col_patches,
+    .l2_normalize = dlv_cpu_l2_normalize,
 };
 
 dlv_status dlv_cpu_backend_create(const dlv_backend_config *cfg, dlv_backend **out)
@@ -142,8 +113,15 @@ dlv_status dlv_cpu_backend_create(const dlv_backend_config *cfg, dlv_backend **o
         long online = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = online > 0 && online <= 4096 ? (int)online : 1;
     }
-    cpu_backend *cpu = calloc(1, sizeof *cpu);
+    if (n_threads > 4096)
+        return dlv_error(DLV_E_INVALID_ARG, "n_threads %d is more than 4096", n_threads);
+    dlv_cpu_backend *cpu = calloc(1, sizeof *cpu);
     if (!cpu) return dlv_error_nomem("cpu backend", sizeof *cpu);
+    dlv_status st = dlv_cpu_pool_create(n_threads, &cpu->pool);
+    if (st != DLV_OK) {
+        free(cpu);
+        return st;
+    }
     cpu->base.ops = &cpu_ops;
     cpu->base.device = 0;
     cpu->n_threads = n_threads;

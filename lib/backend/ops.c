@@ -1,0 +1,379 @@
+/* Checked wrappers for the compute ops: every argument is validated here,
+ * once, with an error naming the op and the argument, so that the backends'
+ * slots may assume well-formed input. A backend without a slot reports
+ * DLV_E_UNSUPPORTED instead of being called through NULL. */
+#include <limits.h>
+#include <math.h>
+#include <stdbool.h>
+
+#include "backend/backend.h"
+#include "core/error.h"
+
+static const char *const act_names[DLV_OP_ACT_COUNT] = {
+    [DLV_OP_ACT_QUICK_GELU] = "quick_gelu",
+    [DLV_OP_ACT_GELU] = "gelu",
+    [DLV_OP_ACT_GELU_TANH] = "gelu_tanh",
+    [DLV_OP_ACT_SILU] = "silu",
+    [DLV_OP_ACT_RELU] = "relu",
+};
+
+static dlv_status unsupported(const char *op, const dlv_backend *be)
+{
+    return dlv_error(DLV_E_UNSUPPORTED, "%s: op %s is not implemented on backend %s", op, op,
+                     be->ops->name);
+}
+
+static dlv_status check_count(const char *op, const char *name, int64_t v)
+{
+    if (v < 0)
+        return dlv_error(DLV_E_INVALID_ARG, "%s: %s = %lld is negative", op, name,
+                         (long long)v);
+    return DLV_OK;
+}
+
+/* *out = a * b * elem_size bytes, rejected where it cannot be addressed.
+ * a and b are already known to be >= 0. */
+static dlv_status check_bytes(const char *op, const char *what, int64_t a, int64_t b,
+                              size_t elem_size, size_t *out)
+{
+    *out = 0;
+    int64_t limit = (int64_t)(PTRDIFF_MAX / (ptrdiff_t)elem_size);
+    if ((a != 0 && b > limit / a))
+        return dlv_error(DLV_E_INVALID_ARG, "%s: %s of %lld x %lld elements is too large",
+                         op, what, (long long)a, (long long)b);
+    *out = (size_t)(a * b) * elem_size;
+    return DLV_OK;
+}
+
+static dlv_status check_ptr(const char *op, const char *name, const void *p, size_t bytes)
+{
+    if (!p && bytes > 0)
+        return dlv_error(DLV_E_INVALID_ARG, "%s: %s is NULL for a %zu-byte tensor", op, name,
+                         bytes);
+    return DLV_OK;
+}
+
+static dlv_status check_param_dtype(const char *op, const char *name, dlv_dtype dt)
+{
+    if ((unsigned)dt >= DLV_DTYPE_COUNT)
+        return dlv_error(DLV_E_INVALID_ARG, "%s: %s %d is not a dtype", op, name, (int)dt);
+    if (!dlv_dtype_is_float(dt))
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: %s %s is not supported (F32, BF16 or F16)",
+                         op, name, dlv_dtype_name(dt));
+    return DLV_OK;
+}
+
+/* Outputs may equal an input exactly where the op says so; any other
+ * overlap would read values already overwritten. Compared as integers: the
+ * pointers may belong to different objects. */
+static dlv_status check_overlap(const char *op, const char *out_name, const void *out,
+                                size_t out_bytes, const char *in_name, const void *in,
+                                size_t in_bytes, bool may_alias)
+{
+    if (!out || !in || out_bytes == 0 || in_bytes == 0) return DLV_OK;
+    uintptr_t o = (uintptr_t)out, i = (uintptr_t)in;
+    if (may_alias && o == i && out_bytes == in_bytes) return DLV_OK;
+    if (o < i + in_bytes && i < o + out_bytes)
+        return dlv_error(DLV_E_INVALID_ARG, "%s: %s overlaps %s%s", op, out_name, in_name,
+                         may_alias ? " (only the very same tensor may be passed)" : "");
+    return DLV_OK;
+}
+
+static dlv_status check_eps(const char *op, float eps)
+{
+    if (!(eps >= 0.0f) || isinf(eps))
+        return dlv_error(DLV_E_INVALID_ARG, "%s: eps %g is not a finite value >= 0", op,
+                         (double)eps);
+    return DLV_OK;
+}
+
+#define TRY(expr)                                                                          \
+    do {                                                                                   \
+        dlv_status st_ = (expr);                                                           \
+        if (st_ != DLV_OK) return st_;                                                     \
+    } while (0)
+
+#define NEED_BE(op, be)                                                                    \
+    do {                                                                                   \
+        if (!(be)) return dlv_error(DLV_E_INVALID_ARG, "%s: backend is NULL", op);         \
+    } while (0)
+
+/* ---- add ---------------------------------------------------------------- */
+
+dlv_status dlv_add(dlv_backend *be, float *out, const float *a, const void *b,
+                   dlv_dtype b_dtype, int broadcast_b, int64_t rows, int64_t cols)
+{
+    static const char op[] = "add";
+    NEED_BE(op, be);
+    TRY(check_count(op, "rows", rows));
+    TRY(check_count(op, "cols", cols));
+    TRY(check_param_dtype(op, "b_dtype", b_dtype));
+    if (broadcast_b != 0 && broadcast_b != 1)
+        return dlv_error(DLV_E_INVALID_ARG, "%s: broadcast_b %d is not 0 or 1", op, broadcast_b);
+    size_t bytes, b_bytes;
+    TRY(check_bytes(op, "out", rows, cols, sizeof(float), &bytes));
+    TRY(check_bytes(op, "b", broadcast_b ? 1 : rows, cols, dlv_dtype_size(b_dtype), &b_bytes));
+    if (broadcast_b && rows == 0) b_bytes = 0;
+    TRY(check_ptr(op, "out", out, bytes));
+    TRY(check_ptr(op, "a", a, bytes));
+    TRY(check_ptr(op, "b", b, b_bytes));
+    TRY(check_overlap(op, "out", out, bytes, "a", a, bytes, true));
+    TRY(check_overlap(op, "out", out, bytes, "b", b, b_bytes, false));
+    if (!be->ops->add) return unsupported(op, be);
+    return be->ops->add(be, out, a, b, b_dtype, broadcast_b, rows, cols);
+}
+
+dlv_status dlv_add_bias(dlv_backend *be, float *x, const void *bias, dlv_dtype bias_dtype,
+                        int64_t rows, int64_t cols)
+{
+    dlv_status st = dlv_add(be, x, x, bias, bias_dtype, 1, rows, cols);
+    return st == DLV_OK ? st : dlv_error_prefix(st, "add_bias");
+}
+
+/* ---- norms -------------------------------------------------------------- */
+
+static dlv_status check_rows(const char *op, float *out, const float *inp, int64_t rows,
+                             int64_t cols, size_t *bytes)
+{
+    TRY(check_count(op, "rows", rows));
+    TRY(check_count(op, "cols", cols));
+    TRY(check_bytes(op, "inp", rows, cols, sizeof(float), bytes));
+    TRY(check_ptr(op, "out", out, *bytes));
+    TRY(check_ptr(op, "inp", inp, *bytes));
+    return check_overlap(op, "out", out, *bytes, "inp", inp, *bytes, true);
+}
+
+static dlv_status check_vec_param(const char *op, const char *name, const void *p,
+                                  dlv_dtype dt, int64_t cols, const float *out,
+                                  size_t out_bytes)
+{
+    if (!p) return DLV_OK; /* optional */
+    size_t bytes = (size_t)cols * dlv_dtype_size(dt);
+    return check_overlap(op, "out", out, out_bytes, name, p, bytes, false);
+}
+
+dlv_status dlv_layernorm(dlv_backend *be, float *out, const float *inp, const void *weight,
+                         const void *bias, dlv_dtype param_dtype, int64_t rows, int64_t cols,
+                         float eps)
+{
+    static const char op[] = "layernorm";
+    NEED_BE(op, be);
+    size_t bytes;
+    TRY(check_rows(op, out, inp, rows, cols, &bytes));
+    TRY(check_eps(op, eps));
+    if (weight || bias) {
+        TRY(check_param_dtype(op, "param_dtype", param_dtype));
+        TRY(check_vec_param(op, "weight", weight, param_dtype, cols, out, bytes));
+        TRY(check_vec_param(op, "bias", bias, param_dtype, cols, out, bytes));
+    }
+    if (!be->ops->layernorm) return unsupported(op, be);
+    return be->ops->layernorm(be, out, inp, weight, bias, param_dtype, rows, cols, eps);
+}
+
+dlv_status dlv_rmsnorm(dlv_backend *be, float *out, const float *inp, const void *weight,
+                       dlv_dtype weight_dtype, int64_t rows, int64_t cols, float eps)
+{
+    static const char op[] = "rmsnorm";
+    NEED_BE(op, be);
+    size_t bytes;
+    TRY(check_rows(op, out, inp, rows, cols, &bytes));
+    TRY(check_eps(op, eps));
+    if (weight) {
+        TRY(check_param_dtype(op, "weight_dtype", weight_dtype));
+        TRY(check_vec_param(op, "weight", weight, weight_dtype, cols, out, bytes));
+    }
+    if (!be->ops->rmsnorm) return unsupported(op, be);
+    return be->ops->rmsnorm(be, out, inp, weight, weight_dtype, rows, cols, eps);
+}
+
+dlv_status dlv_l2_normalize(dlv_backend *be, float *out, const float *inp, int64_t rows,
+                            int64_t cols)
+{
+    static const char op[] = "l2_normalize";
+    NEED_BE(op, be);
+    size_t bytes;
+    TRY(check_rows(op, out, inp, rows, cols, &bytes));
+    if (!be->ops->l2_normalize) return unsupported(op, be);
+    return be->ops->l2_normalize(be, out, inp, rows, cols);
+}
+
+/* ---- rope --------------------------------------------------------------- */
+
+dlv_status dlv_rope(dlv_backend *be, float *x, const int32_t *positions, int64_t n_tokens,
+                    int64_t n_heads, int64_t head_dim, double theta)
+{
+    static const char op[] = "rope";
+    NEED_BE(op, be);
+    TRY(check_count(op, "n_tokens", n_tokens));
+    TRY(check_count(op, "n_heads", n_heads));
+    if (head_dim <= 0 || head_dim % 2 != 0)
+        return dlv_error(DLV_E_INVALID_ARG, "%s: head_dim %lld is not a positive even number",
+                         op, (long long)head_dim);
+    if (!(theta > 0.0) || !isfinite(theta) || !isfinite((float)theta))
+        return dlv_error(DLV_E_INVALID_ARG, "%s: theta %g is not a finite value > 0", op, theta);
+    size_t row_bytes, bytes, pos_bytes;
+    TRY(check_bytes(op, "a token row", n_heads, head_dim, sizeof(float), &row_bytes));
+    TRY(check_bytes(op, "x", n_tokens, (int64_t)(row_bytes / sizeof(float)), sizeof(float),
+                    &bytes));
+    TRY(check_bytes(op, "positions", n_tokens, 1, sizeof(int32_t), &pos_bytes));
+    TRY(check_ptr(op, "x", x, bytes));
+    TRY(check_ptr(op, "positions", positions, pos_bytes));
+    for (int64_t t = 0; t < n_tokens; t++)
+        if (positions[t] < 0)
+            return dlv_error(DLV_E_INVALID_ARG, "%s: positions[%lld] = %d is negative", op,
+                             (long long)t, (int)positions[t]);
+    if (!be->ops->rope) return unsupported(op, be);
+    return be->ops->rope(be, x, positions, n_tokens, n_heads, head_dim, theta);
+}
+
+/* ---- attention ---------------------------------------------------------- */
+
+static dlv_status check_blas_dim(const char *op, const char *name, int64_t v)
+{
+    if (v > INT_MAX)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: %s = %lld exceeds INT_MAX (BLAS limit)", op,
+                         name, (long long)v);
+    return DLV_OK;
+}
+
+dlv_status dlv_attention(dlv_backend *be, const dlv_attention_args *a)
+{
+    static const char op[] = "attention";
+    NEED_BE(op, be);
+    if (!a) return dlv_error(DLV_E_INVALID_ARG, "%s: args is NULL", op);
+    if (a->struct_size != sizeof(dlv_attention_args))
+        return dlv_error(DLV_E_INVALID_ARG, "%s: struct_size %zu, expected %zu", op,
+                         a->struct_size, sizeof(dlv_attention_args));
+    TRY(check_count(op, "batch", a->batch));
+    TRY(check_count(op, "n_q", a->n_q));
+    TRY(check_count(op, "n_kv", a->n_kv));
+    if (a->n_heads <= 0 || a->n_kv_heads <= 0 || a->head_dim <= 0)
+        return dlv_error(DLV_E_INVALID_ARG,
+                         "%s: n_heads %lld, n_kv_heads %lld and head_dim %lld must be > 0", op,
+                         (long long)a->n_heads, (long long)a->n_kv_heads,
+                         (long long)a->head_dim);
+    if (a->n_heads % a->n_kv_heads != 0)
+        return dlv_error(DLV_E_INVALID_ARG,
+                         "%s: n_heads %lld is not a multiple of n_kv_heads %lld", op,
+                         (long long)a->n_heads, (long long)a->n_kv_heads);
+    if (a->causal != 0 && a->causal != 1)
+        return dlv_error(DLV_E_INVALID_ARG, "%s: causal %d is not 0 or 1", op, a->causal);
+    if (!isfinite(a->scale))
+        return dlv_error(DLV_E_INVALID_ARG, "%s: scale %g is not finite", op, (double)a->scale);
+
+    size_t q_row, kv_row, q_bytes, kv_bytes, tmp, mask_bytes, score_bytes;
+    TRY(check_bytes(op, "a query row", a->n_heads, a->head_dim, sizeof(float), &q_row));
+    TRY(check_bytes(op, "a key row", a->n_kv_heads, a->head_dim, sizeof(float), &kv_row));
+    int64_t ldq = (int64_t)(q_row / sizeof(float)), ldk = (int64_t)(kv_row / sizeof(float));
+    TRY(check_blas_dim(op, "n_q", a->n_q));
+    TRY(check_blas_dim(op, "n_kv", a->n_kv));
+    TRY(check_blas_dim(op, "n_heads * head_dim", ldq));
+    TRY(check_bytes(op, "the scores", a->n_q, a->n_kv, sizeof(float), &score_bytes));
+    TRY(check_bytes(op, "q", a->batch, a->n_q, sizeof(float), &tmp));
+    TRY(check_bytes(op, "q", a->batch * a->n_q, ldq, sizeof(float), &q_bytes));
+    TRY(check_bytes(op, "k", a->batch, a->n_kv, sizeof(float), &tmp));
+    TRY(check_bytes(op, "k", a->batch * a->n_kv, ldk, sizeof(float), &kv_bytes));
+    mask_bytes = (size_t)(a->batch * a->n_kv);
+    TRY(check_ptr(op, "out", a->out, q_bytes));
+    TRY(check_ptr(op, "q", a->q, q_bytes));
+    TRY(check_ptr(op, "k", a->k, kv_bytes));
+    TRY(check_ptr(op, "v", a->v, kv_bytes));
+    TRY(check_overlap(op, "out", a->out, q_bytes, "q", a->q, q_bytes, false));
+    TRY(check_overlap(op, "out", a->out, q_bytes, "k", a->k, kv_bytes, false));
+    TRY(check_overlap(op, "out", a->out, q_bytes, "v", a->v, kv_bytes, false));
+    TRY(check_overlap(op, "out", a->out, q_bytes, "key_mask", a->key_mask, mask_bytes, false));
+    (void)score_bytes;
+    if (!be->ops->attention) return unsupported(op, be);
+    return be->ops->attention(be, a);
+}
+
+/* ---- activations -------------------------------------------------------- */
+
+dlv_status dlv_activation(dlv_backend *be, dlv_op_act act, float *out, const float *inp,
+                          int64_t n)
+{
+    static const char op[] = "activation";
+    NEED_BE(op, be);
+    if ((unsigned)act >= DLV_OP_ACT_COUNT)
+        return dlv_error(DLV_E_INVALID_ARG, "%s: %d is not a dlv_op_act", op, (int)act);
+    TRY(check_count(op, "n", n));
+    size_t bytes;
+    TRY(check_bytes(op, "inp", n, 1, sizeof(float), &bytes));
+    TRY(check_ptr(op, "out", out, bytes));
+    TRY(check_ptr(op, "inp", inp, bytes));
+    TRY(check_overlap(op, "out", out, bytes, "inp", inp, bytes, true));
+    if (!be->ops->activation) return unsupported(act_names[act], be);
+    return be->ops->activation(be, act, out, inp, n);
+}
+
+dlv_status dlv_swiglu(dlv_backend *be, float *out, const float *gate, const float *up, int64_t n)
+{
+    static const char op[] = "swiglu";
+    NEED_BE(op, be);
+    TRY(check_count(op, "n", n));
+    size_t bytes;
+    TRY(check_bytes(op, "gate", n, 1, sizeof(float), &bytes));
+    TRY(check_ptr(op, "out", out, bytes));
+    TRY(check_ptr(op, "gate", gate, bytes));
+    TRY(check_ptr(op, "up", up, bytes));
+    TRY(check_overlap(op, "out", out, bytes, "gate", gate, bytes, true));
+    TRY(check_overlap(op, "out", out, bytes, "up", up, bytes, true));
+    if (!be->ops->swiglu) return unsupported(op, be);
+    return be->ops->swiglu(be, out, gate, up, n);
+}
+
+/* ---- embedding and patches ---------------------------------------------- */
+
+dlv_status dlv_embedding(dlv_backend *be, float *out, const void *table, dlv_dtype table_dtype,
+                         const int32_t *ids, int64_t n_ids, int64_t vocab, int64_t dim)
+{
+    static const char op[] = "embedding";
+    NEED_BE(op, be);
+    TRY(check_count(op, "n_ids", n_ids));
+    TRY(check_count(op, "vocab", vocab));
+    TRY(check_count(op, "dim", dim));
+    TRY(check_param_dtype(op, "table_dtype", table_dtype));
+    size_t out_bytes, table_bytes, id_bytes;
+    TRY(check_bytes(op, "out", n_ids, dim, sizeof(float), &out_bytes));
+    TRY(check_bytes(op, "table", vocab, dim, dlv_dtype_size(table_dtype), &table_bytes));
+    TRY(check_bytes(op, "ids", n_ids, 1, sizeof(int32_t), &id_bytes));
+    TRY(check_ptr(op, "out", out, out_bytes));
+    TRY(check_ptr(op, "ids", ids, id_bytes));
+    for (int64_t t = 0; t < n_ids; t++)
+        if (ids[t] < 0 || ids[t] >= vocab)
+            return dlv_error(DLV_E_INVALID_ARG,
+                             "%s: token id %d at position %lld is outside the vocabulary "
+                             "[0, %lld)", op, (int)ids[t], (long long)t, (long long)vocab);
+    /* Non-empty ids are all < vocab, so vocab > 0; dim may still be 0. */
+    TRY(check_ptr(op, "table", table, n_ids > 0 ? table_bytes : 0));
+    TRY(check_overlap(op, "out", out, out_bytes, "table", table, table_bytes, false));
+    if (!be->ops->embedding) return unsupported(op, be);
+    return be->ops->embedding(be, out, table, table_dtype, ids, n_ids, vocab, dim);
+}
+
+dlv_status dlv_im2col_patches(dlv_backend *be, float *out, const float *pixels, int64_t c,
+                              int64_t h, int64_t w, int64_t patch)
+{
+    static const char op[] = "im2col_patches";
+    NEED_BE(op, be);
+    TRY(check_count(op, "c", c));
+    TRY(check_count(op, "h", h));
+    TRY(check_count(op, "w", w));
+    if (patch <= 0)
+        return dlv_error(DLV_E_INVALID_ARG, "%s: patch %lld is not > 0", op, (long long)patch);
+    size_t plane, in_bytes, patch_area, row, out_bytes;
+    TRY(check_bytes(op, "pixels", h, w, sizeof(float), &plane));
+    TRY(check_bytes(op, "pixels", c, (int64_t)(plane / sizeof(float)), sizeof(float),
+                    &in_bytes));
+    TRY(check_bytes(op, "a patch", patch, patch, sizeof(float), &patch_area));
+    TRY(check_bytes(op, "a patch row", c, (int64_t)(patch_area / sizeof(float)), sizeof(float),
+                    &row));
+    int64_t n_patches = (h / patch) * (w / patch); /* <= h * w: no overflow */
+    TRY(check_bytes(op, "out", n_patches, (int64_t)(row / sizeof(float)), sizeof(float),
+                    &out_bytes));
+    TRY(check_ptr(op, "out", out, out_bytes));
+    TRY(check_ptr(op, "pixels", pixels, out_bytes > 0 ? in_bytes : 0));
+    TRY(check_overlap(op, "out", out, out_bytes, "pixels", pixels, in_bytes, false));
+    if (!be->ops->im2col_patches) return unsupported(op, be);
+    return be->ops->im2col_patches(be, out, pixels, c, h, w, patch);
+}
