@@ -34,7 +34,13 @@ export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 "$tmp/consumer_c"
 "$tmp/consumer_cpp"
 # The programs must have used the installed copy, not the build tree's.
-ldd "$tmp/consumer_c" | grep -q "$libdir/libdisclvlm.so.1" || { echo "consumer did not load the installed library"; ldd "$tmp/consumer_c"; exit 1; }
+# Capture ldd's output first: `ldd | grep -q` under pipefail fails when grep
+# exits early and ldd gets SIGPIPE.
+deps_c=$(ldd "$tmp/consumer_c")
+case "$deps_c" in
+  *"$libdir/libdisclvlm.so.1"*) ;;
+  *) echo "consumer did not load the installed library"; echo "$deps_c"; exit 1 ;;
+esac
 # Static linking: the archive plus the private dependencies that
 # `pkg-config --static` lists (resolved on the real system, not the sysroot).
 cflags=$(pkg-config --cflags disclvlm)
@@ -42,7 +48,8 @@ cflags=$(pkg-config --cflags disclvlm)
 static_deps=$(PKG_CONFIG_SYSROOT_DIR= pkg-config --static --libs disclvlm | sed 's/-ldisclvlm\b//')
 # shellcheck disable=SC2086
 cc -std=c11 -Wall -Werror $cflags "$src_dir/consumer.c" -o "$tmp/consumer_static" "$libdir/libdisclvlm.a" $static_deps
-if ldd "$tmp/consumer_static" | grep -q libdisclvlm; then
+deps_static=$(ldd "$tmp/consumer_static")
+if [[ "$deps_static" == *libdisclvlm* ]]; then
   echo "static consumer still loads libdisclvlm.so"; exit 1
 fi
 "$tmp/consumer_static"
