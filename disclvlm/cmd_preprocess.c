@@ -1,17 +1,14 @@
 /* disclvlm preprocess: the float32 [3, H, W] tensor the model's vision tower
  * would see for one image, as a NumPy .npy file (format 1.0, little-endian,
- * C order), written atomically (temporary file, fsync, rename). */
+ * C order), written atomically (temporary file, fsync, rename: npy.c). */
 #include <errno.h>
-#include <fcntl.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "commands.h"
 #include "disclvlm.h"
+#include "npy.h"
 
 static void preprocess_usage(FILE *to)
 {
@@ -25,99 +22,6 @@ static void preprocess_usage(FILE *to)
             "colour first (LLaVA-1.5 image_aspect_ratio \"pad\"); --exif-rotate applies\n"
             "the EXIF orientation; --max-pixels refuses larger images (default: Pillow's\n"
             "decompression-bomb limit, 178956970).\n");
-}
-
-static int write_all(int fd, const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* The .npy header: magic, version 1.0, a little-endian length, and a dict
- * padded with spaces to a multiple of 64 bytes, ending in a newline. */
-static size_t npy_header(char *buf, size_t cap, size_t c, size_t h, size_t w)
-{
-    char dict[160];
-    int n = snprintf(dict, sizeof dict,
-                     "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %zu, %zu), }", c,
-                     h, w);
-    if (n < 0 || (size_t)n >= sizeof dict) return 0;
-    size_t total = 10 + (size_t)n + 1;
-    total = (total + 63) / 64 * 64;
-    if (total > cap) return 0;
-    size_t hlen = total - 10;
-    memcpy(buf, "\x93NUMPY\x01\x00", 8);
-    buf[8] = (char)(hlen & 0xff);
-    buf[9] = (char)(hlen >> 8);
-    memcpy(buf + 10, dict, (size_t)n);
-    memset(buf + 10 + n, ' ', total - 10 - (size_t)n - 1);
-    buf[total - 1] = '\n';
-    return total;
-}
-
-static int write_npy(const char *path, const float *x, size_t c, size_t h, size_t w)
-{
-    char header[256];
-    size_t hn = npy_header(header, sizeof header, c, h, w);
-    size_t n = c * h * w;
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    unsigned char *le = malloc(n * 4);
-    if (!tmp || !le || hn == 0) {
-        free(tmp);
-        free(le);
-        fprintf(stderr, "disclvlm: preprocess: out of memory\n");
-        return 1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &x[i], 4);
-        le[4 * i] = (unsigned char)u;
-        le[4 * i + 1] = (unsigned char)(u >> 8);
-        le[4 * i + 2] = (unsigned char)(u >> 16);
-        le[4 * i + 3] = (unsigned char)(u >> 24);
-    }
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    int rc = 0;
-    if (fd < 0) {
-        fprintf(stderr, "disclvlm: preprocess: %s: cannot create: %s\n", path, strerror(errno));
-        rc = 1;
-    } else {
-        int bad = write_all(fd, header, hn) || write_all(fd, le, n * 4) || fsync(fd) != 0;
-        int err = errno;
-        bad = close(fd) != 0 || bad;
-        if (!bad && rename(tmp, path) != 0) {
-            err = errno;
-            bad = 1;
-        }
-        if (bad) {
-            fprintf(stderr, "disclvlm: preprocess: %s: write failed: %s\n", path, strerror(err));
-            remove(tmp);
-            rc = 1;
-        } else {
-            /* Make the rename durable. */
-            char *dir = strdup(path);
-            char *slash = dir ? strrchr(dir, '/') : NULL;
-            const char *d = slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
-            int dfd = open(d, O_RDONLY | O_DIRECTORY);
-            if (dfd >= 0) {
-                (void)fsync(dfd);
-                close(dfd);
-            }
-            free(dir);
-        }
-    }
-    free(tmp);
-    free(le);
-    return rc;
 }
 
 int cmd_preprocess(int argc, char **argv)
@@ -187,7 +91,8 @@ int cmd_preprocess(int argc, char **argv)
         rc = cli_fail("preprocess");
         goto done;
     }
-    rc = write_npy(out_path, pixels, c, h, w);
+    size_t shape[3] = {c, h, w};
+    rc = npy_write_f32("preprocess", out_path, pixels, shape, 3);
 done:
     free(pixels);
     dlv_image_free(image);

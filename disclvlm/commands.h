@@ -7,8 +7,54 @@ int cmd_info(int argc, char **argv);
 int cmd_preprocess(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);   /* also cmd_detokenize, cmd_tokenize.c */
 int cmd_detokenize(int argc, char **argv);
+int cmd_embed(int argc, char **argv);        /* cmd_encode.c */
+int cmd_encode_image(int argc, char **argv); /* cmd_encode.c */
+int cmd_encode_text(int argc, char **argv);  /* cmd_encode.c */
+int cmd_score(int argc, char **argv);
 
 /* Prints "disclvlm: <context>: <last error>" to stderr; returns 1. */
 int cli_fail(const char *context);
+
+/* ---- Shared by the commands that run the model (cmd_encode.c) ---- */
+
+#include <stddef.h>
+
+#include "disclvlm.h"
+
+/* --model DIR, --adapter DIR, --backend NAME, --threads N. */
+typedef struct cli_run_opts {
+    const char *model_dir;
+    const char *adapter_dir; /* NULL: no adapter */
+    const char *backend;     /* "cpu" unless given */
+    int threads;             /* -1: the library's default */
+} cli_run_opts;
+
+#define CLI_RUN_OPTS_INIT {NULL, NULL, "cpu", -1}
+
+/* The usage lines of the options above, for the commands' --help. */
+#define CLI_RUN_OPTS_HELP                                                                \
+    "  --model DIR        the Hugging Face LLaVA model directory (required)\n"         \
+    "  --adapter DIR      an adapter directory (docs/adapter-format.md)\n"              \
+    "  --backend NAME     cpu (default), cuda or auto\n"                               \
+    "  --threads N        CPU worker threads (default 0: one per online CPU)\n"
+
+/* If argv[*i] is one of the options above, consumes it and its value and
+ * returns 1; returns 0 if it is none of them; prints a usage error and
+ * returns -1 (exit 2) for a missing or bad value. */
+int cli_run_opt(const char *cmd, int argc, char **argv, int *i, cli_run_opts *o);
+
+/* Loads the model, opens a session, loads the adapter; *dim receives the
+ * embedding size. Returns 0, or prints the error and returns 1 (the caller
+ * frees what was set, with dlv_session_free / dlv_model_free). */
+int cli_open(const char *cmd, const cli_run_opts *o, dlv_model **model, dlv_session **session,
+             size_t *dim);
+
+/* Encode n image files / texts into out (n x dim floats) in bounded chunks,
+ * with a progress line on stderr when it is a terminal. Return 0, or print
+ * the error and return 1. */
+int cli_encode_image_files(const char *cmd, dlv_session *session, const char *const *paths,
+                           size_t n, size_t dim, float *out);
+int cli_encode_texts(const char *cmd, dlv_session *session, const char *const *texts, size_t n,
+                     size_t dim, float *out);
 
 #endif

@@ -17,6 +17,10 @@ static const command commands[] = {
     {"preprocess", cmd_preprocess, "write an image's model input tensor as a .npy file"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"detokenize", cmd_detokenize, "print the text of token ids"},
+    {"embed", cmd_embed, "write the embedding of exact token ids as a .npy file"},
+    {"encode-image", cmd_encode_image, "write image embeddings as a .npy file"},
+    {"encode-text", cmd_encode_text, "write text embeddings as a .npy file"},
+    {"score", cmd_score, "print the image-text cosine (or logit) matrix"},
 };
 
 static void usage(FILE *to)
@@ -28,7 +32,7 @@ static void usage(FILE *to)
             "\n"
             "commands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(to, "  %-12s %s\n", commands[i].name, commands[i].summary);
+        fprintf(to, "  %-13s %s\n", commands[i].name, commands[i].summary);
     fprintf(to, "\n'disclvlm COMMAND --help' describes one command.\n");
 }
 

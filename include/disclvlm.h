@@ -192,6 +192,26 @@ DLV_API dlv_status dlv_encode_text(dlv_session *session,
                                    const char *const *texts, size_t n,
                                    float *out, size_t out_len);
 
+/* Flag for dlv_embed_tokens: write the raw final hidden state (after the
+ * final norm) instead of its L2-normalised form. */
+#define DLV_EMBED_HIDDEN 1u
+
+/* Runs exactly the n_ids token ids given (no BOS, prompt or soft prompt is
+ * added; the session's LoRA adapter, if any, applies) and writes the final
+ * hidden state at the last position into out (dim floats, L2-normalised
+ * unless flags has DLV_EMBED_HIDDEN). An id equal to the model's
+ * image_token_index expands to the projected features of image; there may
+ * be at most one such id, and image must be given exactly when there is one
+ * (NULL otherwise). */
+DLV_API dlv_status dlv_embed_tokens(dlv_session *session, const int32_t *ids, size_t n_ids,
+                                    const dlv_image *image, unsigned flags, float *out,
+                                    size_t out_len);
+
+/* The multiplier the contrastive loss applies to cosines: exp(logit_scale)
+ * of the session's adapter, or 1/0.07 (CLIP's initial temperature) when the
+ * adapter has none. Scores times this value are the model's logits. */
+DLV_API dlv_status dlv_session_logit_scale(const dlv_session *session, float *out);
+
 /* Cosine similarities of n_img image embeddings with n_txt text embeddings,
  * each of length dim: out[i * n_txt + j] = cos(img_i, txt_j); out_len is
  * out's capacity in floats (>= n_img * n_txt). */
@@ -233,11 +253,15 @@ DLV_API dlv_status dlv_train_step(dlv_session *session, const dlv_batch *batch,
 
 /* ---- Adapters ---------------------------------------------------------- */
 
-/* Loads / saves the session's adapter (soft prompts, LoRA, logit scale) in a
- * PEFT-compatible directory. Saving is atomic: files are written to
- * temporaries, synced and renamed. */
+/* Loads / saves the session's adapter (soft prompts, LoRA, logit scale,
+ * prompts) in a PEFT-compatible directory (docs/adapter-format.md). Loading
+ * replaces the session's adapter only on success. Saving is atomic per file:
+ * each is written to a temporary, synced and renamed. */
 DLV_API dlv_status dlv_adapter_load(dlv_session *session, const char *dir);
 DLV_API dlv_status dlv_adapter_save(dlv_session *session, const char *dir);
+/* Drops the session's adapter: back to the model's default prompts, no
+ * LoRA, no soft prompts. */
+DLV_API dlv_status dlv_adapter_clear(dlv_session *session);
 
 /* ---- Image preprocessing ---------------------------------------------- */
 

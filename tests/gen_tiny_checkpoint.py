@@ -4,6 +4,8 @@ format, for tests: config.json and preprocessor_config.json as
 save_pretrained writes them, and the weights as safetensors (one file or two
 shards with model.safetensors.index.json) with deterministic pseudo-random
 values.
+With --with-tokenizer it also writes a tiny BPE tokenizer.json and
+tokenizer_config.json whose ids fit the tiny vocabulary.
 
 The safetensors writer here is independent of the library's, so a test that
 loads these files checks the reader against a second implementation.
@@ -224,8 +226,100 @@ def preproc_json(vision):
     }
 
 
+# ---- Tiny tokenizer (--with-tokenizer) -------------------------------------
+# A Llama-style (legacy, SentencePiece-converted) BPE tokenizer.json whose ids
+# all fit the tiny vocabulary (128): normalizer Prepend("\u2581") +
+# Replace(" ", "\u2581"), no pre-tokenizer, BPE with unk "<unk>" (fused, no
+# byte fallback), decoder Replace/Fuse/Strip. Ids:
+#   0 <unk>, 1 <s>, 2 </s>, 3.. single characters, then merges up to 99;
+#   100 <|startoftext|>, 101 <|endoftext|> (Qwen2's bos/eos in the tiny
+#   config), 102 <|im_start|>, 103 <|im_end|>, 104..119 <|reserved_N|>,
+#   120 <image> (image_token_index).
+# The same vocabulary serves both text families; only the post-processor and
+# tokenizer_config.json differ (Llama adds <s>, Qwen2 adds nothing).
+SPM_SPACE = "\u2581"
+TOK_CHARS = ([SPM_SPACE, "\n"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+             + [chr(c) for c in range(ord("A"), ord("Z") + 1)]
+             + [chr(c) for c in range(ord("0"), ord("9") + 1)]
+             + list(".,!?:;'\"-()/="))
+TOK_MERGES = [(SPM_SPACE, "t"), ("h", "e"), (SPM_SPACE + "t", "he"), ("i", "n"),
+              ("e", "r"), (SPM_SPACE, "a"), ("o", "n"), ("o", "r"), ("r", "e"),
+              ("a", "r"), (SPM_SPACE, "s"), ("o", "u"), ("a", "g"), ("i", "m"),
+              (SPM_SPACE, "im"), ("ag", "e"), (SPM_SPACE + "im", "age"), ("e", "n"),
+              (SPM_SPACE, "o"), ("v", "e")]
+# `tokenizers` ignores the ids written for added tokens that are not in the
+# model's vocabulary and numbers them on from the vocabulary's size, so the
+# ids are contiguous: 104..119 are reserved special tokens that put <image>
+# at 120.
+TOK_ADDED = ([(0, "<unk>"), (1, "<s>"), (2, "</s>"), (100, "<|startoftext|>"),
+              (101, "<|endoftext|>"), (102, "<|im_start|>"), (103, "<|im_end|>")]
+             + [(i, "<|reserved_%d|>" % (i - 104)) for i in range(104, 120)]
+             + [(120, "<image>")])
+
+
+def tokenizer_json(text):
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for c in TOK_CHARS:
+        vocab[c] = len(vocab)
+    for a, b in TOK_MERGES:
+        assert a in vocab and b in vocab and a + b not in vocab, (a, b)
+        vocab[a + b] = len(vocab)
+    assert len(vocab) == 100, len(vocab)
+    added = [{"id": i, "content": c, "single_word": False, "lstrip": False,
+              "rstrip": False, "normalized": False, "special": True}
+             for i, c in TOK_ADDED]
+    if text == "llama":
+        post = {"type": "TemplateProcessing",
+                "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                           {"Sequence": {"id": "A", "type_id": 0}}],
+                "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                         {"Sequence": {"id": "A", "type_id": 0}},
+                         {"SpecialToken": {"id": "<s>", "type_id": 1}},
+                         {"Sequence": {"id": "B", "type_id": 1}}],
+                "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}}
+    else:
+        post = None
+    return {
+        "version": "1.0", "truncation": None, "padding": None,
+        "added_tokens": added,
+        "normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "Prepend", "prepend": SPM_SPACE},
+            {"type": "Replace", "pattern": {"String": " "}, "content": SPM_SPACE}]},
+        "pre_tokenizer": None,
+        "post_processor": post,
+        "decoder": {"type": "Sequence", "decoders": [
+            {"type": "Replace", "pattern": {"String": SPM_SPACE}, "content": " "},
+            {"type": "ByteFallback"}, {"type": "Fuse"},
+            {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+        "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>",
+                  "continuing_subword_prefix": None, "end_of_word_suffix": None,
+                  "fuse_unk": True, "byte_fallback": False, "ignore_merges": False,
+                  "vocab": vocab, "merges": ["%s %s" % m for m in TOK_MERGES]},
+    }
+
+
+def tokenizer_config_json(text):
+    if text == "llama":
+        return {"add_bos_token": True, "add_eos_token": False, "bos_token": "<s>",
+                "eos_token": "</s>", "unk_token": "<unk>", "pad_token": None,
+                "legacy": True, "clean_up_tokenization_spaces": False,
+                "model_max_length": 256, "tokenizer_class": "LlamaTokenizer"}
+    return {"add_bos_token": False, "add_eos_token": False,
+            "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
+            "unk_token": "<unk>", "pad_token": None,
+            "clean_up_tokenization_spaces": False, "model_max_length": 256,
+            "tokenizer_class": "PreTrainedTokenizerFast"}
+
+
+def write_tokenizer(out_dir, text):
+    with open(os.path.join(out_dir, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(tokenizer_json(text), f, indent=2, ensure_ascii=False)
+    with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+        json.dump(tokenizer_config_json(text), f, indent=2, sort_keys=True)
+
+
 def generate(out_dir, vision, text, dtype, sharded=False, layout="classic",
-             drop=(), bad_shape=(), bad_dtype=()):
+             drop=(), bad_shape=(), bad_dtype=(), with_tokenizer=False):
     os.makedirs(out_dir, exist_ok=True)
     prefixes = PREFIXES[layout]
     wdtype = "F32" if dtype == "f32" else "BF16"
@@ -278,6 +372,11 @@ def generate(out_dir, vision, text, dtype, sharded=False, layout="classic",
         json.dump(config_json(vision, text, dtype), f, indent=2, sort_keys=True)
     with open(os.path.join(out_dir, "preprocessor_config.json"), "w") as f:
         json.dump(preproc_json(vision), f, indent=2, sort_keys=True)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        if os.path.exists(os.path.join(out_dir, f)):
+            os.remove(os.path.join(out_dir, f))
+    if with_tokenizer:
+        write_tokenizer(out_dir, text)
 
     manifest_params["total"] = sum(manifest_params.values())
     manifest = {
@@ -305,9 +404,11 @@ def main(argv):
                     help="write this tensor with its first dimension one too large")
     ap.add_argument("--bad-dtype", action="append", default=[], metavar="TENSOR",
                     help="write this tensor as I32")
+    ap.add_argument("--with-tokenizer", action="store_true",
+                    help="also write a tiny BPE tokenizer.json + tokenizer_config.json")
     a = ap.parse_args(argv)
     generate(a.out_dir, a.vision, a.text, a.dtype, a.sharded, a.layout,
-             set(a.drop), set(a.bad_shape), set(a.bad_dtype))
+             set(a.drop), set(a.bad_shape), set(a.bad_dtype), a.with_tokenizer)
     return 0
 
 

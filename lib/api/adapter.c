@@ -1,4 +1,7 @@
-/* Adapter directories (PEFT LoRA + soft prompts): arrive with training. */
+/* Adapter directories on a session (docs/adapter-format.md). */
+#include <math.h>
+#include <stdlib.h>
+
 #include "api/session.h"
 #include "core/error.h"
 
@@ -6,16 +9,47 @@ DLV_API dlv_status dlv_adapter_load(dlv_session *session, const char *dir)
 {
     if (!session || !dir)
         return dlv_error(DLV_E_INVALID_ARG, "dlv_adapter_load: NULL argument");
-    return dlv_error(DLV_E_NOT_IMPLEMENTED,
-                     "dlv_adapter_load: %s: adapters are not implemented in libdisclvlm %s",
-                     dir, DLV_VERSION_STRING);
+    dlv_adapter *a = calloc(1, sizeof *a);
+    if (!a) return dlv_error_nomem("adapter", sizeof *a);
+    dlv_status st = dlv_adapter_read(session->model, dir, a);
+    if (st) {
+        free(a);
+        return dlv_error_prefix(st, "dlv_adapter_load");
+    }
+    if (session->adapter) {
+        dlv_adapter_release(session->adapter);
+        free(session->adapter);
+    }
+    session->adapter = a;
+    return DLV_OK;
 }
 
 DLV_API dlv_status dlv_adapter_save(dlv_session *session, const char *dir)
 {
     if (!session || !dir)
         return dlv_error(DLV_E_INVALID_ARG, "dlv_adapter_save: NULL argument");
-    return dlv_error(DLV_E_NOT_IMPLEMENTED,
-                     "dlv_adapter_save: %s: adapters are not implemented in libdisclvlm %s",
-                     dir, DLV_VERSION_STRING);
+    const dlv_adapter *a;
+    dlv_status st = dlv_session_adapter(session, &a);
+    if (!st) st = dlv_adapter_write(session->model, a, dir);
+    return st ? dlv_error_prefix(st, "dlv_adapter_save") : DLV_OK;
+}
+
+DLV_API dlv_status dlv_adapter_clear(dlv_session *session)
+{
+    if (!session) return dlv_error(DLV_E_INVALID_ARG, "dlv_adapter_clear: session is NULL");
+    if (session->adapter) {
+        dlv_adapter_release(session->adapter);
+        free(session->adapter);
+        session->adapter = NULL;
+    }
+    return DLV_OK;
+}
+
+DLV_API dlv_status dlv_session_logit_scale(const dlv_session *session, float *out)
+{
+    if (!session || !out)
+        return dlv_error(DLV_E_INVALID_ARG, "dlv_session_logit_scale: NULL argument");
+    double ls = session->adapter ? (double)session->adapter->logit_scale : DLV_DEFAULT_LOGIT_SCALE;
+    *out = (float)exp(ls);
+    return DLV_OK;
 }

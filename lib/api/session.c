@@ -38,6 +38,10 @@ DLV_API dlv_status dlv_session_new(dlv_model *model, const dlv_session_options *
 DLV_API void dlv_session_free(dlv_session *session)
 {
     if (!session) return;
+    if (session->adapter) dlv_adapter_release(session->adapter);
+    if (session->defaults) dlv_adapter_release(session->defaults);
+    free(session->adapter);
+    free(session->defaults);
     dlv_backend_destroy(session->backend);
     free(session);
 }
@@ -61,4 +65,24 @@ size_t dlv_session_embed_dim(const dlv_session *s)
     size_t dim = 0;
     if (dlv_model_embed_dim(s->model, &dim) != DLV_OK) return 0;
     return dim;
+}
+
+dlv_status dlv_session_adapter(dlv_session *s, const dlv_adapter **out)
+{
+    if (s->adapter) {
+        *out = s->adapter;
+        return DLV_OK;
+    }
+    if (!s->defaults) {
+        dlv_adapter *a = calloc(1, sizeof *a);
+        if (!a) return dlv_error_nomem("default adapter", sizeof *a);
+        dlv_status st = dlv_adapter_init_default(s->model, a);
+        if (st) {
+            free(a);
+            return st;
+        }
+        s->defaults = a;
+    }
+    *out = s->defaults;
+    return DLV_OK;
 }

@@ -6,6 +6,7 @@
 
 #include "api/options.h"
 #include "backend/backend.h"
+#include "model/adapter.h"
 
 struct dlv_session {
     dlv_model *model;
@@ -13,7 +14,14 @@ struct dlv_session {
     dlv_session_options opts;
     atomic_int cancel_requested;
     uint64_t step;              /* optimizer steps done */
+    dlv_adapter *adapter;       /* loaded by dlv_adapter_load; NULL: none */
+    dlv_adapter *defaults;      /* the model's default prompts, made on first use */
 };
+
+/* The adapter encoding uses: the loaded one, else the model's defaults
+ * (made on first use; DLV_E_UNSUPPORTED when the model has no tokenizer to
+ * tokenize its default prompts). */
+dlv_status dlv_session_adapter(dlv_session *s, const dlv_adapter **out);
 
 /* DLV_E_CANCELLED (and clears the request) if dlv_session_cancel was called;
  * long loops call this between units of work. */

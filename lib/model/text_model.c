@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "model/lora.h"
 #include "model/model.h"
 
 dlv_status dlv_text_check_config(const dlv_llava_config *cfg, const char *label)
@@ -104,7 +105,7 @@ dlv_status dlv_text_embed_ids(const dlv_model *m, dlv_backend *be, const int32_t
 
 /* Per-call scratch: activations for all B * T token rows. */
 typedef struct scratch {
-    dlv_buffer h, x, q, k, v, att, gate, up, mask;
+    dlv_buffer h, x, q, k, v, att, gate, up, mask, lora_tmp;
     int32_t *positions;
 } scratch;
 
@@ -119,6 +120,7 @@ static void scratch_free(scratch *s)
     dlv_buffer_free(&s->gate);
     dlv_buffer_free(&s->up);
     dlv_buffer_free(&s->mask);
+    dlv_buffer_free(&s->lora_tmp);
     free(s->positions);
     s->positions = NULL;
 }
@@ -128,9 +130,19 @@ static dlv_status alloc_f32(dlv_backend *be, int64_t rows, int64_t cols, dlv_buf
     return dlv_buffer_alloc(be, (size_t)rows * (size_t)cols * sizeof(float), out);
 }
 
-/* y[rows, n_out] = x[rows, n_in] . W^T (+ b): an nn.Linear. */
+/* A LoRA pair for one module (a NULL: none) and its scratch [rows, rank]. */
+typedef struct lora_ref {
+    const float *a, *b;
+    int64_t rank;
+    float scale;
+    float *tmp;
+} lora_ref;
+
+/* y[rows, n_out] = x[rows, n_in] . W^T (+ b) (+ scale * (x A^T) B^T): an
+ * nn.Linear, wrapped by PEFT's LoRA layer when lr->a is set. */
 static dlv_status linear(dlv_backend *be, float *y, const float *x, int64_t rows, int64_t n_in,
-                         int64_t n_out, const dlv_st_tensor *w, const dlv_st_tensor *b)
+                         int64_t n_out, const dlv_st_tensor *w, const dlv_st_tensor *b,
+                         const lora_ref *lr)
 {
     dlv_matmul_args a = {
         .struct_size = sizeof a,
@@ -146,6 +158,29 @@ static dlv_status linear(dlv_backend *be, float *y, const float *x, int64_t rows
     if (b) {
         st = dlv_add_bias(be, y, b->data, b->dtype, rows, n_out);
         if (st) return dlv_error_prefix(st, "%s", b->name);
+    }
+    if (lr && lr->a) {
+        /* PEFT: result + lora_B(lora_A(x)) * scaling. */
+        dlv_matmul_args la = {
+            .struct_size = sizeof la,
+            .trans_a = DLV_NO_TRANS, .trans_b = DLV_TRANS,
+            .m = rows, .n = lr->rank, .k = n_in,
+            .alpha = 1.0f, .beta = 0.0f,
+            .a = x, .a_dtype = DLV_DTYPE_F32, .lda = n_in,
+            .b = lr->a, .b_dtype = DLV_DTYPE_F32, .ldb = n_in,
+            .c = lr->tmp, .ldc = lr->rank,
+        };
+        dlv_matmul_args lb = {
+            .struct_size = sizeof lb,
+            .trans_a = DLV_NO_TRANS, .trans_b = DLV_TRANS,
+            .m = rows, .n = n_out, .k = lr->rank,
+            .alpha = lr->scale, .beta = 1.0f,
+            .a = lr->tmp, .a_dtype = DLV_DTYPE_F32, .lda = lr->rank,
+            .b = lr->b, .b_dtype = DLV_DTYPE_F32, .ldb = lr->rank,
+            .c = y, .ldc = n_out,
+        };
+        if ((st = dlv_matmul(be, &la)) || (st = dlv_matmul(be, &lb)))
+            return dlv_error_prefix(st, "%s (LoRA)", w->name);
     }
     return DLV_OK;
 }
@@ -195,8 +230,19 @@ typedef struct dims {
     double theta;
 } dims;
 
-static dlv_status run_layer(dlv_backend *be, const dims *d, const layer_w *w, scratch *s)
+static dlv_status run_layer(dlv_backend *be, const dims *d, const layer_w *w, scratch *s,
+                            const dlv_lora *lora, int64_t layer)
 {
+    lora_ref lr[DLV_LORA_N_MODULES];
+    for (int m = 0; m < DLV_LORA_N_MODULES; m++) {
+        lr[m] = (lora_ref){NULL, NULL, 0, 0.0f, dlv_buffer_ptr(&s->lora_tmp)};
+        if (lora) {
+            lr[m].a = dlv_lora_a(lora, layer, (dlv_lora_module)m);
+            lr[m].b = dlv_lora_b(lora, layer, (dlv_lora_module)m);
+            lr[m].rank = lora->rank;
+            lr[m].scale = lora->scale;
+        }
+    }
     float *h = dlv_buffer_ptr(&s->h), *x = dlv_buffer_ptr(&s->x);
     float *q = dlv_buffer_ptr(&s->q), *k = dlv_buffer_ptr(&s->k), *v = dlv_buffer_ptr(&s->v);
     float *att = dlv_buffer_ptr(&s->att);
@@ -205,9 +251,9 @@ static dlv_status run_layer(dlv_backend *be, const dims *d, const layer_w *w, sc
 
     if ((st = dlv_rmsnorm(be, x, h, w->ln1->data, w->ln1->dtype, d->n, d->hidden, d->eps)))
         return dlv_error_prefix(st, "%s", w->ln1->name);
-    if ((st = linear(be, q, x, d->n, d->hidden, d->qd, w->q, w->qb)) ||
-        (st = linear(be, k, x, d->n, d->hidden, d->kvd, w->k, w->kb)) ||
-        (st = linear(be, v, x, d->n, d->hidden, d->kvd, w->v, w->vb)))
+    if ((st = linear(be, q, x, d->n, d->hidden, d->qd, w->q, w->qb, &lr[DLV_LORA_Q])) ||
+        (st = linear(be, k, x, d->n, d->hidden, d->kvd, w->k, w->kb, &lr[DLV_LORA_K])) ||
+        (st = linear(be, v, x, d->n, d->hidden, d->kvd, w->v, w->vb, &lr[DLV_LORA_V])))
         return st;
     if ((st = dlv_rope(be, q, s->positions, d->n, d->n_heads, d->head_dim, d->theta)) ||
         (st = dlv_rope(be, k, s->positions, d->n, d->n_kv, d->head_dim, d->theta)))
@@ -226,18 +272,18 @@ static dlv_status run_layer(dlv_backend *be, const dims *d, const layer_w *w, sc
     };
     if ((st = dlv_attention(be, &aa))) return dlv_error_prefix(st, "self_attn");
     /* o_proj into x, then the residual add, in HF's order (h + (o + b)). */
-    if ((st = linear(be, x, att, d->n, d->qd, d->hidden, w->o, w->ob))) return st;
+    if ((st = linear(be, x, att, d->n, d->qd, d->hidden, w->o, w->ob, &lr[DLV_LORA_O]))) return st;
     if ((st = dlv_add(be, h, h, x, DLV_DTYPE_F32, 0, d->n, d->hidden)))
         return dlv_error_prefix(st, "attention residual");
 
     if ((st = dlv_rmsnorm(be, x, h, w->ln2->data, w->ln2->dtype, d->n, d->hidden, d->eps)))
         return dlv_error_prefix(st, "%s", w->ln2->name);
-    if ((st = linear(be, gate, x, d->n, d->hidden, d->inter, w->gate, w->gb)) ||
-        (st = linear(be, up, x, d->n, d->hidden, d->inter, w->up, w->ub)))
+    if ((st = linear(be, gate, x, d->n, d->hidden, d->inter, w->gate, w->gb, &lr[DLV_LORA_GATE])) ||
+        (st = linear(be, up, x, d->n, d->hidden, d->inter, w->up, w->ub, &lr[DLV_LORA_UP])))
         return st;
     if ((st = dlv_swiglu(be, gate, gate, up, d->n * d->inter)))
         return dlv_error_prefix(st, "mlp");
-    if ((st = linear(be, x, gate, d->n, d->inter, d->hidden, w->down, w->db))) return st;
+    if ((st = linear(be, x, gate, d->n, d->inter, d->hidden, w->down, w->db, &lr[DLV_LORA_DOWN]))) return st;
     if ((st = dlv_add(be, h, h, x, DLV_DTYPE_F32, 0, d->n, d->hidden)))
         return dlv_error_prefix(st, "mlp residual");
     return DLV_OK;
@@ -286,9 +332,10 @@ static dlv_status check_args(const dlv_model *m, const dlv_text_config *t, const
 }
 
 static dlv_status alloc_scratch(dlv_backend *be, const dims *d, const int32_t *lengths,
-                                scratch *s)
+                                const dlv_lora *lora, scratch *s)
 {
     dlv_status st;
+    if (lora && (st = alloc_f32(be, d->n, lora->rank, &s->lora_tmp))) return st;
     if ((st = alloc_f32(be, d->n, d->hidden, &s->h)) ||
         (st = alloc_f32(be, d->n, d->hidden, &s->x)) ||
         (st = alloc_f32(be, d->n, d->qd, &s->q)) ||
@@ -313,8 +360,8 @@ static dlv_status alloc_scratch(dlv_backend *be, const dims *d, const int32_t *l
 }
 
 static dlv_status forward(const dlv_model *m, dlv_backend *be, const dims *d,
-                          const int32_t *lengths, scratch *s, float *last_hidden,
-                          float *all_hidden)
+                          const int32_t *lengths, const dlv_lora *lora, scratch *s,
+                          float *last_hidden, float *all_hidden)
 {
     const dlv_text_config *t = &dlv_model_config(m)->text;
     const size_t plane = (size_t)d->n * (size_t)d->hidden;
@@ -325,7 +372,7 @@ static dlv_status forward(const dlv_model *m, dlv_backend *be, const dims *d,
     for (int64_t l = 0; l < t->num_hidden_layers; l++) {
         layer_w w;
         if ((st = layer_weights(m, l, &w))) return st;
-        if ((st = run_layer(be, d, &w, s)))
+        if ((st = run_layer(be, d, &w, s, lora, l)))
             return dlv_error_prefix(st, "%s: language model layer %lld", dlv_model_dir(m),
                                     (long long)l);
         /* HF's tuple skips the last layer's raw output: its last entry is
@@ -358,6 +405,15 @@ dlv_status dlv_text_forward(const dlv_model *m, dlv_backend *be, const float *em
                             float *last_hidden, size_t last_len, float *all_hidden,
                             size_t all_len)
 {
+    return dlv_text_forward_lora(m, be, NULL, embeds, lengths, batch, max_len, last_hidden,
+                                 last_len, all_hidden, all_len);
+}
+
+dlv_status dlv_text_forward_lora(const dlv_model *m, dlv_backend *be, const dlv_lora *lora,
+                                 const float *embeds, const int32_t *lengths, int64_t batch,
+                                 int64_t max_len, float *last_hidden, size_t last_len,
+                                 float *all_hidden, size_t all_len)
+{
     dlv_status st = dlv_text_check(m, be);
     if (st) return st;
     const dlv_text_config *t = &dlv_model_config(m)->text;
@@ -374,10 +430,15 @@ dlv_status dlv_text_forward(const dlv_model *m, dlv_backend *be, const float *em
         .eps = (float)t->rms_norm_eps, .theta = t->rope_theta,
     };
     scratch s = {0};
-    st = alloc_scratch(be, &d, lengths, &s);
+    if (lora && (lora->n_layers != t->num_hidden_layers || lora->rank < 1))
+        return dlv_error(DLV_E_INVALID_ARG, "%s: text forward: the LoRA adapter has %lld layers "
+                         "(rank %lld), the model %lld", dlv_model_dir(m),
+                         (long long)lora->n_layers, (long long)lora->rank,
+                         (long long)t->num_hidden_layers);
+    st = alloc_scratch(be, &d, lengths, lora, &s);
     if (!st) st = dlv_buffer_upload(&s.h, 0, embeds, (size_t)d.n * (size_t)d.hidden *
                                     sizeof(float));
-    if (!st) st = forward(m, be, &d, lengths, &s, last_hidden, all_hidden);
+    if (!st) st = forward(m, be, &d, lengths, lora, &s, last_hidden, all_hidden);
     scratch_free(&s);
     return st;
 }

@@ -58,4 +58,13 @@ dlv_status dlv_text_forward(const dlv_model *m, dlv_backend *be, const float *em
                             float *last_hidden, size_t last_len, float *all_hidden,
                             size_t all_len);
 
+/* dlv_text_forward with a LoRA adapter on the decoder's linear layers
+ * (model/lora.h; NULL for none): every targeted module computes
+ * W x + b + scale * B (A x), as PEFT's LoRA layer does in eval mode. */
+struct dlv_lora;
+dlv_status dlv_text_forward_lora(const dlv_model *m, dlv_backend *be, const struct dlv_lora *lora,
+                                 const float *embeds, const int32_t *lengths, int64_t batch,
+                                 int64_t max_len, float *last_hidden, size_t last_len,
+                                 float *all_hidden, size_t all_len);
+
 #endif

@@ -1,0 +1,68 @@
+/* LoRA adapters on the language model's linear layers, in Hugging Face
+ * PEFT's format (docs/adapter-format.md): for a targeted module with weight
+ * W [out, in], y = W x + b + scale * B (A x), A [rank, in], B [out, rank],
+ * scale = alpha / rank (alpha / sqrt(rank) with use_rslora).
+ *
+ * All A and B matrices live in one flat f32 buffer (params), so training can
+ * keep gradients and optimizer moments in buffers of the same layout. */
+#ifndef DLV_MODEL_LORA_H
+#define DLV_MODEL_LORA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "disclvlm.h"
+#include "model/config.h"
+
+typedef enum dlv_lora_module {
+    DLV_LORA_Q = 0, DLV_LORA_K, DLV_LORA_V, DLV_LORA_O,
+    DLV_LORA_GATE, DLV_LORA_UP, DLV_LORA_DOWN,
+    DLV_LORA_N_MODULES
+} dlv_lora_module;
+
+/* Every module, as a target bit mask. */
+#define DLV_LORA_ALL ((1u << DLV_LORA_N_MODULES) - 1u)
+/* No offset: the module is not targeted. */
+#define DLV_LORA_ABSENT SIZE_MAX
+
+typedef struct dlv_lora {
+    int64_t n_layers;
+    int64_t rank;
+    double alpha;
+    int use_rslora;
+    double dropout;            /* kept for saving; not used when encoding */
+    float scale;               /* alpha / rank or alpha / sqrt(rank) */
+    unsigned targets;          /* bit m set: module m targeted in every layer */
+    char base_model[512];      /* base_model_name_or_path, "" if unknown */
+    float *params;             /* n_params floats */
+    size_t n_params;
+    /* [layer * DLV_LORA_N_MODULES + module]: float offsets of A and B in
+     * params, DLV_LORA_ABSENT where not targeted. */
+    size_t *off_a, *off_b;
+} dlv_lora;
+
+/* "q_proj", ... ; "self_attn" or "mlp" for the parent. */
+const char *dlv_lora_module_name(dlv_lora_module m);
+const char *dlv_lora_module_parent(dlv_lora_module m);
+/* The module's weight shape [out, in] under the text config. */
+void dlv_lora_module_dims(const dlv_text_config *t, dlv_lora_module m, int64_t *out,
+                          int64_t *in);
+
+/* A LoRA with every targeted matrix zero (allocated). */
+dlv_status dlv_lora_create(const dlv_text_config *t, int64_t rank, double alpha,
+                           int use_rslora, unsigned targets, dlv_lora *out);
+void dlv_lora_free(dlv_lora *l);
+
+/* A (rows rank) and B (rows out) of a module in a layer; NULL if absent. */
+float *dlv_lora_a(const dlv_lora *l, int64_t layer, dlv_lora_module m);
+float *dlv_lora_b(const dlv_lora *l, int64_t layer, dlv_lora_module m);
+
+/* Reads adapter_config.json + adapter_model.safetensors from dir for the
+ * model's language model. */
+dlv_status dlv_lora_load(const dlv_model *m, const char *dir, dlv_lora *out);
+
+/* Writes adapter_config.json + adapter_model.safetensors (F32, classic
+ * module paths) into dir, each file atomically. */
+dlv_status dlv_lora_save(const dlv_lora *l, const dlv_text_config *t, const char *dir);
+
+#endif

@@ -1,0 +1,329 @@
+/* Prompt templates: family defaults, prompts.json reading and writing. */
+#include "model/prompts.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/json_util.h"
+#include "model/model.h"
+
+typedef struct defaults {
+    const char *prefix, *image_instruction, *text_instruction, *suffix;
+    int add_bos;
+} defaults;
+
+/* E5-V-style wording: LLaVA-1.5's Vicuna format for the Llama family,
+ * ChatML for Qwen2 (docs/adapter-format.md, "Default prompts"). */
+static defaults family_defaults(const dlv_llava_config *cfg)
+{
+    if (cfg->text.kind == DLV_TEXT_QWEN2)
+        return (defaults){"<|im_start|>user\n", "\nSummarize above image in one word:",
+                          "\nSummarize above sentence in one word:",
+                          "<|im_end|>\n<|im_start|>assistant\n", 0};
+    return (defaults){"USER: ", "\nSummarize above image in one word:",
+                      "\nSummarize above sentence in one word:", " ASSISTANT:",
+                      cfg->text.bos_token_id >= 0};
+}
+
+static void piece_free(dlv_prompt_piece *p)
+{
+    free(p->text);
+    free(p->ids);
+    memset(p, 0, sizeof *p);
+}
+
+void dlv_prompts_free(dlv_prompts *p)
+{
+    if (!p) return;
+    dlv_prompt_side *sides[2] = {&p->image, &p->text};
+    for (int i = 0; i < 2; i++) {
+        piece_free(&sides[i]->prefix);
+        piece_free(&sides[i]->instruction);
+        piece_free(&sides[i]->suffix);
+    }
+}
+
+static dlv_status set_text(dlv_prompt_piece *p, const char *text)
+{
+    size_t n = strlen(text);
+    p->text = malloc(n + 1);
+    if (!p->text) return dlv_error_nomem("prompt text", n + 1);
+    memcpy(p->text, text, n + 1);
+    return DLV_OK;
+}
+
+/* p->ids = tokenizer(text), no special tokens added. */
+static dlv_status tokenize_piece(const dlv_model *m, const char *what, dlv_prompt_piece *p)
+{
+    const dlv_tokenizer *tok = dlv_model_get_tokenizer(m);
+    if (!tok)
+        return dlv_error(DLV_E_UNSUPPORTED,
+                         "%s: prompt '%s' has no ids and the model has no tokenizer to make "
+                         "them (give them in prompts.json)", dlv_model_dir(m), what);
+    size_t len = strlen(p->text), n = 0;
+    dlv_status st = dlv_tokenize(tok, p->text, len, 0, NULL, 0, &n);
+    if (st) return dlv_error_prefix(st, "prompt '%s'", what);
+    p->n = n;
+    if (n == 0) return DLV_OK;
+    p->ids = malloc(n * sizeof *p->ids);
+    if (!p->ids) return dlv_error_nomem("prompt ids", n * sizeof *p->ids);
+    st = dlv_tokenize(tok, p->text, len, 0, p->ids, n, &n);
+    if (st) return dlv_error_prefix(st, "prompt '%s'", what);
+    return DLV_OK;
+}
+
+static dlv_status check_ids(const dlv_model *m, const dlv_prompts *p, const char *label)
+{
+    const dlv_llava_config *cfg = dlv_model_config(m);
+    const dlv_prompt_side *sides[2] = {&p->image, &p->text};
+    static const char *side_names[2] = {"image", "text"};
+    for (int s = 0; s < 2; s++) {
+        const dlv_prompt_piece *pieces[3] = {&sides[s]->prefix, &sides[s]->instruction,
+                                             &sides[s]->suffix};
+        static const char *piece_names[3] = {"prefix_ids", "instruction_ids", "suffix_ids"};
+        for (int k = 0; k < 3; k++)
+            for (size_t i = 0; i < pieces[k]->n; i++) {
+                int32_t id = pieces[k]->ids[i];
+                if (id < 0 || id >= cfg->text.vocab_size)
+                    return dlv_error(DLV_E_FORMAT, "%s: %s.%s[%zu] = %d is outside the "
+                                     "vocabulary [0, %lld)", label, side_names[s],
+                                     piece_names[k], i, (int)id,
+                                     (long long)cfg->text.vocab_size);
+                if (id == cfg->image_token_index)
+                    return dlv_error(DLV_E_FORMAT, "%s: %s.%s[%zu] is the image token %d, "
+                                     "which only the image features may stand for", label,
+                                     side_names[s], piece_names[k], i, (int)id);
+            }
+    }
+    if (p->add_bos && (p->bos_id < 0 || p->bos_id >= cfg->text.vocab_size))
+        return dlv_error(DLV_E_FORMAT, "%s: add_bos is true but the model's bos_token_id (%d) "
+                         "is not a token", label, (int)p->bos_id);
+    return DLV_OK;
+}
+
+dlv_status dlv_prompts_default(const dlv_model *m, dlv_prompts *out)
+{
+    memset(out, 0, sizeof *out);
+    const dlv_llava_config *cfg = dlv_model_config(m);
+    defaults d = family_defaults(cfg);
+    out->add_bos = d.add_bos;
+    out->bos_id = (int32_t)cfg->text.bos_token_id;
+    const char *texts[2][3] = {{d.prefix, d.image_instruction, d.suffix},
+                               {d.prefix, d.text_instruction, d.suffix}};
+    dlv_prompt_side *sides[2] = {&out->image, &out->text};
+    dlv_status st = DLV_OK;
+    for (int s = 0; s < 2 && !st; s++) {
+        dlv_prompt_piece *pieces[3] = {&sides[s]->prefix, &sides[s]->instruction,
+                                       &sides[s]->suffix};
+        for (int k = 0; k < 3 && !st; k++) {
+            st = set_text(pieces[k], texts[s][k]);
+            if (!st) st = tokenize_piece(m, texts[s][k], pieces[k]);
+        }
+    }
+    if (!st) st = check_ids(m, out, dlv_model_dir(m));
+    if (st) {
+        dlv_prompts_free(out);
+        return dlv_error_prefix(st, "default prompts");
+    }
+    return DLV_OK;
+}
+
+/* One piece from side_obj: "<name>" (string) and "<name>_ids" (int array). */
+static dlv_status parse_piece(const dlv_model *m, const json_t *side_obj, const char *side,
+                              const char *name, const char *label, dlv_prompt_piece *p)
+{
+    char key[32];
+    snprintf(key, sizeof key, "%s_ids", name);
+    const json_t *text = json_object_get(side_obj, name);
+    const json_t *ids = json_object_get(side_obj, key);
+    if (text && !json_is_null(text)) {
+        if (!json_is_string(text))
+            return dlv_error(DLV_E_FORMAT, "%s: field '%s.%s': expected a string", label, side,
+                             name);
+        dlv_status st = set_text(p, json_string_value(text));
+        if (st) return st;
+    }
+    if (ids && !json_is_null(ids)) {
+        if (!json_is_array(ids))
+            return dlv_error(DLV_E_FORMAT, "%s: field '%s.%s': expected an array of token ids",
+                             label, side, key);
+        size_t n = json_array_size(ids);
+        if (n > 0) {
+            p->ids = malloc(n * sizeof *p->ids);
+            if (!p->ids) return dlv_error_nomem("prompt ids", n * sizeof *p->ids);
+        }
+        for (size_t i = 0; i < n; i++) {
+            const json_t *v = json_array_get(ids, i);
+            if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                json_integer_value(v) > INT32_MAX)
+                return dlv_error(DLV_E_FORMAT, "%s: field '%s.%s[%zu]': expected a token id "
+                                 "(an integer >= 0)", label, side, key, i);
+            p->ids[i] = (int32_t)json_integer_value(v);
+        }
+        p->n = n;
+        return DLV_OK;
+    }
+    if (p->text) {
+        char what[64];
+        snprintf(what, sizeof what, "%s.%s", side, name);
+        return tokenize_piece(m, what, p);
+    }
+    return DLV_OK; /* neither: an empty piece */
+}
+
+static dlv_status parse_side(const dlv_model *m, const json_t *root, const char *side,
+                             const char *label, dlv_prompt_side *out)
+{
+    json_t *obj = json_object_get(root, side);
+    if (!obj || json_is_null(obj))
+        return dlv_error(DLV_E_FORMAT, "%s: field '%s' is missing (an object with prefix, "
+                         "instruction, suffix and their _ids)", label, side);
+    if (!json_is_object(obj))
+        return dlv_error(DLV_E_FORMAT, "%s: field '%s': expected an object", label, side);
+    static const char *known[] = {"prefix", "instruction", "suffix", "prefix_ids",
+                                  "instruction_ids", "suffix_ids"};
+    const char *key;
+    const json_t *val;
+    json_object_foreach(obj, key, val) {
+        int ok = 0;
+        for (size_t i = 0; i < sizeof known / sizeof *known; i++) ok |= !strcmp(key, known[i]);
+        if (!ok)
+            return dlv_error(DLV_E_FORMAT, "%s: field '%s.%s' is not a prompts.json field", label,
+                             side, key);
+    }
+    dlv_status st;
+    if ((st = parse_piece(m, obj, side, "prefix", label, &out->prefix)) ||
+        (st = parse_piece(m, obj, side, "instruction", label, &out->instruction)) ||
+        (st = parse_piece(m, obj, side, "suffix", label, &out->suffix)))
+        return st;
+    return DLV_OK;
+}
+
+dlv_status dlv_prompts_load(const dlv_model *m, const char *path, dlv_prompts *out)
+{
+    memset(out, 0, sizeof *out);
+    char *text = NULL;
+    size_t len = 0;
+    dlv_status st = dlv_read_file(path, (size_t)16 << 20, &text, &len);
+    if (st) return st;
+    json_t *root = NULL;
+    st = dlv_json_parse(text, len, path, &root);
+    free(text);
+    if (st) return st;
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return dlv_error(DLV_E_FORMAT, "%s: expected a JSON object", path);
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(root, key, val) {
+        if (strcmp(key, "add_bos") && strcmp(key, "image") && strcmp(key, "text")) {
+            st = dlv_error(DLV_E_FORMAT, "%s: field '%s' is not a prompts.json field (add_bos, "
+                           "image, text)", path, key);
+            break;
+        }
+    }
+    const dlv_llava_config *cfg = dlv_model_config(m);
+    defaults d = family_defaults(cfg);
+    out->bos_id = (int32_t)cfg->text.bos_token_id;
+    if (!st) st = dlv_json_bool(root, "add_bos", d.add_bos, path, &out->add_bos);
+    if (!st) st = parse_side(m, root, "image", path, &out->image);
+    if (!st) st = parse_side(m, root, "text", path, &out->text);
+    if (!st) st = check_ids(m, out, path);
+    json_decref(root);
+    if (st) dlv_prompts_free(out);
+    return st;
+}
+
+static dlv_status put_piece(json_t *obj, const char *name, const dlv_prompt_piece *p)
+{
+    char key[32];
+    snprintf(key, sizeof key, "%s_ids", name);
+    if (p->text && json_object_set_new(obj, name, json_string(p->text)))
+        return dlv_error(DLV_E_NOMEM, "prompts.json: cannot build '%s'", name);
+    json_t *ids = json_array();
+    if (!ids) return dlv_error(DLV_E_NOMEM, "prompts.json: cannot build '%s'", key);
+    for (size_t i = 0; i < p->n; i++)
+        if (json_array_append_new(ids, json_integer(p->ids[i]))) {
+            json_decref(ids);
+            return dlv_error(DLV_E_NOMEM, "prompts.json: cannot build '%s'", key);
+        }
+    if (json_object_set_new(obj, key, ids))
+        return dlv_error(DLV_E_NOMEM, "prompts.json: cannot build '%s'", key);
+    return DLV_OK;
+}
+
+dlv_status dlv_prompts_save(const dlv_prompts *p, const char *path)
+{
+    json_t *root = json_object();
+    if (!root) return dlv_error(DLV_E_NOMEM, "%s: cannot build the JSON", path);
+    dlv_status st = DLV_OK;
+    if (json_object_set_new(root, "add_bos", json_boolean(p->add_bos)))
+        st = dlv_error(DLV_E_NOMEM, "%s: cannot build the JSON", path);
+    const dlv_prompt_side *sides[2] = {&p->image, &p->text};
+    static const char *names[2] = {"image", "text"};
+    for (int s = 0; s < 2 && !st; s++) {
+        json_t *obj = json_object();
+        if (!obj || json_object_set_new(root, names[s], obj)) {
+            st = dlv_error(DLV_E_NOMEM, "%s: cannot build the JSON", path);
+            break;
+        }
+        if ((st = put_piece(obj, "prefix", &sides[s]->prefix)) ||
+            (st = put_piece(obj, "instruction", &sides[s]->instruction)) ||
+            (st = put_piece(obj, "suffix", &sides[s]->suffix)))
+            break;
+    }
+    char *text = NULL;
+    if (!st) {
+        text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        if (!text) st = dlv_error(DLV_E_NOMEM, "%s: cannot serialise the JSON", path);
+    }
+    json_decref(root);
+    if (st) return st;
+    dlv_atomic_file *f = NULL;
+    st = dlv_atomic_open(path, &f);
+    if (!st) st = dlv_atomic_write(f, text, strlen(text));
+    if (!st) st = dlv_atomic_write(f, "\n", 1);
+    if (!st) st = dlv_atomic_commit(f);
+    else if (f) dlv_atomic_abort(f);
+    free(text);
+    return st;
+}
+
+static dlv_status copy_piece(const dlv_prompt_piece *src, dlv_prompt_piece *dst)
+{
+    memset(dst, 0, sizeof *dst);
+    if (src->text) {
+        dlv_status st = set_text(dst, src->text);
+        if (st) return st;
+    }
+    if (src->n) {
+        dst->ids = malloc(src->n * sizeof *dst->ids);
+        if (!dst->ids) return dlv_error_nomem("prompt ids", src->n * sizeof *dst->ids);
+        memcpy(dst->ids, src->ids, src->n * sizeof *dst->ids);
+        dst->n = src->n;
+    }
+    return DLV_OK;
+}
+
+dlv_status dlv_prompts_copy(const dlv_prompts *src, dlv_prompts *dst)
+{
+    memset(dst, 0, sizeof *dst);
+    dst->add_bos = src->add_bos;
+    dst->bos_id = src->bos_id;
+    const dlv_prompt_side *ss[2] = {&src->image, &src->text};
+    dlv_prompt_side *ds[2] = {&dst->image, &dst->text};
+    dlv_status st = DLV_OK;
+    for (int s = 0; s < 2 && !st; s++) {
+        if ((st = copy_piece(&ss[s]->prefix, &ds[s]->prefix)) ||
+            (st = copy_piece(&ss[s]->instruction, &ds[s]->instruction)) ||
+            (st = copy_piece(&ss[s]->suffix, &ds[s]->suffix)))
+            break;
+    }
+    if (st) dlv_prompts_free(dst);
+    return st;
+}
