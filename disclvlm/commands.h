@@ -11,6 +11,7 @@ int cmd_embed(int argc, char **argv);        /* cmd_encode.c */
 int cmd_encode_image(int argc, char **argv); /* cmd_encode.c */
 int cmd_encode_text(int argc, char **argv);  /* cmd_encode.c */
 int cmd_score(int argc, char **argv);
+int cmd_eval(int argc, char **argv);         /* cmd_eval.c, cmd_eval_tasks.c */
 
 /* Prints "disclvlm: <context>: <last error>" to stderr; returns 1. */
 int cli_fail(const char *context);

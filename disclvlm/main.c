@@ -21,6 +21,7 @@ static const command commands[] = {
     {"encode-image", cmd_encode_image, "write image embeddings as a .npy file"},
     {"encode-text", cmd_encode_text, "write text embeddings as a .npy file"},
     {"score", cmd_score, "print the image-text cosine (or logit) matrix"},
+    {"eval", cmd_eval, "evaluate: retrieval, SugarCrepe, Winoground, zero-shot classification"},
 };
 
 static void usage(FILE *to)

@@ -18,6 +18,7 @@ for f in "$libdir/libdisclvlm.so.1" "$libdir/libdisclvlm.a"; do
   [ -e "$f" ] || { echo "missing installed file: $f"; exit 1; }
 done
 find "$tmp/root" -path '*/include/disclvlm.h' | grep -q . || { echo "header not installed"; exit 1; }
+find "$tmp/root" -path '*/include/disclvlm.hpp' | grep -q . || { echo "C++ header not installed"; exit 1; }
 find "$tmp/root" -path '*/bin/disclvlm' | grep -q . || { echo "disclvlm tool not installed"; exit 1; }
 
 # The sysroot prefix rewrites the .pc file's -I/-L paths into the temporary root.
@@ -33,6 +34,25 @@ c++ -std=c++17 -Wall -Wextra -Wpedantic -Werror "$src_dir/consumer.cpp" -o "$tmp
 export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 "$tmp/consumer_c"
 "$tmp/consumer_cpp"
+
+# The header-only C++ wrapper (disclvlm.hpp): a test program (C++11 and
+# C++17) and the example of bindings/cpp, run on a tiny generated model.
+for std in c++11 c++17; do
+  # shellcheck disable=SC2086
+  c++ -std=$std -Wall -Wextra -Wpedantic -Wshadow -Werror "$src_dir/consumer_hpp.cpp" \
+    -o "$tmp/consumer_hpp_$std" $flags
+done
+# shellcheck disable=SC2086
+c++ -std=c++17 -Wall -Wextra -Wpedantic -Werror "$src_dir/../../bindings/cpp/example.cpp" \
+  -o "$tmp/example_cpp" $flags
+python3 "$src_dir/../gen_tiny_checkpoint.py" "$tmp/tiny" --vision clip --text llama \
+  --with-tokenizer >/dev/null
+image="$src_dir/../vision/data/jpeg_420.jpg"
+"$tmp/consumer_hpp_c++11" "$tmp/tiny" "$image"
+"$tmp/consumer_hpp_c++17" "$tmp/tiny" "$image"
+example_out=$("$tmp/example_cpp" "$tmp/tiny" "$image" -- "a cat" "a dog")
+echo "$example_out"
+[ "$(printf '%s\n' "$example_out" | wc -l)" -eq 2 ] || { echo "example: expected 2 lines"; exit 1; }
 # The programs must have used the installed copy, not the build tree's.
 # Capture ldd's output first: `ldd | grep -q` under pipefail fails when grep
 # exits early and ldd gets SIGPIPE.
