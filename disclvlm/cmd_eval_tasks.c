@@ -16,14 +16,30 @@ static int ends_with(const char *s, const char *suffix)
 
 static const size_t KS[3] = {1, 5, 10};
 
+/* --images, else the data file's folder (as --help says), in buf. */
+static const char *image_root(const eval_ctx *c, const char *data, char *buf, size_t cap)
+{
+    if (c->images) return c->images;
+    const char *slash = strrchr(data, '/');
+    if (!slash) return ".";
+    size_t n = (size_t)(slash - data);
+    if (n == 0) return "/";
+    if (n >= cap) n = cap - 1;
+    memcpy(buf, data, n);
+    buf[n] = '\0';
+    return buf;
+}
+
 /* ---- retrieval ---------------------------------------------------------- */
 
 int eval_retrieval(eval_ctx *c)
 {
     dlv_retrieval_set r;
     const char *data = c->data[0];
+    char root[4096];
     dlv_status st = ends_with(data, ".json")
-                        ? dlv_karpathy_read(data, c->split, c->images, c->limit, &r)
+                        ? dlv_karpathy_read(data, c->split, image_root(c, data, root, sizeof root),
+                                            c->limit, &r)
                         : dlv_retrieval_from_dataset(data, c->images, c->limit, &r);
     if (st != DLV_OK) return eval_fail(c);
     size_t n_img = r.images.n, n_txt = r.n_txt;
@@ -111,8 +127,12 @@ int eval_sugarcrepe(eval_ctx *c)
         return eval_failf(c, "out of memory");
     }
     for (size_t s = 0; s < n_sets && !rc; s++)
-        if (dlv_sugarcrepe_read(c->data[s], c->images, c->limit, &sets[s]) != DLV_OK)
+    {
+        char root[4096];
+        if (dlv_sugarcrepe_read(c->data[s], image_root(c, c->data[s], root, sizeof root),
+                                c->limit, &sets[s]) != DLV_OK)
             rc = eval_fail(c);
+    }
     if (rc || (rc = eval_open(c))) goto done;
     for (size_t s = 0; s < n_sets && !rc; s++) {
         size_t n = sets[s].n;
@@ -175,7 +195,10 @@ done:
 int eval_winoground(eval_ctx *c)
 {
     dlv_wino_set w;
-    if (dlv_winoground_read(c->data[0], c->images, c->limit, &w) != DLV_OK) return eval_fail(c);
+    char root[4096];
+    if (dlv_winoground_read(c->data[0], image_root(c, c->data[0], root, sizeof root), c->limit,
+                            &w) != DLV_OK)
+        return eval_fail(c);
     size_t n = w.n;
     const char **paths = malloc(2 * n * sizeof *paths), **texts = malloc(2 * n * sizeof *texts);
     dlv_wino_item *items = malloc(n * sizeof *items);

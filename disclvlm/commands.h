@@ -12,6 +12,8 @@ int cmd_encode_image(int argc, char **argv); /* cmd_encode.c */
 int cmd_encode_text(int argc, char **argv);  /* cmd_encode.c */
 int cmd_score(int argc, char **argv);
 int cmd_eval(int argc, char **argv);         /* cmd_eval.c, cmd_eval_tasks.c */
+int cmd_train(int argc, char **argv);        /* cmd_train.c, train_data.c */
+int cmd_shapesworld(int argc, char **argv);  /* cmd_shapesworld.c, shapesworld.c */
 
 /* Prints "disclvlm: <context>: <last error>" to stderr; returns 1. */
 int cli_fail(const char *context);

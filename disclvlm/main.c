@@ -21,7 +21,9 @@ static const command commands[] = {
     {"encode-image", cmd_encode_image, "write image embeddings as a .npy file"},
     {"encode-text", cmd_encode_text, "write text embeddings as a .npy file"},
     {"score", cmd_score, "print the image-text cosine (or logit) matrix"},
+    {"train", cmd_train, "fine-tune an adapter (soft prompts, LoRA) on image-caption pairs"},
     {"eval", cmd_eval, "evaluate: retrieval, SugarCrepe, Winoground, zero-shot classification"},
+    {"shapesworld", cmd_shapesworld, "generate the ShapesWorld compositional benchmark"},
 };
 
 static void usage(FILE *to)

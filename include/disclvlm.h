@@ -247,9 +247,62 @@ typedef struct dlv_train_stats {
 
 #define DLV_TRAIN_STATS_INIT {sizeof(dlv_train_stats), 0, 0, 0, 0, 0, 0, 0, 0}
 
-/* One optimizer step on a batch: forward, backward, update. */
+/* Training options (docs/training.md), set as key = value strings so that
+ * new options never change the ABI. Keys and their defaults:
+ *   train          "soft,lora,logit_scale"  trainable sets (comma list)
+ *   optimizer      "adamw"                  or "sgd"
+ *   lr             "1e-4"
+ *   weight_decay   "0"      (AdamW: decoupled; none on soft prompts, logit scale)
+ *   beta1, beta2, eps  "0.9", "0.999", "1e-8"
+ *   schedule       "constant"               or "cosine" (needs total_steps)
+ *   warmup         "0"                      linear warmup steps
+ *   total_steps    "0"                      the cosine schedule's length
+ *   grad_clip      "0"                      global-norm clipping; 0 = off
+ *   lora_rank, lora_alpha  "16", "16"       for a new LoRA (an adapter's own LoRA keeps its)
+ *   lora_targets   "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+ *   ntp_weight     "1"                      0 switches the next-token loss off
+ *   contrastive    "1"                      0 switches the contrastive loss off
+ *   seed           "0"                      LoRA initialisation
+ *   micro_batch    "0"                      GradCache micro-batch; 0 = whole batch
+ *   recompute      "0"                      1: recompute activations per layer
+ *   cache_features "0"                      1: keep frozen image features of image
+ *                                           files across steps (memory: features x images)
+ * An unknown key or a bad value is DLV_E_INVALID_ARG naming it. */
+typedef struct dlv_train_options dlv_train_options;
+DLV_API dlv_status dlv_train_options_new(dlv_train_options **out);
+DLV_API void dlv_train_options_free(dlv_train_options *opts);
+DLV_API dlv_status dlv_train_options_set(dlv_train_options *opts, const char *key,
+                                         const char *value);
+
+/* Starts (or restarts) training on the session: the trainable state is made
+ * from the session's adapter (dlv_adapter_load) or the model's defaults:
+ * soft prompts = the instruction's token embeddings, a new LoRA with A
+ * random (as PEFT initialises it, from the seed) and B = 0, logit scale
+ * log(1/0.07). opts may be NULL for the defaults. dlv_train_step calls it
+ * with the defaults when training has not begun. */
+DLV_API dlv_status dlv_train_begin(dlv_session *session, const dlv_train_options *opts);
+
+/* One optimizer step on a batch: forward, backward, update. The session's
+ * adapter then holds the updated state (encode with it, or save it with
+ * dlv_adapter_save). */
 DLV_API dlv_status dlv_train_step(dlv_session *session, const dlv_batch *batch,
                                   dlv_train_stats *stats);
+
+/* Training checkpoints: the adapter plus the optimizer state, step and RNG
+ * state (train_state.safetensors), each file written atomically. Loading
+ * one and continuing gives bit-identical results to an uninterrupted run. */
+DLV_API dlv_status dlv_train_checkpoint_save(dlv_session *session, const char *dir);
+DLV_API dlv_status dlv_train_checkpoint_load(dlv_session *session, const char *dir);
+
+/* Writes the model as it is being trained (the "projector", "llm" and
+ * "vision" sets change the model's own weights) as a Hugging Face LLaVA
+ * directory that dlv_model_load and transformers load: config.json,
+ * preprocessor_config.json and tokenizer files copied, model.safetensors
+ * with every tensor. dtype NULL keeps each tensor's checkpoint dtype;
+ * "f32", "bf16" or "f16" converts all float tensors. Atomic as a directory;
+ * an existing dir may hold only those files. */
+DLV_API dlv_status dlv_train_save_model(dlv_session *session, const char *dir,
+                                        const char *dtype);
 
 /* ---- Adapters ---------------------------------------------------------- */
 

@@ -211,6 +211,31 @@ private:
     detail::handle<dlv_batch, dlv_batch_free> p_;
 };
 
+/* Training options (dlv_train_options): key = value strings, see disclvlm.h
+ * and docs/training.md. set() throws disclvlm::error naming an unknown key
+ * or a bad value, and returns *this so that calls chain:
+ *     disclvlm::train_options o;
+ *     o.set("lr", "1e-3").set("train", "soft,lora");
+ */
+class train_options {
+public:
+    train_options()
+    {
+        dlv_train_options *o = nullptr;
+        check(dlv_train_options_new(&o));
+        p_.reset(o);
+    }
+    train_options &set(const std::string &key, const std::string &value)
+    {
+        check(dlv_train_options_set(p_.get(), key.c_str(), value.c_str()));
+        return *this;
+    }
+    const dlv_train_options *get() const noexcept { return p_.get(); }
+
+private:
+    detail::handle<dlv_train_options, dlv_train_options_free> p_;
+};
+
 /* A workspace on a model. Embeddings are row-major n x embed_dim() floats. */
 class session {
 public:
@@ -292,11 +317,31 @@ public:
     void clear_adapter() { check(dlv_adapter_clear(p_.get())); }
     /* Stops the running or next long call (DLV_E_CANCELLED); any thread. */
     void cancel() { check(dlv_session_cancel(p_.get())); }
+    /* Starts (or restarts) training from the session's adapter with these
+     * options (train_step begins with the defaults when this was not called). */
+    void train_begin(const train_options &opts) { check(dlv_train_begin(p_.get(), opts.get())); }
+    void train_begin() { check(dlv_train_begin(p_.get(), nullptr)); }
+    /* One optimizer step; the session's adapter then holds the new state. */
     dlv_train_stats train_step(const batch &b)
     {
         dlv_train_stats st = DLV_TRAIN_STATS_INIT;
         check(dlv_train_step(p_.get(), b.get(), &st));
         return st;
+    }
+    /* Training checkpoints: adapter, optimizer state, step and RNG state. */
+    void checkpoint_save(const std::string &dir)
+    {
+        check(dlv_train_checkpoint_save(p_.get(), dir.c_str()));
+    }
+    void checkpoint_load(const std::string &dir)
+    {
+        check(dlv_train_checkpoint_load(p_.get(), dir.c_str()));
+    }
+    /* dlv_train_save_model: the model as trained, as a Hugging Face LLaVA
+     * directory; dtype "" keeps each tensor's dtype, else "f32", "bf16", "f16". */
+    void save_model(const std::string &dir, const std::string &dtype = std::string())
+    {
+        check(dlv_train_save_model(p_.get(), dir.c_str(), dtype.empty() ? nullptr : dtype.c_str()));
     }
     dlv_session *get() const noexcept { return p_.get(); }
 

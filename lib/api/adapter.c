@@ -4,6 +4,7 @@
 
 #include "api/session.h"
 #include "core/error.h"
+#include "train/trainer.h"
 
 DLV_API dlv_status dlv_adapter_load(dlv_session *session, const char *dir)
 {
@@ -21,6 +22,10 @@ DLV_API dlv_status dlv_adapter_load(dlv_session *session, const char *dir)
         free(session->adapter);
     }
     session->adapter = a;
+    /* Training restarts from the loaded adapter (dlv_train_step begins a
+     * new trainer). */
+    dlv_trainer_free(session->trainer);
+    session->trainer = NULL;
     return DLV_OK;
 }
 
@@ -42,6 +47,8 @@ DLV_API dlv_status dlv_adapter_clear(dlv_session *session)
         free(session->adapter);
         session->adapter = NULL;
     }
+    dlv_trainer_free(session->trainer);
+    session->trainer = NULL;
     return DLV_OK;
 }
 

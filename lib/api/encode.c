@@ -8,9 +8,12 @@
 #include "api/image.h"
 #include "api/session.h"
 #include "core/error.h"
+#include "model/clip_model.h"
 #include "model/embed.h"
 #include "model/model.h"
 #include "model/vision_tower.h"
+#include "train/trainer.h"
+#include "train/wview.h"
 
 /* Inputs per forward pass. Results do not depend on it (rows are
  * independent); it only bounds the scratch memory. */
@@ -32,43 +35,16 @@ static dlv_status check_out(dlv_session *s, size_t n, const float *out, size_t o
     return DLV_OK;
 }
 
+/* The weights being trained, when training changes the model's own weights
+ * (projector, language model, vision tower); NULL: the checkpoint's. */
+static const dlv_wview *session_view(const dlv_session *s)
+{
+    return s->trainer ? dlv_trainer_view(s->trainer) : NULL;
+}
+
 static const dlv_lora *adapter_lora(const dlv_adapter *a)
 {
     return a && a->has_lora ? &a->lora : NULL;
-}
-
-/* Preprocessed pixels of n images and their projected features
- * [n, n_tokens, hidden]; *feats is the caller's to free. */
-static dlv_status image_features(dlv_session *s, const dlv_image *const *images, size_t n,
-                                 float **feats, int64_t *n_tokens)
-{
-    const dlv_model *m = s->model;
-    const dlv_llava_config *cfg = dlv_model_config(m);
-    size_t c, h, w;
-    dlv_status st = dlv_model_image_size(m, &c, &h, &w);
-    if (st) return st;
-    const size_t per = c * h * w;
-    *n_tokens = dlv_vision_n_tokens(cfg);
-    const size_t feat_len = n * (size_t)*n_tokens * (size_t)cfg->text.hidden_size;
-    float *pixels = malloc(n * per * sizeof *pixels);
-    *feats = malloc(feat_len * sizeof **feats);
-    if (!pixels || !*feats) {
-        free(pixels);
-        free(*feats);
-        *feats = NULL;
-        return dlv_error_nomem("image batch", n * (per + feat_len / n) * sizeof(float));
-    }
-    for (size_t i = 0; i < n && !st; i++) {
-        st = dlv_preprocess_image(m, images[i], NULL, pixels + i * per, per);
-        if (st) st = dlv_error_prefix(st, "image %zu", i);
-    }
-    if (!st) st = dlv_vision_features(m, s->backend, pixels, (int64_t)n, *feats, feat_len);
-    free(pixels);
-    if (st) {
-        free(*feats);
-        *feats = NULL;
-    }
-    return st;
 }
 
 /* The five parts [BOS] + prefix + middle + soft prompt + suffix. */
@@ -92,7 +68,7 @@ static dlv_status encode_image_chunk(dlv_session *s, const dlv_adapter *a,
 {
     float *feats = NULL;
     int64_t n_tokens = 0;
-    dlv_status st = image_features(s, images, n, &feats, &n_tokens);
+    dlv_status st = dlv_embed_image_features(s->model, s->backend, session_view(s), images, n, &feats, &n_tokens);
     if (st) return st;
     const size_t hidden = (size_t)dlv_model_config(s->model)->text.hidden_size;
     const int32_t bos = a->prompts.bos_id;
@@ -104,7 +80,7 @@ static dlv_status encode_image_chunk(dlv_session *s, const dlv_adapter *a,
                    a->n_image_prompt, parts[i]);
         seqs[i] = (dlv_seq){parts[i], 5};
     }
-    st = dlv_embed_sequences(s->model, s->backend, adapter_lora(a), seqs, (int64_t)n, 1, out,
+    st = dlv_embed_sequences(s->model, s->backend, session_view(s), adapter_lora(a), seqs, (int64_t)n, 1, out,
                              out_len);
     free(feats);
     return st;
@@ -119,6 +95,8 @@ DLV_API dlv_status dlv_encode_images(dlv_session *session, const dlv_image *cons
     if (!images) return dlv_error(DLV_E_INVALID_ARG, "%s: images is NULL", fn);
     for (size_t i = 0; i < n; i++)
         if (!images[i]) return dlv_error(DLV_E_INVALID_ARG, "%s: images[%zu] is NULL", fn, i);
+    /* CLIPModel: its own towers (api/clip_encode.c). */
+    if (dlv_model_clip(session->model)) return dlv_clip_encode_images(session, images, n, out, out_len);
     const dlv_adapter *a;
     if ((st = dlv_session_adapter(session, &a))) return dlv_error_prefix(st, "%s", fn);
     const size_t dim = dlv_session_embed_dim(session);
@@ -221,7 +199,7 @@ static dlv_status encode_text_chunk(dlv_session *s, const dlv_adapter *a,
         seqs[i] = (dlv_seq){parts[i], 5};
     }
     if (!st)
-        st = dlv_embed_sequences(s->model, s->backend, adapter_lora(a), seqs, (int64_t)n, 1, out,
+        st = dlv_embed_sequences(s->model, s->backend, session_view(s), adapter_lora(a), seqs, (int64_t)n, 1, out,
                                  out_len);
     for (size_t i = 0; i < n; i++) free(ids[i]);
     return st;
@@ -236,6 +214,8 @@ DLV_API dlv_status dlv_encode_text(dlv_session *session, const char *const *text
     if (!texts) return dlv_error(DLV_E_INVALID_ARG, "%s: texts is NULL", fn);
     for (size_t i = 0; i < n; i++)
         if (!texts[i]) return dlv_error(DLV_E_INVALID_ARG, "%s: texts[%zu] is NULL", fn, i);
+    /* CLIPModel: its own towers (api/clip_encode.c). */
+    if (dlv_model_clip(session->model)) return dlv_clip_encode_text(session, texts, n, out, out_len);
     const dlv_tokenizer *tok = dlv_model_get_tokenizer(session->model);
     if (!tok)
         return dlv_error(DLV_E_UNSUPPORTED, "%s: %s has no tokenizer (tokenizer.json or "
@@ -264,6 +244,9 @@ DLV_API dlv_status dlv_embed_tokens(dlv_session *session, const int32_t *ids, si
     if (flags & ~DLV_EMBED_HIDDEN)
         return dlv_error(DLV_E_INVALID_ARG, "%s: unknown flags 0x%x", fn, flags);
     if (n_ids > INT32_MAX) return dlv_error(DLV_E_INVALID_ARG, "%s: too many ids", fn);
+    if (dlv_model_clip(session->model))
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: not available for a CLIPModel (use "
+                         "dlv_encode_text)", fn);
     const dlv_llava_config *cfg = dlv_model_config(session->model);
     size_t at = SIZE_MAX, count = 0;
     for (size_t i = 0; i < n_ids; i++)
@@ -288,14 +271,14 @@ DLV_API dlv_status dlv_embed_tokens(dlv_session *session, const int32_t *ids, si
     } else {
         int64_t n_tokens = 0;
         const dlv_image *one[1] = {image};
-        if ((st = image_features(session, one, 1, &feats, &n_tokens)))
+        if ((st = dlv_embed_image_features(session->model, session->backend, session_view(session), one, 1, &feats, &n_tokens)))
             return dlv_error_prefix(st, "%s", fn);
         parts[0] = (dlv_seq_part){ids, NULL, (int64_t)at};
         parts[1] = (dlv_seq_part){NULL, feats, n_tokens};
         parts[2] = (dlv_seq_part){ids + at + 1, NULL, (int64_t)(n_ids - at - 1)};
         seq.n_parts = 3;
     }
-    st = dlv_embed_sequences(session->model, session->backend, lora, &seq, 1,
+    st = dlv_embed_sequences(session->model, session->backend, session_view(session), lora, &seq, 1,
                              !(flags & DLV_EMBED_HIDDEN), out, out_len);
     free(feats);
     return st ? dlv_error_prefix(st, "%s", fn) : DLV_OK;

@@ -6,6 +6,8 @@
 
 #include "core/error.h"
 #include "model/model.h"
+#include "train/clip_trainer.h"
+#include "train/trainer.h"
 
 DLV_API dlv_status dlv_session_new(dlv_model *model, const dlv_session_options *opts,
                                    dlv_session **out)
@@ -38,6 +40,8 @@ DLV_API dlv_status dlv_session_new(dlv_model *model, const dlv_session_options *
 DLV_API void dlv_session_free(dlv_session *session)
 {
     if (!session) return;
+    dlv_trainer_free(session->trainer);
+    dlv_clip_trainer_free(session->clip_trainer);
     if (session->adapter) dlv_adapter_release(session->adapter);
     if (session->defaults) dlv_adapter_release(session->defaults);
     free(session->adapter);

@@ -16,6 +16,10 @@ struct dlv_session {
     uint64_t step;              /* optimizer steps done */
     dlv_adapter *adapter;       /* loaded by dlv_adapter_load; NULL: none */
     dlv_adapter *defaults;      /* the model's default prompts, made on first use */
+    struct dlv_trainer *trainer; /* after dlv_train_begin; NULL otherwise */
+    /* CLIPModel sessions train with their own trainer (train/clip_trainer.h)
+     * instead of `trainer`; NULL otherwise. */
+    struct dlv_clip_trainer *clip_trainer;
 };
 
 /* The adapter encoding uses: the loaded one, else the model's defaults

@@ -114,6 +114,20 @@ typedef struct dlv_attention_args {
     int causal;           /* 0 or 1 */
 } dlv_attention_args;
 
+/* The backward of dlv_attention: the same shapes and rules as
+ * dlv_attention_args; dq, dk, dv (shaped as q, k, v) are accumulated (+=);
+ * the probabilities are recomputed from q and k (nothing is saved). */
+typedef struct dlv_attention_bw_args {
+    size_t struct_size;   /* sizeof(dlv_attention_bw_args) */
+    float *dq, *dk, *dv;
+    const float *dout;
+    const float *q, *k, *v;
+    const uint8_t *key_mask;
+    int64_t batch, n_q, n_kv, n_heads, n_kv_heads, head_dim;
+    float scale;
+    int causal;
+} dlv_attention_bw_args;
+
 typedef struct dlv_backend_ops {
     uint32_t version;     /* DLV_BACKEND_OPS_VERSION the table was built for */
     uint32_t size;        /* sizeof the table it was built with */
@@ -160,6 +174,34 @@ typedef struct dlv_backend_ops {
                                  int64_t h, int64_t w, int64_t patch);
     dlv_status (*l2_normalize)(dlv_backend *be, float *out, const float *inp, int64_t rows,
                                int64_t cols);
+
+    /* Backward ops (training), optional like the compute ops. Gradients are
+     * accumulated (+=) into caller-zeroed buffers; see the wrappers below. */
+    dlv_status (*rmsnorm_backward)(dlv_backend *be, float *dinp, float *dweight,
+                                   const float *dout, const float *inp, const void *weight,
+                                   dlv_dtype weight_dtype, int64_t rows, int64_t cols, float eps);
+    dlv_status (*layernorm_backward)(dlv_backend *be, float *dinp, float *dweight, float *dbias,
+                                     const float *dout, const float *inp, const void *weight,
+                                     dlv_dtype param_dtype, int64_t rows, int64_t cols,
+                                     float eps);
+    dlv_status (*rope_backward)(dlv_backend *be, float *dx, const int32_t *positions,
+                                int64_t n_tokens, int64_t n_heads, int64_t head_dim,
+                                double theta);
+    dlv_status (*attention_backward)(dlv_backend *be, const dlv_attention_bw_args *args);
+    dlv_status (*activation_backward)(dlv_backend *be, dlv_op_act act, float *dinp,
+                                      const float *dout, const float *inp, int64_t n);
+    dlv_status (*swiglu_backward)(dlv_backend *be, float *dgate, float *dup, const float *dout,
+                                  const float *gate, const float *up, int64_t n);
+    dlv_status (*embedding_backward)(dlv_backend *be, float *dtable, const float *dout,
+                                     const int32_t *ids, int64_t n_ids, int64_t vocab,
+                                     int64_t dim);
+    dlv_status (*bias_backward)(dlv_backend *be, float *dbias, const float *dout, int64_t rows,
+                                int64_t cols);
+    dlv_status (*l2_normalize_backward)(dlv_backend *be, float *dinp, const float *dout,
+                                        const float *inp, int64_t rows, int64_t cols);
+    dlv_status (*softmax_cross_entropy)(dlv_backend *be, float *losses, float *dlogits,
+                                        const float *logits, const int32_t *targets, int64_t n,
+                                        int64_t vocab, float dscale);
 } dlv_backend_ops;
 
 /* Every backend instance starts with this header. */
@@ -278,6 +320,47 @@ dlv_status dlv_im2col_patches(dlv_backend *be, float *out, const float *pixels, 
  * max(||row||_2, 1e-12). out may alias inp. */
 dlv_status dlv_l2_normalize(dlv_backend *be, float *out, const float *inp, int64_t rows,
                             int64_t cols);
+
+/* ---- Backward ops (training; docs/backends.md "Backward ops") ----------
+ * Each accumulates (+=) into its gradient outputs, which the caller zeroes;
+ * a NULL optional gradient (dweight, dbias) is not computed. Inputs are the
+ * forward's inputs (recomputing what is cheap), never its outputs. */
+
+/* dinp += d rmsnorm / d inp . dout; dweight (f32 [cols]) += sum over rows. */
+dlv_status dlv_rmsnorm_backward(dlv_backend *be, float *dinp, float *dweight, const float *dout,
+                                const float *inp, const void *weight, dlv_dtype weight_dtype,
+                                int64_t rows, int64_t cols, float eps);
+/* The same for torch.nn.LayerNorm; dweight, dbias f32 [cols]. */
+dlv_status dlv_layernorm_backward(dlv_backend *be, float *dinp, float *dweight, float *dbias,
+                                  const float *dout, const float *inp, const void *weight,
+                                  dlv_dtype param_dtype, int64_t rows, int64_t cols, float eps);
+/* In place: dx <- R^T dx, R the rotation dlv_rope applies (same arguments). */
+dlv_status dlv_rope_backward(dlv_backend *be, float *dx, const int32_t *positions,
+                             int64_t n_tokens, int64_t n_heads, int64_t head_dim, double theta);
+/* args->struct_size must be sizeof(dlv_attention_bw_args). */
+dlv_status dlv_attention_backward(dlv_backend *be, const dlv_attention_bw_args *args);
+/* dinp[i] += dout[i] * act'(inp[i]). */
+dlv_status dlv_activation_backward(dlv_backend *be, dlv_op_act act, float *dinp,
+                                   const float *dout, const float *inp, int64_t n);
+/* For out = silu(gate) * up: dgate += dout * up * silu'(gate), dup += dout * silu(gate). */
+dlv_status dlv_swiglu_backward(dlv_backend *be, float *dgate, float *dup, const float *dout,
+                               const float *gate, const float *up, int64_t n);
+/* dtable[ids[t], :] += dout[t, :] (f32 table gradient [vocab, dim]). */
+dlv_status dlv_embedding_backward(dlv_backend *be, float *dtable, const float *dout,
+                                  const int32_t *ids, int64_t n_ids, int64_t vocab, int64_t dim);
+/* dbias[c] += sum_r dout[r, c]. */
+dlv_status dlv_bias_backward(dlv_backend *be, float *dbias, const float *dout, int64_t rows,
+                             int64_t cols);
+/* The backward of dlv_l2_normalize (with its 1e-12 clamp). */
+dlv_status dlv_l2_normalize_backward(dlv_backend *be, float *dinp, const float *dout,
+                                     const float *inp, int64_t rows, int64_t cols);
+/* Per row i of logits [n, vocab]: losses[i] = -log softmax(logits[i])[targets[i]]
+ * (max subtracted, sums in double); targets[i] == -1 gives loss 0. If
+ * dlogits is non-NULL (it may alias logits) it is SET (not accumulated) to
+ * dscale * (softmax - onehot), zero rows for ignored targets. */
+dlv_status dlv_softmax_cross_entropy(dlv_backend *be, float *losses, float *dlogits,
+                                     const float *logits, const int32_t *targets, int64_t n,
+                                     int64_t vocab, float dscale);
 
 /* Backend constructors, used by the registry only. */
 dlv_status dlv_cpu_backend_create(const dlv_backend_config *cfg, dlv_backend **out);

@@ -7,96 +7,8 @@
 #include <stdbool.h>
 
 #include "backend/backend.h"
+#include "backend/ops_check.h"
 #include "core/error.h"
-
-static const char *const act_names[DLV_OP_ACT_COUNT] = {
-    [DLV_OP_ACT_QUICK_GELU] = "quick_gelu",
-    [DLV_OP_ACT_GELU] = "gelu",
-    [DLV_OP_ACT_GELU_TANH] = "gelu_tanh",
-    [DLV_OP_ACT_SILU] = "silu",
-    [DLV_OP_ACT_RELU] = "relu",
-};
-
-static dlv_status unsupported(const char *op, const dlv_backend *be)
-{
-    return dlv_error(DLV_E_UNSUPPORTED, "%s: op %s is not implemented on backend %s", op, op,
-                     be->ops->name);
-}
-
-static dlv_status check_count(const char *op, const char *name, int64_t v)
-{
-    if (v < 0)
-        return dlv_error(DLV_E_INVALID_ARG, "%s: %s = %lld is negative", op, name,
-                         (long long)v);
-    return DLV_OK;
-}
-
-/* *out = a * b * elem_size bytes, rejected where it cannot be addressed.
- * a and b are already known to be >= 0. */
-static dlv_status check_bytes(const char *op, const char *what, int64_t a, int64_t b,
-                              size_t elem_size, size_t *out)
-{
-    *out = 0;
-    int64_t limit = (int64_t)(PTRDIFF_MAX / (ptrdiff_t)elem_size);
-    if ((a != 0 && b > limit / a))
-        return dlv_error(DLV_E_INVALID_ARG, "%s: %s of %lld x %lld elements is too large",
-                         op, what, (long long)a, (long long)b);
-    *out = (size_t)(a * b) * elem_size;
-    return DLV_OK;
-}
-
-static dlv_status check_ptr(const char *op, const char *name, const void *p, size_t bytes)
-{
-    if (!p && bytes > 0)
-        return dlv_error(DLV_E_INVALID_ARG, "%s: %s is NULL for a %zu-byte tensor", op, name,
-                         bytes);
-    return DLV_OK;
-}
-
-static dlv_status check_param_dtype(const char *op, const char *name, dlv_dtype dt)
-{
-    if ((unsigned)dt >= DLV_DTYPE_COUNT)
-        return dlv_error(DLV_E_INVALID_ARG, "%s: %s %d is not a dtype", op, name, (int)dt);
-    if (!dlv_dtype_is_float(dt))
-        return dlv_error(DLV_E_UNSUPPORTED, "%s: %s %s is not supported (F32, BF16 or F16)",
-                         op, name, dlv_dtype_name(dt));
-    return DLV_OK;
-}
-
-/* Outputs may equal an input exactly where the op says so; any other
- * overlap would read values already overwritten. Compared as integers: the
- * pointers may belong to different objects. */
-static dlv_status check_overlap(const char *op, const char *out_name, const void *out,
-                                size_t out_bytes, const char *in_name, const void *in,
-                                size_t in_bytes, bool may_alias)
-{
-    if (!out || !in || out_bytes == 0 || in_bytes == 0) return DLV_OK;
-    uintptr_t o = (uintptr_t)out, i = (uintptr_t)in;
-    if (may_alias && o == i && out_bytes == in_bytes) return DLV_OK;
-    if (o < i + in_bytes && i < o + out_bytes)
-        return dlv_error(DLV_E_INVALID_ARG, "%s: %s overlaps %s%s", op, out_name, in_name,
-                         may_alias ? " (only the very same tensor may be passed)" : "");
-    return DLV_OK;
-}
-
-static dlv_status check_eps(const char *op, float eps)
-{
-    if (!(eps >= 0.0f) || isinf(eps))
-        return dlv_error(DLV_E_INVALID_ARG, "%s: eps %g is not a finite value >= 0", op,
-                         (double)eps);
-    return DLV_OK;
-}
-
-#define TRY(expr)                                                                          \
-    do {                                                                                   \
-        dlv_status st_ = (expr);                                                           \
-        if (st_ != DLV_OK) return st_;                                                     \
-    } while (0)
-
-#define NEED_BE(op, be)                                                                    \
-    do {                                                                                   \
-        if (!(be)) return dlv_error(DLV_E_INVALID_ARG, "%s: backend is NULL", op);         \
-    } while (0)
 
 /* ---- add ---------------------------------------------------------------- */
 
@@ -228,14 +140,6 @@ dlv_status dlv_rope(dlv_backend *be, float *x, const int32_t *positions, int64_t
 
 /* ---- attention ---------------------------------------------------------- */
 
-static dlv_status check_blas_dim(const char *op, const char *name, int64_t v)
-{
-    if (v > INT_MAX)
-        return dlv_error(DLV_E_UNSUPPORTED, "%s: %s = %lld exceeds INT_MAX (BLAS limit)", op,
-                         name, (long long)v);
-    return DLV_OK;
-}
-
 dlv_status dlv_attention(dlv_backend *be, const dlv_attention_args *a)
 {
     static const char op[] = "attention";
@@ -302,7 +206,7 @@ dlv_status dlv_activation(dlv_backend *be, dlv_op_act act, float *out, const flo
     TRY(check_ptr(op, "out", out, bytes));
     TRY(check_ptr(op, "inp", inp, bytes));
     TRY(check_overlap(op, "out", out, bytes, "inp", inp, bytes, true));
-    if (!be->ops->activation) return unsupported(act_names[act], be);
+    if (!be->ops->activation) return unsupported(dlv_op_act_name(act), be);
     return be->ops->activation(be, act, out, inp, n);
 }
 

@@ -172,3 +172,135 @@ dlv_status dlv_atomic_commit(dlv_atomic_file *f)
     atomic_release(f);
     return st;
 }
+
+/* ---- directory-level atomic saves ------------------------------------- */
+
+#include <dirent.h>
+
+static int is_known(const char *name, const char *const *known)
+{
+    for (size_t i = 0; known && known[i]; i++)
+        if (!strcmp(name, known[i])) return 1;
+    return 0;
+}
+
+/* DLV_OK if dir holds only known entries (and ".", ".."). */
+static dlv_status check_only_known(const char *dir, const char *const *known)
+{
+    DIR *d = opendir(dir);
+    if (!d) return dlv_error(DLV_E_IO, "%s: cannot open the directory: %s", dir, strerror(errno));
+    dlv_status st = DLV_OK;
+    struct dirent *e;
+    while (!st && (e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (!is_known(e->d_name, known))
+            st = dlv_error(DLV_E_IO, "%s: holds '%s', which is not a file this save writes; "
+                           "refusing to replace the directory (choose an empty or new one)",
+                           dir, e->d_name);
+    }
+    closedir(d);
+    return st;
+}
+
+static void remove_known(const char *dir, const char *const *known)
+{
+    for (size_t i = 0; known && known[i]; i++) {
+        char *p = dlv_path_join(dir, known[i]);
+        if (p) unlink(p);
+        free(p);
+    }
+    rmdir(dir);
+}
+
+static dlv_status sync_path(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return dlv_error(DLV_E_IO, "%s: cannot open for fsync: %s", path, strerror(errno));
+    int rc = fsync(fd);
+    int err = errno;
+    close(fd);
+    if (rc != 0 && err != EINVAL)
+        return dlv_error(DLV_E_IO, "%s: fsync failed: %s", path, strerror(err));
+    return DLV_OK;
+}
+
+/* The parent directory of path (a heap string). */
+static char *parent_of(const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy) return NULL;
+    char *parent = strdup(dirname(copy));
+    free(copy);
+    return parent;
+}
+
+dlv_status dlv_dir_save_begin(const char *dir, const char *const *known, char **tmp)
+{
+    *tmp = NULL;
+    struct stat sb;
+    if (stat(dir, &sb) == 0) {
+        if (!S_ISDIR(sb.st_mode))
+            return dlv_error(DLV_E_IO, "%s: exists and is not a directory", dir);
+        dlv_status st = check_only_known(dir, known);
+        if (st) return st;
+    } else if (errno != ENOENT) {
+        return dlv_error(DLV_E_IO, "%s: %s", dir, strerror(errno));
+    }
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--;
+    char *t = malloc(n + 16);
+    if (!t) return dlv_error_nomem("a path", n + 16);
+    memcpy(t, dir, n);
+    memcpy(t + n, ".tmp-XXXXXX", 12);
+    if (!mkdtemp(t)) {
+        dlv_status st = dlv_error(DLV_E_IO, "%s: cannot create a temporary directory beside it: "
+                                  "%s", dir, strerror(errno));
+        free(t);
+        return st;
+    }
+    *tmp = t;
+    return DLV_OK;
+}
+
+dlv_status dlv_dir_save_commit(const char *tmp, const char *dir, const char *const *known)
+{
+    dlv_status st = sync_path(tmp);
+    if (st) return st;
+    struct stat sb;
+    if (stat(dir, &sb) == 0) {
+        /* Swap in one step; tmp then names the old contents. */
+        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) != 0) {
+            if (errno != EINVAL && errno != ENOSYS)
+                return dlv_error(DLV_E_IO, "%s: cannot replace it with %s: %s", dir, tmp,
+                                 strerror(errno));
+            /* A file system without RENAME_EXCHANGE: move the old one aside
+             * first (a crash between the two renames leaves it there). */
+            size_t n = strlen(tmp);
+            char *old = malloc(n + 5);
+            if (!old) return dlv_error_nomem("a path", n + 5);
+            memcpy(old, tmp, n);
+            memcpy(old + n, ".old", 5);
+            if (rename(dir, old) != 0 || rename(tmp, dir) != 0) {
+                st = dlv_error(DLV_E_IO, "%s: cannot replace it: %s", dir, strerror(errno));
+                free(old);
+                return st;
+            }
+            remove_known(old, known);
+            free(old);
+        } else {
+            remove_known(tmp, known);
+        }
+    } else if (rename(tmp, dir) != 0) {
+        return dlv_error(DLV_E_IO, "%s: cannot rename %s to it: %s", dir, tmp, strerror(errno));
+    }
+    char *parent = parent_of(dir);
+    if (!parent) return dlv_error_nomem("a path", strlen(dir) + 1);
+    st = sync_path(parent);
+    free(parent);
+    return st;
+}
+
+void dlv_dir_save_abort(const char *tmp, const char *const *known)
+{
+    if (tmp) remove_known(tmp, known);
+}

@@ -26,4 +26,16 @@ dlv_status dlv_atomic_write(dlv_atomic_file *f, const void *data, size_t n);
 dlv_status dlv_atomic_commit(dlv_atomic_file *f);
 void dlv_atomic_abort(dlv_atomic_file *f);
 
+/* Directory-level atomic saves (adapters, training checkpoints): files are
+ * written into a fresh sibling directory (dir + ".tmp-XXXXXX"), which then
+ * replaces dir in one step (renameat2 RENAME_EXCHANGE; the old contents
+ * are removed afterwards), so a reader or a crash sees the old directory or
+ * the new one, never a mix. An existing dir may only hold entries named in
+ * known (a NULL-terminated list): anything else is refused (DLV_E_IO naming
+ * it) rather than deleted. begin creates the temporary (*tmp, free() it). */
+dlv_status dlv_dir_save_begin(const char *dir, const char *const *known, char **tmp);
+dlv_status dlv_dir_save_commit(const char *tmp, const char *dir, const char *const *known);
+/* Removes the temporary directory and the known files in it. */
+void dlv_dir_save_abort(const char *tmp, const char *const *known);
+
 #endif

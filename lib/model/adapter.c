@@ -2,12 +2,9 @@
  * LoRA files. */
 #include "model/adapter.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "core/error.h"
 #include "core/fs.h"
@@ -135,11 +132,12 @@ static dlv_status save_soft(const dlv_adapter *a, int64_t hidden, const char *pa
     return dlv_st_write(path, e, n, mk, mv, 1);
 }
 
-dlv_status dlv_adapter_write(const dlv_model *m, const dlv_adapter *a, const char *dir)
+const char *const dlv_adapter_files[] = {"adapter_config.json", "adapter_model.safetensors",
+                                         "soft_prompts.safetensors", "prompts.json",
+                                         "train_state.safetensors", NULL};
+
+dlv_status dlv_adapter_write_files(const dlv_model *m, const dlv_adapter *a, const char *dir)
 {
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-        return dlv_error(DLV_E_IO, "%s: cannot create the directory: %s", dir, strerror(errno));
-    if (!dlv_is_dir(dir)) return dlv_error(DLV_E_IO, "%s: exists and is not a directory", dir);
     char *prompts = dlv_path_join(dir, "prompts.json");
     char *soft = dlv_path_join(dir, "soft_prompts.safetensors");
     dlv_status st = DLV_OK;
@@ -147,16 +145,19 @@ dlv_status dlv_adapter_write(const dlv_model *m, const dlv_adapter *a, const cha
     if (!st) st = dlv_prompts_save(&a->prompts, prompts);
     if (!st) st = save_soft(a, dlv_model_config(m)->text.hidden_size, soft);
     if (!st && a->has_lora) st = dlv_lora_save(&a->lora, &dlv_model_config(m)->text, dir);
-    /* No LoRA now: LoRA files of an earlier save would come back on load. */
-    static const char *const lora_files[] = {"adapter_config.json", "adapter_model.safetensors"};
-    for (int i = 0; i < 2 && !st && !a->has_lora; i++) {
-        char *p = dlv_path_join(dir, lora_files[i]);
-        if (!p) st = dlv_error_nomem("a path", strlen(dir) + 32);
-        else if (unlink(p) != 0 && errno != ENOENT)
-            st = dlv_error(DLV_E_IO, "%s: cannot remove the stale file: %s", p, strerror(errno));
-        free(p);
-    }
     free(prompts);
     free(soft);
+    return st;
+}
+
+dlv_status dlv_adapter_write(const dlv_model *m, const dlv_adapter *a, const char *dir)
+{
+    char *tmp = NULL;
+    dlv_status st = dlv_dir_save_begin(dir, dlv_adapter_files, &tmp);
+    if (st) return st;
+    st = dlv_adapter_write_files(m, a, tmp);
+    if (!st) st = dlv_dir_save_commit(tmp, dir, dlv_adapter_files);
+    if (st) dlv_dir_save_abort(tmp, dlv_adapter_files);
+    free(tmp);
     return st;
 }

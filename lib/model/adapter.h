@@ -30,9 +30,15 @@ dlv_status dlv_adapter_init_default(const dlv_model *m, dlv_adapter *out);
 /* Reads an adapter directory; absent files take the defaults. */
 dlv_status dlv_adapter_read(const dlv_model *m, const char *dir, dlv_adapter *out);
 
-/* Writes every part the adapter has into dir (created if absent), each file
- * atomically. */
+/* Writes every part the adapter has into dir atomically as a whole: a new
+ * sibling directory replaces dir in one step (core/fs.h,
+ * dlv_dir_save_begin); an existing dir may only hold adapter files. */
 dlv_status dlv_adapter_write(const dlv_model *m, const dlv_adapter *a, const char *dir);
+/* The files alone, into an existing (temporary) directory. */
+dlv_status dlv_adapter_write_files(const dlv_model *m, const dlv_adapter *a, const char *dir);
+/* The names an adapter or training-checkpoint directory may hold
+ * (NULL-terminated). */
+extern const char *const dlv_adapter_files[];
 
 void dlv_adapter_release(dlv_adapter *a);
 

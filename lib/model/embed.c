@@ -7,10 +7,48 @@
 #include "core/error.h"
 #include "model/model.h"
 #include "model/text_model.h"
+#include "model/vision_tower.h"
+#include "train/text_train.h"
+#include "train/vision_train.h"
+#include "train/wview.h"
 
-dlv_status dlv_embed_sequences(const dlv_model *m, dlv_backend *be, const dlv_lora *lora,
-                               const dlv_seq *seqs, int64_t n_seq, int normalize, float *out,
-                               size_t out_len)
+/* ids -> rows through the view's embedding table (trained or not). */
+static dlv_status view_embed_ids(const dlv_model *m, dlv_backend *be, const dlv_wview *wv,
+                                 const int32_t *ids, int64_t n, float *out)
+{
+    const dlv_text_config *t = &dlv_model_config(m)->text;
+    const dlv_st_tensor *table = dlv_wview_get(wv, DLV_PART_TEXT, "embed_tokens.weight", NULL);
+    if (!table || table->n_elements != (uint64_t)t->vocab_size * (uint64_t)t->hidden_size)
+        return dlv_error(DLV_E_FORMAT, "%s: embed_tokens.weight is missing or mis-shaped",
+                         dlv_model_dir(m));
+    dlv_status st = dlv_embedding(be, out, table->data, table->dtype, ids, n, t->vocab_size,
+                                  t->hidden_size);
+    return st ? dlv_error_prefix(st, "%s: embed_tokens", dlv_model_dir(m)) : DLV_OK;
+}
+
+/* The decoder through the training pass (no tape) on a view, then each
+ * row's last real position. */
+static dlv_status view_text_forward(const dlv_model *m, dlv_backend *be, const dlv_wview *wv,
+                                    const dlv_lora *lora, const float *embeds,
+                                    const int32_t *lengths, int64_t n, int64_t max_len,
+                                    float *out)
+{
+    const size_t H = (size_t)dlv_model_config(m)->text.hidden_size;
+    float *hidden = malloc((size_t)n * (size_t)max_len * H * sizeof *hidden);
+    if (!hidden) return dlv_error_nomem("hidden states", (size_t)n * (size_t)max_len * H * 4);
+    dlv_status st = dlv_text_train_forward(m, be, wv, lora, embeds, lengths, n, max_len, 0, NULL,
+                                           hidden);
+    for (int64_t s = 0; s < n && !st; s++)
+        memcpy(out + (size_t)s * H,
+               hidden + ((size_t)s * (size_t)max_len + (size_t)lengths[s] - 1) * H,
+               H * sizeof *out);
+    free(hidden);
+    return st;
+}
+
+dlv_status dlv_embed_sequences(const dlv_model *m, dlv_backend *be, const struct dlv_wview *wv,
+                               const dlv_lora *lora, const dlv_seq *seqs, int64_t n_seq,
+                               int normalize, float *out, size_t out_len)
 {
     const int64_t hidden = dlv_model_config(m)->text.hidden_size;
     if (n_seq < 1 || !seqs || !out)
@@ -59,7 +97,8 @@ dlv_status dlv_embed_sequences(const dlv_model *m, dlv_backend *be, const dlv_lo
             const size_t n_floats = (size_t)part->n * (size_t)hidden;
             if (part->n == 0) continue;
             if (part->ids)
-                st = dlv_text_embed_ids(m, be, part->ids, part->n, dst, n_floats);
+                st = wv ? view_embed_ids(m, be, wv, part->ids, part->n, dst)
+                        : dlv_text_embed_ids(m, be, part->ids, part->n, dst, n_floats);
             else if (part->rows)
                 memcpy(dst, part->rows, n_floats * sizeof *dst);
             else
@@ -67,7 +106,9 @@ dlv_status dlv_embed_sequences(const dlv_model *m, dlv_backend *be, const dlv_lo
             dst += n_floats;
         }
     }
-    if (!st)
+    if (!st && wv)
+        st = view_text_forward(m, be, wv, lora, embeds, lengths, n_seq, max_len, out);
+    else if (!st)
         st = dlv_text_forward_lora(m, be, lora, embeds, lengths, n_seq, max_len, out, out_len,
                                    NULL, 0);
     if (!st && normalize) st = dlv_l2_normalize(be, out, out, n_seq, hidden);
@@ -75,3 +116,41 @@ dlv_status dlv_embed_sequences(const dlv_model *m, dlv_backend *be, const dlv_lo
     free(lengths);
     return st;
 }
+
+/* Preprocessed pixels of n images and their projected features
+ * [n, n_tokens, hidden]; *feats is the caller's to free. */
+dlv_status dlv_embed_image_features(const dlv_model *m, dlv_backend *be,
+                                    const struct dlv_wview *wv, const dlv_image *const *images,
+                                    size_t n, float **feats, int64_t *n_tokens)
+{
+    const dlv_llava_config *cfg = dlv_model_config(m);
+    size_t c, h, w;
+    dlv_status st = dlv_model_image_size(m, &c, &h, &w);
+    if (st) return st;
+    const size_t per = c * h * w;
+    *n_tokens = dlv_vision_n_tokens(cfg);
+    const size_t feat_len = n * (size_t)*n_tokens * (size_t)cfg->text.hidden_size;
+    float *pixels = malloc(n * per * sizeof *pixels);
+    *feats = malloc(feat_len * sizeof **feats);
+    if (!pixels || !*feats) {
+        free(pixels);
+        free(*feats);
+        *feats = NULL;
+        return dlv_error_nomem("image batch", n * (per + feat_len / n) * sizeof(float));
+    }
+    for (size_t i = 0; i < n && !st; i++) {
+        st = dlv_preprocess_image(m, images[i], NULL, pixels + i * per, per);
+        if (st) st = dlv_error_prefix(st, "image %zu", i);
+    }
+    if (!st && wv)
+        st = dlv_vision_train_forward(m, be, wv, pixels, (int64_t)n, NULL, *feats);
+    else if (!st)
+        st = dlv_vision_features(m, be, pixels, (int64_t)n, *feats, feat_len);
+    free(pixels);
+    if (st) {
+        free(*feats);
+        *feats = NULL;
+    }
+    return st;
+}
+

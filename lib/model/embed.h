@@ -24,10 +24,22 @@ typedef struct dlv_seq {
     size_t n_parts;
 } dlv_seq;
 
+struct dlv_wview;
+
 /* out [n_seq, hidden] (out_len floats). lora may be NULL. Each sequence
- * must have at least one position. */
-dlv_status dlv_embed_sequences(const dlv_model *m, dlv_backend *be, const dlv_lora *lora,
-                               const dlv_seq *seqs, int64_t n_seq, int normalize, float *out,
-                               size_t out_len);
+ * must have at least one position. wv NULL reads the checkpoint's weights
+ * (the inference forward); a weight view (train/wview.h, weights being
+ * trained) runs the training pass without a tape, which gives the same
+ * results for the same weights. */
+dlv_status dlv_embed_sequences(const dlv_model *m, dlv_backend *be, const struct dlv_wview *wv,
+                               const dlv_lora *lora, const dlv_seq *seqs, int64_t n_seq,
+                               int normalize, float *out, size_t out_len);
+
+/* Decodes and preprocesses n images (the model's image processor, default
+ * options) and runs the vision tower and projector (wv as above): *feats [n, n_tokens,
+ * hidden] is the caller's to free. An image's error names its index. */
+dlv_status dlv_embed_image_features(const dlv_model *m, dlv_backend *be,
+                                    const struct dlv_wview *wv, const dlv_image *const *images,
+                                    size_t n, float **feats, int64_t *n_tokens);
 
 #endif

@@ -41,9 +41,21 @@ void dlv_lora_module_dims(const dlv_text_config *t, dlv_lora_module m, int64_t *
     }
 }
 
+dlv_lora dlv_lora_view(const dlv_lora *l, float *params)
+{
+    dlv_lora v = *l;
+    v.params = params;
+    v.borrowed = 1;
+    return v;
+}
+
 void dlv_lora_free(dlv_lora *l)
 {
     if (!l) return;
+    if (l->borrowed) {
+        memset(l, 0, sizeof *l);
+        return;
+    }
     free(l->params);
     free(l->off_a);
     free(l->off_b);

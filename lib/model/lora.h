@@ -39,6 +39,9 @@ typedef struct dlv_lora {
     /* [layer * DLV_LORA_N_MODULES + module]: float offsets of A and B in
      * params, DLV_LORA_ABSENT where not targeted. */
     size_t *off_a, *off_b;
+    /* 1 for a view (dlv_lora_view): params and offsets belong to others and
+     * dlv_lora_free frees nothing. */
+    int borrowed;
 } dlv_lora;
 
 /* "q_proj", ... ; "self_attn" or "mlp" for the parent. */
@@ -52,6 +55,11 @@ void dlv_lora_module_dims(const dlv_text_config *t, dlv_lora_module m, int64_t *
 dlv_status dlv_lora_create(const dlv_text_config *t, int64_t rank, double alpha,
                            int use_rslora, unsigned targets, dlv_lora *out);
 void dlv_lora_free(dlv_lora *l);
+
+/* A view of l with the same shape and offsets whose params are `params`
+ * (l->n_params floats owned by the caller): gradients, optimizer moments
+ * and trainable copies in flat buffers share the LoRA layout this way. */
+dlv_lora dlv_lora_view(const dlv_lora *l, float *params);
 
 /* A (rows rank) and B (rows out) of a module in a layer; NULL if absent. */
 float *dlv_lora_a(const dlv_lora *l, int64_t layer, dlv_lora_module m);

@@ -9,6 +9,7 @@
 #include "api/options.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "model/clip_model.h"
 #include "text/tokenizer.h"
 
 struct dlv_model {
@@ -20,6 +21,9 @@ struct dlv_model {
     dlv_weights weights;
     dlv_backend *backend;
     dlv_tokenizer *tokenizer; /* NULL when the directory has none */
+    /* CLIPModel directories (model/clip_model.h): their config; `config`
+     * then holds a LLaVA-shaped view of it. NULL for LLaVA. */
+    dlv_clip_config *clip;
 };
 
 DLV_API void dlv_model_free(dlv_model *model)
@@ -29,6 +33,7 @@ DLV_API void dlv_model_free(dlv_model *model)
     dlv_backend_destroy(model->backend);
     dlv_weights_free(&model->weights);
     if (model->checkpoint) dlv_st_set_close(model->checkpoint);
+    free(model->clip);
     free(model->dir);
     free(model);
 }
@@ -41,7 +46,12 @@ static dlv_status load_configs(dlv_model *m)
     if (!dlv_is_file(path))
         st = dlv_error(DLV_E_IO, "%s: no such file (a Hugging Face model directory has a "
                        "config.json)", path);
-    else
+    else if (dlv_clip_config_detect_file(path)) { /* CLIPModel (model_type "clip") */
+        m->clip = calloc(1, sizeof *m->clip);
+        st = !m->clip ? dlv_error_nomem("a CLIP config", sizeof *m->clip)
+                      : dlv_clip_config_load(path, m->clip);
+        if (st == DLV_OK) dlv_clip_config_llava_view(m->clip, &m->config);
+    } else
         st = dlv_llava_config_load(path, &m->config);
     free(path);
     if (st != DLV_OK) return st;
@@ -100,7 +110,9 @@ DLV_API dlv_status dlv_model_load(const char *dir, const dlv_model_options *opts
 
     dlv_status st = load_configs(m);
     if (st == DLV_OK) st = dlv_st_set_open_dir(dir, &m->checkpoint);
-    if (st == DLV_OK) st = dlv_weights_resolve(&m->config, m->checkpoint, dir, &m->weights);
+    if (st == DLV_OK)
+        st = m->clip ? dlv_clip_weights_resolve(m->clip, m->checkpoint, dir, &m->weights)
+                     : dlv_weights_resolve(&m->config, m->checkpoint, dir, &m->weights);
     if (st == DLV_OK) st = load_tokenizer(m);
     if (st == DLV_OK) {
         dlv_backend_config cfg = {opts->device, 0};
@@ -117,8 +129,14 @@ DLV_API dlv_status dlv_model_load(const char *dir, const dlv_model_options *opts
 DLV_API dlv_status dlv_model_embed_dim(const dlv_model *model, size_t *out)
 {
     if (!model || !out) return dlv_error(DLV_E_INVALID_ARG, "dlv_model_embed_dim: NULL argument");
-    *out = (size_t)model->config.text.hidden_size;
+    /* CLIPModel: the shared projection space. */
+    *out = (size_t)(model->clip ? model->clip->projection_dim : model->config.text.hidden_size);
     return DLV_OK;
+}
+
+const dlv_clip_config *dlv_model_clip(const dlv_model *model)
+{
+    return model ? model->clip : NULL;
 }
 
 dlv_backend *dlv_model_backend(const dlv_model *model) { return model ? model->backend : NULL; }

@@ -520,6 +520,16 @@ class Session(_Owner):
             out *= np.float32(self.logit_scale)
         return out
 
+    def save_model(self, path: "PathLike", dtype: Optional[str] = None) -> None:
+        """Writes the model as it is being trained (the "projector", "llm" and
+        "vision" sets change its own weights) as a Hugging Face LLaVA directory
+        that Model() and transformers load. ``dtype`` None keeps each tensor's
+        dtype; "f32", "bf16" or "f16" converts all float tensors."""
+        p = _fspath(path, "model path")
+        d = None if dtype is None else str(dtype).encode("utf-8")
+        with self._lock:
+            check(_lib.dlv_train_save_model(self._ptr(), p, d))
+
     def load_adapter(self, path: "PathLike") -> None:
         """Loads an adapter directory (LoRA, soft prompts, logit scale, prompts);
         the session's adapter is replaced only on success."""
@@ -538,11 +548,51 @@ class Session(_Owner):
         with self._lock:
             check(_lib.dlv_adapter_clear(self._ptr()))
 
-    def train_step(self, batch: "Batch") -> TrainStats:
-        """One optimizer step on a Batch; returns its TrainStats.
+    def train_begin(self, **options: Any) -> None:
+        """Starts (or restarts) training from the session's adapter (or the
+        model's defaults) with the given training options.
 
-        Raises DisclvlmNotImplementedError in libdisclvlm 0.1 (training has not
-        landed yet)."""
+        Each keyword is a ``dlv_train_options_set`` key (``lr``, ``optimizer``,
+        ``train``, ``lora_rank``, ``schedule``, ``total_steps``, ``seed``, ...;
+        see docs/training.md). Values are passed as ``str(value)``, except
+        that bools become ``"1"`` / ``"0"`` and a list or tuple of names
+        becomes a comma list (``train=["soft", "lora"]``). None leaves a key at
+        its default. An unknown key or a bad value raises InvalidArgumentError
+        with the library's message. ``train_step`` begins with the defaults
+        when this was not called.
+        """
+        self._ptr()
+        pairs = []
+        for key, value in options.items():
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                text = "1" if value else "0"
+            elif isinstance(value, (list, tuple)):
+                text = ",".join(str(v) for v in value)
+            else:
+                text = str(value)
+            k, v = key.encode("utf-8"), text.encode("utf-8")
+            if b"\0" in k or b"\0" in v:
+                raise InvalidArgumentError("train_begin: option %s contains a NUL character"
+                                           % key)
+            pairs.append((k, v))
+        opts = c_void_p()
+        check(_lib.dlv_train_options_new(byref(opts)))
+        try:
+            for k, v in pairs:
+                check(_lib.dlv_train_options_set(opts, k, v))
+            with self._lock:
+                check(_lib.dlv_train_begin(self._ptr(), opts))
+        finally:
+            _lib.dlv_train_options_free(opts)
+
+    def train_step(self, batch: "Batch") -> TrainStats:
+        """One optimizer step (forward, backward, update) on a Batch; returns
+        its TrainStats. The session's adapter then holds the updated state
+        (encode with it, or ``save_adapter``). Begins training with the
+        default options unless ``train_begin`` was called. A model without a
+        tokenizer raises UnsupportedError (the prompts need one)."""
         if not isinstance(batch, Batch):
             raise InvalidArgumentError("train_step: expected a Batch, not %s"
                                        % type(batch).__name__)
@@ -552,6 +602,20 @@ class Session(_Owner):
             check(_lib.dlv_train_step(self._ptr(), batch._ptr(), byref(st)))
         return TrainStats(st.loss, st.loss_contrastive, st.loss_ntp, st.grad_norm,
                           st.learning_rate, st.logit_scale, int(st.step), int(st.tokens))
+
+    def checkpoint_save(self, path: "PathLike") -> None:
+        """Saves a training checkpoint into a directory: the adapter plus the
+        optimizer state, step and RNG state (each file written atomically)."""
+        p = _fspath(path, "checkpoint path")
+        with self._lock:
+            check(_lib.dlv_train_checkpoint_save(self._ptr(), p))
+
+    def checkpoint_load(self, path: "PathLike") -> None:
+        """Loads a training checkpoint (checkpoint_save); continuing from it
+        gives bit-identical steps to an uninterrupted run."""
+        p = _fspath(path, "checkpoint path")
+        with self._lock:
+            check(_lib.dlv_train_checkpoint_load(self._ptr(), p))
 
 
 # ---- batch --------------------------------------------------------------------

@@ -119,7 +119,10 @@ static void test_needs_tokenizer(void **state)
     dlv_train_stats st = DLV_TRAIN_STATS_INIT;
     assert_int_equal(dlv_train_step(f->session, b, &st), DLV_E_INVALID_ARG); /* empty */
     assert_int_equal(dlv_batch_add(b, im, "a", NULL), DLV_OK);
-    assert_int_equal(dlv_train_step(f->session, b, &st), DLV_E_NOT_IMPLEMENTED);
+    /* Training needs the prompts, hence the tokenizer: said, not guessed. */
+    assert_int_equal(dlv_train_step(f->session, b, &st), DLV_E_UNSUPPORTED);
+    assert_non_null(strstr(dlv_last_error(), "no tokenizer"));
+    assert_non_null(strstr(dlv_last_error(), "prompts.json"));
     dlv_train_stats unset;
     memset(&unset, 0, sizeof unset);
     assert_int_equal(dlv_train_step(f->session, b, &unset), DLV_E_INVALID_ARG);

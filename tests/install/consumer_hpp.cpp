@@ -76,16 +76,25 @@ int main(int argc, char **argv)
     expect(st == DLV_E_IO && msg.find("/nonexistent.png") != std::string::npos,
            "a bad image path throws with the path");
 
+    // Training: real steps on the tiny model (it has a tokenizer).
     disclvlm::batch b;
     b.add(im, "a picture", "a long caption");
-    bool not_impl = false;
-    try {
-        s.train_step(b);
-    } catch (const disclvlm::not_implemented_error &e) {
-        not_impl = e.status() == DLV_E_NOT_IMPLEMENTED &&
-                   std::string(e.what()).find("not implemented") != std::string::npos;
-    }
-    expect(not_impl, "train_step throws not_implemented_error with the message");
+    b.add(im, "the same picture");
+    disclvlm::train_options topts;
+    topts.set("lr", "1e-2").set("seed", "3").set("lora_rank", "4");
+    s.train_begin(topts);
+    dlv_train_stats st1 = s.train_step(b);
+    dlv_train_stats st2 = s.train_step(b);
+    expect(st1.step == 1 && st2.step == 2, "train_step counts steps");
+    expect(std::isfinite(st1.loss) && std::isfinite(st2.loss) && st1.loss > 0 &&
+               std::isfinite(st2.grad_norm) && st2.tokens > 0,
+           "train_step gives finite losses");
+    expect(s.encode_text(texts) != txt, "training changed the text embeddings");
+
+    st = DLV_OK;
+    msg = message_of([] { disclvlm::train_options o; o.set("no_such_option", "1"); }, &st);
+    expect(st == DLV_E_INVALID_ARG && msg.find("no_such_option") != std::string::npos,
+           "an unknown training option throws disclvlm::error with the message");
 
     disclvlm::session moved = std::move(s);
     expect(moved.get() != nullptr && moved.encode_text({"x"}).size() == dim,

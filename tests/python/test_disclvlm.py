@@ -258,22 +258,118 @@ def test_text_without_tokenizer(tmp_path):
     assert e.value.status == 4 and str(e.value)
 
 
-def test_train_step_not_implemented(session, images):
+def _train_batch(arrays):
+    batch = disclvlm.Batch()
+    batch.add(arrays[0], "a picture", "a long caption of a picture")
+    batch.add(arrays[1], "another picture")
+    batch.add(arrays[2], "a third one", "with its own long caption")
+    return batch
+
+
+TRAIN_OPTIONS = dict(lr=1e-2, seed=7, lora_rank=4, lora_alpha=8.0, grad_clip=1.0,
+                     train=["soft", "lora", "logit_scale"], contrastive=True)
+
+
+def test_train_steps_and_trained_adapter(model, session, images, tmp_path):
+    paths, arrays = images
+    untrained = session.encode_text(TEXTS)
+    session.train_begin(**TRAIN_OPTIONS)
+    with _train_batch(arrays) as batch:
+        assert len(batch) == 3
+        stats = [session.train_step(batch) for _ in range(3)]
+    for i, st in enumerate(stats):
+        assert isinstance(st, disclvlm.TrainStats)
+        assert st.step == i + 1, stats
+        for v in (st.loss, st.loss_contrastive, st.loss_ntp, st.grad_norm, st.logit_scale):
+            assert np.isfinite(v), st
+        assert st.loss > 0 and st.grad_norm > 0 and st.tokens > 0, st
+        assert st.learning_rate == pytest.approx(1e-2), st
+    # The session's adapter is the trained state.
+    trained_txt = session.encode_text(TEXTS)
+    trained_img = session.encode_image(paths)
+    assert not np.array_equal(trained_txt, untrained)
+    assert session.logit_scale == pytest.approx(stats[-1].logit_scale, rel=1e-6)
+    # Saved, it loads in a fresh session and gives the same embeddings.
+    session.save_adapter(tmp_path / "trained")
+    with model.session() as fresh:
+        assert np.array_equal(fresh.encode_text(TEXTS), untrained)
+        fresh.load_adapter(tmp_path / "trained")
+        assert np.array_equal(fresh.encode_text(TEXTS), trained_txt)
+        assert np.array_equal(fresh.encode_image(paths), trained_img)
+        assert fresh.logit_scale == session.logit_scale
+    # The model itself (no projector/llm/vision set trained: the base
+    # weights) saves as a checkpoint that loads and encodes as the original.
+    session.save_model(tmp_path / "saved", dtype="f32")
+    with disclvlm.Model(tmp_path / "saved", threads=1) as saved:
+        assert np.array_equal(saved.encode_text(TEXTS), untrained)
+    with pytest.raises(disclvlm.InvalidArgumentError, match="f64"):
+        session.save_model(tmp_path / "bad-dtype", dtype="f64")
+
+
+def test_checkpoint_resume_is_bit_identical(model, images, tmp_path):
+    _, arrays = images
+    ckpt = tmp_path / "ckpt"
+    with _train_batch(arrays) as batch:
+        with model.session() as a:
+            a.train_begin(**TRAIN_OPTIONS)
+            a.train_step(batch)
+            a.train_step(batch)
+            a.checkpoint_save(ckpt)
+            assert os.listdir(ckpt)
+            want = a.train_step(batch)
+            want_txt = a.encode_text(TEXTS)
+        with model.session() as b:
+            b.checkpoint_load(ckpt)
+            got = b.train_step(batch)
+            got_txt = b.encode_text(TEXTS)
+    assert got.step == 3
+    assert got == want  # every field, bit for bit
+    assert np.array_equal(got_txt, want_txt)
+    with model.session() as c:
+        missing = tmp_path / "no-such-checkpoint"
+        with pytest.raises(disclvlm.DisclvlmError) as e:
+            c.checkpoint_load(missing)
+        assert str(missing) in str(e.value)
+
+
+def test_train_option_errors(session, images):
+    with pytest.raises(disclvlm.InvalidArgumentError) as e:
+        session.train_begin(no_such_option=1)
+    assert e.value.status == 1
+    assert "no_such_option" in str(e.value) and "dlv_train_options_set" in str(e.value)
+    with pytest.raises(disclvlm.InvalidArgumentError, match="lr"):
+        session.train_begin(lr="fast")
+    with pytest.raises(disclvlm.InvalidArgumentError, match="optimizer"):
+        session.train_begin(optimizer="adam9")
+    with pytest.raises(disclvlm.InvalidArgumentError, match="cosine"):
+        session.train_begin(schedule="cosine", warmup=10, total_steps=5)
+    # Valid options of every kind are accepted.
+    session.train_begin(optimizer="sgd", lr=0.5, recompute=False, contrastive=True,
+                        lora_targets=("q_proj", "v_proj"), schedule="cosine", warmup=1,
+                        total_steps=10, micro_batch=0, seed=None)
     _, arrays = images
     with disclvlm.Batch() as batch:
-        batch.add(arrays[0], "a picture", "a long caption of a picture")
-        batch.add(arrays[1], "another")
-        assert len(batch) == 2
-        with pytest.raises(disclvlm.DisclvlmNotImplementedError) as e:
+        with pytest.raises(disclvlm.InvalidArgumentError, match="empty"):
             session.train_step(batch)
-    assert isinstance(e.value, NotImplementedError)
-    assert isinstance(e.value, disclvlm.DisclvlmError)
-    assert e.value.status == 7
-    assert "not implemented" in str(e.value) and "dlv_train_step" in str(e.value)
+        batch.add(arrays[0], "x")
     with pytest.raises(disclvlm.InvalidArgumentError, match="Batch is closed"):
         batch.add(arrays[0], "x")
+    with pytest.raises(disclvlm.InvalidArgumentError, match="Batch is closed"):
+        session.train_step(batch)
     with pytest.raises(disclvlm.InvalidArgumentError):
         session.train_step("not a batch")
+
+
+def test_train_without_tokenizer(tmp_path, images):
+    _, arrays = images
+    d = gen_tiny(tmp_path / "notok", "--vision", "clip", "--text", "llama")
+    with disclvlm.Model(d) as m, m.session() as s, disclvlm.Batch() as batch:
+        batch.add(arrays[0], "a picture", "a long caption")
+        with pytest.raises(disclvlm.UnsupportedError) as e:
+            s.train_step(batch)
+    assert e.value.status == 4
+    msg = str(e.value)
+    assert "no tokenizer" in msg and "prompts.json" in msg, msg
 
 
 def test_cancel(session):

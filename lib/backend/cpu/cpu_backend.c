@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend/cpu/cpu_backward.h"
 #include "backend/cpu/cpu_internal.h"
 #include "core/error.h"
 
@@ -102,6 +103,16 @@ static const dlv_backend_ops cpu_ops = {
     .embedding = dlv_cpu_embedding,
     .im2col_patches = dlv_cpu_im2col_patches,
     .l2_normalize = dlv_cpu_l2_normalize,
+    .rmsnorm_backward = dlv_cpu_rmsnorm_backward,
+    .layernorm_backward = dlv_cpu_layernorm_backward,
+    .rope_backward = dlv_cpu_rope_backward,
+    .attention_backward = dlv_cpu_attention_backward,
+    .activation_backward = dlv_cpu_activation_backward,
+    .swiglu_backward = dlv_cpu_swiglu_backward,
+    .embedding_backward = dlv_cpu_embedding_backward,
+    .bias_backward = dlv_cpu_bias_backward,
+    .l2_normalize_backward = dlv_cpu_l2_normalize_backward,
+    .softmax_cross_entropy = dlv_cpu_softmax_cross_entropy,
 };
 
 dlv_status dlv_cpu_backend_create(const dlv_backend_config *cfg, dlv_backend **out)

@@ -69,6 +69,7 @@ opaque!(
     dlv_batch,
     dlv_preprocess_options,
     dlv_tokenizer,
+    dlv_train_options,
 );
 
 /// `struct dlv_train_stats`; set `struct_size` to its size
@@ -227,10 +228,26 @@ extern "C" {
         caption: *const c_char,
         long_caption: *const c_char,
     ) -> dlv_status;
+    pub fn dlv_train_options_new(out: *mut *mut dlv_train_options) -> dlv_status;
+    pub fn dlv_train_options_free(opts: *mut dlv_train_options);
+    pub fn dlv_train_options_set(
+        opts: *mut dlv_train_options,
+        key: *const c_char,
+        value: *const c_char,
+    ) -> dlv_status;
+    pub fn dlv_train_begin(session: *mut dlv_session, opts: *const dlv_train_options)
+        -> dlv_status;
     pub fn dlv_train_step(
         session: *mut dlv_session,
         batch: *const dlv_batch,
         stats: *mut dlv_train_stats,
+    ) -> dlv_status;
+    pub fn dlv_train_checkpoint_save(session: *mut dlv_session, dir: *const c_char) -> dlv_status;
+    pub fn dlv_train_checkpoint_load(session: *mut dlv_session, dir: *const c_char) -> dlv_status;
+    pub fn dlv_train_save_model(
+        session: *mut dlv_session,
+        dir: *const c_char,
+        dtype: *const c_char,
     ) -> dlv_status;
 
     // ---- Adapters

@@ -829,7 +829,16 @@ impl<'m> Session<'m> {
         })
     }
 
-    /// One optimizer step on a batch.
+    /// Starts (or restarts) training from the session's adapter (or the
+    /// model's defaults) with these options. [`Session::train_step`] begins
+    /// with the defaults when this was not called.
+    pub fn train_begin(&mut self, opts: &TrainOptions) -> Result<()> {
+        check(unsafe { sys::dlv_train_begin(self.raw(), opts.ptr.as_ptr()) })
+    }
+
+    /// One optimizer step (forward, backward, update) on a batch. The
+    /// session's adapter then holds the updated state. A model without a
+    /// tokenizer gives [`Status::Unsupported`].
     pub fn train_step(&mut self, batch: &Batch<'_>) -> Result<TrainStats> {
         let mut s = sys::dlv_train_stats::init();
         check(unsafe { sys::dlv_train_step(self.raw(), batch.ptr.as_ptr(), &mut s) })?;
@@ -843,6 +852,31 @@ impl<'m> Session<'m> {
             step: s.step,
             tokens: s.tokens,
         })
+    }
+
+    /// Saves a training checkpoint (adapter, optimizer state, step, RNG
+    /// state) into a directory, each file atomically.
+    pub fn checkpoint_save<P: AsRef<Path>>(&mut self, dir: P) -> Result<()> {
+        let dir = c_path("Session::checkpoint_save", dir.as_ref())?;
+        check(unsafe { sys::dlv_train_checkpoint_save(self.raw(), dir.as_ptr()) })
+    }
+
+    /// Loads a training checkpoint; continuing from it gives bit-identical
+    /// steps to an uninterrupted run.
+    pub fn checkpoint_load<P: AsRef<Path>>(&mut self, dir: P) -> Result<()> {
+        let dir = c_path("Session::checkpoint_load", dir.as_ref())?;
+        check(unsafe { sys::dlv_train_checkpoint_load(self.raw(), dir.as_ptr()) })
+    }
+
+    /// Writes the model as it is being trained (the "projector", "llm" and
+    /// "vision" sets change its own weights) as a Hugging Face LLaVA
+    /// directory. `dtype` None keeps each tensor's dtype; "f32", "bf16" or
+    /// "f16" converts all float tensors.
+    pub fn train_save_model<P: AsRef<Path>>(&mut self, dir: P, dtype: Option<&str>) -> Result<()> {
+        let dir = c_path("Session::train_save_model", dir.as_ref())?;
+        let dtype = dtype.map(|d| c_string("Session::train_save_model: dtype", d)).transpose()?;
+        let dtype_ptr = dtype.as_ref().map_or(ptr::null(), |d| d.as_ptr());
+        check(unsafe { sys::dlv_train_save_model(self.raw(), dir.as_ptr(), dtype_ptr) })
     }
 
     /// Loads an adapter directory (replaces the session's adapter on success).
@@ -953,6 +987,55 @@ impl PreprocessOptions {
 impl Drop for PreprocessOptions {
     fn drop(&mut self) {
         unsafe { sys::dlv_preprocess_options_free(self.ptr.as_ptr()) }
+    }
+}
+
+// ---- Training ----------------------------------------------------------------
+
+/// Training options (`dlv_train_options`): key = value strings, as
+/// documented in `disclvlm.h` and docs/training.md ("lr", "optimizer",
+/// "train", "lora_rank", "schedule", "total_steps", "seed", ...).
+///
+/// ```no_run
+/// let mut o = disclvlm::TrainOptions::new().unwrap();
+/// o.set("lr", "1e-3").unwrap().set("train", "soft,lora").unwrap();
+/// ```
+pub struct TrainOptions {
+    ptr: NonNull<sys::dlv_train_options>,
+}
+
+// A plain value the library only reads in dlv_train_begin.
+unsafe impl Send for TrainOptions {}
+unsafe impl Sync for TrainOptions {}
+
+impl TrainOptions {
+    /// The defaults.
+    pub fn new() -> Result<TrainOptions> {
+        let mut p = ptr::null_mut();
+        let code = unsafe { sys::dlv_train_options_new(&mut p) };
+        Ok(TrainOptions { ptr: made(code, p)? })
+    }
+
+    /// Sets one option; an unknown key or a bad value is
+    /// [`Status::InvalidArg`] with the library's message naming it.
+    /// Returns `self` so that calls chain.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<&mut TrainOptions> {
+        let k = c_string("TrainOptions::set: key", key)?;
+        let v = c_string("TrainOptions::set: value", value)?;
+        check(unsafe { sys::dlv_train_options_set(self.ptr.as_ptr(), k.as_ptr(), v.as_ptr()) })?;
+        Ok(self)
+    }
+}
+
+impl Drop for TrainOptions {
+    fn drop(&mut self) {
+        unsafe { sys::dlv_train_options_free(self.ptr.as_ptr()) }
+    }
+}
+
+impl fmt::Debug for TrainOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrainOptions").finish_non_exhaustive()
     }
 }
 

@@ -13,6 +13,7 @@
 
 use disclvlm::{
     Batch, Image, Matrix, Model, PreprocessOptions, Session, SessionOptions, Status, Tokenizer,
+    TrainOptions,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -627,16 +628,113 @@ fn other_library_errors() {
     let e = bare.tokenizer().err().unwrap();
     assert_eq!(e.status(), Status::Unsupported, "{:?}", e);
     assert!(e.message().contains("has no tokenizer"), "{:?}", e);
-    // Training is declared but not implemented in this version.
+    // Training needs the prompts, hence a tokenizer.
     let img = Image::from_file(&images()[0]).unwrap();
     let mut batch = Batch::new().unwrap();
     batch.add(&img, "a photo", Some("a long caption")).unwrap();
     batch.add(&img, "another", None).unwrap();
-    let e = s.train_step(&batch).unwrap_err();
-    assert_eq!(e.status(), Status::NotImplemented, "{:?}", e);
-    assert!(e.message().contains("dlv_train_step"), "{:?}", e);
+    let mut bs = session(&bare);
+    let e = bs.train_step(&batch).unwrap_err();
+    assert_eq!(e.status(), Status::Unsupported, "{:?}", e);
+    assert!(e.message().contains("no tokenizer"), "{:?}", e);
+    assert!(e.message().contains("prompts.json"), "{:?}", e);
     let empty = Batch::new().unwrap();
     assert_eq!(s.train_step(&empty).unwrap_err().status(), Status::InvalidArg);
+}
+
+// ---- Training ---------------------------------------------------------------------
+
+fn train_options() -> TrainOptions {
+    let mut o = TrainOptions::new().unwrap();
+    o.set("lr", "1e-2")
+        .unwrap()
+        .set("seed", "7")
+        .unwrap()
+        .set("lora_rank", "4")
+        .unwrap()
+        .set("train", "soft,lora,logit_scale")
+        .unwrap();
+    o
+}
+
+#[test]
+fn training_steps_checkpoints_and_options() {
+    let model = load();
+    let paths = images();
+    let imgs: Vec<Image> = paths.iter().map(|p| Image::from_file(p).unwrap()).collect();
+    let mut batch = Batch::new().unwrap();
+    batch.add(&imgs[0], "a photo of a cat", Some("a long caption about a cat")).unwrap();
+    batch.add(&imgs[1], "a dog", None).unwrap();
+    batch.add(&imgs[2], "a gray square", Some("a longer caption")).unwrap();
+
+    let mut s = session(&model);
+    let untrained = s.encode_texts(&TEXTS).unwrap();
+    s.train_begin(&train_options()).unwrap();
+    for want_step in 1..=2u64 {
+        let st = s.train_step(&batch).unwrap();
+        assert_eq!(st.step, want_step, "{:?}", st);
+        for v in [st.loss, st.loss_contrastive, st.loss_ntp, st.grad_norm, st.logit_scale] {
+            assert!(v.is_finite(), "{:?}", st);
+        }
+        assert!(st.loss > 0.0 && st.tokens > 0, "{:?}", st);
+        assert!((st.learning_rate - 1e-2).abs() < 1e-9, "{:?}", st);
+    }
+    let ckpt = work_dir().join("train-checkpoint");
+    let _ = std::fs::remove_dir_all(&ckpt);
+    s.checkpoint_save(&ckpt).unwrap();
+    let want = s.train_step(&batch).unwrap();
+    let want_txt = s.encode_texts(&TEXTS).unwrap();
+    assert_ne!(bits(want_txt.as_slice()), bits(untrained.as_slice()), "training changed nothing");
+
+    // A fresh session resumes from the checkpoint bit for bit.
+    let mut r = session(&model);
+    r.checkpoint_load(&ckpt).unwrap();
+    let got = r.train_step(&batch).unwrap();
+    assert_eq!(got.step, 3);
+    assert_eq!(
+        [got.loss, got.loss_contrastive, got.loss_ntp, got.grad_norm, got.logit_scale]
+            .map(f64::to_bits),
+        [want.loss, want.loss_contrastive, want.loss_ntp, want.grad_norm, want.logit_scale]
+            .map(f64::to_bits)
+    );
+    assert_eq!(got, want);
+    assert_eq!(bits(r.encode_texts(&TEXTS).unwrap().as_slice()), bits(want_txt.as_slice()));
+
+    // The trained adapter saves and loads into another session.
+    let dir = work_dir().join("trained-adapter");
+    let _ = std::fs::remove_dir_all(&dir);
+    s.adapter_save(&dir).unwrap();
+    let mut f = session(&model);
+    f.adapter_load(&dir).unwrap();
+    assert_eq!(bits(f.encode_texts(&TEXTS).unwrap().as_slice()), bits(want_txt.as_slice()));
+
+    // The model itself (only soft prompts, LoRA and the scale trained: the
+    // base weights) saves as a checkpoint that loads and encodes as before.
+    let saved = work_dir().join("trained-model");
+    let _ = std::fs::remove_dir_all(&saved);
+    s.train_save_model(&saved, Some("f32")).unwrap();
+    let saved = Model::load(&saved).unwrap();
+    assert_eq!(
+        bits(session(&saved).encode_texts(&TEXTS).unwrap().as_slice()),
+        bits(untrained.as_slice())
+    );
+
+    let e = r.checkpoint_load(work_dir().join("no-such-checkpoint")).unwrap_err();
+    assert!(e.message().contains("no-such-checkpoint"), "{:?}", e);
+
+    // Option errors carry the library's message.
+    let mut o = TrainOptions::new().unwrap();
+    let e = o.set("no_such_option", "1").unwrap_err();
+    assert_eq!(e.status(), Status::InvalidArg, "{:?}", e);
+    assert!(e.message().contains("no_such_option"), "{:?}", e);
+    let e = o.set("lr", "fast").unwrap_err();
+    assert_eq!(e.status(), Status::InvalidArg, "{:?}", e);
+    assert!(e.message().contains("lr"), "{:?}", e);
+    assert_eq!(o.set("lr", "a\0b").unwrap_err().status(), Status::InvalidArg);
+    o.set("schedule", "cosine").unwrap().set("warmup", "10").unwrap();
+    let e = s.train_begin(&o).unwrap_err();
+    assert_eq!(e.status(), Status::InvalidArg, "{:?}", e);
+    assert!(e.message().contains("total_steps"), "{:?}", e);
 }
 
 // ---- Threads ------------------------------------------------------------------

@@ -1,0 +1,119 @@
+/* Argument checks shared by the checked wrappers of the compute ops
+ * (backend/ops.c) and the backward ops (backend/ops_backward.c). Internal:
+ * static inline so that each wrapper file stays self-contained. Every check
+ * records a message naming the op and the argument (core/error.h). */
+#ifndef DLV_BACKEND_OPS_CHECK_H
+#define DLV_BACKEND_OPS_CHECK_H
+
+#include <limits.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "core/error.h"
+
+static inline const char *dlv_op_act_name(dlv_op_act act)
+{
+    switch (act) {
+    case DLV_OP_ACT_QUICK_GELU: return "quick_gelu";
+    case DLV_OP_ACT_GELU: return "gelu";
+    case DLV_OP_ACT_GELU_TANH: return "gelu_tanh";
+    case DLV_OP_ACT_SILU: return "silu";
+    case DLV_OP_ACT_RELU: return "relu";
+    default: return "?";
+    }
+}
+
+static inline dlv_status unsupported(const char *op, const dlv_backend *be)
+{
+    return dlv_error(DLV_E_UNSUPPORTED, "%s: op %s is not implemented on backend %s", op, op,
+                     be->ops->name);
+}
+
+static inline dlv_status check_count(const char *op, const char *name, int64_t v)
+{
+    if (v < 0)
+        return dlv_error(DLV_E_INVALID_ARG, "%s: %s = %lld is negative", op, name,
+                         (long long)v);
+    return DLV_OK;
+}
+
+/* *out = a * b * elem_size bytes, rejected where it cannot be addressed.
+ * a and b are already known to be >= 0. */
+static inline dlv_status check_bytes(const char *op, const char *what, int64_t a, int64_t b,
+                                     size_t elem_size, size_t *out)
+{
+    *out = 0;
+    int64_t limit = (int64_t)(PTRDIFF_MAX / (ptrdiff_t)elem_size);
+    if ((a != 0 && b > limit / a))
+        return dlv_error(DLV_E_INVALID_ARG, "%s: %s of %lld x %lld elements is too large",
+                         op, what, (long long)a, (long long)b);
+    *out = (size_t)(a * b) * elem_size;
+    return DLV_OK;
+}
+
+static inline dlv_status check_ptr(const char *op, const char *name, const void *p,
+                                   size_t bytes)
+{
+    if (!p && bytes > 0)
+        return dlv_error(DLV_E_INVALID_ARG, "%s: %s is NULL for a %zu-byte tensor", op, name,
+                         bytes);
+    return DLV_OK;
+}
+
+static inline dlv_status check_param_dtype(const char *op, const char *name, dlv_dtype dt)
+{
+    if ((unsigned)dt >= DLV_DTYPE_COUNT)
+        return dlv_error(DLV_E_INVALID_ARG, "%s: %s %d is not a dtype", op, name, (int)dt);
+    if (!dlv_dtype_is_float(dt))
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: %s %s is not supported (F32, BF16 or F16)",
+                         op, name, dlv_dtype_name(dt));
+    return DLV_OK;
+}
+
+/* Outputs may equal an input exactly where the op says so; any other
+ * overlap would read values already overwritten. Compared as integers: the
+ * pointers may belong to different objects. */
+static inline dlv_status check_overlap(const char *op, const char *out_name, const void *out,
+                                       size_t out_bytes, const char *in_name, const void *in,
+                                       size_t in_bytes, bool may_alias)
+{
+    if (!out || !in || out_bytes == 0 || in_bytes == 0) return DLV_OK;
+    uintptr_t o = (uintptr_t)out, i = (uintptr_t)in;
+    if (may_alias && o == i && out_bytes == in_bytes) return DLV_OK;
+    if (o < i + in_bytes && i < o + out_bytes)
+        return dlv_error(DLV_E_INVALID_ARG, "%s: %s overlaps %s%s", op, out_name, in_name,
+                         may_alias ? " (only the very same tensor may be passed)" : "");
+    return DLV_OK;
+}
+
+static inline dlv_status check_eps(const char *op, float eps)
+{
+    if (!(eps >= 0.0f) || isinf(eps))
+        return dlv_error(DLV_E_INVALID_ARG, "%s: eps %g is not a finite value >= 0", op,
+                         (double)eps);
+    return DLV_OK;
+}
+
+static inline dlv_status check_blas_dim(const char *op, const char *name, int64_t v)
+{
+    if (v > INT_MAX)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: %s = %lld exceeds INT_MAX (BLAS limit)", op,
+                         name, (long long)v);
+    return DLV_OK;
+}
+
+#define TRY(expr)                                                                          \
+    do {                                                                                   \
+        dlv_status st_ = (expr);                                                           \
+        if (st_ != DLV_OK) return st_;                                                     \
+    } while (0)
+
+#define NEED_BE(op, be)                                                                    \
+    do {                                                                                   \
+        if (!(be)) return dlv_error(DLV_E_INVALID_ARG, "%s: backend is NULL", op);         \
+    } while (0)
+
+#endif

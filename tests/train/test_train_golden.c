@@ -1,0 +1,380 @@
+/* One training step through the public API against PyTorch autograd
+ * (tests/reference/llava_grad_reference.py, transformers 4.46.3 + peft
+ * 0.13.2): with SGD, lr 1, no weight decay, no clipping, constant schedule,
+ * the adapter after one step minus the adapter before is minus the
+ * reference gradient, for image_prompt, text_prompt, logit_scale and every
+ * LoRA A and B; the step's losses equal L_c, L_ntp and L.
+ *
+ *   test_train_golden IMAGES_DIR GOLDEN MODEL_DIR ADAPTER_DIR [...]
+ *
+ * Three objectives per variant: the full one (contrastive + next-token),
+ * contrastive only (ntp_weight 0, the golden's `c_only.` tensors), and the
+ * logit scale above its cap (4.7 > log 100: `clamped.`, whose logit-scale
+ * gradient is 0); and every set trained (projector, language model, vision
+ * tower too): dlv_train_save_model's weights minus the checkpoint's are
+ * minus `grad.<tensor>` for every tensor.
+ *
+ * Tolerances: the reference and the library both compute in f32 with
+ * different summation orders, and (new - old) loses the low bits of old:
+ * per tensor, ||(new - old) + grad|| <= REL_TOL * ||grad|| + ABS_TOL *
+ * sqrt(n), with REL_TOL 2e-3 and ABS_TOL 1e-6 (losses: 1e-4 relative). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "disclvlm.h"
+#include "io/safetensors.h"
+
+#define REL_TOL 2e-3
+#define ABS_TOL 1e-6
+#define LOSS_TOL 1e-4
+#define MAX_CASES 4
+
+typedef struct tcase {
+    const char *golden, *model, *adapter;
+} tcase;
+
+static const char *images_dir;
+static tcase cases[MAX_CASES];
+static size_t n_cases;
+
+static const char *const short_caps[3] = {"a red circle", "Cat on a mat", "two dogs"};
+static const char *const long_caps[3] = {
+    "the quick brown fox jumps over the lazy dog",
+    "A photo of a cat sitting on a mat near a window.", "sky"};
+
+static void check(dlv_status st, const char *what)
+{
+    if (st != DLV_OK) fprintf(stderr, "%s: %s (%s)\n", what, dlv_status_str(st), dlv_last_error());
+    assert_int_equal(st, DLV_OK);
+}
+
+static float golden_scalar(const dlv_st_file *g, const char *name)
+{
+    const dlv_st_tensor *t = dlv_st_find(g, name);
+    if (!t) fprintf(stderr, "golden has no '%s'\n", name);
+    assert_non_null(t);
+    float v = 0;
+    check(dlv_st_read_f32(t, 0, 1, &v), name);
+    return v;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0) assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+}
+
+/* A copy of adapter dir `from` in a fresh temporary directory; with
+ * logit_scale >= 0 ... the soft prompts' logit_scale replaced by it. */
+static void copy_adapter(const char *from, char *tmp, size_t cap, int set_scale, float scale)
+{
+    const char *root = getenv("TMPDIR");
+    snprintf(tmp, cap, "%s/dlv-train-golden-XXXXXX", root ? root : "/tmp");
+    assert_non_null(mkdtemp(tmp));
+    static const char *const files[] = {"adapter_config.json", "adapter_model.safetensors",
+                                        "soft_prompts.safetensors", "prompts.json"};
+    char a[4096], b[4096];
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(a, sizeof a, "%s/%s", from, files[i]);
+        snprintf(b, sizeof b, "%s/%s", tmp, files[i]);
+        if (access(a, F_OK) == 0) copy_file(a, b);
+    }
+    if (!set_scale) return;
+    snprintf(a, sizeof a, "%s/soft_prompts.safetensors", from);
+    snprintf(b, sizeof b, "%s/soft_prompts.safetensors", tmp);
+    dlv_st_file *f = NULL;
+    check(dlv_st_open(a, &f), a);
+    dlv_st_write_entry e[3];
+    size_t n = 0;
+    for (size_t i = 0; i < dlv_st_count(f); i++) {
+        const dlv_st_tensor *t = dlv_st_at(f, i);
+        e[n++] = (dlv_st_write_entry){t->name, t->dtype, t->ndim, t->shape,
+                                      strcmp(t->name, "logit_scale") ? t->data : &scale};
+    }
+    check(dlv_st_write(b, e, n, NULL, NULL, 0), b);
+    dlv_st_close(f);
+}
+
+static void remove_dir(const char *dir)
+{
+    static const char *const files[] = {"adapter_config.json", "adapter_model.safetensors",
+                                        "soft_prompts.safetensors", "prompts.json",
+                                        "train_state.safetensors"};
+    char p[4096];
+    for (size_t i = 0; i < 5; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
+/* Compares (after - before) with -grad for one tensor; returns the relative
+ * error. */
+static double compare_update(const char *label, const dlv_st_tensor *before,
+                             const dlv_st_tensor *after, const dlv_st_tensor *grad)
+{
+    assert_int_equal(before->n_elements, after->n_elements);
+    assert_int_equal(before->n_elements, grad->n_elements);
+    const size_t n = (size_t)before->n_elements;
+    float *b = malloc(n * sizeof *b), *a = malloc(n * sizeof *a), *g = malloc(n * sizeof *g);
+    assert_true(b && a && g);
+    check(dlv_st_read_f32(before, 0, n, b), label);
+    check(dlv_st_read_f32(after, 0, n, a), label);
+    check(dlv_st_read_f32(grad, 0, n, g), label);
+    double err = 0, ref = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = ((double)a[i] - (double)b[i]) + (double)g[i];
+        err += d * d;
+        ref += (double)g[i] * (double)g[i];
+    }
+    err = sqrt(err);
+    ref = sqrt(ref);
+    const double limit = REL_TOL * ref + ABS_TOL * sqrt((double)n);
+    if (getenv("DLV_TEST_VERBOSE") && err > 1e-2 * ref)
+        fprintf(stderr, "note: %s: ||update + grad|| = %.3g, ||grad|| = %.3g\n", label, err, ref);
+    if (err > limit)
+        fprintf(stderr, "%s: ||update + grad|| = %.3g > %.3g (||grad|| = %.3g)\n", label, err,
+                limit, ref);
+    assert_true(err <= limit);
+    free(b);
+    free(a);
+    free(g);
+    /* Gradients that are zero in exact arithmetic (a key bias: softmax is
+     * shift invariant) are float noise in both; only the absolute bound
+     * applies to them, and they are left out of the worst relative error. */
+    return ref > 1e-6 ? err / ref : 0.0;
+}
+
+typedef enum { OBJ_FULL, OBJ_C_ONLY, OBJ_CLAMPED, OBJ_ALL_WEIGHTS } objective;
+
+static void run_case(const tcase *c, objective obj)
+{
+    static const char *const names[] = {"full", "c_only", "clamped", "all"};
+    const char *prefix = obj == OBJ_C_ONLY ? "c_only." : obj == OBJ_CLAMPED ? "clamped." : "";
+    dlv_st_file *g = NULL;
+    const char *root = getenv("TMPDIR");
+    check(dlv_st_open(c->golden, &g), c->golden);
+    char start[1024], after[1024];
+    copy_adapter(c->adapter, start, sizeof start, obj == OBJ_CLAMPED, 4.7f);
+
+    dlv_model *m = NULL;
+    dlv_session *s = NULL;
+    check(dlv_model_load(c->model, NULL, &m), c->model);
+    check(dlv_session_new(m, NULL, &s), "session");
+    check(dlv_adapter_load(s, start), start);
+    dlv_train_options *o = NULL;
+    check(dlv_train_options_new(&o), "options");
+    static const char *const kv[][2] = {{"optimizer", "sgd"}, {"lr", "1"},
+                                        {"weight_decay", "0"}, {"grad_clip", "0"},
+                                        {"schedule", "constant"}, {"warmup", "0"}};
+    for (size_t i = 0; i < sizeof kv / sizeof *kv; i++)
+        check(dlv_train_options_set(o, kv[i][0], kv[i][1]), kv[i][0]);
+    if (obj == OBJ_C_ONLY) check(dlv_train_options_set(o, "ntp_weight", "0"), "ntp_weight");
+    if (obj == OBJ_ALL_WEIGHTS)
+        check(dlv_train_options_set(o, "train", "soft,lora,logit_scale,projector,llm,vision"),
+              "train");
+    check(dlv_train_begin(s, o), "dlv_train_begin");
+    dlv_train_options_free(o);
+
+    dlv_image *imgs[3];
+    dlv_batch *b = NULL;
+    check(dlv_batch_new(&b), "batch");
+    for (int i = 0; i < 3; i++) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/img%d.png", images_dir, i);
+        check(dlv_image_from_file(p, &imgs[i]), p);
+        check(dlv_batch_add(b, imgs[i], short_caps[i], long_caps[i]), "batch add");
+    }
+    dlv_train_stats stats = DLV_TRAIN_STATS_INIT;
+    check(dlv_train_step(s, b, &stats), "dlv_train_step");
+
+    char name[512];
+    snprintf(name, sizeof name, "%sL_c", prefix);
+    const double want_c = golden_scalar(g, name);
+    double want_ntp = 0, want_l = want_c;
+    if (obj != OBJ_C_ONLY) {
+        snprintf(name, sizeof name, "%sL_ntp", prefix);
+        want_ntp = golden_scalar(g, name);
+        snprintf(name, sizeof name, "%sL", prefix);
+        want_l = golden_scalar(g, name);
+    }
+    printf("%-40s %-8s L_c %.6f (ref %.6f)  L_ntp %.6f (ref %.6f)  L %.6f (ref %.6f)\n",
+           c->golden, names[obj], stats.loss_contrastive, want_c, stats.loss_ntp, want_ntp,
+           stats.loss, want_l);
+    assert_true(fabs(stats.loss_contrastive - want_c) <= LOSS_TOL * fabs(want_c) + 1e-6);
+    assert_true(fabs(stats.loss_ntp - want_ntp) <= LOSS_TOL * fabs(want_ntp) + 1e-6);
+    assert_true(fabs(stats.loss - want_l) <= LOSS_TOL * fabs(want_l) + 1e-6);
+    assert_int_equal(stats.step, 1);
+
+    snprintf(after, sizeof after, "%s/dlv-train-after-XXXXXX", root ? root : "/tmp");
+    assert_non_null(mkdtemp(after));
+    check(dlv_adapter_save(s, after), "dlv_adapter_save");
+
+    /* Soft prompts and the logit scale. */
+    char pb[4096], pa[4096];
+    snprintf(pb, sizeof pb, "%s/soft_prompts.safetensors", start);
+    snprintf(pa, sizeof pa, "%s/soft_prompts.safetensors", after);
+    dlv_st_file *fb = NULL, *fa = NULL;
+    check(dlv_st_open(pb, &fb), pb);
+    check(dlv_st_open(pa, &fa), pa);
+    double worst = 0;
+    static const char *const soft[] = {"image_prompt", "text_prompt", "logit_scale"};
+    for (size_t i = 0; i < 3; i++) {
+        if (obj == OBJ_CLAMPED && i == 1) continue; /* the golden has no text grad there */
+        if (obj == OBJ_CLAMPED && i == 2) {
+            /* Its gradient is 0 above the cap, and the step stores the
+             * parameter clamped to log(100), as OpenCLIP does after each
+             * step (docs/training.md). */
+            assert_true(golden_scalar(g, "clamped.grad.logit_scale") == 0.0f);
+            float ls = 0;
+            check(dlv_st_read_f32(dlv_st_find(fa, "logit_scale"), 0, 1, &ls), "logit_scale");
+            assert_true(ls == (float)4.605170185988092);
+            continue;
+        }
+        snprintf(name, sizeof name, "%sgrad.%s", prefix, soft[i]);
+        const dlv_st_tensor *gt = dlv_st_find(g, name);
+        if (!gt) fprintf(stderr, "golden has no '%s'\n", name);
+        assert_non_null(gt);
+        double e = compare_update(name, dlv_st_find(fb, soft[i]), dlv_st_find(fa, soft[i]), gt);
+        if (e > worst) worst = e;
+    }
+    /* LoRA (not in the clamped objective's goldens). */
+    size_t n_lora = 0;
+    if (obj != OBJ_CLAMPED) {
+        snprintf(pb, sizeof pb, "%s/adapter_model.safetensors", start);
+        snprintf(pa, sizeof pa, "%s/adapter_model.safetensors", after);
+        dlv_st_file *lb = NULL, *la = NULL;
+        check(dlv_st_open(pb, &lb), pb);
+        check(dlv_st_open(pa, &la), pa);
+        for (size_t i = 0; i < dlv_st_count(lb); i++) {
+            const dlv_st_tensor *tb = dlv_st_at(lb, i);
+            /* The saved file uses classic names; a new-layout input is not
+             * among these variants. */
+            const dlv_st_tensor *ta = dlv_st_find(la, tb->name);
+            if (!ta) fprintf(stderr, "saved adapter lacks '%s'\n", tb->name);
+            assert_non_null(ta);
+            snprintf(name, sizeof name, "%sgrad.%s", prefix, tb->name);
+            const dlv_st_tensor *gt = dlv_st_find(g, name);
+            if (!gt) fprintf(stderr, "golden has no '%s'\n", name);
+            assert_non_null(gt);
+            double e = compare_update(name, tb, ta, gt);
+            if (e > worst) worst = e;
+            n_lora++;
+        }
+        dlv_st_close(lb);
+        dlv_st_close(la);
+    }
+    /* Every model weight (projector, language model, vision tower): the
+     * saved model's tensors minus the checkpoint's are minus the gradient. */
+    size_t n_weights = 0;
+    if (obj == OBJ_ALL_WEIGHTS) {
+        char saved[1024];
+        snprintf(saved, sizeof saved, "%s/dlv-train-model-XXXXXX", root ? root : "/tmp");
+        assert_non_null(mkdtemp(saved));
+        assert_int_equal(rmdir(saved), 0); /* dlv_train_save_model creates it */
+        check(dlv_train_save_model(s, saved, "f32"), "dlv_train_save_model");
+        snprintf(pb, sizeof pb, "%s/model.safetensors", c->model);
+        snprintf(pa, sizeof pa, "%s/model.safetensors", saved);
+        dlv_st_file *mb = NULL, *ma = NULL;
+        check(dlv_st_open(pb, &mb), pb);
+        check(dlv_st_open(pa, &ma), pa);
+        for (size_t i = 0; i < dlv_st_count(mb); i++) {
+            const dlv_st_tensor *tb = dlv_st_at(mb, i);
+            snprintf(name, sizeof name, "grad.%s", tb->name);
+            const dlv_st_tensor *gt = dlv_st_find(g, name);
+            if (!gt) continue; /* an integer buffer (position_ids) */
+            const dlv_st_tensor *ta = dlv_st_find(ma, tb->name);
+            assert_non_null(ta);
+            assert_int_equal(ta->dtype, DLV_DTYPE_F32);
+            double e = compare_update(name, tb, ta, gt);
+            if (e > worst) worst = e;
+            n_weights++;
+        }
+        dlv_st_close(mb);
+        dlv_st_close(ma);
+        static const char *const files[] = {"config.json", "preprocessor_config.json",
+                                            "tokenizer.json", "tokenizer_config.json",
+                                            "model.safetensors"};
+        /* The saved directory is a model the library loads. */
+        dlv_model *m2 = NULL;
+        check(dlv_model_load(saved, NULL, &m2), saved);
+        dlv_model_free(m2);
+        for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+            snprintf(pb, sizeof pb, "%s/%s", saved, files[i]);
+            unlink(pb);
+        }
+        assert_int_equal(rmdir(saved), 0);
+        assert_true(n_weights > 20);
+    }
+    printf("%-40s %-8s one SGD step = -grad: soft prompts, logit scale, %zu LoRA tensors, %zu "
+           "model weights; worst relative error %.2e\n", c->golden, names[obj], n_lora,
+           n_weights, worst);
+    dlv_st_close(fb);
+    dlv_st_close(fa);
+    remove_dir(after);
+    remove_dir(start);
+    dlv_batch_free(b);
+    for (int i = 0; i < 3; i++) dlv_image_free(imgs[i]);
+    dlv_session_free(s);
+    dlv_model_free(m);
+    dlv_st_close(g);
+}
+
+static void test_full(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < n_cases; i++) run_case(&cases[i], OBJ_FULL);
+}
+
+static void test_contrastive_only(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < n_cases; i++) run_case(&cases[i], OBJ_C_ONLY);
+}
+
+/* Every set trainable, the model's own weights included. */
+static void test_all_weights(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < n_cases; i++) run_case(&cases[i], OBJ_ALL_WEIGHTS);
+}
+
+static void test_clamped(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < n_cases; i++) run_case(&cases[i], OBJ_CLAMPED);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 5 || (argc - 2) % 3 != 0 || (argc - 2) / 3 > MAX_CASES) {
+        fprintf(stderr, "usage: %s IMAGES_DIR GOLDEN MODEL_DIR ADAPTER_DIR [...]\n", argv[0]);
+        return 2;
+    }
+    images_dir = argv[1];
+    for (int i = 2; i + 2 < argc; i += 3)
+        cases[n_cases++] = (tcase){argv[i], argv[i + 1], argv[i + 2]};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_full),
+        cmocka_unit_test(test_contrastive_only),
+        cmocka_unit_test(test_clamped),
+        cmocka_unit_test(test_all_weights),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
