@@ -62,6 +62,10 @@ static void usage(FILE *to)
             "  --resume CKPT        continue a run from its checkpoint (same data and options)\n"
             "  --save-every N       also write the checkpoint every N steps\n"
             "  --log LOG.jsonl      one JSON object per step (appended to when resuming)\n"
+            "  --save-model DIR     also write the trained model (projector/llm/vision sets)\n"
+            "                       as a Hugging Face model directory\n"
+            "  --save-model-dtype f32|bf16|f16\n"
+            "                       convert its float tensors (default: as the checkpoint)\n"
             "  --backend NAME       cpu (default), cuda or auto\n"
             "  --threads N          CPU worker threads (default 0: one per online CPU)\n",
             DEFAULT_BATCH);
@@ -70,7 +74,7 @@ static void usage(FILE *to)
 /* The command line. */
 typedef struct train_cli {
     cli_run_opts run;
-    const char *data, *out, *init, *resume, *log;
+    const char *data, *out, *init, *resume, *log, *save_model, *save_model_dtype;
     long long steps;      /* -1: from the epochs */
     long long epochs;
     long long batch;
@@ -142,7 +146,8 @@ static int is_value_opt(const char *a)
 {
     static const char *const names[] = {"--data", "--out", "--init", "--resume", "--log",
                                          "--steps", "--epochs", "--batch", "--save-every",
-                                         "--seed", "--on-bad-example"};
+                                         "--seed", "--on-bad-example", "--save-model",
+                                         "--save-model-dtype"};
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
         if (!strcmp(a, names[k])) return 1;
     return 0;
@@ -190,6 +195,8 @@ static int parse(int argc, char **argv, train_cli *c)
         else if (!strcmp(a, "--init")) c->init = v;
         else if (!strcmp(a, "--resume")) c->resume = v;
         else if (!strcmp(a, "--log")) c->log = v;
+        else if (!strcmp(a, "--save-model")) c->save_model = v;
+        else if (!strcmp(a, "--save-model-dtype")) c->save_model_dtype = v;
         else if (!strcmp(a, "--steps")) {
             if (parse_count(a, v, 0, &c->steps)) return 2;
         } else if (!strcmp(a, "--epochs")) {
@@ -392,7 +399,15 @@ static int check_out(const char *opt, const char *out)
 /* Saves the checkpoint; 0 or 1. */
 static int save_checkpoint(dlv_session *s, const char *ckpt)
 {
-    if (dlv_train_checkpoint_save(s, ckpt) != DLV_OK) return cli_fail("train: checkpoint");
+    dlv_status st = dlv_train_checkpoint_save(s, ckpt);
+    /* A model kind without checkpoints (CLIPModel): say so once and go on;
+     * --save-model still writes the trained model. */
+    if (st == DLV_E_UNSUPPORTED) {
+        static int said;
+        if (!said++) fprintf(stderr, "disclvlm train: note: %s\n", dlv_last_error());
+        return 0;
+    }
+    if (st != DLV_OK) return cli_fail("train: checkpoint");
     return 0;
 }
 
@@ -546,11 +561,20 @@ int cmd_train(int argc, char **argv)
     if ((rc = save_checkpoint(session, ckpt))) goto done;
     /* The session's adapter is the trainer's state (after dlv_train_begin
      * too, so --steps 0 writes the initial adapter). */
-    if (dlv_adapter_save(session, c.out) != DLV_OK) {
+    dlv_status ast = dlv_adapter_save(session, c.out);
+    if (ast == DLV_E_UNSUPPORTED && c.save_model) {
+        fprintf(stderr, "disclvlm train: note: %s\n", dlv_last_error());
+    } else if (ast != DLV_OK) {
         rc = cli_fail("train: --out");
         goto done;
     }
-    fprintf(stderr, "disclvlm train: adapter in %s, checkpoint in %s\n", c.out, ckpt);
+    if (c.save_model &&
+        dlv_train_save_model(session, c.save_model, c.save_model_dtype) != DLV_OK) {
+        rc = cli_fail("train: --save-model");
+        goto done;
+    }
+    fprintf(stderr, "disclvlm train: adapter in %s, checkpoint in %s%s%s\n", c.out, ckpt,
+            c.save_model ? ", model in " : "", c.save_model ? c.save_model : "");
 done:
     if (log && fclose(log) != 0 && !rc) {
         fprintf(stderr, "disclvlm train: --log %s: %s\n", c.log, strerror(errno));

@@ -4,12 +4,16 @@
 
 #include "api/session.h"
 #include "core/error.h"
+#include "model/clip_model.h"
 #include "train/trainer.h"
 
 DLV_API dlv_status dlv_adapter_load(dlv_session *session, const char *dir)
 {
     if (!session || !dir)
         return dlv_error(DLV_E_INVALID_ARG, "dlv_adapter_load: NULL argument");
+    if (dlv_model_clip(session->model))
+        return dlv_error(DLV_E_UNSUPPORTED, "dlv_adapter_load: %s: adapters apply to LLaVA "
+                         "models, not to a CLIPModel", dir);
     dlv_adapter *a = calloc(1, sizeof *a);
     if (!a) return dlv_error_nomem("adapter", sizeof *a);
     dlv_status st = dlv_adapter_read(session->model, dir, a);
@@ -33,6 +37,9 @@ DLV_API dlv_status dlv_adapter_save(dlv_session *session, const char *dir)
 {
     if (!session || !dir)
         return dlv_error(DLV_E_INVALID_ARG, "dlv_adapter_save: NULL argument");
+    if (dlv_model_clip(session->model))
+        return dlv_error(DLV_E_UNSUPPORTED, "dlv_adapter_save: %s: a CLIPModel has no adapter "
+                         "(dlv_train_save_model writes the trained model)", dir);
     const dlv_adapter *a;
     dlv_status st = dlv_session_adapter(session, &a);
     if (!st) st = dlv_adapter_write(session->model, a, dir);

@@ -27,6 +27,9 @@ struct dlv_trainer {
     dlv_train_config cfg;
     dlv_prompts prompts;
     int64_t hidden, n_img, n_txt;
+    /* A side whose soft prompt is neither trained nor given uses the
+     * instruction's ids, so training the embedding table moves it too. */
+    int img_ids, txt_ids;
     size_t n;                     /* floats in each flat buffer */
     float *params, *grads, *m1, *m2;
     size_t off_img, off_txt, off_ls, off_lora;
@@ -158,6 +161,8 @@ dlv_status dlv_trainer_new(const dlv_model *m, dlv_backend *be, const dlv_train_
     for (int i = 0; i < 4; i++) t->rng[i] = splitmix64(&seed);
     dlv_status st = dlv_prompts_copy(&from->prompts, &t->prompts);
     if (st) goto fail;
+    t->img_ids = !(cfg->sets & DLV_TRAIN_SOFT) && !from->image_prompt;
+    t->txt_ids = !(cfg->sets & DLV_TRAIN_SOFT) && !from->text_prompt;
     t->n_img = from->image_prompt ? from->n_image_prompt : (int64_t)t->prompts.image.instruction.n;
     t->n_txt = from->text_prompt ? from->n_text_prompt : (int64_t)t->prompts.text.instruction.n;
     if (t->n_img < 1 || t->n_txt < 1) {
@@ -316,7 +321,13 @@ static void make_parts(const dlv_prompts *p, const dlv_prompt_side *side, const 
     parts[1] = (dlv_seq_part){side->prefix.ids ? side->prefix.ids : none, NULL,
                               (int64_t)side->prefix.n};
     parts[2] = middle;
-    parts[3] = (dlv_seq_part){NULL, soft, n_soft};
+    /* No soft prompt: the instruction's ids (looked up in the possibly
+     * trained embedding table). */
+    if (soft)
+        parts[3] = (dlv_seq_part){NULL, soft, n_soft};
+    else
+        parts[3] = (dlv_seq_part){side->instruction.ids ? side->instruction.ids : none, NULL,
+                                  (int64_t)side->instruction.n};
     parts[4] = (dlv_seq_part){side->suffix.ids ? side->suffix.ids : none, NULL,
                               (int64_t)side->suffix.n};
     parts[5] = (dlv_seq_part){cont ? cont : none, NULL, n_cont};
@@ -427,7 +438,8 @@ static dlv_status run_chunk(step_ctx *c, int images, size_t first, size_t count)
     dlv_trainer *t = c->t;
     const int64_t H = t->hidden;
     const dlv_prompt_side *side = images ? &t->prompts.image : &t->prompts.text;
-    const float *soft = t->params + (images ? t->off_img : t->off_txt);
+    const int soft_ids = images ? t->img_ids : t->txt_ids;
+    const float *soft = soft_ids ? NULL : t->params + (images ? t->off_img : t->off_txt);
     const int64_t n_soft = images ? t->n_img : t->n_txt;
     const int32_t bos = t->prompts.bos_id;
     dlv_seq_part (*parts)[6] = calloc(count, sizeof *parts);
@@ -513,7 +525,7 @@ static dlv_status run_chunk(step_ctx *c, int images, size_t first, size_t count)
                                      t->has_lora ? &c->lora_grad : NULL, tape, dhidden, dembeds);
     /* The soft prompt's rows of each sequence collect its gradient. */
     float *gsoft = t->grads + (images ? t->off_img : t->off_txt);
-    for (size_t i = 0; i < count && !st; i++) {
+    for (size_t i = 0; i < count && !st && !soft_ids; i++) {
         const int64_t mid_n = parts[i][2].n;
         const float *src = dembeds + (i * (size_t)max_len + (size_t)(soft_at + mid_n)) * (size_t)H;
         for (size_t e = 0; e < (size_t)n_soft * (size_t)H; e++) gsoft[e] += src[e];
@@ -560,7 +572,8 @@ static dlv_status embed_all(step_ctx *c, int images, float *out)
     dlv_trainer *t = c->t;
     const int64_t H = t->hidden;
     const dlv_prompt_side *side = images ? &t->prompts.image : &t->prompts.text;
-    const float *soft = t->params + (images ? t->off_img : t->off_txt);
+    const float *soft = (images ? t->img_ids : t->txt_ids)
+                            ? NULL : t->params + (images ? t->off_img : t->off_txt);
     const int64_t n_soft = images ? t->n_img : t->n_txt;
     const int32_t bos = t->prompts.bos_id;
     const size_t chunk = t->cfg.micro_batch > 0 ? (size_t)t->cfg.micro_batch : c->n;
@@ -772,12 +785,17 @@ dlv_status dlv_trainer_export(const dlv_trainer *t, dlv_adapter *out)
     memset(&a, 0, sizeof a);
     dlv_status st = dlv_prompts_copy(&t->prompts, &a.prompts);
     if (st) return st;
-    a.n_image_prompt = t->n_img;
-    a.n_text_prompt = t->n_txt;
-    a.image_prompt = copy_floats(t->params + t->off_img, (size_t)t->n_img * (size_t)t->hidden);
-    a.text_prompt = copy_floats(t->params + t->off_txt, (size_t)t->n_txt * (size_t)t->hidden);
+    a.n_image_prompt = t->img_ids ? 0 : t->n_img;
+    a.n_text_prompt = t->txt_ids ? 0 : t->n_txt;
+    a.image_prompt = t->img_ids ? NULL
+                                : copy_floats(t->params + t->off_img,
+                                              (size_t)t->n_img * (size_t)t->hidden);
+    a.text_prompt = t->txt_ids ? NULL
+                               : copy_floats(t->params + t->off_txt,
+                                             (size_t)t->n_txt * (size_t)t->hidden);
     a.logit_scale = t->params[t->off_ls];
-    if (!a.image_prompt || !a.text_prompt) st = dlv_error_nomem("adapter copy", t->n * 4);
+    if ((!t->img_ids && !a.image_prompt) || (!t->txt_ids && !a.text_prompt))
+        st = dlv_error_nomem("adapter copy", t->n * 4);
     if (!st && t->has_lora) {
         st = dlv_lora_create(&dlv_model_config(t->m)->text, t->shape.rank, t->shape.alpha,
                              t->shape.use_rslora, t->shape.targets, &a.lora);
