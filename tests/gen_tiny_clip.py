@@ -12,8 +12,9 @@ The tokenizer comes in two forms (--tokenizer):
           Split(Regex CLIP pattern, Removed, invert) + ByteLevel; BPE with
           end_of_word_suffix "</w>"; RobertaProcessing (<|startoftext|> text
           <|endoftext|>); ByteLevel decoder.
-  compat  the same ids for every input with components libdisclvlm 0.1
-          loads: no whitespace-collapsing Replace (the pre-tokenizer drops
+  compat  the same ids for every input with simpler components (the form
+          libdisclvlm loaded before it supported the two above; kept to
+          check that both forms agree): no whitespace-collapsing Replace (the pre-tokenizer drops
           whitespace anyway), and Split(Regex \\s+, Removed) followed by
           Split(CLIP pattern, Isolated) in place of the inverted Split (the
           CLIP pattern never matches across whitespace, so both give the

@@ -6,6 +6,7 @@
 #include <jansson.h>
 
 #include "core/error.h"
+#include "model/clip_model.h"
 #include "model/model.h"
 
 /* jansson's setters steal the reference; a failed allocation leaves NULL,
@@ -79,7 +80,8 @@ static json_t *describe(const dlv_model *m)
     if (!root) return NULL;
     int bad = 0;
 
-    bad |= set(root, "format", json_string("llava"));
+    const dlv_clip_config *clip = dlv_model_clip(m);
+    bad |= set(root, "format", json_string(clip ? "clip" : "llava"));
     json_t *arch = json_array();
     if (arch && c->architecture[0]) bad |= json_array_append_new(arch, json_string(c->architecture));
     bad |= set(root, "architectures", arch);
@@ -103,9 +105,26 @@ static json_t *describe(const dlv_model *m)
     bad |= set(root, "torch_dtype", c->torch_dtype[0] ? json_string(c->torch_dtype) : json_null());
 
     bad |= set(root, "vision", vision_json(c));
-    bad |= set(root, "projector", projector_json(c));
-    bad |= set(root, "text", text_json(&c->text));
-    bad |= set(root, "image_token_index", json_integer(c->image_token_index));
+    if (clip) {
+        /* A dual encoder: its own text tower and the two projections. */
+        const dlv_clip_text_config *t = &clip->text;
+        bad |= set(root, "text", json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:I}",
+                                           "type", "clip_text_model",
+                                           "vocab_size", (json_int_t)t->vocab_size,
+                                           "hidden_size", (json_int_t)t->hidden_size,
+                                           "intermediate_size", (json_int_t)t->intermediate_size,
+                                           "layers", (json_int_t)t->num_hidden_layers,
+                                           "heads", (json_int_t)t->num_attention_heads,
+                                           "max_positions",
+                                           (json_int_t)t->max_position_embeddings,
+                                           "hidden_act", dlv_act_name(t->hidden_act),
+                                           "eos_token_id", (json_int_t)t->eos_token_id));
+        bad |= set(root, "projection_dim", json_integer((json_int_t)clip->projection_dim));
+    } else {
+        bad |= set(root, "projector", projector_json(c));
+        bad |= set(root, "text", text_json(&c->text));
+        bad |= set(root, "image_token_index", json_integer(c->image_token_index));
+    }
 
     json_t *params = json_object();
     if (params) {
@@ -116,7 +135,8 @@ static json_t *describe(const dlv_model *m)
         bad |= set(params, "total", json_integer((json_int_t)total));
     }
     bad |= set(root, "parameters", params);
-    bad |= set(root, "embedding_size", json_integer(c->text.hidden_size));
+    bad |= set(root, "embedding_size",
+               json_integer(clip ? (json_int_t)clip->projection_dim : c->text.hidden_size));
     bad |= set(root, "backend", json_string(be && be->ops ? be->ops->name : "none"));
     bad |= set(root, "backend_detail", json_string(dlv_backend_describe(be)));
     bad |= set(root, "has_preprocessor_config", json_boolean(dlv_model_preproc(m) != NULL));

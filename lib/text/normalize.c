@@ -45,6 +45,27 @@ static dlv_status replace_all(const dlv_tbuf *in, const char *from, const char *
     return st;
 }
 
+/* Replace with a {"Regex": r} pattern: every non-empty match of r becomes
+ * to (for the patterns tokenizer.json files use, such as CLIP's \s+ -> " ",
+ * these are exactly the matches Oniguruma finds). */
+static dlv_status replace_regex(const dlv_tbuf *in, const void *re, const char *to,
+                                dlv_tbuf *out)
+{
+    dlv_matcher *m = NULL;
+    dlv_status st = dlv_regex_matcher(re, &m);
+    size_t tl = strlen(to), pos = 0, ms, me;
+    int rc = 0;
+    while (st == DLV_OK && (rc = dlv_regex_next(m, in->p, in->len, pos, &ms, &me)) == 1) {
+        st = dlv_tbuf_append(out, in->p + pos, ms - pos);
+        if (st == DLV_OK) st = dlv_tbuf_append(out, to, tl);
+        pos = me;
+    }
+    if (st == DLV_OK && rc < 0) st = DLV_E_UNSUPPORTED;
+    if (st == DLV_OK) st = dlv_tbuf_append(out, in->p + pos, in->len - pos);
+    dlv_regex_matcher_free(m);
+    return st;
+}
+
 static dlv_status lowercase(const dlv_tbuf *in, dlv_tbuf *out)
 {
     dlv_status st = DLV_OK;
@@ -107,7 +128,9 @@ static dlv_status apply(const dlv_normalizer *nm, const dlv_tbuf *in, dlv_tbuf *
         if (st == DLV_OK) st = dlv_tbuf_append(out, in->p, in->len);
         return st;
     }
-    case DLV_NORM_REPLACE: return replace_all(in, nm->a, nm->b, out);
+    case DLV_NORM_REPLACE:
+        return nm->regex ? replace_regex(in, nm->regex, nm->b, out)
+                         : replace_all(in, nm->a, nm->b, out);
     case DLV_NORM_LOWERCASE: return lowercase(in, out);
     case DLV_NORM_STRIP: return strip(in, nm->flag1, nm->flag2, out);
     case DLV_NORM_SPM_SPACES: return spm_spaces(in, out);

@@ -67,7 +67,17 @@ static dlv_status emit(dlv_pieces *out, const char *s, segs *sg, dlv_split_behav
                        int at_start)
 {
     size_t k = 0;
-    if (beh == DLV_SPLIT_MERGED_PREV) {
+    if (beh == DLV_SPLIT_CONTIGUOUS) {
+        /* Runs of adjacent segments with the same match flag become one. */
+        int prev_match = 0;
+        for (size_t i = 0; i < sg->n; i++) {
+            int m = sg->v[i].match;
+            if (m == prev_match && k > 0) sg->v[k - 1].b = sg->v[i].b;
+            else sg->v[k++] = sg->v[i];
+            prev_match = m;
+        }
+        sg->n = k;
+    } else if (beh == DLV_SPLIT_MERGED_PREV) {
         int prev_match = 0;
         for (size_t i = 0; i < sg->n; i++) {
             int m = sg->v[i].match;
@@ -97,18 +107,21 @@ static dlv_status emit(dlv_pieces *out, const char *s, segs *sg, dlv_split_behav
     return DLV_OK;
 }
 
-static dlv_status regex_segs(dlv_matcher *m, const char *s, size_t n, segs *sg)
+/* The match/gap list of s; with invert (HF's Split "invert": true) the
+ * regex matches count as gaps and the text between them as matches, before
+ * the behaviour folds them. */
+static dlv_status regex_segs(dlv_matcher *m, const char *s, size_t n, int invert, segs *sg)
 {
     size_t pos = 0, ms, me;
     dlv_status st = DLV_OK;
-    int rc = 0;
+    int rc = 0, hit = !invert;
     while (st == DLV_OK && (rc = dlv_regex_next(m, s, n, pos, &ms, &me)) == 1) {
-        st = segs_push(sg, pos, ms, 0);
-        if (st == DLV_OK) st = segs_push(sg, ms, me, 1);
+        st = segs_push(sg, pos, ms, !hit);
+        if (st == DLV_OK) st = segs_push(sg, ms, me, hit);
         pos = me;
     }
     if (st == DLV_OK && rc < 0) return DLV_E_UNSUPPORTED;
-    if (st == DLV_OK) st = segs_push(sg, pos, n, 0);
+    if (st == DLV_OK) st = segs_push(sg, pos, n, !hit);
     return st;
 }
 
@@ -120,7 +133,7 @@ static dlv_status split_stage(const dlv_pretokenizer *pt, const dlv_pieces *in, 
     for (size_t i = 0; st == DLV_OK && i < in->n; i++) {
         const char *s = in->text.p + in->v[i].off;
         sg.n = 0;
-        st = regex_segs(m, s, in->v[i].len, &sg);
+        st = regex_segs(m, s, in->v[i].len, pt->invert, &sg);
         if (st == DLV_OK) st = emit(out, s, &sg, pt->behavior, in->v[i].at_start);
     }
     free(sg.v);

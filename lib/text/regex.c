@@ -74,7 +74,7 @@ int dlv_regex_next(dlv_matcher *m, const char *s, size_t n, size_t start, size_t
         if (rc < 0) {
             PCRE2_UCHAR msg[160];
             pcre2_get_error_message(rc, msg, sizeof msg);
-            dlv_error(DLV_E_UNSUPPORTED, "pre-tokenizer regex failed at byte %zu: %s", start,
+            dlv_error(DLV_E_UNSUPPORTED, "tokenizer regex failed at byte %zu: %s", start,
                       (const char *)msg);
             return -1;
         }

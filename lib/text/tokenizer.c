@@ -36,6 +36,7 @@ void dlv_tokenizer_destroy(dlv_tokenizer *tok)
     for (size_t i = 0; i < tok->n_norms; i++) {
         free(tok->norms[i].a);
         free(tok->norms[i].b);
+        if (tok->norms[i].regex) dlv_regex_free(tok->norms[i].regex);
     }
     free(tok->norms);
     for (size_t i = 0; i < tok->n_pretoks; i++) {

@@ -18,7 +18,7 @@ typedef enum dlv_norm_kind {
     DLV_NORM_NFKC,
     DLV_NORM_NFKD,
     DLV_NORM_PREPEND,   /* a: the prefix, added to non-empty strings */
-    DLV_NORM_REPLACE,   /* a -> b, literal */
+    DLV_NORM_REPLACE,   /* a -> b, literal; regex (PCRE2) instead of a when set */
     DLV_NORM_LOWERCASE,
     DLV_NORM_STRIP,     /* flag1: left, flag2: right (White_Space) */
     DLV_NORM_SPM_SPACES /* SentencePiece remove_extra_whitespaces on ' ' */
@@ -28,6 +28,7 @@ typedef struct dlv_normalizer {
     dlv_norm_kind kind;
     char *a, *b;
     int flag1, flag2;
+    void *regex; /* pcre2_code_8 *: Replace with a {"Regex": ...} pattern */
 } dlv_normalizer;
 
 typedef enum dlv_pretok_kind {
@@ -40,7 +41,8 @@ typedef enum dlv_split_behavior {
     DLV_SPLIT_REMOVED,
     DLV_SPLIT_ISOLATED,
     DLV_SPLIT_MERGED_PREV,
-    DLV_SPLIT_MERGED_NEXT
+    DLV_SPLIT_MERGED_NEXT,
+    DLV_SPLIT_CONTIGUOUS
 } dlv_split_behavior;
 
 typedef enum dlv_prepend_scheme {
@@ -56,6 +58,7 @@ typedef struct dlv_pretokenizer {
     dlv_prepend_scheme scheme;
     char *a;
     int flag1;
+    int invert; /* Split: the regex matches are the gaps, the text between them the matches */
 } dlv_pretokenizer;
 
 typedef enum dlv_dec_kind {

@@ -267,6 +267,7 @@ static dlv_status push_norm(dlv_tokenizer *tok, dlv_normalizer nm)
     if (!v) {
         free(nm.a);
         free(nm.b);
+        if (nm.regex) dlv_regex_free(nm.regex);
         return dlv_error_nomem("a normalizer", sizeof *v);
     }
     tok->norms = v;
@@ -274,7 +275,7 @@ static dlv_status push_norm(dlv_tokenizer *tok, dlv_normalizer nm)
     return DLV_OK;
 }
 
-/* A {"String": s} pattern; Regex patterns are refused. */
+/* A {"String": s} pattern (decoder Replace); Regex patterns are refused. */
 static dlv_status string_pattern(const json_t *obj, const char *label, const char *what,
                                  const char **out)
 {
@@ -329,16 +330,29 @@ static dlv_status load_normalizer(dlv_tokenizer *tok, const json_t *obj, const c
         nm.kind = DLV_NORM_PREPEND;
         if (!(nm.a = dup_str(p))) return dlv_error_nomem("a normalizer", strlen(p));
     } else if (strcmp(type, "Replace") == 0) {
-        const char *from = NULL, *to = NULL;
-        dlv_status st = string_pattern(obj, label, "normalizer Replace", &from);
-        if (st == DLV_OK) st = get_str(obj, "content", "", label, "normalizer Replace", &to);
+        /* {"String": s} is replaced literally, {"Regex": r} on every
+         * non-empty match of r (HF compiles both into one regex). */
+        const char *what = "normalizer Replace", *to = NULL;
+        const json_t *p = json_object_get(obj, "pattern");
+        const json_t *str = json_object_get(p, "String"), *re = json_object_get(p, "Regex");
+        dlv_status st = get_str(obj, "content", "", label, what, &to);
         if (st != DLV_OK) return st;
+        if (!json_is_string(str) && !json_is_string(re))
+            return dlv_error(DLV_E_FORMAT, "%s: %s: field 'pattern': expected {\"String\": ...} "
+                             "or {\"Regex\": ...}", label, what);
         nm.kind = DLV_NORM_REPLACE;
+        if (!json_is_string(str)) {
+            st = dlv_regex_compile(json_string_value(re), json_string_length(re), 0, label,
+                                   &nm.regex);
+            if (st != DLV_OK) return st;
+        }
+        const char *from = json_is_string(str) ? json_string_value(str) : "";
         nm.a = dup_str(from);
         nm.b = dup_str(to);
         if (!nm.a || !nm.b) {
             free(nm.a);
             free(nm.b);
+            if (nm.regex) dlv_regex_free(nm.regex);
             return dlv_error_nomem("a normalizer", strlen(from) + strlen(to));
         }
     } else
@@ -389,11 +403,12 @@ static dlv_status load_split(const json_t *obj, const char *label, dlv_pretokeni
     dlv_status st = get_str(obj, "behavior", "Isolated", label, what, &beh);
     if (st == DLV_OK) st = get_bool(obj, "invert", 0, label, what, &invert);
     if (st != DLV_OK) return st;
-    if (invert) return dlv_error(DLV_E_UNSUPPORTED, "%s: %s: invert is not supported", label, what);
+    pt->invert = invert;
     if (strcmp(beh, "Isolated") == 0) pt->behavior = DLV_SPLIT_ISOLATED;
     else if (strcmp(beh, "Removed") == 0) pt->behavior = DLV_SPLIT_REMOVED;
     else if (strcmp(beh, "MergedWithPrevious") == 0) pt->behavior = DLV_SPLIT_MERGED_PREV;
     else if (strcmp(beh, "MergedWithNext") == 0) pt->behavior = DLV_SPLIT_MERGED_NEXT;
+    else if (strcmp(beh, "Contiguous") == 0) pt->behavior = DLV_SPLIT_CONTIGUOUS;
     else
         return dlv_error(DLV_E_UNSUPPORTED, "%s: %s: behavior '%s' is not supported", label, what,
                          beh);

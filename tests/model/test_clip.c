@@ -14,9 +14,10 @@
  * get_text_features / logits_per_image; both EOS pooling rules on raw ids;
  * one SGD step with lr 1 through the public training API: every weight
  * changes by minus the reference gradient, and the saved directory reloads;
- * the exact CLIPConverter tokenizer.json is refused with DLV_E_UNSUPPORTED
- * (libdisclvlm 0.1 lacks Regex Replace and Split invert; this test fails
- * when the tokenizer learns them, to be updated then).
+ * the exact CLIPConverter tokenizer.json (normalizer Replace with a Regex,
+ * inverted Split) loads and gives the same ids as the compat form on the
+ * captions and on strings with whitespace runs, tabs, newlines,
+ * punctuation, contractions and digits.
  * Tolerance |got - want| <= ATOL + RTOL |want|. */
 #include <math.h>
 #include <setjmp.h>
@@ -191,11 +192,37 @@ static void test_pooling(void **state)
 static void test_hf_tokenizer(void **state)
 {
     (void)state;
-    dlv_model *m = NULL;
-    dlv_status st = dlv_model_load(g_dir_hf, NULL, &m);
+    static const char *const extra[] = {
+        "a  red\tcat",     "\n\nThe BLUE\r\ndog !!\n", "it's  it 's IT'S it'll we've",
+        "cat,dog;circle...", "  42  7\t\t0 ", "a\u00a0red\u2003cat", "", "   \t\n  ",
+        "the\tcat\t\tand\n\tthe dog!?"};
+    dlv_model *hf = NULL, *compat = load(g_dir);
+    dlv_status st = dlv_model_load(g_dir_hf, NULL, &hf);
     print_message("exact CLIPConverter tokenizer.json: %s\n",
                   st ? dlv_last_error() : "loads");
-    assert_int_equal(st, DLV_E_UNSUPPORTED);
+    assert_int_equal(st, DLV_OK);
+    size_t n_cap = sizeof CAPTIONS / sizeof *CAPTIONS, n_all = n_cap + sizeof extra / sizeof *extra;
+    for (size_t i = 0; i < n_all; i++) {
+        const char *text = i < n_cap ? CAPTIONS[i] : extra[i - n_cap];
+        int32_t *a = NULL, *b = NULL;
+        int64_t na = 0, nb = 0;
+        assert_int_equal(dlv_clip_tokenize(hf, text, &a, &na), DLV_OK);
+        assert_int_equal(dlv_clip_tokenize(compat, text, &b, &nb), DLV_OK);
+        int same = na == nb && memcmp(a, b, (size_t)na * sizeof *a) == 0;
+        if (!same) {
+            print_error("\"%s\": hf", text);
+            for (int64_t k = 0; k < na; k++) print_error(" %d", a[k]);
+            print_error(" / compat");
+            for (int64_t k = 0; k < nb; k++) print_error(" %d", b[k]);
+            print_error("\n");
+        }
+        assert_true(same);
+        assert_true(na >= 2); /* BOS ... EOS */
+        free(a);
+        free(b);
+    }
+    dlv_model_free(hf);
+    dlv_model_free(compat);
 }
 
 static void test_train_step(void **state)

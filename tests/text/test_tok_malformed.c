@@ -71,8 +71,10 @@ static void unsupported_components(void **state)
            DLV_E_UNSUPPORTED, "Whitespace");
     expect(load_with("null", "null", "{\"type\":\"WordPiece\"}", "\"BPE\"", "[]"),
            DLV_E_UNSUPPORTED, "WordPiece");
-    expect(load_with("{\"type\":\"Replace\",\"pattern\":{\"Regex\":\"a+\"},\"content\":\"b\"}",
-                     "null", "null", "\"BPE\"", "[]"),
+    /* Regex Replace is a normalizer feature only: the decoder refuses it. */
+    expect(load_with("null", "null",
+                     "{\"type\":\"Replace\",\"pattern\":{\"Regex\":\"a+\"},\"content\":\"b\"}",
+                     "\"BPE\"", "[]"),
            DLV_E_UNSUPPORTED, "Regex");
 }
 
@@ -99,6 +101,12 @@ static void bad_fields(void **state)
                              "\"behavior\":\"Sideways\"}",
                      "null", "\"BPE\"", "[]"),
            DLV_E_UNSUPPORTED, "Sideways");
+    expect(load_with("{\"type\":\"Replace\",\"pattern\":{\"Regex\":\"(a\"},\"content\":\"b\"}",
+                     "null", "null", "\"BPE\"", "[]"),
+           DLV_E_FORMAT, "regex");
+    expect(load_with("{\"type\":\"Replace\",\"pattern\":{\"Nope\":\"a\"},\"content\":\"b\"}",
+                     "null", "null", "\"BPE\"", "[]"),
+           DLV_E_FORMAT, "pattern");
     expect(load_with("{\"type\":\"Prepend\"}", "null", "null", "\"BPE\"", "[]"), DLV_E_FORMAT,
            "prepend");
     expect(load_with("{\"oops\":1}", "null", "null", "\"BPE\"", "[]"), DLV_E_FORMAT, "type");
