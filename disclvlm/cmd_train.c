@@ -573,8 +573,13 @@ int cmd_train(int argc, char **argv)
         rc = cli_fail("train: --save-model");
         goto done;
     }
-    fprintf(stderr, "disclvlm train: adapter in %s, checkpoint in %s%s%s\n", c.out, ckpt,
-            c.save_model ? ", model in " : "", c.save_model ? c.save_model : "");
+    /* Name only what was written (a CLIPModel has neither adapter nor
+     * checkpoint). */
+    if (ast == DLV_OK)
+        fprintf(stderr, "disclvlm train: adapter in %s, checkpoint in %s%s%s\n", c.out, ckpt,
+                c.save_model ? ", model in " : "", c.save_model ? c.save_model : "");
+    else
+        fprintf(stderr, "disclvlm train: model in %s\n", c.save_model);
 done:
     if (log && fclose(log) != 0 && !rc) {
         fprintf(stderr, "disclvlm train: --log %s: %s\n", c.log, strerror(errno));

@@ -209,7 +209,8 @@ DLV_API dlv_status dlv_embed_tokens(dlv_session *session, const int32_t *ids, si
 
 /* The multiplier the contrastive loss applies to cosines: exp(logit_scale)
  * of the session's adapter, or 1/0.07 (CLIP's initial temperature) when the
- * adapter has none. Scores times this value are the model's logits. */
+ * adapter has none; for a CLIPModel, exp of its own logit_scale weight (the
+ * trained value while training). Scores times this value are the logits. */
 DLV_API dlv_status dlv_session_logit_scale(const dlv_session *session, float *out);
 
 /* Cosine similarities of n_img image embeddings with n_txt text embeddings,

@@ -5,6 +5,9 @@
 #include "api/session.h"
 #include "core/error.h"
 #include "model/clip_model.h"
+#include "model/model.h"
+#include "train/clip_trainer.h"
+#include "train/wview.h"
 #include "train/trainer.h"
 
 DLV_API dlv_status dlv_adapter_load(dlv_session *session, const char *dir)
@@ -64,6 +67,18 @@ DLV_API dlv_status dlv_session_logit_scale(const dlv_session *session, float *ou
     if (!session || !out)
         return dlv_error(DLV_E_INVALID_ARG, "dlv_session_logit_scale: NULL argument");
     double ls = session->adapter ? (double)session->adapter->logit_scale : DLV_DEFAULT_LOGIT_SCALE;
+    if (dlv_model_clip(session->model)) {
+        /* A CLIPModel's own learned scale (the trained one while training),
+         * as CLIPModel.forward's logits use it. */
+        const dlv_wview *wv = session->clip_trainer ? dlv_clip_trainer_view(session->clip_trainer)
+                                                    : NULL;
+        const dlv_st_tensor *t =
+            wv ? dlv_wview_get(wv, DLV_PART_PROJECTOR, "logit_scale", NULL)
+               : dlv_weights_get(dlv_model_weights(session->model), DLV_PART_PROJECTOR,
+                                 "logit_scale");
+        float v = 0;
+        if (t && dlv_st_read_f32(t, 0, 1, &v) == DLV_OK) ls = v;
+    }
     *out = (float)exp(ls);
     return DLV_OK;
 }
