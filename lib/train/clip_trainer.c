@@ -5,6 +5,7 @@
  *   dL/dE through l2_normalize_backward, then each tower's backward
  *   clip, schedule, AdamW / SGD update, logit_scale clamped to log(100). */
 #include "train/clip_trainer.h"
+#include "train/save_model.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -255,122 +256,8 @@ static const char *const model_files[] = {
     "config.json", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json",
     "special_tokens_map.json", "vocab.json", "merges.txt", "model.safetensors", NULL};
 
-static dlv_status write_bytes(const char *to, const char *data, size_t len)
-{
-    dlv_atomic_file *f = NULL;
-    dlv_status st = dlv_atomic_open(to, &f);
-    if (!st) st = dlv_atomic_write(f, data, len);
-    if (!st) st = dlv_atomic_commit(f);
-    else if (f) dlv_atomic_abort(f);
-    return st;
-}
-
-/* Copies from -> to; config.json gets torch_dtype when one is forced. */
-static dlv_status copy_file(const char *from, const char *to, const char *torch_dtype)
-{
-    char *text = NULL;
-    size_t len = 0;
-    dlv_status st = dlv_read_file(from, (size_t)1 << 30, &text, &len);
-    if (st) return st;
-    if (!torch_dtype) {
-        st = write_bytes(to, text, len);
-        free(text);
-        return st;
-    }
-    json_t *root = NULL;
-    st = dlv_json_parse(text, len, from, &root);
-    free(text);
-    if (st) return st;
-    char *out = NULL;
-    if (json_object_set_new(root, "torch_dtype", json_string(torch_dtype)) ||
-        !(out = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER)))
-        st = dlv_error(DLV_E_NOMEM, "%s: cannot build the JSON", to);
-    json_decref(root);
-    if (!st) st = write_bytes(to, out, strlen(out));
-    free(out);
-    return st;
-}
-
-static void *convert_from_f32(const float *src, size_t n, dlv_dtype dt)
-{
-    void *b = malloc(n * dlv_dtype_size(dt) + 1);
-    if (!b) return NULL;
-    if (dt == DLV_DTYPE_F32) memcpy(b, src, n * sizeof *src);
-    else
-        for (size_t i = 0; i < n; i++)
-            ((uint16_t *)b)[i] = dt == DLV_DTYPE_BF16 ? dlv_f32_to_bf16(src[i])
-                                                      : dlv_f32_to_f16(src[i]);
-    return b;
-}
-
 dlv_status dlv_clip_trainer_save_model(const dlv_clip_trainer *t, const char *dir,
                                        const char *dtype)
 {
-    const dlv_model *m = t->m;
-    dlv_dtype force = DLV_DTYPE_F32;
-    const char *torch_dtype = NULL;
-    if (dtype && *dtype) {
-        if (!strcmp(dtype, "f32")) { force = DLV_DTYPE_F32; torch_dtype = "float32"; }
-        else if (!strcmp(dtype, "bf16")) { force = DLV_DTYPE_BF16; torch_dtype = "bfloat16"; }
-        else if (!strcmp(dtype, "f16")) { force = DLV_DTYPE_F16; torch_dtype = "float16"; }
-        else return dlv_error(DLV_E_INVALID_ARG, "save model: dtype '%s' (f32, bf16 or f16)",
-                              dtype);
-    }
-    const dlv_st_set *ck = dlv_model_checkpoint(m);
-    const size_t n = dlv_st_set_count(ck);
-    dlv_st_write_entry *e = calloc(n ? n : 1, sizeof *e);
-    void **owned = calloc(n ? n : 1, sizeof *owned);
-    char *tmp = NULL;
-    dlv_status st = DLV_OK;
-    if (!e || !owned) st = dlv_error_nomem("tensor table", n * 64);
-    for (size_t i = 0; i < n && !st; i++) {
-        const dlv_st_tensor *ten = dlv_st_set_at(ck, i);
-        const float *trained = NULL;
-        for (size_t w = 0; w < t->W->n && !trained; w++)
-            if (t->W->items[w].tensor == ten && t->value[w]) trained = t->value[w]->data;
-        dlv_dtype out_dt = torch_dtype && dlv_dtype_is_float(ten->dtype) ? force : ten->dtype;
-        e[i] = (dlv_st_write_entry){ten->name, out_dt, ten->ndim, ten->shape, ten->data};
-        if (trained || out_dt != ten->dtype) {
-            float *widened = NULL;
-            const float *src = trained;
-            if (!src) {
-                widened = malloc((size_t)ten->n_elements * sizeof *widened + 1);
-                if (!widened || (st = dlv_st_read_f32(ten, 0, ten->n_elements, widened))) {
-                    if (!st) st = dlv_error_nomem(ten->name, (size_t)ten->n_elements * 4);
-                    free(widened);
-                    break;
-                }
-                src = widened;
-            }
-            owned[i] = convert_from_f32(src, (size_t)ten->n_elements, out_dt);
-            free(widened);
-            if (!owned[i]) st = dlv_error_nomem(ten->name, (size_t)ten->n_elements * 4);
-            e[i].data = owned[i];
-        }
-    }
-    if (!st) st = dlv_dir_save_begin(dir, model_files, &tmp);
-    for (size_t f = 0; !st && model_files[f]; f++) {
-        if (!strcmp(model_files[f], "model.safetensors")) continue;
-        char *from = dlv_path_join(dlv_model_dir(m), model_files[f]);
-        char *to = dlv_path_join(tmp, model_files[f]);
-        if (!from || !to) st = dlv_error_nomem("a path", strlen(dir) + 64);
-        else if (dlv_is_file(from))
-            st = copy_file(from, to, !strcmp(model_files[f], "config.json") ? torch_dtype : NULL);
-        free(from);
-        free(to);
-    }
-    if (!st) {
-        char *path = dlv_path_join(tmp, "model.safetensors");
-        static const char *const mk[] = {"format"}, *const mv[] = {"pt"};
-        if (!path) st = dlv_error_nomem("a path", strlen(tmp) + 32);
-        else st = dlv_st_write(path, e, n, mk, mv, 1);
-        free(path);
-    }
-    if (!st) st = dlv_dir_save_commit(tmp, dir, model_files);
-    if (st && tmp) dlv_dir_save_abort(tmp, model_files);
-    free(tmp);
-    for (size_t i = 0; owned && i < n; i++) free(owned[i]);
-    free(owned);
-    free(e);
-    return st;
+    return dlv_save_model_dir(t->m, &t->wv, model_files, dir, dtype);
 }

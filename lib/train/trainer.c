@@ -18,6 +18,7 @@
 #include "model/vision_tower.h"
 #include "train/feature_cache.h"
 #include "train/loss.h"
+#include "train/save_model.h"
 #include "train/text_train.h"
 #include "train/vision_train.h"
 #include "train/wview.h"
@@ -992,130 +993,7 @@ static const char *const model_files[] = {
     "tokenizer.model", "special_tokens_map.json", "generation_config.json",
     "model.safetensors", NULL};
 
-static dlv_status copy_file_to(const char *from, const char *to)
-{
-    char *data = NULL;
-    size_t len = 0;
-    dlv_status st = dlv_read_file(from, (size_t)1 << 30, &data, &len);
-    if (st) return st;
-    dlv_atomic_file *f = NULL;
-    st = dlv_atomic_open(to, &f);
-    if (!st) st = dlv_atomic_write(f, data, len);
-    if (!st) st = dlv_atomic_commit(f);
-    else if (f) dlv_atomic_abort(f);
-    free(data);
-    return st;
-}
-
-/* config.json with torch_dtype set to the saved dtype when one is forced. */
-static dlv_status write_config(const char *from, const char *to, const char *torch_dtype)
-{
-    if (!torch_dtype) return copy_file_to(from, to);
-    char *text = NULL;
-    size_t len = 0;
-    dlv_status st = dlv_read_file(from, (size_t)16 << 20, &text, &len);
-    if (st) return st;
-    json_t *root = NULL;
-    st = dlv_json_parse(text, len, from, &root);
-    free(text);
-    if (st) return st;
-    char *out = NULL;
-    if (json_object_set_new(root, "torch_dtype", json_string(torch_dtype)) ||
-        !(out = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER)))
-        st = dlv_error(DLV_E_NOMEM, "%s: cannot build the JSON", to);
-    json_decref(root);
-    dlv_atomic_file *f = NULL;
-    if (!st) st = dlv_atomic_open(to, &f);
-    if (!st) st = dlv_atomic_write(f, out, strlen(out));
-    if (!st) st = dlv_atomic_commit(f);
-    else if (f) dlv_atomic_abort(f);
-    free(out);
-    return st;
-}
-
-/* n floats to dtype into a new buffer. */
-static void *convert_from_f32(const float *src, size_t n, dlv_dtype dt)
-{
-    void *buf = malloc(n * dlv_dtype_size(dt) + 1);
-    if (!buf) return NULL;
-    if (dt == DLV_DTYPE_F32) memcpy(buf, src, n * sizeof *src);
-    else
-        for (size_t i = 0; i < n; i++)
-            ((uint16_t *)buf)[i] = dt == DLV_DTYPE_BF16 ? dlv_f32_to_bf16(src[i])
-                                                        : dlv_f32_to_f16(src[i]);
-    return buf;
-}
-
 dlv_status dlv_trainer_save_model(const dlv_trainer *t, const char *dir, const char *dtype)
 {
-    const dlv_model *m = t->m;
-    dlv_dtype force = DLV_DTYPE_F32;
-    const char *torch_dtype = NULL;
-    if (dtype && *dtype) {
-        if (!strcmp(dtype, "f32")) { force = DLV_DTYPE_F32; torch_dtype = "float32"; }
-        else if (!strcmp(dtype, "bf16")) { force = DLV_DTYPE_BF16; torch_dtype = "bfloat16"; }
-        else if (!strcmp(dtype, "f16")) { force = DLV_DTYPE_F16; torch_dtype = "float16"; }
-        else return dlv_error(DLV_E_INVALID_ARG, "save model: dtype '%s' (f32, bf16 or f16)",
-                              dtype);
-    }
-    const dlv_st_set *ck = dlv_model_checkpoint(m);
-    const dlv_weights *W = dlv_model_weights(m);
-    const size_t n = dlv_st_set_count(ck);
-    dlv_st_write_entry *e = calloc(n ? n : 1, sizeof *e);
-    void **owned = calloc(n ? n : 1, sizeof *owned);
-    char *tmp = NULL;
-    dlv_status st = DLV_OK;
-    if (!e || !owned) st = dlv_error_nomem("tensor table", n * 64);
-    for (size_t i = 0; i < n && !st; i++) {
-        const dlv_st_tensor *ten = dlv_st_set_at(ck, i);
-        const float *trained = NULL;
-        for (size_t w = 0; w < W->n && !trained; w++)
-            if (W->items[w].tensor == ten && t->wvalue[w]) trained = t->wvalue[w]->data;
-        dlv_dtype out_dt = torch_dtype && dlv_dtype_is_float(ten->dtype) ? force : ten->dtype;
-        e[i] = (dlv_st_write_entry){ten->name, out_dt, ten->ndim, ten->shape, ten->data};
-        if (trained || out_dt != ten->dtype) {
-            const float *src = trained;
-            float *widened = NULL;
-            if (!src) {
-                widened = malloc((size_t)ten->n_elements * sizeof *widened + 1);
-                if (!widened || (st = dlv_st_read_f32(ten, 0, ten->n_elements, widened))) {
-                    if (!st) st = dlv_error_nomem(ten->name, (size_t)ten->n_elements * 4);
-                    free(widened);
-                    break;
-                }
-                src = widened;
-            }
-            /* A trained weight keeps its checkpoint dtype unless one is forced. */
-            owned[i] = convert_from_f32(src, (size_t)ten->n_elements, out_dt);
-            free(widened);
-            if (!owned[i]) st = dlv_error_nomem(ten->name, (size_t)ten->n_elements * 4);
-            e[i].data = owned[i];
-        }
-    }
-    if (!st) st = dlv_dir_save_begin(dir, model_files, &tmp);
-    for (size_t f = 0; !st && model_files[f]; f++) {
-        if (!strcmp(model_files[f], "model.safetensors")) continue;
-        char *from = dlv_path_join(dlv_model_dir(m), model_files[f]);
-        char *to = dlv_path_join(tmp, model_files[f]);
-        if (!from || !to) st = dlv_error_nomem("a path", strlen(dir) + 64);
-        else if (dlv_is_file(from))
-            st = !strcmp(model_files[f], "config.json") ? write_config(from, to, torch_dtype)
-                                                         : copy_file_to(from, to);
-        free(from);
-        free(to);
-    }
-    if (!st) {
-        char *path = dlv_path_join(tmp, "model.safetensors");
-        static const char *const mk[] = {"format"}, *const mv[] = {"pt"};
-        if (!path) st = dlv_error_nomem("a path", strlen(tmp) + 32);
-        else st = dlv_st_write(path, e, n, mk, mv, 1);
-        free(path);
-    }
-    if (!st) st = dlv_dir_save_commit(tmp, dir, model_files);
-    if (st && tmp) dlv_dir_save_abort(tmp, model_files);
-    free(tmp);
-    for (size_t i = 0; owned && i < n; i++) free(owned[i]);
-    free(owned);
-    free(e);
-    return st;
+    return dlv_save_model_dir(t->m, &t->wv, model_files, dir, dtype);
 }
