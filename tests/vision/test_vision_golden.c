@@ -22,7 +22,7 @@
 #include "api/image.h"
 #include "core/fs.h"
 #include "model/config.h"
-#include "sha256.h"
+#include "core/sha256.h"
 #include "vision/decode.h"
 #include "vision/preprocess.h"
 
@@ -83,7 +83,7 @@ static dlv_status load_input(const gstate *s, const char *id, int exif_rotate, d
 static int sha_equal(const dlv_rgb8 *img, const char *want)
 {
     char hex[65];
-    test_sha256_hex(img->px, (size_t)img->width * img->height * 3, hex);
+    dlv_sha256_hex(img->px, (size_t)img->width * img->height * 3, hex);
     return strcmp(hex, want) == 0;
 }
 
@@ -190,7 +190,7 @@ static int check_float(const dlv_preproc_config *cfg, const dlv_rgb8 *ref, const
         for (int b = 0; b < 4; b++) le[4 * k + (size_t)b] = (unsigned char)(u >> (8 * b));
     }
     char hex[65];
-    test_sha256_hex(le, n * 4, hex);
+    dlv_sha256_hex(le, n * 4, hex);
     free(le);
     if (strcmp(hex, json_string_value(json_object_get(c, "hf_sha256"))) != 0) {
         printf("%s: float tensor is not bit-identical to HF's\n", what);
