@@ -25,7 +25,8 @@ static const char *const count_words[5] = {"zero", "one", "two", "three", "four"
 const int sw_heldout[SW_N_HELDOUT][2] = {{0, 2}, {1, 3}, {2, 4}, {3, 0}, {4, 1}};
 const unsigned char sw_background_rgb[3] = {232, 232, 228};
 const char *const sw_negative_names[SW_N_NEG] = {"attribute_swap", "object_swap", "relation_flip",
-                                                 "attribute_replace", "count_change"};
+                                                 "attribute_replace", "count_change",
+                                                 "object_replace"};
 
 /* Radii (thousandths of the image side) and the placement extent (5/4 r
  * covers every shape). */
@@ -489,6 +490,18 @@ int sw_negative(const sw_scene *s, int type, uint64_t seed, uint64_t index, sw_t
             if (!in) absent[n_abs++] = col;
         }
         d.np[i].color = absent[sw_rng_below(&r, (uint32_t)n_abs)];
+        break;
+    }
+    case SW_NEG_OBJECT_REPLACE: {
+        /* SugarCrepe's replace-obj: a shape the image does not hold (at most 3
+         * of the 5 are present, so one always exists). */
+        int i = (int)sw_rng_below(&r, (uint32_t)s->n), absent[SW_N_SHAPES], n_abs = 0;
+        for (int sh = 0; sh < SW_N_SHAPES; sh++) {
+            int in = 0;
+            for (int j = 0; j < s->n; j++) in |= s->o[j].shape == sh;
+            if (!in) absent[n_abs++] = sh;
+        }
+        d.np[i].shape = absent[sw_rng_below(&r, (uint32_t)n_abs)];
         break;
     }
     case SW_NEG_COUNT_CHANGE: {

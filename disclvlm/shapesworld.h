@@ -81,6 +81,7 @@ enum {
     SW_NEG_RELATION_FLIP,
     SW_NEG_ATTRIBUTE_REPLACE,
     SW_NEG_COUNT_CHANGE,
+    SW_NEG_OBJECT_REPLACE, /* last: the others' streams and files predate it */
     SW_N_NEG
 };
 extern const char *const sw_negative_names[SW_N_NEG];

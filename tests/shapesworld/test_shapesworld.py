@@ -34,7 +34,7 @@ PLURAL = {s + "s": s for s in SHAPES}
 HELDOUT = [("red", "triangle"), ("green", "star"), ("blue", "diamond"),
            ("yellow", "circle"), ("purple", "square")]
 NEG_TYPES = ["attribute_swap", "object_swap", "relation_flip", "attribute_replace",
-             "count_change"]
+             "count_change", "object_replace"]
 SPLITS = {"train": 60, "val": 10, "test": 40}
 CELLS = ["in the top left corner", "at the top", "in the top right corner",
          "on the left", "in the center", "on the right",
@@ -297,6 +297,11 @@ def main():
                 if (len(new) != 1 or new[0] not in COLORS or
                         new[0] in {o["color"] for o in sc["objects"]}):
                     wrong.append(("replace", pos, neg))
+            if t == "object_replace":
+                new = list((wn - wp).elements())
+                if (len(new) != 1 or new[0] not in SHAPES or
+                        new[0] in {o["shape"] for o in sc["objects"]}):
+                    wrong.append(("replace", pos, neg))
             if t != "count_change" and pos != data["test"][int(k)]["caption"]:
                 wrong.append(("not the short caption", pos))
         check(not wrong,
@@ -304,8 +309,9 @@ def main():
     n_neg = {t: len(json.load(open(os.path.join(a, "sugarcrepe", t + ".json"))))
              for t in NEG_TYPES}
     check(info["negatives"] == n_neg, "info.json: negative counts")
-    check(n_neg["attribute_replace"] == SPLITS["test"] and n_neg["count_change"] == SPLITS["test"],
-          "attribute_replace and count_change: one item per test image")
+    check(all(n_neg[t] == SPLITS["test"]
+              for t in ("attribute_replace", "count_change", "object_replace")),
+          "attribute_replace, count_change and object_replace: one item per test image")
 
     # ---- retrieval file
     ret = json.load(open(os.path.join(a, "retrieval_test.json")))
@@ -354,7 +360,8 @@ def main():
     if ok:
         got = {os.path.basename(s["data"])[:-5]: s["items"] for s in json.loads(so)["subsets"]}
         ok = got == n_neg
-    check(ok, "eval sugarcrepe --images DIR reads the 5 subsets (%s)" % se.strip()[-200:])
+    check(ok, "eval sugarcrepe --images DIR reads the %d subsets (%s)"
+          % (len(NEG_TYPES), se.strip()[-200:]))
     rc, so, se = run("eval", "retrieval", "--model", model, "--images", a, "--json", "--data",
                      os.path.join(a, "retrieval_test.json"))
     ok = rc == 0 and json.loads(so)["counts"] == {"images": SPLITS["test"],
