@@ -22,7 +22,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TYPES = ["attribute_swap", "object_swap", "relation_flip", "attribute_replace", "count_change"]
+TYPES = ["attribute_swap", "object_swap", "relation_flip", "attribute_replace", "object_replace",
+         "count_change"]
 # (label, model dir, adapter dir or None)
 ROWS = [
     ("CLIP-style dual encoder", "clip", None),
@@ -59,7 +60,9 @@ def main(argv):
     a = ap.parse_args(argv)
     t0 = time.time()
     data = a.out
-    if not os.path.exists(os.path.join(data, "retrieval_test.json")):
+    # (Re)generate when any file is missing, e.g. a folder from an older tool.
+    wanted = ["retrieval_test.json"] + [os.path.join("sugarcrepe", t + ".json") for t in TYPES]
+    if not all(os.path.exists(os.path.join(data, w)) for w in wanted):
         run([a.exe, "shapesworld", "--out", data, "--seed", "0", "--size", "48", "--train", "0",
              "--val", "0", "--test", str(a.test)])
     print("ShapesWorld test split: %d images in %s (seed 0)\n" % (a.test, data))
@@ -108,10 +111,10 @@ def main(argv):
                      "t2i_R@1": r["metrics"]["text_to_image"]["R@1"],
                      **{t: acc[t] for t in TYPES}})
     head = ["model", "i2t R@1", "t2i R@1", "att.swap", "obj.swap", "rel.flip", "att.repl",
-            "count"]
-    print("%-28s %8s %8s %9s %9s %9s %9s %9s" % tuple(head))
+            "obj.repl", "count"]
+    print("%-28s %8s %8s %9s %9s %9s %9s %9s %9s" % tuple(head))
     for row in rows:
-        print("%-28s %8.1f %8.1f %9.1f %9.1f %9.1f %9.1f %9.1f" % (
+        print("%-28s %8.1f %8.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f" % (
             row["model"], row["i2t_R@1"], row["t2i_R@1"], *[row[t] for t in TYPES]))
     print("\nR@1 over %d images x 5 captions; accuracy = %% of (image, caption, negative) "
           "triples where the caption scores strictly higher (chance 50)." % a.test)
