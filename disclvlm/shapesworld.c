@@ -447,6 +447,20 @@ static void swap_int(int *a, int *b)
     *b = t;
 }
 
+/* A colour (shape 0) or shape (shape 1) of [0, n) that no object in the scene
+ * has, drawn uniformly from those; the replace negatives use it. */
+static int absent_value(const sw_scene *s, int shape, int n, sw_rng *r)
+{
+    _Static_assert(SW_N_SHAPES <= SW_N_COLORS, "absent[] holds every value");
+    int absent[SW_N_COLORS], n_abs = 0;
+    for (int v = 0; v < n; v++) {
+        int in = 0;
+        for (int j = 0; j < s->n; j++) in |= (shape ? s->o[j].shape : s->o[j].color) == v;
+        if (!in) absent[n_abs++] = v;
+    }
+    return absent[sw_rng_below(r, (uint32_t)n_abs)];
+}
+
 int sw_negative(const sw_scene *s, int type, uint64_t seed, uint64_t index, sw_text *pos,
                 sw_text *neg)
 {
@@ -483,25 +497,15 @@ int sw_negative(const sw_scene *s, int type, uint64_t seed, uint64_t index, sw_t
         break;
     }
     case SW_NEG_ATTRIBUTE_REPLACE: {
-        int i = (int)sw_rng_below(&r, (uint32_t)s->n), absent[SW_N_COLORS], n_abs = 0;
-        for (int col = 0; col < SW_N_COLORS; col++) {
-            int in = 0;
-            for (int j = 0; j < s->n; j++) in |= s->o[j].color == col;
-            if (!in) absent[n_abs++] = col;
-        }
-        d.np[i].color = absent[sw_rng_below(&r, (uint32_t)n_abs)];
+        int i = (int)sw_rng_below(&r, (uint32_t)s->n);
+        d.np[i].color = absent_value(s, 0, SW_N_COLORS, &r);
         break;
     }
     case SW_NEG_OBJECT_REPLACE: {
         /* SugarCrepe's replace-obj: a shape the image does not hold (at most 3
          * of the 5 are present, so one always exists). */
-        int i = (int)sw_rng_below(&r, (uint32_t)s->n), absent[SW_N_SHAPES], n_abs = 0;
-        for (int sh = 0; sh < SW_N_SHAPES; sh++) {
-            int in = 0;
-            for (int j = 0; j < s->n; j++) in |= s->o[j].shape == sh;
-            if (!in) absent[n_abs++] = sh;
-        }
-        d.np[i].shape = absent[sw_rng_below(&r, (uint32_t)n_abs)];
+        int i = (int)sw_rng_below(&r, (uint32_t)s->n);
+        d.np[i].shape = absent_value(s, 1, SW_N_SHAPES, &r);
         break;
     }
     case SW_NEG_COUNT_CHANGE: {
