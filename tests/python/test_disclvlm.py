@@ -27,6 +27,15 @@ def rss_bytes():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def assert_batch_close(got, want):
+    """The same inputs in another batch (other companions, count, padding):
+    the library promises equality within 1e-6 + 1e-6 |want| (docs/models.md,
+    "Batch independence"), not bit identity: OpenBLAS may block a GEMM
+    differently for another row count."""
+    assert got.shape == want.shape
+    assert np.allclose(got, want, rtol=1e-6, atol=1e-6), np.abs(got - want).max()
+
+
 def run_cli(*args):
     if not CLI:
         pytest.skip("DISCLVLM_CLI is not set (run through run_python_tests.sh)")
@@ -113,24 +122,31 @@ def test_qwen2_siglip_matches_cli(qwen_dir, images, tmp_path):
 
 
 def test_image_sources_agree(session, images):
+    """Every source of the same pixels gives the same embedding: bit for bit
+    in a batch of the same size, within the batch tolerance across sizes."""
     paths, arrays = images
     from_path = session.encode_image(paths[:3])
+    single = [session.encode_image(p) for p in paths[:3]]
+    for i in range(3):
+        assert_batch_close(single[i], from_path[i:i + 1])
     with open(paths[0], "rb") as f:
         data = f.read()
-    assert np.array_equal(session.encode_image(data), from_path[:1])
-    assert np.array_equal(session.encode_image(bytearray(data)), from_path[:1])
+    assert np.array_equal(session.encode_image(data), single[0])
+    assert np.array_equal(session.encode_image(bytearray(data)), single[0])
     assert np.array_equal(session.encode_image(arrays), from_path)
     # A single array, a non-contiguous view and a (N, H, W, 3) batch.
-    assert np.array_equal(session.encode_image(arrays[1]), from_path[1:2])
+    assert np.array_equal(session.encode_image(arrays[1]), single[1])
     wide = np.zeros((17, 80, 3), np.uint8)
     wide[:, ::2] = arrays[1]
     view = wide[:, ::2]
     assert not view.flags.c_contiguous
-    assert np.array_equal(session.encode_image(view), from_path[1:2])
+    assert np.array_equal(session.encode_image(view), single[1])
     stacked = np.stack([arrays[0], arrays[0]])
-    assert np.array_equal(session.encode_image(stacked), from_path[[0, 0]])
+    assert np.array_equal(session.encode_image(stacked),
+                          session.encode_image([paths[0], paths[0]]))
+    assert_batch_close(session.encode_image(stacked), from_path[[0, 0]])
     import pathlib
-    assert np.array_equal(session.encode_image(pathlib.Path(paths[2])), from_path[2:3])
+    assert np.array_equal(session.encode_image(pathlib.Path(paths[2])), single[2])
     assert session.encode_image([]).shape == (0, 64)
 
 
@@ -143,8 +159,9 @@ def test_pil_image(session, images):
 
 def test_batch_independence_and_model_convenience(model, session):
     one_by_one = np.concatenate([session.encode_text(t) for t in TEXTS])
-    assert np.array_equal(one_by_one, session.encode_text(TEXTS))
-    assert np.array_equal(model.encode_text(TEXTS), one_by_one)
+    batched = session.encode_text(TEXTS)
+    assert_batch_close(one_by_one, batched)
+    assert np.array_equal(model.encode_text(TEXTS), batched)
 
 
 def test_score(session, images):
