@@ -33,6 +33,7 @@
 
 #include "disclvlm.h"
 #include "io/safetensors.h"
+#include "train_test_util.h"
 
 #define REL_TOL 2e-3
 #define ABS_TOL 1e-6
@@ -47,83 +48,6 @@ static const char *images_dir;
 static tcase cases[MAX_CASES];
 static size_t n_cases;
 
-static const char *const short_caps[3] = {"a red circle", "Cat on a mat", "two dogs"};
-static const char *const long_caps[3] = {
-    "the quick brown fox jumps over the lazy dog",
-    "A photo of a cat sitting on a mat near a window.", "sky"};
-
-static void check(dlv_status st, const char *what)
-{
-    if (st != DLV_OK) fprintf(stderr, "%s: %s (%s)\n", what, dlv_status_str(st), dlv_last_error());
-    assert_int_equal(st, DLV_OK);
-}
-
-static float golden_scalar(const dlv_st_file *g, const char *name)
-{
-    const dlv_st_tensor *t = dlv_st_find(g, name);
-    if (!t) fprintf(stderr, "golden has no '%s'\n", name);
-    assert_non_null(t);
-    float v = 0;
-    check(dlv_st_read_f32(t, 0, 1, &v), name);
-    return v;
-}
-
-static void copy_file(const char *from, const char *to)
-{
-    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
-    assert_non_null(in);
-    assert_non_null(out);
-    char buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0) assert_int_equal(fwrite(buf, 1, n, out), n);
-    fclose(in);
-    assert_int_equal(fclose(out), 0);
-}
-
-/* A copy of adapter dir `from` in a fresh temporary directory; with
- * logit_scale >= 0 ... the soft prompts' logit_scale replaced by it. */
-static void copy_adapter(const char *from, char *tmp, size_t cap, int set_scale, float scale)
-{
-    const char *root = getenv("TMPDIR");
-    snprintf(tmp, cap, "%s/dlv-train-golden-XXXXXX", root ? root : "/tmp");
-    assert_non_null(mkdtemp(tmp));
-    static const char *const files[] = {"adapter_config.json", "adapter_model.safetensors",
-                                        "soft_prompts.safetensors", "prompts.json"};
-    char a[4096], b[4096];
-    for (size_t i = 0; i < 4; i++) {
-        snprintf(a, sizeof a, "%s/%s", from, files[i]);
-        snprintf(b, sizeof b, "%s/%s", tmp, files[i]);
-        if (access(a, F_OK) == 0) copy_file(a, b);
-    }
-    if (!set_scale) return;
-    snprintf(a, sizeof a, "%s/soft_prompts.safetensors", from);
-    snprintf(b, sizeof b, "%s/soft_prompts.safetensors", tmp);
-    dlv_st_file *f = NULL;
-    check(dlv_st_open(a, &f), a);
-    dlv_st_write_entry e[3];
-    size_t n = 0;
-    for (size_t i = 0; i < dlv_st_count(f); i++) {
-        const dlv_st_tensor *t = dlv_st_at(f, i);
-        e[n++] = (dlv_st_write_entry){t->name, t->dtype, t->ndim, t->shape,
-                                      strcmp(t->name, "logit_scale") ? t->data : &scale};
-    }
-    check(dlv_st_write(b, e, n, NULL, NULL, 0), b);
-    dlv_st_close(f);
-}
-
-static void remove_dir(const char *dir)
-{
-    static const char *const files[] = {"adapter_config.json", "adapter_model.safetensors",
-                                        "soft_prompts.safetensors", "prompts.json",
-                                        "train_state.safetensors"};
-    char p[4096];
-    for (size_t i = 0; i < 5; i++) {
-        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
-        unlink(p);
-    }
-    rmdir(dir);
-}
-
 /* Compares (after - before) with -grad for one tensor; returns the relative
  * error. */
 static double compare_update(const char *label, const dlv_st_tensor *before,
@@ -134,9 +58,9 @@ static double compare_update(const char *label, const dlv_st_tensor *before,
     const size_t n = (size_t)before->n_elements;
     float *b = malloc(n * sizeof *b), *a = malloc(n * sizeof *a), *g = malloc(n * sizeof *g);
     assert_true(b && a && g);
-    check(dlv_st_read_f32(before, 0, n, b), label);
-    check(dlv_st_read_f32(after, 0, n, a), label);
-    check(dlv_st_read_f32(grad, 0, n, g), label);
+    tt_check(dlv_st_read_f32(before, 0, n, b), label);
+    tt_check(dlv_st_read_f32(after, 0, n, a), label);
+    tt_check(dlv_st_read_f32(grad, 0, n, g), label);
     double err = 0, ref = 0;
     for (size_t i = 0; i < n; i++) {
         double d = ((double)a[i] - (double)b[i]) + (double)g[i];
@@ -168,51 +92,43 @@ static void run_case(const tcase *c, objective obj)
     static const char *const names[] = {"full", "c_only", "clamped", "all"};
     const char *prefix = obj == OBJ_C_ONLY ? "c_only." : obj == OBJ_CLAMPED ? "clamped." : "";
     dlv_st_file *g = NULL;
-    const char *root = getenv("TMPDIR");
-    check(dlv_st_open(c->golden, &g), c->golden);
+    tt_check(dlv_st_open(c->golden, &g), c->golden);
     char start[1024], after[1024];
-    copy_adapter(c->adapter, start, sizeof start, obj == OBJ_CLAMPED, 4.7f);
+    tt_copy_adapter(c->adapter, start, sizeof start, obj == OBJ_CLAMPED, 4.7f);
 
     dlv_model *m = NULL;
     dlv_session *s = NULL;
-    check(dlv_model_load(c->model, NULL, &m), c->model);
-    check(dlv_session_new(m, NULL, &s), "session");
-    check(dlv_adapter_load(s, start), start);
+    tt_check(dlv_model_load(c->model, NULL, &m), c->model);
+    tt_check(dlv_session_new(m, NULL, &s), "session");
+    tt_check(dlv_adapter_load(s, start), start);
     dlv_train_options *o = NULL;
-    check(dlv_train_options_new(&o), "options");
+    tt_check(dlv_train_options_new(&o), "options");
     static const char *const kv[][2] = {{"optimizer", "sgd"}, {"lr", "1"},
                                         {"weight_decay", "0"}, {"grad_clip", "0"},
                                         {"schedule", "constant"}, {"warmup", "0"}};
     for (size_t i = 0; i < sizeof kv / sizeof *kv; i++)
-        check(dlv_train_options_set(o, kv[i][0], kv[i][1]), kv[i][0]);
-    if (obj == OBJ_C_ONLY) check(dlv_train_options_set(o, "ntp_weight", "0"), "ntp_weight");
+        tt_check(dlv_train_options_set(o, kv[i][0], kv[i][1]), kv[i][0]);
+    if (obj == OBJ_C_ONLY) tt_check(dlv_train_options_set(o, "ntp_weight", "0"), "ntp_weight");
     if (obj == OBJ_ALL_WEIGHTS)
-        check(dlv_train_options_set(o, "train", "soft,lora,logit_scale,projector,llm,vision"),
+        tt_check(dlv_train_options_set(o, "train", "soft,lora,logit_scale,projector,llm,vision"),
               "train");
-    check(dlv_train_begin(s, o), "dlv_train_begin");
+    tt_check(dlv_train_begin(s, o), "dlv_train_begin");
     dlv_train_options_free(o);
 
-    dlv_image *imgs[3];
-    dlv_batch *b = NULL;
-    check(dlv_batch_new(&b), "batch");
-    for (int i = 0; i < 3; i++) {
-        char p[4096];
-        snprintf(p, sizeof p, "%s/img%d.png", images_dir, i);
-        check(dlv_image_from_file(p, &imgs[i]), p);
-        check(dlv_batch_add(b, imgs[i], short_caps[i], long_caps[i]), "batch add");
-    }
+    tt_golden_batch gb;
+    tt_golden_batch_make(images_dir, &gb);
     dlv_train_stats stats = DLV_TRAIN_STATS_INIT;
-    check(dlv_train_step(s, b, &stats), "dlv_train_step");
+    tt_check(dlv_train_step(s, gb.batch, &stats), "dlv_train_step");
 
     char name[512];
     snprintf(name, sizeof name, "%sL_c", prefix);
-    const double want_c = golden_scalar(g, name);
+    const double want_c = tt_golden_scalar(g, name);
     double want_ntp = 0, want_l = want_c;
     if (obj != OBJ_C_ONLY) {
         snprintf(name, sizeof name, "%sL_ntp", prefix);
-        want_ntp = golden_scalar(g, name);
+        want_ntp = tt_golden_scalar(g, name);
         snprintf(name, sizeof name, "%sL", prefix);
-        want_l = golden_scalar(g, name);
+        want_l = tt_golden_scalar(g, name);
     }
     printf("%-40s %-8s L_c %.6f (ref %.6f)  L_ntp %.6f (ref %.6f)  L %.6f (ref %.6f)\n",
            c->golden, names[obj], stats.loss_contrastive, want_c, stats.loss_ntp, want_ntp,
@@ -222,17 +138,16 @@ static void run_case(const tcase *c, objective obj)
     assert_true(fabs(stats.loss - want_l) <= LOSS_TOL * fabs(want_l) + 1e-6);
     assert_int_equal(stats.step, 1);
 
-    snprintf(after, sizeof after, "%s/dlv-train-after-XXXXXX", root ? root : "/tmp");
-    assert_non_null(mkdtemp(after));
-    check(dlv_adapter_save(s, after), "dlv_adapter_save");
+    tt_mkdtemp("dlv-train-after", after, sizeof after);
+    tt_check(dlv_adapter_save(s, after), "dlv_adapter_save");
 
     /* Soft prompts and the logit scale. */
     char pb[4096], pa[4096];
     snprintf(pb, sizeof pb, "%s/soft_prompts.safetensors", start);
     snprintf(pa, sizeof pa, "%s/soft_prompts.safetensors", after);
     dlv_st_file *fb = NULL, *fa = NULL;
-    check(dlv_st_open(pb, &fb), pb);
-    check(dlv_st_open(pa, &fa), pa);
+    tt_check(dlv_st_open(pb, &fb), pb);
+    tt_check(dlv_st_open(pa, &fa), pa);
     double worst = 0;
     static const char *const soft[] = {"image_prompt", "text_prompt", "logit_scale"};
     for (size_t i = 0; i < 3; i++) {
@@ -241,9 +156,9 @@ static void run_case(const tcase *c, objective obj)
             /* Its gradient is 0 above the cap, and the step stores the
              * parameter clamped to log(100), as OpenCLIP does after each
              * step (docs/training.md). */
-            assert_true(golden_scalar(g, "clamped.grad.logit_scale") == 0.0f);
+            assert_true(tt_golden_scalar(g, "clamped.grad.logit_scale") == 0.0f);
             float ls = 0;
-            check(dlv_st_read_f32(dlv_st_find(fa, "logit_scale"), 0, 1, &ls), "logit_scale");
+            tt_check(dlv_st_read_f32(dlv_st_find(fa, "logit_scale"), 0, 1, &ls), "logit_scale");
             assert_true(ls == (float)4.605170185988092);
             continue;
         }
@@ -260,8 +175,8 @@ static void run_case(const tcase *c, objective obj)
         snprintf(pb, sizeof pb, "%s/adapter_model.safetensors", start);
         snprintf(pa, sizeof pa, "%s/adapter_model.safetensors", after);
         dlv_st_file *lb = NULL, *la = NULL;
-        check(dlv_st_open(pb, &lb), pb);
-        check(dlv_st_open(pa, &la), pa);
+        tt_check(dlv_st_open(pb, &lb), pb);
+        tt_check(dlv_st_open(pa, &la), pa);
         for (size_t i = 0; i < dlv_st_count(lb); i++) {
             const dlv_st_tensor *tb = dlv_st_at(lb, i);
             /* The saved file uses classic names; a new-layout input is not
@@ -285,15 +200,14 @@ static void run_case(const tcase *c, objective obj)
     size_t n_weights = 0;
     if (obj == OBJ_ALL_WEIGHTS) {
         char saved[1024];
-        snprintf(saved, sizeof saved, "%s/dlv-train-model-XXXXXX", root ? root : "/tmp");
-        assert_non_null(mkdtemp(saved));
+        tt_mkdtemp("dlv-train-model", saved, sizeof saved);
         assert_int_equal(rmdir(saved), 0); /* dlv_train_save_model creates it */
-        check(dlv_train_save_model(s, saved, "f32"), "dlv_train_save_model");
+        tt_check(dlv_train_save_model(s, saved, "f32"), "dlv_train_save_model");
         snprintf(pb, sizeof pb, "%s/model.safetensors", c->model);
         snprintf(pa, sizeof pa, "%s/model.safetensors", saved);
         dlv_st_file *mb = NULL, *ma = NULL;
-        check(dlv_st_open(pb, &mb), pb);
-        check(dlv_st_open(pa, &ma), pa);
+        tt_check(dlv_st_open(pb, &mb), pb);
+        tt_check(dlv_st_open(pa, &ma), pa);
         for (size_t i = 0; i < dlv_st_count(mb); i++) {
             const dlv_st_tensor *tb = dlv_st_at(mb, i);
             snprintf(name, sizeof name, "grad.%s", tb->name);
@@ -308,18 +222,11 @@ static void run_case(const tcase *c, objective obj)
         }
         dlv_st_close(mb);
         dlv_st_close(ma);
-        static const char *const files[] = {"config.json", "preprocessor_config.json",
-                                            "tokenizer.json", "tokenizer_config.json",
-                                            "model.safetensors"};
         /* The saved directory is a model the library loads. */
         dlv_model *m2 = NULL;
-        check(dlv_model_load(saved, NULL, &m2), saved);
+        tt_check(dlv_model_load(saved, NULL, &m2), saved);
         dlv_model_free(m2);
-        for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-            snprintf(pb, sizeof pb, "%s/%s", saved, files[i]);
-            unlink(pb);
-        }
-        assert_int_equal(rmdir(saved), 0);
+        tt_remove_dir(saved);
         assert_true(n_weights > 20);
     }
     printf("%-40s %-8s one SGD step = -grad: soft prompts, logit scale, %zu LoRA tensors, %zu "
@@ -327,10 +234,9 @@ static void run_case(const tcase *c, objective obj)
            n_weights, worst);
     dlv_st_close(fb);
     dlv_st_close(fa);
-    remove_dir(after);
-    remove_dir(start);
-    dlv_batch_free(b);
-    for (int i = 0; i < 3; i++) dlv_image_free(imgs[i]);
+    tt_remove_dir(after);
+    tt_remove_dir(start);
+    tt_golden_batch_free(&gb);
     dlv_session_free(s);
     dlv_model_free(m);
     dlv_st_close(g);
