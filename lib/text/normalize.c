@@ -72,6 +72,16 @@ static dlv_status lowercase(const dlv_tbuf *in, dlv_tbuf *out)
     for (size_t i = 0; st == DLV_OK && i < in->len;) {
         uint32_t cp;
         i += dlv_utf8_next(in->p + i, in->len - i, &cp);
+        /* HF's Lowercase is Rust's char::to_lowercase, the full Unicode
+         * mapping; utf8proc_tolower is the simple one-to-one mapping. They
+         * differ only where the full lowercase is more than one code point,
+         * which (SpecialCasing.txt, unconditional) is U+0130 alone:
+         * "i" + U+0307 COMBINING DOT ABOVE. */
+        if (cp == 0x130) {
+            st = dlv_tbuf_append_cp(out, 'i');
+            if (st == DLV_OK) st = dlv_tbuf_append_cp(out, 0x307);
+            continue;
+        }
         st = dlv_tbuf_append_cp(out, (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp));
     }
     return st;

@@ -4,8 +4,13 @@ spaces, stdin's exact bytes with '-' or no TEXT, --add-special, round trips,
 and one-line errors with exit 1 (bad input) or 2 (usage).
 
 usage: test_cli_tokenize.py DISCLVLM_EXE
-Uses ../shared/assets/tokenizers (DLV_SHARED_ASSETS); skips (77) without it.
+Uses the committed fixtures in tests/text/fixtures/ (DLV_SOURCE_ROOT, else
+relative to this file), whose expected ids are in their golden.json, written
+by HF `tokenizers` (tests/reference/tokenizer_fixtures.py); never skips. With
+../shared/assets/tokenizers (DLV_SHARED_ASSETS) it also checks a few ids of
+the real Qwen2 and Llama-2 tokenizers.
 """
+import json
 import os
 import subprocess
 import sys
@@ -20,36 +25,49 @@ def check(cond, what):
         raise AssertionError(what)
 
 
+def golden(fixtures, name):
+    """text -> case, from fixtures/<name>/golden.json."""
+    with open(os.path.join(fixtures, name, "golden.json"), encoding="utf-8") as f:
+        return {c["text"]: c for c in json.load(f)["cases"]}
+
+
+def line(ids):
+    return (" ".join(str(i) for i in ids) + "\n").encode()
+
+
 def main():
     exe = sys.argv[1]
-    root = os.path.join(os.environ.get("DLV_SHARED_ASSETS", ""), "tokenizers")
-    if not os.path.isdir(os.path.join(root, "qwen2")):
-        print("skipping: ../shared/assets/tokenizers not found (DLV_SHARED_ASSETS)")
-        return 77
-    qwen = os.path.join(root, "qwen2")
-    llama_json = os.path.join(root, "llama2", "tokenizer.json")
-    llama_model = os.path.join(root, "llama2", "tokenizer.model")
+    src = os.environ.get("DLV_SOURCE_ROOT",
+                         os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+    fixtures = os.path.join(src, "tests", "text", "fixtures")
+    qwen = os.path.join(fixtures, "qwen2")  # a directory: tokenizer.json + tokenizer_config.json
+    llama_json = os.path.join(fixtures, "llama", "tokenizer.json")
+    llama_model = os.path.join(fixtures, "llama", "tokenizer.model")
+    gq, gl = golden(fixtures, "qwen2"), golden(fixtures, "llama")
 
     r = run(exe, "tokenize", "--tokenizer", qwen, "Hello world")
-    check(r.returncode == 0 and r.stdout == b"9707 1879\n", "qwen2 Hello world: %r" % (r,))
+    check(r.returncode == 0 and r.stdout == line(gq["Hello world"]["ids"]),
+          "qwen2 Hello world: %r" % (r,))
     # stdin, exact bytes (a trailing newline is part of the text).
     for args in (["-"], []):
         r = run(exe, "tokenize", "--tokenizer", llama_model, *args, stdin=b"Hello world\n")
-        check(r.returncode == 0 and r.stdout == b"15043 3186 13\n", "stdin %s: %r" % (args, r))
+        check(r.returncode == 0 and r.stdout == line(gl["Hello world\n"]["ids"]),
+              "stdin %s: %r" % (args, r))
     r = run(exe, "tokenize", "--tokenizer", llama_json, "--add-special", "Hello world")
-    check(r.stdout == b"1 15043 3186\n", "add-special: %r" % (r,))
+    check(r.stdout == line(gl["Hello world"]["ids_special"]), "add-special: %r" % (r,))
     r = run(exe, "tokenize", "--tokenizer", llama_json, "-", stdin=b"")
     check(r.returncode == 0 and r.stdout == b"\n", "empty text: %r" % (r,))
 
     text = "Grüße, 世界! <|im_start|>x 🙂\n\tend"
-    for tok in (qwen, llama_json, llama_model):
+    for tok, g in ((qwen, gq), (llama_json, gl), (llama_model, gl)):
         r = run(exe, "tokenize", "--tokenizer", tok, "-", stdin=text.encode())
-        check(r.returncode == 0, "%s: %r" % (tok, r))
+        check(r.returncode == 0 and r.stdout == line(g[text]["ids"]), "%s: %r" % (tok, r))
         ids = r.stdout.split()
         r = run(exe, "detokenize", "--tokenizer", tok, *[i.decode() for i in ids])
         check(r.returncode == 0 and r.stdout == text.encode() + b"\n",
               "%s round trip: %r" % (tok, r.stdout))
-    r = run(exe, "detokenize", "--tokenizer", llama_json, "--skip-special", "1 15043 3186")
+    r = run(exe, "detokenize", "--tokenizer", llama_json, "--skip-special",
+            " ".join(str(i) for i in gl["Hello world"]["ids_special"]))
     check(r.stdout == b"Hello world\n", "skip-special: %r" % (r,))
 
     # Errors: one line on stderr.
@@ -68,7 +86,19 @@ def main():
     check(r.returncode == 2, "two texts: %r" % (r,))
     r = run(exe, "tokenize", "--help")
     check(r.returncode == 0 and b"usage" in r.stdout, "help")
-    print("ok")
+
+    # The real tokenizers, when ../shared/assets is there (ids from
+    # llama.cpp's vectors and HF).
+    root = os.path.join(os.environ.get("DLV_SHARED_ASSETS", ""), "tokenizers")
+    if os.path.isdir(os.path.join(root, "qwen2")) and os.path.isdir(os.path.join(root, "llama2")):
+        r = run(exe, "tokenize", "--tokenizer", os.path.join(root, "qwen2"), "Hello world")
+        check(r.returncode == 0 and r.stdout == b"9707 1879\n", "real qwen2: %r" % (r,))
+        r = run(exe, "tokenize", "--tokenizer", os.path.join(root, "llama2", "tokenizer.model"),
+                "-", stdin=b"Hello world\n")
+        check(r.returncode == 0 and r.stdout == b"15043 3186 13\n", "real llama2: %r" % (r,))
+        print("ok (fixtures and the real tokenizers in %s)" % root)
+    else:
+        print("ok (fixtures; SKIPPED the real-tokenizer checks: %s not found)" % root)
     return 0
 
 

@@ -267,12 +267,11 @@ static void spm_truncated(void **state)
     assert_int_equal(dlv_tokenizer_from_spm_bytes(garbage, 3, "t.model", &tok), DLV_E_FORMAT);
 }
 
-/* The real llama2 tokenizer.model, cut short, when the assets exist. */
-static void spm_real_truncated(void **state)
+/* A real (trained) tokenizer.model cut short at several places: refused
+ * with the label in the message, or loaded when the cut falls between
+ * top-level fields. */
+static void spm_cut(const char *path)
 {
-    (void)state;
-    char *path = tt_asset("llama2/tokenizer.model");
-    if (!path) skip();
     size_t len;
     char *data = tt_read(path, &len);
     assert_non_null(data);
@@ -286,6 +285,27 @@ static void spm_real_truncated(void **state)
             assert_non_null(strstr(dlv_last_error(), "t.model"));
     }
     free(data);
+}
+
+/* The committed fixture (tests/text/fixtures/llama), always. */
+static void spm_fixture_truncated(void **state)
+{
+    (void)state;
+    char *path = tt_source("tests/text/fixtures/llama/tokenizer.model");
+    spm_cut(path);
+    free(path);
+}
+
+/* The real llama2 tokenizer.model, cut short, when the assets exist. */
+static void spm_real_truncated(void **state)
+{
+    (void)state;
+    char *path = tt_asset("llama2/tokenizer.model");
+    if (!path) {
+        print_message("SKIPPED: ../shared/assets/tokenizers/llama2 not found\n");
+        skip();
+    }
+    spm_cut(path);
     free(path);
 }
 
@@ -295,7 +315,8 @@ int main(void)
         cmocka_unit_test(valid_baseline), cmocka_unit_test(unsupported_components),
         cmocka_unit_test(bad_merges),     cmocka_unit_test(bad_fields),
         cmocka_unit_test(truncated_json), cmocka_unit_test(spm_small),
-        cmocka_unit_test(spm_truncated),  cmocka_unit_test(spm_real_truncated),
+        cmocka_unit_test(spm_truncated),  cmocka_unit_test(spm_fixture_truncated),
+        cmocka_unit_test(spm_real_truncated),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,10 +1,12 @@
-/* Helpers for the tokenizer tests: asset paths, whole-file reads and the
- * llama.cpp-style cases files. */
+/* Helpers for the tokenizer tests: asset and fixture paths, whole-file
+ * reads, the llama.cpp-style cases files and the golden-file comparison. */
 #ifndef DLV_TESTS_TEXT_UTIL_H
 #define DLV_TESTS_TEXT_UTIL_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "disclvlm.h"
 
 /* $DLV_SHARED_ASSETS/tokenizers/<rel>, or NULL when the assets are absent
  * (the caller skips with 77). Free with free(). */
@@ -18,5 +20,23 @@ char *tt_read(const char *path, size_t *len);
 size_t tt_split_cases(char *text, size_t len, char ***starts, size_t **lens);
 /* Parses one line of space-separated ids; returns the count. */
 size_t tt_parse_ids(const char *line, int32_t *ids, size_t cap);
+
+/* Prints "  what: id id ..." (cmocka's print_message). */
+void tt_show_ids(const char *what, const int32_t *ids, size_t n);
+
+typedef struct tt_golden_stats {
+    size_t cases;      /* strings in the golden file */
+    size_t trips;      /* decode(tokenize(s)) == s checked, where the reference round-trips */
+    size_t ties;       /* cases marked "tie" (ids depend on the equal-rank tie-break) */
+} tt_golden_stats;
+
+/* Compares tok with a golden file in the format of
+ * tests/reference/tokenizers_reference.py and tokenizer_fixtures.py: the
+ * vocabulary size, then for every case the ids without and with special
+ * tokens, decode(ids) and decode(ids_special, skip special), and the round
+ * trip where the reference round-trips. Prints every mismatch, then fails
+ * (cmocka) if there was any. label names the tokenizer in messages. */
+tt_golden_stats tt_run_golden(const dlv_tokenizer *tok, const char *golden_path,
+                              const char *label);
 
 #endif

@@ -1,0 +1,653 @@
+#!/usr/bin/env python3
+"""Small in-repository tokenizer fixtures and their goldens, so that the
+tokenizer tests never depend on ../shared/assets.
+
+Pinned references (PyPI): tokenizers==0.21.4 (Hugging Face, the reference for
+every tokenizer.json and for the converted tokenizer.model pipeline) and
+sentencepiece==0.2.0 (trains the SentencePiece model and checks its ids).
+Run by hand in a virtualenv outside the repository; CI only reads the
+committed outputs:
+
+    python3 -m venv /tmp/ref-tokfix && \\
+        /tmp/ref-tokfix/bin/pip install tokenizers==0.21.4 sentencepiece==0.2.0
+    /tmp/ref-tokfix/bin/python tests/reference/tokenizer_fixtures.py tests/text/fixtures
+
+Training is deterministic (one SentencePiece thread; HF's BpeTrainer only
+where every initial symbol is in its sorted alphabet; CLIP's merges by the
+small trainer below), so a rerun rewrites identical files.
+
+Everything is trained on corpus() below: text written for this script
+(English, accents, CJK, emoji, digits, whitespace runs, code, repeated
+letters), no third-party data. It writes, under OUT_DIR:
+
+  llama/tokenizer.model        SentencePiece BPE with byte_fallback, trained with
+                               Llama 2's options (identity normalization, dummy
+                               prefix, no whitespace squeezing, split digits)
+  llama/tokenizer.json         the same vocabulary converted the way
+                               transformers' LlamaConverter does (legacy
+                               LlamaTokenizerFast: Prepend + Replace normalizer,
+                               BPE with byte_fallback, merges from
+                               generate_merges, <unk>/<s>/</s> special, BOS
+                               template, Replace/ByteFallback/Fuse/Strip decoder)
+  llama/tokenizer_config.json  add_bos_token true, add_eos_token false
+  llama/golden.json            ids for llama/tokenizer.json AND tokenizer.model
+  llama_metaspace/tokenizer.json, golden.json
+                               the non-legacy conversion: no normalizer,
+                               Metaspace(prepend_scheme "first", split false)
+  spm/tokenizer.model, golden.json
+                               SentencePiece BPE with byte_fallback and
+                               SentencePiece's default options (whitespace
+                               squeezing on), identity normalization; goldens
+                               from `sentencepiece` itself (see spm_goldens)
+  qwen2/tokenizer.json         byte-level BPE trained by HF's BpeTrainer in the
+                               Qwen2 shape: NFC, Split(Qwen2 regex, Isolated) +
+                               ByteLevel(use_regex false), ByteLevel post-processor
+                               and decoder, <|endoftext|> <|im_start|> <|im_end|>
+                               ... as special added tokens, <tool_call> plain
+  qwen2/tokenizer_config.json  add_bos_token false
+  qwen2/golden.json
+  clip/tokenizer.json, golden.json
+                               the shape transformers' CLIPConverter writes: NFC,
+                               Replace(\\s+ -> " "), Lowercase; Split(CLIP regex,
+                               Removed, invert) + ByteLevel(use_regex true); BPE
+                               with end_of_word_suffix "</w>" and unk;
+                               RobertaProcessing; ByteLevel decoder. Merges
+                               from train_suffix_bpe (HF's trainer numbers
+                               "</w>" symbols in hash order, run to run)
+
+Each golden.json has the format of tests/text/golden/*.json (written by
+tokenizers_reference.py): for every case, the ids without and with special
+tokens, decode(ids) and decode(ids_special, skip special), all from
+`tokenizers`; plus "tie": true where the case depends on how BPE breaks ties
+between equal-rank pairs (below). The cases are tokenizer_corpus.json, TIE_CASES
+and the strings test_cli_tokenize.py tokenizes.
+
+Reference for tokenizer.model: the library maps a SentencePiece model onto
+the pipeline of its HF conversion (docs/tokenizers.md: control pieces are
+special added tokens, merging follows piece scores, leftmost on ties), and
+the existing tests compare the real llama2 tokenizer.model with HF's goldens
+for the converted tokenizer.json. So llama/golden.json serves both files, and
+this script asserts that `sentencepiece` itself gives the same ids as HF on
+the converted file for every case that does not contain a control piece's
+text ("<s>", "</s>", "<unk>": HF splits those out as special tokens,
+sentencepiece encodes them as plain text), with and without BOS.
+
+Tie-break check: a pure-Python copy of HF's merge loop (Word::merge_all,
+a heap ordered by (rank, position)) and of SentencePiece's (agenda ordered by
+(score, left position)) is run on every case twice, once preferring the
+leftmost of equal-rank pairs (what both libraries do) and once the
+rightmost. The leftmost run must reproduce the reference ids exactly (so the
+copy is faithful); a case is marked "tie" when the rightmost run gives other
+ids. The script fails unless every fixture has at least MIN_TIES such cases,
+among them repeated letters, spaces or newlines (not for CLIP, whose
+normalizer squeezes whitespace) and repeated CJK characters.
+"""
+import heapq
+import io
+import json
+import os
+import sys
+
+import sentencepiece as spm
+import tokenizers
+from tokenizers import Tokenizer, pre_tokenizers, trainers
+
+PINNED_TOKENIZERS = "0.21.4"
+PINNED_SENTENCEPIECE = "0.2.0"
+MIN_TIES = 20  # tests/text/test_tok_fixtures.c requires as many
+
+# Our own training text. Repeated letters, syllables, spaces, newlines and
+# CJK characters are frequent on purpose, so that merges such as "a a",
+# "ab ab", "▁ ▁" and "哈 哈" exist and equal-rank pairs overlap.
+BASE = [
+    "The quick brown fox jumps over the lazy dog.",
+    "A small tokenizer learns a few hundred merges from this text and nothing else.",
+    "Hello world! Hello again, world. hello, HELLO, Hello.",
+    "We write tests so that a wrong merge order is caught in every build.",
+    "It's a test; they're small, we've checked, I'm sure, you'll see, he'd agree.",
+    "naïve café résumé, Grüße aus Köln, señor Ångström, élève, où, façade, Æsir.",
+    "Ça va? Été à Paris, hiver à Zürich, fjord på Ålesund.",
+    "こんにちは世界。東京は大きい町です。ひらがなとカタカナ。",
+    "你好，世界！我们在这里写中文。哈哈哈哈哈，好好好。",
+    "안녕하세요 세계. 하하하하.",
+    "Привет, мир! Как дела? Хорошо.",
+    "emoji: 🙂 🙂🙂 🎉🎉🎉 👍🏽 ❤️ 🦙🦙",
+    "digits 0123456789 and 2024-01-31, 3.14159, 1000000, 42, 007.",
+    "def double(x):\n    return x * 2  # twice\n",
+    "for (int i = 0; i < n; i++) {\n\tsum += a[i];\n}\n",
+    "if (a == b && c != d) { return -1; } else { x = y ** 2; }",
+    "<div class=\"box\">text</div> <span>more</span>",
+    "    indented    with    runs    of    spaces",
+    "tabs\t\tand\nnewlines\n\n\nhere\n\n",
+    "aaaa bbbb aaaaaaa ababab abababab zzz ooo mmmm lalala hahaha",
+    "Mississippi, bookkeeper, committee, balloon, coffee, aardvark, Hawaii.",
+    "----- ===== ..... !!! ??? ### ***",
+]
+
+
+def corpus():
+    lines = list(BASE)
+    for k in range(1, 13):
+        lines += ["a" * k, "ab" * k, "哈" * k, "好" * k, " " * k + "x", "x" + "\n" * k + "y",
+                  "-" * k, "0" * k, "o" * k, "la" * k, "!" * k, "\t" * k + "z", "e" * k + "h"]
+    return lines * 3
+
+
+# Strings whose ids depend on the tie-break between equal-rank pairs: runs of
+# one symbol (the same pair overlapping itself) and of two-symbol units.
+TIE_CASES = (
+    ["a" * k for k in range(2, 12)]
+    + ["x" + "a" * k + "y" for k in (3, 5, 7)]
+    + [" " + "a" * k for k in (3, 5)]
+    + ["ab" * k for k in range(2, 8)] + ["ab" * k + "a" for k in (2, 3)]
+    + ["la" * k for k in (3, 5)] + ["ha" * k for k in (3, 5)]
+    + ["o" * k for k in (3, 5, 7)] + ["e" * k + "h" for k in (3, 5)]
+    + ["z" * k for k in (3, 5)] + ["m" * k for k in (3, 5)]
+    + [" " * k for k in range(3, 10)] + ["x" + " " * k + "y" for k in (3, 5, 7)]
+    + ["\n" * k for k in (3, 5)] + ["x" + "\n" * k + "y" for k in (3, 5, 7)]
+    + ["\t" * k + "z" for k in (3, 5)]
+    + ["哈" * k for k in range(2, 8)] + ["好" * k for k in (3, 5)]
+    + ["x哈哈哈y", "哈 哈哈哈", "하하하하하"]
+    + ["-" * k for k in (3, 5, 7)] + ["!" * k for k in (3, 5)] + ["0" * k for k in (3, 5, 7)]
+    + ["🙂" * k for k in (3, 5)] + ["🦙🦙🦙"]
+    + ["aaa bbb", "Hello aaa world", "ababab lalala", "   aaa   ", "aaa\n\n\naaa"]
+)
+
+# What test_cli_tokenize.py tokenizes (its expected ids come from here).
+CLI_CASES = ["Hello world", "Hello world\n", "Grüße, 世界! <|im_start|>x 🙂\n\tend"]
+
+QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
+                 r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+CLIP_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+QWEN2_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
+                 "<|vision_end|>", "<|image_pad|>"]
+QWEN2_PLAIN = ["<tool_call>", "</tool_call>"]
+
+
+def added(content, tid, special):
+    return {"id": tid, "content": content, "single_word": False, "lstrip": False,
+            "rstrip": False, "normalized": False, "special": special}
+
+
+# --- SentencePiece + its transformers-style conversion --------------------
+
+def train_spm(lines, llama=True):
+    """Trained from an iterator into memory, so that no temporary path ends
+    up in trainer_spec and reruns write identical bytes. SentencePiece
+    trains on lines: text after a newline is a new sentence. llama: Llama
+    2's options; else SentencePiece's defaults (remove_extra_whitespaces
+    on), only BPE, byte fallback and the identity normalization (the
+    library refuses precompiled character maps) set."""
+    sentences = [s for line in lines for s in line.split("\n")]
+    out = io.BytesIO()
+    opts = dict(remove_extra_whitespaces=False, add_dummy_prefix=True, split_digits=True,
+                allow_whitespace_only_pieces=True, character_coverage=0.9995,
+                unk_id=0, bos_id=1, eos_id=2, pad_id=-1) if llama else {}
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences), model_writer=out, model_type="bpe",
+        vocab_size=560 if llama else 520, byte_fallback=True,
+        normalization_rule_name="identity", hard_vocab_limit=False, num_threads=1,
+        max_sentence_length=100000, minloglevel=2, **opts)
+    return out.getvalue()
+
+
+def generate_merges(vocab, vocab_scores):
+    """transformers' convert_slow_tokenizer.generate_merges: every split of a
+    piece into two pieces, ordered by the merged piece's score."""
+    scores = dict(vocab_scores)
+    merges = []
+    for merge, score in scores.items():
+        local = [(merge[:i], merge[i:], score) for i in range(1, len(merge))
+                 if merge[:i] in vocab and merge[i:] in vocab]
+        merges.extend(sorted(local, key=lambda x: (vocab[x[0]], vocab[x[1]])))
+    merges.sort(key=lambda v: (v[2], len(v[0]), len(v[1])), reverse=True)
+    return [[a, b] for a, b, _ in merges]
+
+
+def convert_spm(sp, legacy):
+    """The tokenizer.json LlamaTokenizerFast builds from tokenizer.model
+    (transformers' LlamaConverter; legacy=True is Llama 2 / Mistral)."""
+    n = sp.get_piece_size()
+    # LlamaConverter.vocab: the first three pieces get score 0.
+    vocab_scores = [(sp.id_to_piece(i), 0.0 if i < 3 else sp.get_score(i)) for i in range(n)]
+    vocab = {p: i for i, (p, _) in enumerate(vocab_scores)}
+    specials = [sp.unk_id(), sp.bos_id(), sp.eos_id()]
+    bos = sp.id_to_piece(sp.bos_id())
+    if legacy:
+        normalizer = {"type": "Sequence", "normalizers": [
+            {"type": "Prepend", "prepend": "\u2581"},
+            {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]}
+        pre = None
+    else:
+        normalizer = None
+        pre = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first",
+               "split": False}
+    return {
+        "version": "1.0", "truncation": None, "padding": None,
+        "added_tokens": [added(sp.id_to_piece(i), i, True) for i in specials],
+        "normalizer": normalizer, "pre_tokenizer": pre,
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": bos, "type_id": 0}},
+                       {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [{"SpecialToken": {"id": bos, "type_id": 0}},
+                     {"Sequence": {"id": "A", "type_id": 0}},
+                     {"SpecialToken": {"id": bos, "type_id": 1}},
+                     {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {bos: {"id": bos, "ids": [sp.bos_id()], "tokens": [bos]}}},
+        "decoder": {"type": "Sequence", "decoders": [
+            {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+            {"type": "ByteFallback"}, {"type": "Fuse"},
+            {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+        "model": {"type": "BPE", "dropout": None, "unk_token": sp.id_to_piece(sp.unk_id()),
+                  "continuing_subword_prefix": None, "end_of_word_suffix": None,
+                  "fuse_unk": True, "byte_fallback": True, "ignore_merges": False,
+                  "vocab": vocab, "merges": generate_merges(vocab, vocab_scores)},
+    }
+
+
+# --- byte-level BPE trained by HF's BpeTrainer ----------------------------
+
+def train_hf(spec, lines, vocab_size):
+    """Trains the BPE model of spec (a tokenizer.json dict whose model is
+    empty) with HF's BpeTrainer and returns spec with the trained vocab and
+    merges. Deterministic here: every initial symbol is in the (sorted)
+    byte-level alphabet, and equal counts are ordered by symbol id."""
+    tok = Tokenizer.from_str(json.dumps(spec))
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(lines, trainer)
+    trained = json.loads(tok.to_str())["model"]
+    spec = json.loads(json.dumps(spec))
+    spec["model"]["vocab"] = trained["vocab"]
+    spec["model"]["merges"] = trained["merges"]
+    return spec
+
+
+def byte_level_spec(normalizer, pre, post, model_extra):
+    model = {"type": "BPE", "dropout": None, "unk_token": None,
+             "continuing_subword_prefix": None, "end_of_word_suffix": None, "fuse_unk": False,
+             "byte_fallback": False, "ignore_merges": False, "vocab": {}, "merges": []}
+    model.update(model_extra)
+    return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
+            "normalizer": normalizer, "pre_tokenizer": pre, "post_processor": post,
+            "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
+                        "use_regex": False},
+            "model": model}
+
+
+def qwen2_spec(lines):
+    bl = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
+          "use_regex": False}
+    spec = byte_level_spec(
+        {"type": "NFC"},
+        {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": QWEN2_PATTERN}, "behavior": "Isolated",
+             "invert": False}, bl]},
+        dict(bl), {"continuing_subword_prefix": "", "end_of_word_suffix": ""})
+    spec = train_hf(spec, lines, 640)
+    vocab = spec["model"]["vocab"]
+    # Special tokens after the BPE vocabulary, as in Qwen2.
+    for i, t in enumerate(QWEN2_SPECIAL + QWEN2_PLAIN):
+        spec["added_tokens"].append(added(t, len(vocab) + i, t in QWEN2_SPECIAL))
+    return spec
+
+
+def train_suffix_bpe(words, n_merges, suffix):
+    """Plain BPE training (most frequent adjacent pair first, ties to the
+    smallest pair) on words whose last symbol carries suffix. HF's
+    BpeTrainer numbers the suffixed symbols in hash-map order, so its
+    output changes from run to run; this is deterministic. Only the shape
+    matters here: the goldens come from `tokenizers` on the result."""
+    seqs = {}
+    for w in words:
+        key = tuple(w[:-1]) + (w[-1] + suffix,)
+        seqs[key] = seqs.get(key, 0) + 1
+    seqs = [[list(k), c] for k, c in sorted(seqs.items())]
+    merges = []
+    while len(merges) < n_merges:
+        counts = {}
+        for sym, c in seqs:
+            for pair in zip(sym, sym[1:]):
+                counts[pair] = counts.get(pair, 0) + c
+        if not counts:
+            break
+        best = min(counts, key=lambda p: (-counts[p], p))
+        if counts[best] < 2:
+            break
+        merges.append(list(best))
+        for entry in seqs:
+            sym, out, i = entry[0], [], 0
+            while i < len(sym):
+                if i + 1 < len(sym) and (sym[i], sym[i + 1]) == best:
+                    out.append(sym[i] + sym[i + 1])
+                    i += 2
+                else:
+                    out.append(sym[i])
+                    i += 1
+            entry[0] = out
+    return merges
+
+
+def clip_spec(lines):
+    start, end = "<|startoftext|>", "<|endoftext|>"
+    spec = byte_level_spec(
+        {"type": "Sequence", "normalizers": [
+            {"type": "NFC"},
+            {"type": "Replace", "pattern": {"Regex": r"\s+"}, "content": " "},
+            {"type": "Lowercase"}]},
+        {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": CLIP_PATTERN}, "behavior": "Removed",
+             "invert": True},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+             "use_regex": True}]},
+        None, {"continuing_subword_prefix": "", "end_of_word_suffix": "</w>",
+               "unk_token": end})
+    # Words exactly as HF's normalizer and pre-tokenizer cut them.
+    shell = Tokenizer.from_str(json.dumps(spec))
+    words = [w for line in lines
+             for w, _ in shell.pre_tokenizer.pre_tokenize_str(shell.normalizer.normalize_str(line))]
+    # CLIP's layout: the 256 byte symbols, the same with "</w>", the merges,
+    # then the two special tokens.
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {}
+    for t in alphabet + [c + "</w>" for c in alphabet]:
+        vocab[t] = len(vocab)
+    merges = train_suffix_bpe(words, 300, "</w>")
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
+    vocab[start] = len(vocab)
+    vocab[end] = len(vocab)
+    spec["model"]["vocab"] = vocab
+    spec["model"]["merges"] = merges
+    spec["added_tokens"] = [added(start, vocab[start], True), added(end, vocab[end], True)]
+    spec["post_processor"] = {"type": "RobertaProcessing", "sep": [end, vocab[end]],
+                              "cls": [start, vocab[start]], "trim_offsets": False,
+                              "add_prefix_space": False}
+    return spec
+
+
+# --- pure-Python merge loops, to find the tie-sensitive cases -------------
+
+def hf_bpe_word(model, word, rightmost):
+    """HF BPE::merge_word + Word::merge_all, with the heap's position order
+    reversed when rightmost is set."""
+    vocab, prefix, suffix = model["vocab"], model["continuing_subword_prefix"], \
+        model["end_of_word_suffix"]
+    unk = vocab.get(model["unk_token"]) if model["unk_token"] else None
+    syms, pending = [], None
+    for i, ch in enumerate(word):
+        s = (prefix if i > 0 and prefix else "") + ch + \
+            (suffix if i == len(word) - 1 and suffix else "")
+        if s in vocab:
+            if pending is not None:
+                syms.append(pending)
+                pending = None
+            syms.append(vocab[s])
+            continue
+        if model["byte_fallback"]:
+            bs = ["<0x%02X>" % b for b in s.encode()]
+            if all(b in vocab for b in bs):
+                if pending is not None:
+                    syms.append(pending)
+                    pending = None
+                syms += [vocab[b] for b in bs]
+                continue
+        if unk is not None:
+            if pending is not None and not model["fuse_unk"]:
+                syms.append(pending)
+            pending = unk
+    if pending is not None:
+        syms.append(pending)
+    ranks = model["_ranks"]
+    ids = list(syms)
+    alive = [True] * len(ids)
+    nxt = list(range(1, len(ids))) + [-1]
+    prv = list(range(-1, len(ids) - 1))
+    sign = -1 if rightmost else 1
+    heap = []
+    for i in range(len(ids) - 1):
+        m = ranks.get((ids[i], ids[i + 1]))
+        if m:
+            heapq.heappush(heap, (m[0], sign * i, m[1]))
+    while heap:
+        rank, spos, new_id = heapq.heappop(heap)
+        pos = sign * spos
+        if not alive[pos] or nxt[pos] < 0:
+            continue
+        r = nxt[pos]
+        m = ranks.get((ids[pos], ids[r]))
+        if not m or m[1] != new_id:
+            continue
+        ids[pos] = new_id
+        alive[r] = False
+        nxt[pos] = nxt[r]
+        if nxt[r] >= 0:
+            prv[nxt[r]] = pos
+        if prv[pos] >= 0:
+            m = ranks.get((ids[prv[pos]], ids[pos]))
+            if m:
+                heapq.heappush(heap, (m[0], sign * prv[pos], m[1]))
+        if nxt[pos] >= 0:
+            m = ranks.get((ids[pos], ids[nxt[pos]]))
+            if m:
+                heapq.heappush(heap, (m[0], sign * pos, m[1]))
+    return [ids[i] for i in range(len(ids)) if alive[i]]
+
+
+def hf_simulate(tok, spec, text, rightmost):
+    """Ids for text with no added tokens in it: normalizer, pre-tokenizer
+    (both HF's), then the copied merge loop on each word."""
+    model = spec["model"]
+    if "_ranks" not in model:
+        vocab = model["vocab"]
+        merges = [m.split(" ") if isinstance(m, str) else m for m in model["merges"]]
+        model["_ranks"] = {(vocab[a], vocab[b]): (r, vocab[a + b])
+                           for r, (a, b) in enumerate(merges)}
+    norm = tok.normalizer.normalize_str(text) if tok.normalizer else text
+    words = [w for w, _ in tok.pre_tokenizer.pre_tokenize_str(norm)] if tok.pre_tokenizer \
+        else ([norm] if norm else [])
+    out = []
+    for w in words:
+        out += hf_bpe_word(model, w, rightmost)
+    return out
+
+
+def spm_simulate(sp, text, rightmost, squeeze=False):
+    """SentencePiece's bpe_model.cc Encode (agenda by score, then left
+    position; reversed when rightmost) after its normalization: squeeze
+    (remove_extra_whitespaces) drops leading and trailing spaces and
+    shortens runs to one; then the dummy prefix and the escaped spaces."""
+    if squeeze:
+        text = " ".join(w for w in text.split(" ") if w)
+    if not text:
+        return []
+    s = "\u2581" + text.replace(" ", "\u2581")
+    score = {}
+    for i in range(sp.get_piece_size()):
+        if not (sp.is_control(i) or sp.is_unknown(i) or sp.is_byte(i)):
+            score[sp.id_to_piece(i)] = sp.get_score(i)
+    syms = list(s)
+    nxt = list(range(1, len(syms))) + [-1]
+    prv = list(range(-1, len(syms) - 1))
+    sign = -1 if rightmost else 1
+    agenda = []
+
+    def push(left):
+        if left < 0 or nxt[left] < 0:
+            return
+        piece = syms[left] + syms[nxt[left]]
+        if piece in score:
+            heapq.heappush(agenda, (-score[piece], sign * left, len(piece), nxt[left]))
+
+    for i in range(len(syms) - 1):
+        push(i)
+    while agenda:
+        _, sl, size, right = heapq.heappop(agenda)
+        left = sign * sl
+        if not syms[left] or not syms[right] or len(syms[left]) + len(syms[right]) != size:
+            continue
+        syms[left] += syms[right]
+        syms[right] = ""
+        nxt[left] = nxt[right]
+        if nxt[right] >= 0:
+            prv[nxt[right]] = left
+        push(prv[left])
+        push(left)
+    out = []
+    for p in syms:
+        if not p:
+            continue
+        if p in score:
+            out.append(sp.piece_to_id(p))
+        else:
+            out += [sp.piece_to_id("<0x%02X>" % b) for b in p.encode()]
+    return out
+
+
+# --- goldens ---------------------------------------------------------------
+
+def goldens(tok, spec, cases, label, added_texts, spm_proc=None):
+    out, ties = [], []
+    for text in cases:
+        plain = tok.encode(text, add_special_tokens=False).ids
+        special = tok.encode(text, add_special_tokens=True).ids
+        case = {"text": text, "ids": plain, "ids_special": special,
+                "decoded": tok.decode(plain, skip_special_tokens=False),
+                "decoded_skip_special": tok.decode(special, skip_special_tokens=True)}
+        if not any(a in text for a in added_texts):
+            left = hf_simulate(tok, spec, text, False)
+            if left != plain:
+                sys.exit(f"{label}: the copied merge loop gives {left} for {text!r}, "
+                         f"HF {plain}")
+            tie = hf_simulate(tok, spec, text, True) != plain
+            if spm_proc is not None:
+                # The same cases through SentencePiece itself.
+                ref = spm_proc.encode(text)
+                if ref != plain or [spm_proc.bos_id()] + ref != special:
+                    sys.exit(f"{label}: sentencepiece gives {ref} for {text!r}, HF {plain}")
+                if spm_simulate(spm_proc, text, False) != ref:
+                    sys.exit(f"{label}: the copied SentencePiece loop differs on {text!r}")
+                tie = tie or spm_simulate(spm_proc, text, True) != ref
+            if tie:
+                case["tie"] = True
+                ties.append(text)
+        out.append(case)
+    return out, ties
+
+
+def spm_goldens(sp, cases, label):
+    """Goldens straight from `sentencepiece` (for the model whose
+    remove_extra_whitespaces has no HF counterpart: transformers'
+    LlamaConverter ignores it). The cases holding a control piece's text
+    are left out: sentencepiece encodes them as plain text, the library
+    as special tokens (the HF conversion's behaviour)."""
+    out, ties = [], []
+    for text in cases:
+        if any(c in text for c in ("<s>", "</s>", "<unk>")):
+            continue
+        ids = sp.encode(text)
+        case = {"text": text, "ids": ids, "ids_special": [sp.bos_id()] + ids,
+                "decoded": sp.decode(ids), "decoded_skip_special": sp.decode(ids)}
+        if spm_simulate(sp, text, False, True) != ids:
+            sys.exit(f"{label}: the copied SentencePiece loop differs on {text!r}")
+        if spm_simulate(sp, text, True, True) != ids:
+            case["tie"] = True
+            ties.append(text)
+        out.append(case)
+    return out, ties
+
+
+def write_json(path, obj, pretty):
+    with open(path, "w", encoding="utf-8") as f:
+        if pretty:
+            json.dump(obj, f, ensure_ascii=False, indent=1)
+        else:
+            json.dump(obj, f, ensure_ascii=True, separators=(",", ":"))
+        f.write("\n")
+
+
+def main():
+    if tokenizers.__version__ != PINNED_TOKENIZERS:
+        sys.exit(f"need tokenizers=={PINNED_TOKENIZERS}, have {tokenizers.__version__}")
+    if spm.__version__ != PINNED_SENTENCEPIECE:
+        sys.exit(f"need sentencepiece=={PINNED_SENTENCEPIECE}, have {spm.__version__}")
+    if len(sys.argv) != 2:
+        sys.exit("usage: tokenizer_fixtures.py OUT_DIR")
+    out_dir = sys.argv[1]
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "tokenizer_corpus.json"), encoding="utf-8") as f:
+        cases = json.load(f)
+    for t in TIE_CASES + CLI_CASES:
+        if t not in cases:
+            cases.append(t)
+    lines = corpus()
+
+    model_bytes = train_spm(lines)
+    sp = spm.SentencePieceProcessor(model_proto=model_bytes)
+
+    fixtures = {
+        "llama": (convert_spm(sp, True), ["<s>", "</s>", "<unk>"], sp,
+                  {"add_bos_token": True, "add_eos_token": False, "bos_token": "<s>",
+                   "eos_token": "</s>", "unk_token": "<unk>", "legacy": True,
+                   "tokenizer_class": "LlamaTokenizer"}),
+        "llama_metaspace": (convert_spm(sp, False), ["<s>", "</s>", "<unk>"], None, None),
+        "qwen2": (qwen2_spec(lines), QWEN2_SPECIAL + QWEN2_PLAIN, None,
+                  {"add_bos_token": False, "add_prefix_space": False,
+                   "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+                   "tokenizer_class": "Qwen2Tokenizer"}),
+        "clip": (clip_spec(lines), ["<|startoftext|>", "<|endoftext|>"], None, None),
+    }
+    # The SentencePiece-defaults model: goldens from sentencepiece alone.
+    spm_bytes = train_spm(lines, llama=False)
+    sp2 = spm.SentencePieceProcessor(model_proto=spm_bytes)
+    d = os.path.join(out_dir, "spm")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "tokenizer.model"), "wb") as f:
+        f.write(spm_bytes)
+    golden, ties = spm_goldens(sp2, cases, "spm")
+    write_json(os.path.join(d, "golden.json"),
+               {"reference": f"sentencepiece=={PINNED_SENTENCEPIECE}",
+                "tokenizer": "fixtures/spm/tokenizer.model", "vocab_size": sp2.get_piece_size(),
+                "cases": golden}, False)
+    report("spm", sp2.get_piece_size(), golden, ties, {"letters", "cjk"})
+
+    for name, (spec, added_texts, spm_proc, config) in fixtures.items():
+        d = os.path.join(out_dir, name)
+        os.makedirs(d, exist_ok=True)
+        tok = Tokenizer.from_str(json.dumps(spec))
+        # What is written is what HF reads back, and the goldens come from it.
+        final = json.loads(tok.to_str())
+        write_json(os.path.join(d, "tokenizer.json"), final, True)
+        tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+        if name == "llama":
+            with open(os.path.join(d, "tokenizer.model"), "wb") as f:
+                f.write(model_bytes)
+        if config:
+            write_json(os.path.join(d, "tokenizer_config.json"), config, True)
+        golden, ties = goldens(tok, final, cases, name, added_texts, spm_proc)
+        doc = {"reference": f"tokenizers=={PINNED_TOKENIZERS}"
+                            + (f", sentencepiece=={PINNED_SENTENCEPIECE}" if spm_proc else ""),
+               "tokenizer": f"fixtures/{name}/tokenizer.json",
+               "vocab_size": tok.get_vocab_size(with_added_tokens=True), "cases": golden}
+        write_json(os.path.join(d, "golden.json"), doc, False)
+        # CLIP's normalizer squeezes whitespace runs to one space: no ties there.
+        report(name, doc["vocab_size"], golden, ties,
+               {"letters", "cjk"} | (set() if name == "clip" else {"whitespace"}))
+
+
+def report(name, vocab_size, golden, ties, need):
+    """Prints the tie-sensitive cases; fails unless there are MIN_TIES of
+    them, of each kind in need."""
+    kinds = {"letters": any(t.strip("\n ").isascii() and t.strip().isalpha() for t in ties),
+             "whitespace": any(t and not t.strip("xyz").strip() for t in ties),
+             "cjk": any("\u4e00" <= c <= "\u9fff" for t in ties for c in t)}
+    print(f"{name}: vocab {vocab_size}, {len(golden)} cases, {len(ties)} tie-sensitive"
+          f" ({', '.join(k for k, v in kinds.items() if v)})")
+    print("   ", " ".join(repr(t) for t in ties))
+    if len(ties) < MIN_TIES or not all(kinds[k] for k in need):
+        sys.exit(f"{name}: too few tie-sensitive cases, or a kind is missing: {kinds}")
+
+
+if __name__ == "__main__":
+    main()

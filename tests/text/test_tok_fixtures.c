@@ -1,0 +1,126 @@
+/* Exact ids on the small tokenizers committed under tests/text/fixtures/,
+ * against the goldens tests/reference/tokenizer_fixtures.py wrote with HF
+ * `tokenizers` (cross-checked with `sentencepiece` for tokenizer.model).
+ * Unlike test_tok_reference.c this needs nothing outside the repository, so
+ * it runs in every build and CI: a Llama-style tokenizer.json (legacy
+ * Prepend + Replace, byte fallback), the same vocabulary as a SentencePiece
+ * tokenizer.model and with a Metaspace pre-tokenizer, a SentencePiece model
+ * with SentencePiece's default whitespace squeezing, a Qwen2-style
+ * byte-level BPE and a CLIP-style one (end-of-word suffix, unk, Roberta
+ * template). Each golden has cases whose ids depend on which of two
+ * equal-rank merges is applied first (repeated letters, spaces, newlines,
+ * CJK); those are counted, so a wrong tie-break cannot pass unnoticed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "disclvlm.h"
+#include "text_test_util.h"
+
+/* The tie cases each golden must carry (the script counted 27 to 70). */
+enum { MIN_TIES = 20 };
+
+static char *fixture(const char *rel)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "tests/text/fixtures/%s", rel);
+    return tt_source(buf);
+}
+
+/* Loads fixtures/<tok_rel> with the public loader (a file, or a directory
+ * with tokenizer_config.json) and compares it with fixtures/<golden>. */
+static tt_golden_stats check(const char *tok_rel, const char *golden)
+{
+    char *path = fixture(tok_rel), *gpath = fixture(golden);
+    dlv_tokenizer *tok = NULL;
+    dlv_status st = dlv_tokenizer_load(path, &tok);
+    if (st != DLV_OK) print_error("%s: %s\n", path, dlv_last_error());
+    assert_int_equal(st, DLV_OK);
+    tt_golden_stats stats = tt_run_golden(tok, gpath, tok_rel);
+    assert_true(stats.cases >= 290);
+    assert_true(stats.ties >= MIN_TIES);
+    dlv_tokenizer_free(tok);
+    free(path);
+    free(gpath);
+    return stats;
+}
+
+static void llama_json(void **state)
+{
+    (void)state;
+    tt_golden_stats s = check("llama/tokenizer.json", "llama/golden.json");
+    assert_true(s.trips > s.cases / 2);
+}
+
+/* The SentencePiece model through lib/text/sentencepiece_model.c: same
+ * goldens as its HF conversion. */
+static void llama_model(void **state)
+{
+    (void)state;
+    tt_golden_stats s = check("llama/tokenizer.model", "llama/golden.json");
+    assert_true(s.trips > s.cases / 2);
+}
+
+/* The directory: tokenizer.json plus tokenizer_config.json (add_bos_token). */
+static void llama_dir(void **state)
+{
+    (void)state;
+    check("llama", "llama/golden.json");
+}
+
+/* A SentencePiece model with SentencePiece's default normalization
+ * (remove_extra_whitespaces on, which the HF conversion ignores): goldens
+ * from `sentencepiece` itself, without the cases that hold "<s>" and the
+ * like (the library, like the HF conversion, treats those as special). */
+static void spm_default(void **state)
+{
+    (void)state;
+    check("spm/tokenizer.model", "spm/golden.json");
+}
+
+static void llama_metaspace(void **state)
+{
+    (void)state;
+    tt_golden_stats s = check("llama_metaspace/tokenizer.json", "llama_metaspace/golden.json");
+    assert_true(s.trips > s.cases / 2);
+}
+
+static void qwen2_json(void **state)
+{
+    (void)state;
+    tt_golden_stats s = check("qwen2/tokenizer.json", "qwen2/golden.json");
+    assert_true(s.trips > s.cases / 2);
+}
+
+static void qwen2_dir(void **state)
+{
+    (void)state;
+    check("qwen2", "qwen2/golden.json");
+}
+
+/* CLIP lowercases, squeezes whitespace and decodes with "</w>" left in, so
+ * the reference round-trips almost nothing: no round-trip quota. Its cases
+ * include U+0130, whose full lowercase (HF's Lowercase) is two code points. */
+static void clip_json(void **state)
+{
+    (void)state;
+    check("clip/tokenizer.json", "clip/golden.json");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(llama_json),      cmocka_unit_test(llama_model),
+        cmocka_unit_test(llama_dir),       cmocka_unit_test(spm_default),
+        cmocka_unit_test(llama_metaspace),
+        cmocka_unit_test(qwen2_json),      cmocka_unit_test(qwen2_dir),
+        cmocka_unit_test(clip_json),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
