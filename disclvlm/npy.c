@@ -1,28 +1,12 @@
 /* NumPy .npy float32 writer (see npy.h). */
 #include "npy.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-static int write_all(int fd, const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w == 0) errno = EIO;
-        if (w <= 0) return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
+#include "core/fs.h"
+#include "eval_cli.h"
 
 /* The header: magic, version 1.0, a little-endian 2-byte length, and the
  * dict padded with spaces to make the total a multiple of 64 bytes, ending
@@ -50,7 +34,7 @@ static size_t npy_header(char *buf, size_t cap, const size_t *shape, size_t ndim
 }
 
 /* Writes n floats as little-endian bytes, through a bounded buffer. */
-static int write_f32_le(int fd, const float *x, size_t n)
+static dlv_status write_f32_le(dlv_atomic_file *f, const float *x, size_t n)
 {
     unsigned char buf[4096 * 4];
     while (n > 0) {
@@ -63,32 +47,12 @@ static int write_f32_le(int fd, const float *x, size_t n)
             buf[4 * i + 2] = (unsigned char)(u >> 16);
             buf[4 * i + 3] = (unsigned char)(u >> 24);
         }
-        if (write_all(fd, buf, 4 * k) != 0) return -1;
+        dlv_status st = dlv_atomic_write(f, buf, 4 * k);
+        if (st != DLV_OK) return st;
         x += k;
         n -= k;
     }
-    return 0;
-}
-
-/* fsyncs the directory that holds path so that the rename is durable. */
-static void sync_parent(const char *path)
-{
-    char *dir = strdup(path);
-    if (!dir) return;
-    char *slash = strrchr(dir, '/');
-    const char *d = ".";
-    if (slash == dir)
-        d = "/";
-    else if (slash) {
-        *slash = '\0';
-        d = dir;
-    }
-    int dfd = open(d, O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
-    free(dir);
+    return DLV_OK;
 }
 
 int npy_write_f32(const char *cmd, const char *path, const float *data, const size_t *shape,
@@ -109,36 +73,22 @@ int npy_write_f32(const char *cmd, const char *path, const float *data, const si
                 ndim);
         return 1;
     }
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    if (!tmp) {
-        fprintf(stderr, "disclvlm: %s: out of memory\n", cmd);
+    /* lib/core/fs.c, compiled into the tool: temporary beside path, fsync,
+     * rename, fsync of the directory; its messages name path and land in
+     * eval_last_error() (eval_error.c). */
+    dlv_atomic_file *f = NULL;
+    dlv_status st = dlv_atomic_open(path, &f);
+    if (st == DLV_OK) {
+        st = dlv_atomic_write(f, header, hn);
+        if (st == DLV_OK) st = write_f32_le(f, data, count);
+        if (st == DLV_OK)
+            st = dlv_atomic_commit(f); /* removes the temporary on failure */
+        else
+            dlv_atomic_abort(f);
+    }
+    if (st != DLV_OK) {
+        fprintf(stderr, "disclvlm: %s: %s\n", cmd, eval_last_error());
         return 1;
     }
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        fprintf(stderr, "disclvlm: %s: %s: cannot create: %s\n", cmd, path, strerror(errno));
-        free(tmp);
-        return 1;
-    }
-    /* mkstemp creates the file 0600; give it the mode a plain creat() would. */
-    mode_t mask = umask(0);
-    umask(mask);
-    (void)fchmod(fd, 0666 & ~mask);
-
-    int err = 0;
-    if (write_all(fd, header, hn) != 0 || write_f32_le(fd, data, count) != 0 || fsync(fd) != 0)
-        err = errno ? errno : EIO;
-    if (close(fd) != 0 && !err) err = errno ? errno : EIO;
-    if (!err && rename(tmp, path) != 0) err = errno ? errno : EIO;
-    if (err) {
-        fprintf(stderr, "disclvlm: %s: %s: write failed: %s\n", cmd, path, strerror(err));
-        remove(tmp);
-        free(tmp);
-        return 1;
-    }
-    sync_parent(path);
-    free(tmp);
     return 0;
 }

@@ -254,16 +254,19 @@ static dlv_status load(dlv_st_file *f, const unsigned char *data, size_t size)
     if (st == DLV_OK) {
         qsort(items, n, sizeof *items, cmp_offsets);
         /* The tensors must tile [0, buf_size): each begins where the previous
-         * one ended. This rejects overlaps, holes and trailing bytes. */
+         * one ended. This rejects overlaps, holes and trailing bytes. Sizes
+         * are compared before any difference is printed, so that a slip in
+         * one check cannot surface as a wrapped-around unsigned count. */
         uint64_t expect = 0;
         for (size_t i = 0; i < n && st == DLV_OK; i++) {
             const order_item *it = &items[i];
             if (it->end > buf_size)
                 st = dlv_error(DLV_E_FORMAT,
-                               "%s: tensor '%s': data_offsets [%llu, %llu] outside the "
-                               "%llu-byte data buffer", label, it->name,
+                               "%s: tensor '%s': data_offsets [%llu, %llu] reach outside the "
+                               "file's data section, which has %llu bytes (after the "
+                               "%llu-byte JSON header)", label, it->name,
                                (unsigned long long)it->begin, (unsigned long long)it->end,
-                               (unsigned long long)buf_size);
+                               (unsigned long long)buf_size, (unsigned long long)hlen);
             else if (it->begin < expect)
                 st = dlv_error(DLV_E_FORMAT,
                                "%s: tensor '%s': data_offsets [%llu, %llu] overlap the "
@@ -277,10 +280,21 @@ static dlv_status load(dlv_st_file *f, const unsigned char *data, size_t size)
                                (unsigned long long)expect, (unsigned long long)it->begin);
             expect = it->end;
         }
-        if (st == DLV_OK && expect != buf_size)
+        /* expect > buf_size cannot pass the loop; it is still reported in
+         * plain words rather than left to the subtraction below. */
+        if (st == DLV_OK && expect > buf_size)
             st = dlv_error(DLV_E_FORMAT,
-                           "%s: %llu trailing bytes after the last tensor's data", label,
-                           (unsigned long long)(buf_size - expect));
+                           "%s: the tensor data ends at byte %llu but the file's data section "
+                           "(after the %llu-byte JSON header) has only %llu bytes", label,
+                           (unsigned long long)expect, (unsigned long long)hlen,
+                           (unsigned long long)buf_size);
+        else if (st == DLV_OK && expect < buf_size)
+            st = dlv_error(DLV_E_FORMAT,
+                           "%s: %llu trailing bytes after the last tensor's data: the tensor "
+                           "data ends at byte %llu but the file's data section (after the "
+                           "%llu-byte JSON header) has %llu bytes", label,
+                           (unsigned long long)(buf_size - expect), (unsigned long long)expect,
+                           (unsigned long long)hlen, (unsigned long long)buf_size);
     }
 
     if (st == DLV_OK) {

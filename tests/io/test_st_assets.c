@@ -1,6 +1,9 @@
-/* Reads the real safetensors files in $DLV_SHARED_ASSETS/safetensors (made
- * by Hugging Face tooling, not by this project). Expected values were read
- * from the same files with Python's struct module. Skips (77) without them. */
+/* Reads small safetensors files made by Hugging Face tooling, not by this
+ * project: always the committed tests/io/fixtures/ (written by the reference
+ * `safetensors` package, tests/reference/st_fixtures.py), and in addition
+ * the real files in $DLV_SHARED_ASSETS/safetensors when they exist (the same
+ * tensors, from huggingface/swift-transformers' test data). Expected values
+ * were read from the shared files with Python's struct module. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,12 +18,12 @@
 #include "core/error.h"
 #include "io/safetensors.h"
 
-static char asset_dir[4096];
-
-static dlv_st_file *open_asset(const char *name)
+/* Each test's state is the directory to read (no global: the same tests run
+ * on two directories). */
+static dlv_st_file *open_asset(void **state, const char *name)
 {
     char path[4300];
-    snprintf(path, sizeof path, "%s/%s", asset_dir, name);
+    snprintf(path, sizeof path, "%s/%s", (const char *)*state, name);
     dlv_st_file *f = NULL;
     dlv_status st = dlv_st_open(path, &f);
     if (st != DLV_OK) fail_msg("%s: %s", path, dlv_last_error());
@@ -51,8 +54,7 @@ static const dlv_st_tensor *only_tensor(const dlv_st_file *f, dlv_dtype dt, int 
 
 static void test_int32_1d(void **state)
 {
-    (void)state;
-    dlv_st_file *f = open_asset("tensor-1d-int32.safetensors");
+    dlv_st_file *f = open_asset(state, "tensor-1d-int32.safetensors");
     const int64_t shape[] = {3};
     const dlv_st_tensor *t = only_tensor(f, DLV_DTYPE_I32, 1, shape, 3);
     int32_t v[3];
@@ -73,8 +75,7 @@ static void test_int32_1d(void **state)
 
 static void test_float64_2d(void **state)
 {
-    (void)state;
-    dlv_st_file *f = open_asset("tensor-2d-float64.safetensors");
+    dlv_st_file *f = open_asset(state, "tensor-2d-float64.safetensors");
     const int64_t shape[] = {2, 3};
     const dlv_st_tensor *t = only_tensor(f, DLV_DTYPE_F64, 2, shape, 6);
     double v[6];
@@ -89,8 +90,7 @@ static void test_float64_2d(void **state)
 
 static void test_float32_3d(void **state)
 {
-    (void)state;
-    dlv_st_file *f = open_asset("tensor-3d-float32.safetensors");
+    dlv_st_file *f = open_asset(state, "tensor-3d-float32.safetensors");
     const int64_t shape[] = {2, 2, 3};
     const dlv_st_tensor *t = only_tensor(f, DLV_DTYPE_F32, 3, shape, 12);
     const float want[12] = {22, 23, 24, 11, 12, 13, 2, 3, 4, 1, 2, 3};
@@ -110,8 +110,7 @@ static void test_float32_3d(void **state)
 
 static void test_float32_4d(void **state)
 {
-    (void)state;
-    dlv_st_file *f = open_asset("tensor-4d-float32.safetensors");
+    dlv_st_file *f = open_asset(state, "tensor-4d-float32.safetensors");
     const int64_t shape[] = {2, 3, 1, 3};
     const dlv_st_tensor *t = only_tensor(f, DLV_DTYPE_F32, 4, shape, 18);
     const float want[18] = {11, 12, 13, 1, 2, 3, 4, 5, 6, 22, 23, 24, 15, 16, 17, 17, 18, 19};
@@ -121,22 +120,34 @@ static void test_float32_4d(void **state)
     dlv_st_close(f);
 }
 
+#define ST_TESTS(dir)                                                                    \
+    {                                                                                    \
+        cmocka_unit_test_prestate(test_int32_1d, dir),                                   \
+        cmocka_unit_test_prestate(test_float64_2d, dir),                                 \
+        cmocka_unit_test_prestate(test_float32_3d, dir),                                 \
+        cmocka_unit_test_prestate(test_float32_4d, dir),                                 \
+    }
+
 int main(void)
 {
+    const char *src = getenv("DLV_SOURCE_ROOT");
+    char fixtures[4096], shared[4096];
+    snprintf(fixtures, sizeof fixtures, "%s/tests/io/fixtures", src ? src : ".");
+    const struct CMUnitTest in_repo[] = ST_TESTS(fixtures);
+    printf("committed fixtures: %s\n", fixtures);
+    int failed = cmocka_run_group_tests_name("committed fixtures (tests/io/fixtures)", in_repo,
+                                             NULL, NULL);
+
     const char *root = getenv("DLV_SHARED_ASSETS");
     struct stat sb;
-    if (!root || snprintf(asset_dir, sizeof asset_dir, "%s/safetensors", root) >=
-                     (int)sizeof asset_dir ||
-        stat(asset_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        printf("SKIP: shared safetensors assets not found (DLV_SHARED_ASSETS=%s)\n",
-               root ? root : "(unset)");
-        return 77;
+    if (!root || snprintf(shared, sizeof shared, "%s/safetensors", root) >= (int)sizeof shared ||
+        stat(shared, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        printf("SKIPPED: the shared safetensors assets (DLV_SHARED_ASSETS=%s); the committed "
+               "fixtures above were checked\n", root ? root : "(unset)");
+        return failed;
     }
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_int32_1d),
-        cmocka_unit_test(test_float64_2d),
-        cmocka_unit_test(test_float32_3d),
-        cmocka_unit_test(test_float32_4d),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest real[] = ST_TESTS(shared);
+    printf("shared assets: %s\n", shared);
+    return failed + cmocka_run_group_tests_name("shared assets (DLV_SHARED_ASSETS/safetensors)",
+                                                real, NULL, NULL);
 }
