@@ -6,7 +6,13 @@
  * a slot added after version 1.
  *
  * Device memory is owned through dlv_buffer; ops take device pointers
- * obtained from dlv_buffer_ptr (host pointers on the CPU backend).
+ * obtained from dlv_buffer_ptr (host pointers on the CPU backend). Code above
+ * the backend never dereferences a device pointer: it uploads, downloads and
+ * copies through the buffer functions and asks dlv_backend_caps what the
+ * memory is, never the backend's name. Every pointer argument of an op is
+ * device memory, index arguments (token ids, positions, targets, masks)
+ * included; the `sim` backend (backend/sim/) makes any host access to it,
+ * or any host pointer handed to an op, fail in tests.
  *
  * Call through the checked wrappers below (dlv_buffer_*, dlv_matmul, ...):
  * they validate every argument once, so the backends' slots may assume
@@ -45,7 +51,15 @@ typedef struct dlv_buffer {
     void *ptr;            /* device address */
     size_t size;          /* bytes, as requested */
     dlv_backend *owner;
+    int borrowed;         /* wraps memory the buffer does not own (dlv_buffer_wrap_host) */
 } dlv_buffer;
+
+/* What a backend's memory is (dlv_backend_caps). */
+enum {
+    /* Device pointers are host addresses: buffers may wrap existing host
+     * memory (a memory-mapped checkpoint) with dlv_buffer_wrap_host. */
+    DLV_BACKEND_CAP_HOST_MEMORY = 1u << 0,
+};
 
 typedef enum dlv_transpose { DLV_NO_TRANS = 0, DLV_TRANS = 1 } dlv_transpose;
 
@@ -131,7 +145,8 @@ typedef struct dlv_attention_bw_args {
 typedef struct dlv_backend_ops {
     uint32_t version;     /* DLV_BACKEND_OPS_VERSION the table was built for */
     uint32_t size;        /* sizeof the table it was built with */
-    const char *name;     /* "cpu", "cuda" */
+    const char *name;     /* "cpu", "sim", "cuda": for messages, never for decisions */
+    uint32_t caps;        /* DLV_BACKEND_CAP_* */
 
     void (*destroy)(dlv_backend *be);
     /* A human description: "cpu (OpenBLAS 0.3.21, 2 threads)", "cuda: H100". */
@@ -202,6 +217,14 @@ typedef struct dlv_backend_ops {
     dlv_status (*softmax_cross_entropy)(dlv_backend *be, float *losses, float *dlogits,
                                         const float *logits, const int32_t *targets, int64_t n,
                                         int64_t vocab, float dscale);
+
+    /* Memory, optional. buffer_wrap_host: only with CAP_HOST_MEMORY; the
+     * buffer's ptr is host (no copy, never freed by the backend). copy:
+     * size bytes between two buffers of this backend (ranges validated,
+     * possibly the same buffer; overlapping ranges are rejected). */
+    dlv_status (*buffer_wrap_host)(dlv_backend *be, void *host, size_t size, dlv_buffer *out);
+    dlv_status (*copy)(dlv_backend *be, dlv_buffer *dst, size_t dst_offset,
+                       const dlv_buffer *src, size_t src_offset, size_t size);
 } dlv_backend_ops;
 
 /* Every backend instance starts with this header. */
@@ -223,8 +246,9 @@ typedef struct dlv_backend_config {
     int n_threads;
 } dlv_backend_config;
 
-/* The registry. name: "cpu", "cuda" or "auto". DLV_E_BACKEND with a clear
- * message where the backend is unknown, not built, or has no device. */
+/* The registry. name: "cpu", "sim" (test builds), "cuda" or "auto".
+ * DLV_E_BACKEND with a clear message where the backend is unknown, not built,
+ * or has no device. */
 dlv_status dlv_backend_create(const char *name, const dlv_backend_config *cfg,
                               dlv_backend **out);
 void dlv_backend_destroy(dlv_backend *be);
@@ -232,6 +256,12 @@ void dlv_backend_destroy(dlv_backend *be);
 int dlv_backend_built(const char *name);
 /* Comma-separated names of the backends compiled in ("cpu" or "cpu,cuda"). */
 const char *dlv_backend_list(void);
+
+/* The backend's DLV_BACKEND_CAP_* flags (0 for NULL). */
+uint32_t dlv_backend_caps(const dlv_backend *be);
+/* Whether two instances can use each other's buffers (the same kind of
+ * memory on the same device): a model's weights serve every session. */
+int dlv_backend_same_memory(const dlv_backend *a, const dlv_backend *b);
 
 /* The backend's describe() text; "" for NULL. */
 const char *dlv_backend_describe(const dlv_backend *be);
@@ -250,6 +280,15 @@ dlv_status dlv_buffer_upload(dlv_buffer *dst, size_t offset, const void *src,
 dlv_status dlv_buffer_download(void *dst, const dlv_buffer *src, size_t offset,
                                size_t size);
 dlv_status dlv_buffer_zero(dlv_buffer *buf, size_t offset, size_t size);
+/* A buffer over existing host memory, without a copy (a memory-mapped
+ * checkpoint): DLV_E_UNSUPPORTED unless the backend has
+ * DLV_BACKEND_CAP_HOST_MEMORY. host must outlive the buffer; freeing the
+ * buffer leaves it alone. */
+dlv_status dlv_buffer_wrap_host(dlv_backend *be, void *host, size_t size, dlv_buffer *out);
+/* size bytes from src at src_offset to dst at dst_offset, device to device;
+ * both buffers of backends with the same memory; ranges must not overlap. */
+dlv_status dlv_buffer_copy(dlv_buffer *dst, size_t dst_offset, const dlv_buffer *src,
+                           size_t src_offset, size_t size);
 /* The device address of buf (NULL for NULL or an unallocated buffer). */
 void *dlv_buffer_ptr(const dlv_buffer *buf);
 /* args->struct_size must be sizeof(dlv_matmul_args). */
@@ -289,7 +328,8 @@ dlv_status dlv_rmsnorm(dlv_backend *be, float *out, const float *inp, const void
  *   inv_freq[i] = 1 / (float)theta ^ ((float)(2i) / d)
  *   a = (float)positions[t] * inv_freq[i],  c = cos(a), s = sin(a)
  *   x'[i] = x[i] c - x[i + d/2] s,  x'[i + d/2] = x[i + d/2] c + x[i] s
- * theta > 0 and finite. positions are host memory on every backend. */
+ * theta > 0 and finite. positions are device memory (int32, >= 0; the CPU
+ * backend checks inside the op). */
 dlv_status dlv_rope(dlv_backend *be, float *x, const int32_t *positions, int64_t n_tokens,
                     int64_t n_heads, int64_t head_dim, double theta);
 /* args->struct_size must be sizeof(dlv_attention_args); see the struct. */
@@ -302,9 +342,10 @@ dlv_status dlv_activation(dlv_backend *be, dlv_op_act act, float *out, const flo
 dlv_status dlv_swiglu(dlv_backend *be, float *out, const float *gate, const float *up,
                       int64_t n);
 /* out[t, :] = table[ids[t], :] widened to f32; table is [vocab, dim] of F32,
- * BF16 or F16. An id outside [0, vocab) is DLV_E_INVALID_ARG naming the id
- * and its position; nothing is written then. ids are host memory on every
- * backend (they are validated here). */
+ * BF16 or F16. ids are device memory; callers validate them on the host
+ * before uploading (the CPU backend also checks inside the op: an id
+ * outside [0, vocab) is DLV_E_INVALID_ARG naming the id and its position,
+ * and nothing is written then). */
 dlv_status dlv_embedding(dlv_backend *be, float *out, const void *table, dlv_dtype table_dtype,
                          const int32_t *ids, int64_t n_ids, int64_t vocab, int64_t dim);
 /* Unfolds an image [c, h, w] into non-overlapping patch rows
@@ -364,6 +405,9 @@ dlv_status dlv_softmax_cross_entropy(dlv_backend *be, float *losses, float *dlog
 
 /* Backend constructors, used by the registry only. */
 dlv_status dlv_cpu_backend_create(const dlv_backend_config *cfg, dlv_backend **out);
+#ifdef DLV_HAVE_SIM
+dlv_status dlv_sim_backend_create(const dlv_backend_config *cfg, dlv_backend **out);
+#endif
 #ifdef DLV_HAVE_CUDA
 dlv_status dlv_cuda_backend_create(const dlv_backend_config *cfg, dlv_backend **out);
 /* The number of CUDA devices; DLV_E_BACKEND with the CUDA error string where

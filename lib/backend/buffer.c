@@ -1,5 +1,6 @@
 /* Checked buffer wrappers: every range is validated here, once, so the
  * backends' slots only ever see ranges inside their buffers. */
+#include <stdint.h>
 #include <string.h>
 
 #include "backend/backend.h"
@@ -49,8 +50,54 @@ dlv_status dlv_buffer_alloc(dlv_backend *be, size_t size, dlv_buffer *out)
 void dlv_buffer_free(dlv_buffer *buf)
 {
     if (!buf) return;
-    if (buf->owner && buf->ptr) buf->owner->ops->buffer_free(buf->owner, buf);
+    if (buf->owner && buf->ptr && !buf->borrowed) buf->owner->ops->buffer_free(buf->owner, buf);
     memset(buf, 0, sizeof *buf);
+}
+
+dlv_status dlv_buffer_wrap_host(dlv_backend *be, void *host, size_t size, dlv_buffer *out)
+{
+    static const char fn[] = "dlv_buffer_wrap_host";
+    if (!out) return dlv_error(DLV_E_INVALID_ARG, "%s: out is NULL", fn);
+    memset(out, 0, sizeof *out);
+    if (!be) return dlv_error(DLV_E_INVALID_ARG, "%s: backend is NULL", fn);
+    /* Even an empty range needs an address: ptr != NULL means "allocated". */
+    if (!host) return dlv_error(DLV_E_INVALID_ARG, "%s: host is NULL", fn);
+    if (!(be->ops->caps & DLV_BACKEND_CAP_HOST_MEMORY) ||
+        !DLV_BACKEND_HAS(be->ops, buffer_wrap_host))
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: backend %s cannot use host memory in place",
+                         fn, be->ops->name);
+    dlv_buffer b = {0};
+    dlv_status st = be->ops->buffer_wrap_host(be, host, size, &b);
+    if (st != DLV_OK) return st;
+    b.size = size;
+    b.owner = be;
+    b.borrowed = 1;
+    *out = b;
+    return DLV_OK;
+}
+
+dlv_status dlv_buffer_copy(dlv_buffer *dst, size_t dst_offset, const dlv_buffer *src,
+                           size_t src_offset, size_t size)
+{
+    static const char fn[] = "dlv_buffer_copy";
+    dlv_status st = check_buffer(fn, "dst", dst);
+    if (st == DLV_OK) st = check_buffer(fn, "src", src);
+    if (st == DLV_OK) st = check_range(fn, dst->size, dst_offset, size);
+    if (st == DLV_OK) st = check_range(fn, src->size, src_offset, size);
+    if (st != DLV_OK) return st;
+    if (!dlv_backend_same_memory(dst->owner, src->owner))
+        return dlv_error(DLV_E_INVALID_ARG, "%s: the buffers belong to backends %s and %s, "
+                         "which do not share memory", fn, dst->owner->ops->name,
+                         src->owner->ops->name);
+    if (size == 0) return DLV_OK;
+    /* Offsets as integers: device addresses are never dereferenced here. */
+    const uintptr_t d = (uintptr_t)dst->ptr + dst_offset, s = (uintptr_t)src->ptr + src_offset;
+    if (d < s + size && s < d + size)
+        return dlv_error(DLV_E_INVALID_ARG, "%s: the source and destination ranges overlap", fn);
+    if (!DLV_BACKEND_HAS(dst->owner->ops, copy))
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: not implemented on backend %s", fn,
+                         dst->owner->ops->name);
+    return dst->owner->ops->copy(dst->owner, dst, dst_offset, src, src_offset, size);
 }
 
 void *dlv_buffer_ptr(const dlv_buffer *buf)

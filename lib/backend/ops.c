@@ -130,10 +130,6 @@ dlv_status dlv_rope(dlv_backend *be, float *x, const int32_t *positions, int64_t
     TRY(check_bytes(op, "positions", n_tokens, 1, sizeof(int32_t), &pos_bytes));
     TRY(check_ptr(op, "x", x, bytes));
     TRY(check_ptr(op, "positions", positions, pos_bytes));
-    for (int64_t t = 0; t < n_tokens; t++)
-        if (positions[t] < 0)
-            return dlv_error(DLV_E_INVALID_ARG, "%s: positions[%lld] = %d is negative", op,
-                             (long long)t, (int)positions[t]);
     if (!be->ops->rope) return unsupported(op, be);
     return be->ops->rope(be, x, positions, n_tokens, n_heads, head_dim, theta);
 }
@@ -243,12 +239,8 @@ dlv_status dlv_embedding(dlv_backend *be, float *out, const void *table, dlv_dty
     TRY(check_bytes(op, "ids", n_ids, 1, sizeof(int32_t), &id_bytes));
     TRY(check_ptr(op, "out", out, out_bytes));
     TRY(check_ptr(op, "ids", ids, id_bytes));
-    for (int64_t t = 0; t < n_ids; t++)
-        if (ids[t] < 0 || ids[t] >= vocab)
-            return dlv_error(DLV_E_INVALID_ARG,
-                             "%s: token id %d at position %lld is outside the vocabulary "
-                             "[0, %lld)", op, (int)ids[t], (long long)t, (long long)vocab);
-    /* Non-empty ids are all < vocab, so vocab > 0; dim may still be 0. */
+    /* ids are device memory: the backend checks them against vocab inside
+     * the op, before writing anything (docs/backends.md). */
     TRY(check_ptr(op, "table", table, n_ids > 0 ? table_bytes : 0));
     TRY(check_overlap(op, "out", out, out_bytes, "table", table, table_bytes, false));
     if (!be->ops->embedding) return unsupported(op, be);

@@ -6,11 +6,8 @@
 #include "backend/backend.h"
 #include "core/error.h"
 
-#ifdef DLV_HAVE_CUDA
-#define DLV_BACKEND_LIST "cpu,cuda"
-#else
-#define DLV_BACKEND_LIST "cpu"
-#endif
+/* "cpu", "cpu,sim", "cpu,sim,cuda", ... (meson.build). */
+#define DLV_BACKEND_LIST DLV_BACKENDS_BUILT
 
 /* A table built for another version or size, or with a memory slot or
  * matmul missing, would be called out of bounds or through NULL: reject it
@@ -31,6 +28,13 @@ static dlv_status create_named(const char *name, const dlv_backend_config *cfg,
                                dlv_backend **out)
 {
     if (strcmp(name, "cpu") == 0) return dlv_cpu_backend_create(cfg, out);
+#ifdef DLV_HAVE_SIM
+    if (strcmp(name, "sim") == 0) return dlv_sim_backend_create(cfg, out);
+#else
+    if (strcmp(name, "sim") == 0)
+        return dlv_error(DLV_E_BACKEND, "this build has no sim backend (a test backend: "
+                                        "configure with -Dsim=enabled or -Dtests=true)");
+#endif
 #ifdef DLV_HAVE_CUDA
     if (strcmp(name, "cuda") == 0) return dlv_cuda_backend_create(cfg, out);
     if (strcmp(name, "auto") == 0) {
@@ -89,7 +93,22 @@ int dlv_backend_built(const char *name)
 #ifdef DLV_HAVE_CUDA
     if (strcmp(name, "cuda") == 0) return 1;
 #endif
+#ifdef DLV_HAVE_SIM
+    if (strcmp(name, "sim") == 0) return 1;
+#endif
     return strcmp(name, "cpu") == 0;
+}
+
+uint32_t dlv_backend_caps(const dlv_backend *be)
+{
+    return be ? be->ops->caps : 0;
+}
+
+int dlv_backend_same_memory(const dlv_backend *a, const dlv_backend *b)
+{
+    /* One ops table per kind of backend: instances of a kind share memory on
+     * one device (the CPU's is the host's). */
+    return a && b && a->ops == b->ops && a->device == b->device;
 }
 
 const char *dlv_backend_list(void)

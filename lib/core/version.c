@@ -17,9 +17,5 @@ DLV_API void dlv_version_numbers(int *major, int *minor, int *patch)
 
 DLV_API const char *dlv_build_features(void)
 {
-#ifdef DLV_HAVE_CUDA
-    return "cpu,cuda";
-#else
-    return "cpu";
-#endif
+    return DLV_BACKENDS_BUILT;
 }

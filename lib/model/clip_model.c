@@ -550,9 +550,10 @@ static dlv_status ctx_init(cctx *c, const char *fn, const dlv_model *m, dlv_back
     if (!cfg) return dlv_error(DLV_E_INVALID_ARG, "%s: %s is not a CLIPModel", fn,
                                dlv_model_dir(m));
     const dlv_backend *mbe = dlv_model_backend(m);
-    if (strcmp(be->ops->name, "cpu") != 0 || (mbe && strcmp(mbe->ops->name, "cpu") != 0))
-        return dlv_error(DLV_E_UNSUPPORTED, "%s: the CLIP forward pass runs on the CPU backend "
-                         "only in this version", fn);
+    if (!(dlv_backend_caps(be) & DLV_BACKEND_CAP_HOST_MEMORY) ||
+        (mbe && !(dlv_backend_caps(mbe) & DLV_BACKEND_CAP_HOST_MEMORY)))
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: the CLIP forward pass needs host-addressable "
+                         "memory (the CPU backend) in this version", fn);
     c->cfg = cfg;
     c->frozen = dlv_wview_frozen(dlv_model_weights(m));
     c->wv = wv ? wv : &c->frozen;

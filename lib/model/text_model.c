@@ -39,12 +39,12 @@ dlv_status dlv_text_check(const dlv_model *m, const dlv_backend *be)
     dlv_status st = dlv_text_check_config(dlv_model_config(m), label);
     if (st) return st;
     /* The forward pass hands host pointers (inputs, outputs, mmapped
-     * weights) to the ops, which only the CPU backend can read directly;
+     * weights) to the ops, which only a backend with host memory can read;
      * device backends need uploads and stay unsupported in this version. */
-    if (strcmp(be->ops->name, "cpu") != 0)
+    if (!(dlv_backend_caps(be) & DLV_BACKEND_CAP_HOST_MEMORY))
         return dlv_error(DLV_E_UNSUPPORTED,
-                         "%s: backend '%s': the forward pass runs on the CPU backend only in "
-                         "this version", label, be->ops->name);
+                         "%s: backend '%s': the forward pass needs host-addressable memory "
+                         "(the CPU backend) in this version", label, be->ops->name);
     return DLV_OK;
 }
 

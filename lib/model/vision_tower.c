@@ -389,10 +389,11 @@ dlv_status dlv_vision_forward(const dlv_model *m, dlv_backend *be, const float *
      * reads pixels, writes out and traces as host memory, and the CUDA
      * backend has no compute kernels yet. */
     const dlv_backend *mbe = dlv_model_backend(m);
-    if (strcmp(be->ops->name, "cpu") != 0 || (mbe && strcmp(mbe->ops->name, "cpu") != 0))
+    if (!(dlv_backend_caps(be) & DLV_BACKEND_CAP_HOST_MEMORY) ||
+        (mbe && !(dlv_backend_caps(mbe) & DLV_BACKEND_CAP_HOST_MEMORY)))
         return dlv_error(DLV_E_UNSUPPORTED, "dlv_vision_forward: backend '%s': the forward "
-                         "pass runs on the CPU backend only in this version",
-                         strcmp(be->ops->name, "cpu") != 0 ? be->ops->name : mbe->ops->name);
+                         "pass needs host-addressable memory (the CPU backend) in this version",
+                         be->ops->name);
     const dlv_llava_config *cfg = dlv_model_config(m);
     const dlv_vision_config *v = &cfg->vision;
     vt_ctx c = {

@@ -685,10 +685,11 @@ static dlv_status ctx_init(vctx *c, const char *fn, const dlv_model *m, dlv_back
     if (n_images < 0)
         return dlv_error(DLV_E_INVALID_ARG, "%s: n_images %lld < 0", fn, (long long)n_images);
     const dlv_backend *mbe = dlv_model_backend(m);
-    if (strcmp(be->ops->name, "cpu") != 0 || (mbe && strcmp(mbe->ops->name, "cpu") != 0))
-        return dlv_error(DLV_E_UNSUPPORTED, "%s: backend '%s': the vision training pass runs "
-                         "on the CPU backend only in this version", fn,
-                         strcmp(be->ops->name, "cpu") != 0 ? be->ops->name : mbe->ops->name);
+    if (!(dlv_backend_caps(be) & DLV_BACKEND_CAP_HOST_MEMORY) ||
+        (mbe && !(dlv_backend_caps(mbe) & DLV_BACKEND_CAP_HOST_MEMORY)))
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: backend '%s': the vision training pass needs "
+                         "host-addressable memory (the CPU backend) in this version", fn,
+                         be->ops->name);
     if (wv->weights != dlv_model_weights(m))
         return dlv_error(DLV_E_INVALID_ARG, "%s: the weight view is not of model '%s'", fn,
                          dlv_model_dir(m));

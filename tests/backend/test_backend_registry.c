@@ -127,13 +127,21 @@ static void test_built_and_list(void **state)
 {
     (void)state;
     assert_int_equal(dlv_backend_built("cpu"), 1);
+#ifdef DLV_HAVE_SIM
+    assert_int_equal(dlv_backend_built("sim"), 1);
+#define SIM_LIST ",sim"
+#else
+    assert_int_equal(dlv_backend_built("sim"), 0);
+#define SIM_LIST ""
+#endif
 #ifdef DLV_HAVE_CUDA
     assert_int_equal(dlv_backend_built("cuda"), 1);
-    assert_string_equal(dlv_backend_list(), "cpu,cuda");
+    assert_string_equal(dlv_backend_list(), "cpu" SIM_LIST ",cuda");
 #else
     assert_int_equal(dlv_backend_built("cuda"), 0);
-    assert_string_equal(dlv_backend_list(), "cpu");
+    assert_string_equal(dlv_backend_list(), "cpu" SIM_LIST);
 #endif
+    assert_string_equal(dlv_backend_list(), dlv_build_features());
     assert_int_equal(dlv_backend_built("auto"), 0);
     assert_int_equal(dlv_backend_built("tpu"), 0);
     assert_int_equal(dlv_backend_built(NULL), 0);

@@ -343,17 +343,17 @@ static void test_bad_arguments(void **state)
     expect_error(dlv_text_embed_ids(m, be, ids, 3, emb, 3 * (size_t)h - 1),
                  DLV_E_BUFFER_TOO_SMALL, "out holds");
 
-    /* Another backend is refused before any op runs (only its name is
-     * read, so a table with no slots suffices). */
+    /* A backend without host memory is refused before any op runs (only its
+     * capabilities and name are read, so a table with no slots suffices). */
     const dlv_backend_ops other_ops = {
         .version = DLV_BACKEND_OPS_VERSION, .size = sizeof other_ops, .name = "cuda",
     };
     dlv_backend other = {.ops = &other_ops, .device = 0};
     expect_error(dlv_text_forward(m, &other, emb, lengths, 2, 4, last, 2 * (size_t)h, NULL, 0),
-                 DLV_E_UNSUPPORTED, "CPU backend only");
+                 DLV_E_UNSUPPORTED, "host-addressable memory");
     assert_non_null(strstr(dlv_last_error(), "'cuda'"));
     expect_error(dlv_text_embed_ids(m, &other, ids, 1, emb, (size_t)h), DLV_E_UNSUPPORTED,
-                 "CPU backend only");
+                 "host-addressable memory");
     dlv_model_free(m);
 }
 

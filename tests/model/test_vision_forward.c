@@ -251,13 +251,15 @@ static void test_errors(void **state)
     /* Zero images: nothing to do, nothing written, any buffer. */
     assert_int_equal(dlv_vision_features(fx.m, be, NULL, 0, NULL, 0), DLV_OK);
 
-    /* Another backend (a copy of the CPU table under another name: never
-     * dispatched to) is refused up front. */
+    /* A backend without host memory (a copy of the CPU table under another
+     * name and without the capability: never dispatched to) is refused up
+     * front. */
     dlv_backend_ops other_ops = *be->ops;
     other_ops.name = "other";
+    other_ops.caps = 0;
     dlv_backend other = {.ops = &other_ops, .device = 0};
     expect_error(dlv_vision_features(fx.m, &other, fx.pixels, 1, out, per),
-                 DLV_E_UNSUPPORTED, "CPU backend only");
+                 DLV_E_UNSUPPORTED, "host-addressable memory");
 
     dlv_backend_destroy(be);
     free(out);

@@ -74,6 +74,23 @@ static dlv_status cpu_memset_zero(dlv_backend *be, dlv_buffer *buf, size_t offse
     return DLV_OK;
 }
 
+static dlv_status cpu_buffer_wrap_host(dlv_backend *be, void *host, size_t size,
+                                       dlv_buffer *out)
+{
+    (void)be;
+    (void)size;
+    out->ptr = host;
+    return DLV_OK;
+}
+
+static dlv_status cpu_copy(dlv_backend *be, dlv_buffer *dst, size_t dst_offset,
+                           const dlv_buffer *src, size_t src_offset, size_t size)
+{
+    (void)be;
+    memcpy((char *)dst->ptr + dst_offset, (const char *)src->ptr + src_offset, size);
+    return DLV_OK;
+}
+
 static dlv_status cpu_synchronize(dlv_backend *be)
 {
     (void)be;
@@ -84,6 +101,7 @@ static const dlv_backend_ops cpu_ops = {
     .version = DLV_BACKEND_OPS_VERSION,
     .size = sizeof(dlv_backend_ops),
     .name = "cpu",
+    .caps = DLV_BACKEND_CAP_HOST_MEMORY,
     .destroy = cpu_destroy,
     .describe = cpu_describe,
     .buffer_alloc = cpu_buffer_alloc,
@@ -113,6 +131,8 @@ static const dlv_backend_ops cpu_ops = {
     .bias_backward = dlv_cpu_bias_backward,
     .l2_normalize_backward = dlv_cpu_l2_normalize_backward,
     .softmax_cross_entropy = dlv_cpu_softmax_cross_entropy,
+    .buffer_wrap_host = cpu_buffer_wrap_host,
+    .copy = cpu_copy,
 };
 
 dlv_status dlv_cpu_backend_create(const dlv_backend_config *cfg, dlv_backend **out)

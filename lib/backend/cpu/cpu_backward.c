@@ -50,6 +50,8 @@ dlv_status dlv_cpu_rope_backward(dlv_backend *be, float *dx, const int32_t *posi
                                  int64_t n_tokens, int64_t n_heads, int64_t head_dim,
                                  double theta)
 {
+    dlv_status st = dlv_cpu_check_positions("rope_backward", positions, n_tokens);
+    if (st) return st;
     if (n_tokens == 0 || n_heads == 0) return DLV_OK;
     int64_t half = head_dim / 2;
     float *inv_freq = malloc((size_t)half * sizeof *inv_freq);
@@ -188,7 +190,8 @@ dlv_status dlv_cpu_embedding_backward(dlv_backend *be, float *dtable, const floa
                                       const int32_t *ids, int64_t n_ids, int64_t vocab,
                                       int64_t dim)
 {
-    (void)vocab; /* the wrapper checked every id against it */
+    dlv_status st = dlv_cpu_check_ids("embedding_backward", ids, n_ids, vocab);
+    if (st) return st;
     if (n_ids == 0 || dim == 0) return DLV_OK;
     embed_bw_job j = {.dtable = dtable, .dout = dout, .ids = ids, .n_ids = n_ids, .dim = dim};
     dlv_cpu_pool_run(dlv_cpu_pool_of(be), dim, 16384 / n_ids + 1, embed_bw_cols, &j);
@@ -245,6 +248,8 @@ dlv_status dlv_cpu_softmax_cross_entropy(dlv_backend *be, float *losses, float *
                                          const float *logits, const int32_t *targets,
                                          int64_t n, int64_t vocab, float dscale)
 {
+    dlv_status st = dlv_cpu_check_targets("softmax_cross_entropy", targets, n, vocab);
+    if (st) return st;
     xent_job j = {.losses = losses, .dlogits = dlogits, .logits = logits, .targets = targets,
                   .vocab = vocab, .dscale = dscale};
     dlv_cpu_pool_run(dlv_cpu_pool_of(be), n, 16384 / (vocab > 0 ? vocab : 1) + 1, xent_rows,

@@ -47,6 +47,13 @@ static inline dlv_cpu_pool *dlv_cpu_pool_of(dlv_backend *be)
     return ((dlv_cpu_backend *)be)->pool;
 }
 
+/* Checks of index arguments inside the ops (cpu_index_check.c): the
+ * wrappers cannot read device memory. Messages name the op and the index. */
+dlv_status dlv_cpu_check_ids(const char *op, const int32_t *ids, int64_t n, int64_t vocab);
+dlv_status dlv_cpu_check_positions(const char *op, const int32_t *positions, int64_t n);
+dlv_status dlv_cpu_check_targets(const char *op, const int32_t *targets, int64_t n,
+                                 int64_t vocab);
+
 /* Widens n elements of an F32/BF16/F16 parameter at any alignment. */
 void dlv_cpu_widen(float *dst, const void *src, dlv_dtype dt, int64_t n);
 

@@ -129,7 +129,8 @@ dlv_status dlv_cpu_embedding(dlv_backend *be, float *out, const void *table,
                              dlv_dtype table_dtype, const int32_t *ids, int64_t n_ids,
                              int64_t vocab, int64_t dim)
 {
-    (void)vocab; /* the wrapper checked every id against it */
+    dlv_status st = dlv_cpu_check_ids("embedding", ids, n_ids, vocab);
+    if (st) return st;
     if (n_ids == 0 || dim == 0) return DLV_OK; /* out and table may be NULL */
     embed_job j = {.out = out, .table = table, .dt = table_dtype, .ids = ids, .dim = dim};
     dlv_cpu_pool_run(dlv_cpu_pool_of(be), n_ids, grain_for(dim, 1), embed_rows, &j);

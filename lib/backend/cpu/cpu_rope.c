@@ -42,6 +42,8 @@ static void rope_tokens(void *ctx, int64_t begin, int64_t end)
 dlv_status dlv_cpu_rope(dlv_backend *be, float *x, const int32_t *positions, int64_t n_tokens,
                         int64_t n_heads, int64_t head_dim, double theta)
 {
+    dlv_status st = dlv_cpu_check_positions("rope", positions, n_tokens);
+    if (st) return st;
     if (n_tokens == 0 || n_heads == 0) return DLV_OK;
     int64_t half = head_dim / 2;
     float *inv_freq = malloc((size_t)half * sizeof *inv_freq);
