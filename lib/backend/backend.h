@@ -142,6 +142,22 @@ typedef struct dlv_attention_bw_args {
     int causal;
 } dlv_attention_bw_args;
 
+/* One AdamW step over n elements, PyTorch's single-tensor AdamW in f32:
+ *   g = grads[i] * grad_scale                      (gradient clipping)
+ *   p *= decay_mul                                 (1 - lr * wd, or 1: no decay)
+ *   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
+ *   p -= step_size * m / (sqrt(v) / bc2_sqrt + eps)
+ * with step_size = lr / (1 - beta1^t) and bc2_sqrt = sqrt(1 - beta2^t)
+ * computed by the caller in double, as PyTorch does. params, m, v are
+ * updated in place; grads is read only. */
+typedef struct dlv_adamw_args {
+    size_t struct_size;   /* sizeof(dlv_adamw_args) */
+    float *params, *m, *v;
+    const float *grads;
+    int64_t n;
+    float step_size, beta1, beta2, eps, bc2_sqrt, decay_mul, grad_scale;
+} dlv_adamw_args;
+
 typedef struct dlv_backend_ops {
     uint32_t version;     /* DLV_BACKEND_OPS_VERSION the table was built for */
     uint32_t size;        /* sizeof the table it was built with */
@@ -225,6 +241,12 @@ typedef struct dlv_backend_ops {
     dlv_status (*buffer_wrap_host)(dlv_backend *be, void *host, size_t size, dlv_buffer *out);
     dlv_status (*copy)(dlv_backend *be, dlv_buffer *dst, size_t dst_offset,
                        const dlv_buffer *src, size_t src_offset, size_t size);
+
+    /* Optimizer ops (training), optional; see the wrappers below. */
+    dlv_status (*adamw_update)(dlv_backend *be, const dlv_adamw_args *args);
+    dlv_status (*sgd_update)(dlv_backend *be, float *params, const float *grads, int64_t n,
+                             float lr, float weight_decay, float grad_scale);
+    dlv_status (*sum_squares)(dlv_backend *be, double *out, const float *x, int64_t n);
 } dlv_backend_ops;
 
 /* Every backend instance starts with this header. */
@@ -289,6 +311,12 @@ dlv_status dlv_buffer_wrap_host(dlv_backend *be, void *host, size_t size, dlv_bu
  * both buffers of backends with the same memory; ranges must not overlap. */
 dlv_status dlv_buffer_copy(dlv_buffer *dst, size_t dst_offset, const dlv_buffer *src,
                            size_t src_offset, size_t size);
+/* The same for code that holds device addresses (tensors, scratch carved
+ * from one buffer) rather than buffers: size bytes from src to dst, both
+ * device memory of be; the ranges must not overlap. dlv_zero zeroes size
+ * bytes at dst. */
+dlv_status dlv_copy(dlv_backend *be, void *dst, const void *src, size_t size);
+dlv_status dlv_zero(dlv_backend *be, void *dst, size_t size);
 /* The device address of buf (NULL for NULL or an unallocated buffer). */
 void *dlv_buffer_ptr(const dlv_buffer *buf);
 /* args->struct_size must be sizeof(dlv_matmul_args). */
@@ -402,6 +430,23 @@ dlv_status dlv_l2_normalize_backward(dlv_backend *be, float *dinp, const float *
 dlv_status dlv_softmax_cross_entropy(dlv_backend *be, float *losses, float *dlogits,
                                      const float *logits, const int32_t *targets, int64_t n,
                                      int64_t vocab, float dscale);
+
+/* ---- Optimizer ops (training; docs/backends.md "Optimizer ops") -------- */
+
+/* args->struct_size must be sizeof(dlv_adamw_args); see the struct. params,
+ * m, v and grads must not overlap; the scalars must be finite (step_size,
+ * eps and bc2_sqrt > 0). */
+dlv_status dlv_adamw_update(dlv_backend *be, const dlv_adamw_args *args);
+/* Plain SGD in f32: g = grads[i] * grad_scale + weight_decay * params[i];
+ * params[i] -= lr * g (weight_decay 0: no decay). */
+dlv_status dlv_sgd_update(dlv_backend *be, float *params, const float *grads, int64_t n,
+                          float lr, float weight_decay, float grad_scale);
+/* *out (device memory, one double) = sum of x[i]^2, each square and the
+ * sums in double. The summation order is fixed (blocks of
+ * DLV_SUM_SQUARES_BLOCK elements, then the block sums in order), so the
+ * result does not depend on the thread count. */
+#define DLV_SUM_SQUARES_BLOCK 4096
+dlv_status dlv_sum_squares(dlv_backend *be, double *out, const float *x, int64_t n);
 
 /* Backend constructors, used by the registry only. */
 dlv_status dlv_cpu_backend_create(const dlv_backend_config *cfg, dlv_backend **out);

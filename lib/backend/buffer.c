@@ -139,3 +139,29 @@ dlv_status dlv_buffer_zero(dlv_buffer *buf, size_t offset, size_t size)
     if (size == 0) return DLV_OK;
     return buf->owner->ops->memset_zero(buf->owner, buf, offset, size);
 }
+
+/* A borrowed view of size bytes at a device address: the slots take buffers
+ * and offsets, and the address may lie inside a larger allocation. */
+static dlv_buffer view_at(dlv_backend *be, const void *p, size_t size)
+{
+    return (dlv_buffer){(void *)(uintptr_t)p, size, be, 1};
+}
+
+dlv_status dlv_copy(dlv_backend *be, void *dst, const void *src, size_t size)
+{
+    if (!be) return dlv_error(DLV_E_INVALID_ARG, "dlv_copy: backend is NULL");
+    if (size == 0) return DLV_OK;
+    if (!dst || !src) return dlv_error(DLV_E_INVALID_ARG, "dlv_copy: NULL address");
+    dlv_buffer d = view_at(be, dst, size);
+    const dlv_buffer s = view_at(be, src, size);
+    return dlv_buffer_copy(&d, 0, &s, 0, size);
+}
+
+dlv_status dlv_zero(dlv_backend *be, void *dst, size_t size)
+{
+    if (!be) return dlv_error(DLV_E_INVALID_ARG, "dlv_zero: backend is NULL");
+    if (size == 0) return DLV_OK;
+    if (!dst) return dlv_error(DLV_E_INVALID_ARG, "dlv_zero: NULL address");
+    dlv_buffer d = view_at(be, dst, size);
+    return dlv_buffer_zero(&d, 0, size);
+}

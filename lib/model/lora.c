@@ -126,6 +126,31 @@ float *dlv_lora_b(const dlv_lora *l, int64_t layer, dlv_lora_module m)
     return off == DLV_LORA_ABSENT ? NULL : l->params + off;
 }
 
+/* params + off floats, formed as an integer: params may be a device
+ * address, which is never dereferenced here. */
+static float *at(const float *params, size_t off)
+{
+    return (float *)((uintptr_t)params + off * sizeof(float));
+}
+
+void dlv_lora_pairs(const dlv_lora *l, const float *params, dlv_lora_pair *pairs)
+{
+    for (size_t i = 0; i < (size_t)l->n_layers * DLV_LORA_N_MODULES; i++) {
+        const int on = l->off_a[i] != DLV_LORA_ABSENT;
+        pairs[i] = (dlv_lora_pair){on ? at(params, l->off_a[i]) : NULL,
+                                   on ? at(params, l->off_b[i]) : NULL, l->rank, l->scale};
+    }
+}
+
+void dlv_lora_pair_grads(const dlv_lora *l, float *grads, dlv_lora_pair_grad *pairs)
+{
+    for (size_t i = 0; i < (size_t)l->n_layers * DLV_LORA_N_MODULES; i++) {
+        const int on = l->off_a[i] != DLV_LORA_ABSENT;
+        pairs[i] = (dlv_lora_pair_grad){on ? at(grads, l->off_a[i]) : NULL,
+                                        on ? at(grads, l->off_b[i]) : NULL};
+    }
+}
+
 /* ---- adapter_config.json ---------------------------------------------- */
 
 typedef struct lora_cfg {

@@ -13,6 +13,7 @@
 
 #include "disclvlm.h"
 #include "model/config.h"
+#include "model/nn/linear.h"
 
 typedef enum dlv_lora_module {
     DLV_LORA_Q = 0, DLV_LORA_K, DLV_LORA_V, DLV_LORA_O,
@@ -64,6 +65,15 @@ dlv_lora dlv_lora_view(const dlv_lora *l, float *params);
 /* A (rows rank) and B (rows out) of a module in a layer; NULL if absent. */
 float *dlv_lora_a(const dlv_lora *l, int64_t layer, dlv_lora_module m);
 float *dlv_lora_b(const dlv_lora *l, int64_t layer, dlv_lora_module m);
+
+/* The pairs of every (layer, module) for the decoder block
+ * (model/nn/decoder.h, whose module order is LoRA's), with A and B at their
+ * offsets in params: the adapter's floats in l's layout, in device memory
+ * (l->params itself on a host-memory backend). pairs has n_layers *
+ * DLV_LORA_N_MODULES entries; untargeted modules get a NULL a. */
+void dlv_lora_pairs(const dlv_lora *l, const float *params, dlv_lora_pair *pairs);
+/* The same for gradients in the same layout. */
+void dlv_lora_pair_grads(const dlv_lora *l, float *grads, dlv_lora_pair_grad *pairs);
 
 /* Reads adapter_config.json + adapter_model.safetensors from dir for the
  * model's language model. */

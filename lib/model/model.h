@@ -9,6 +9,14 @@
 
 /* The backend the model's weights live on. */
 dlv_backend *dlv_model_backend(const dlv_model *model);
+
+/* The weights as device tensors on that backend, one per table entry. */
+struct dlv_device_weights;
+const struct dlv_device_weights *dlv_model_device_weights(const dlv_model *model);
+/* LLaVA models: the typed weights (zeroed for a CLIPModel); the network
+ * dimensions follow from the config (dlv_llava_dims_of). */
+struct dlv_llava_w;
+const struct dlv_llava_w *dlv_model_llava_w(const dlv_model *model);
 const dlv_llava_config *dlv_model_config(const dlv_model *model);
 const dlv_st_set *dlv_model_checkpoint(const dlv_model *model);
 /* The model directory as given to dlv_model_load. */

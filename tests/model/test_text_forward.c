@@ -343,17 +343,18 @@ static void test_bad_arguments(void **state)
     expect_error(dlv_text_embed_ids(m, be, ids, 3, emb, 3 * (size_t)h - 1),
                  DLV_E_BUFFER_TOO_SMALL, "out holds");
 
-    /* A backend without host memory is refused before any op runs (only its
-     * capabilities and name are read, so a table with no slots suffices). */
+    /* A backend that cannot read the model's weights (another kind of
+     * memory) is refused before any op runs (only its identity is read, so
+     * a table with no slots suffices). */
     const dlv_backend_ops other_ops = {
         .version = DLV_BACKEND_OPS_VERSION, .size = sizeof other_ops, .name = "cuda",
     };
     dlv_backend other = {.ops = &other_ops, .device = 0};
     expect_error(dlv_text_forward(m, &other, emb, lengths, 2, 4, last, 2 * (size_t)h, NULL, 0),
-                 DLV_E_UNSUPPORTED, "host-addressable memory");
+                 DLV_E_INVALID_ARG, "cannot read the model's weights");
     assert_non_null(strstr(dlv_last_error(), "'cuda'"));
-    expect_error(dlv_text_embed_ids(m, &other, ids, 1, emb, (size_t)h), DLV_E_UNSUPPORTED,
-                 "host-addressable memory");
+    expect_error(dlv_text_embed_ids(m, &other, ids, 1, emb, (size_t)h), DLV_E_INVALID_ARG,
+                 "cannot read the model's weights");
     dlv_model_free(m);
 }
 

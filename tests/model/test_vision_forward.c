@@ -251,15 +251,14 @@ static void test_errors(void **state)
     /* Zero images: nothing to do, nothing written, any buffer. */
     assert_int_equal(dlv_vision_features(fx.m, be, NULL, 0, NULL, 0), DLV_OK);
 
-    /* A backend without host memory (a copy of the CPU table under another
-     * name and without the capability: never dispatched to) is refused up
+    /* A backend that cannot read the model's weights (a copy of the CPU
+     * table: another kind of backend, never dispatched to) is refused up
      * front. */
     dlv_backend_ops other_ops = *be->ops;
     other_ops.name = "other";
-    other_ops.caps = 0;
     dlv_backend other = {.ops = &other_ops, .device = 0};
     expect_error(dlv_vision_features(fx.m, &other, fx.pixels, 1, out, per),
-                 DLV_E_UNSUPPORTED, "host-addressable memory");
+                 DLV_E_INVALID_ARG, "cannot read the model's weights");
 
     dlv_backend_destroy(be);
     free(out);

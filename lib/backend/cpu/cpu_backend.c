@@ -133,6 +133,9 @@ static const dlv_backend_ops cpu_ops = {
     .softmax_cross_entropy = dlv_cpu_softmax_cross_entropy,
     .buffer_wrap_host = cpu_buffer_wrap_host,
     .copy = cpu_copy,
+    .adamw_update = dlv_cpu_adamw_update,
+    .sgd_update = dlv_cpu_sgd_update,
+    .sum_squares = dlv_cpu_sum_squares,
 };
 
 dlv_status dlv_cpu_backend_create(const dlv_backend_config *cfg, dlv_backend **out)

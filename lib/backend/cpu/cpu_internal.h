@@ -77,6 +77,10 @@ dlv_status dlv_cpu_swiglu(dlv_backend *be, float *out, const float *gate, const 
 dlv_status dlv_cpu_embedding(dlv_backend *be, float *out, const void *table,
                              dlv_dtype table_dtype, const int32_t *ids, int64_t n_ids,
                              int64_t vocab, int64_t dim);
+dlv_status dlv_cpu_adamw_update(dlv_backend *be, const dlv_adamw_args *args);
+dlv_status dlv_cpu_sgd_update(dlv_backend *be, float *params, const float *grads, int64_t n,
+                              float lr, float weight_decay, float grad_scale);
+dlv_status dlv_cpu_sum_squares(dlv_backend *be, double *out, const float *x, int64_t n);
 dlv_status dlv_cpu_im2col_patches(dlv_backend *be, float *out, const float *pixels, int64_t c,
                                   int64_t h, int64_t w, int64_t patch);
 

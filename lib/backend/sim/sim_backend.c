@@ -371,6 +371,40 @@ static dlv_status sim_softmax_cross_entropy(dlv_backend *be, float *losses, floa
                                                  vocab, dscale);
 }
 
+/* ---- optimizer ops ------------------------------------------------------ */
+
+static dlv_status sim_adamw_update(dlv_backend *be, const dlv_adamw_args *args)
+{
+    dlv_adamw_args a = *args;
+    float *params = a.params, *m = a.m, *v = a.v;
+    const float *grads = a.grads;
+    UNTAG("adamw_update", params);
+    UNTAG("adamw_update", m);
+    UNTAG("adamw_update", v);
+    UNTAG("adamw_update", grads);
+    a.params = params;
+    a.m = m;
+    a.v = v;
+    a.grads = grads;
+    return inner(be)->ops->adamw_update(inner(be), &a);
+}
+
+static dlv_status sim_sgd_update(dlv_backend *be, float *params, const float *grads, int64_t n,
+                                 float lr, float weight_decay, float grad_scale)
+{
+    UNTAG("sgd_update", params);
+    UNTAG("sgd_update", grads);
+    return inner(be)->ops->sgd_update(inner(be), params, grads, n, lr, weight_decay,
+                                      grad_scale);
+}
+
+static dlv_status sim_sum_squares(dlv_backend *be, double *out, const float *x, int64_t n)
+{
+    UNTAG("sum_squares", out);
+    UNTAG("sum_squares", x);
+    return inner(be)->ops->sum_squares(inner(be), out, x, n);
+}
+
 static const dlv_backend_ops sim_ops = {
     .version = DLV_BACKEND_OPS_VERSION,
     .size = sizeof(dlv_backend_ops),
@@ -407,6 +441,9 @@ static const dlv_backend_ops sim_ops = {
     .softmax_cross_entropy = sim_softmax_cross_entropy,
     .buffer_wrap_host = NULL,
     .copy = sim_copy,
+    .adamw_update = sim_adamw_update,
+    .sgd_update = sim_sgd_update,
+    .sum_squares = sim_sum_squares,
 };
 
 dlv_status dlv_sim_backend_create(const dlv_backend_config *cfg, dlv_backend **out)

@@ -1,0 +1,315 @@
+/* The pre-LN encoder layer stack, forward and backward (see encoder.h). */
+#include "model/nn/encoder.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+/* One layer's activations (device): x_in [R, D], h1, q, k, v, a, x2, h2
+ * [R, D], f [R, I] (fc1's output, before the activation). */
+typedef struct acts {
+    float *x_in, *h1, *q, *k, *v, *a, *x2, *h2, *f;
+} acts;
+
+struct dlv_encoder_tape {
+    dlv_encoder_dims d;
+    int64_t n_layers, save_from, n, S, R;
+    int recompute;
+    const uint8_t *key_mask;
+    dlv_buffer store;      /* the saved sets, then the work set and scratch */
+    size_t store_bytes;
+    acts *layers;          /* [n_layers - save_from]: full sets, or x_in only */
+    acts work;             /* recompute: one layer's set but x_in */
+    float *g, *o;          /* scratch: act(f) [R, I], projections' outputs [R, D] */
+};
+
+#define PF(buf) ((float *)dlv_buffer_ptr(&(buf)))
+
+static float *carve(size_t R, size_t D, size_t I, float *p, acts *A, int with_x_in)
+{
+    float **parts[8] = {&A->x_in, &A->h1, &A->q, &A->k, &A->v, &A->a, &A->x2, &A->h2};
+    for (int j = with_x_in ? 0 : 1; j < 8; j++) {
+        *parts[j] = p;
+        p += R * D;
+    }
+    A->f = p;
+    return p + R * I;
+}
+
+void dlv_encoder_tape_free(dlv_encoder_tape *t)
+{
+    if (!t) return;
+    dlv_buffer_free(&t->store);
+    free(t->layers);
+    free(t);
+}
+
+size_t dlv_encoder_tape_bytes(const dlv_encoder_tape *t) { return t ? t->store_bytes : 0; }
+
+/* The store: the saved layers (full sets, or inputs with recompute), a
+ * work set (recompute, or for the unsaved layers below save_from), then
+ * the scratch g [R, I] and o [R, D]. */
+static dlv_status tape_alloc(dlv_backend *be, dlv_encoder_tape *t)
+{
+    const size_t R = (size_t)t->R, D = (size_t)t->d.hidden, I = (size_t)t->d.inter;
+    const size_t n_saved = (size_t)(t->n_layers - t->save_from), set = 8 * R * D + R * I;
+    const int need_work = t->recompute || t->save_from > 0;
+    const size_t floats = (t->recompute ? n_saved * R * D : n_saved * set) +
+                          (need_work ? set - R * D : 0) + R * I + R * D;
+    t->layers = calloc(n_saved ? n_saved : 1, sizeof *t->layers);
+    if (!t->layers) return dlv_error_nomem("encoder tape", n_saved * sizeof *t->layers);
+    t->store_bytes = floats * sizeof(float);
+    dlv_status st = dlv_buffer_alloc(be, t->store_bytes, &t->store);
+    if (st) return dlv_error_prefix(st, "encoder activations");
+    float *p = PF(t->store);
+    for (size_t l = 0; l < n_saved; l++) {
+        if (t->recompute) {
+            t->layers[l].x_in = p;
+            p += R * D;
+        } else {
+            p = carve(R, D, I, p, &t->layers[l], 1);
+        }
+    }
+    if (need_work) p = carve(R, D, I, p, &t->work, 0);
+    t->g = p;
+    t->o = p + R * I;
+    return DLV_OK;
+}
+
+/* The activations of layer l (l >= save_from). */
+static acts layer_acts(const dlv_encoder_tape *t, int64_t l)
+{
+    const acts *saved = &t->layers[l - t->save_from];
+    if (!t->recompute) return *saved;
+    acts A = t->work;
+    A.x_in = saved->x_in;
+    return A;
+}
+
+static dlv_status ln(dlv_backend *be, float *out, const float *in, const dlv_layernorm_w *w,
+                     int64_t rows, const dlv_encoder_dims *d)
+{
+    return dlv_layernorm(be, out, in, dlv_tensor_data(&w->w), dlv_tensor_data(&w->b), w->w.dtype,
+                         rows, d->hidden, d->eps);
+}
+
+/* y = linear(x) over all rows, or per sequence of S rows. */
+static dlv_status lin_fw(dlv_backend *be, const dlv_encoder_tape *t, float *y, const float *x,
+                         const dlv_linear *w)
+{
+    if (!t->d.per_sequence) return dlv_linear_forward(be, y, x, t->R, w, NULL, NULL);
+    const int64_t in = dlv_linear_in(w), out = dlv_linear_out(w);
+    for (int64_t i = 0; i < t->n; i++) {
+        dlv_status st = dlv_linear_forward(be, y + i * t->S * out, x + i * t->S * in, t->S, w,
+                                           NULL, NULL);
+        if (st) return st;
+    }
+    return DLV_OK;
+}
+
+static dlv_attention_args attention_args(const dlv_encoder_tape *t, const acts *A)
+{
+    const dlv_encoder_dims *d = &t->d;
+    const int64_t hd = d->hidden / d->n_heads;
+    dlv_attention_args a = {
+        .struct_size = sizeof a, .out = A->a, .q = A->q, .k = A->k, .v = A->v,
+        .key_mask = t->key_mask, .batch = t->n, .n_q = t->S, .n_kv = t->S,
+        .n_heads = d->n_heads, .n_kv_heads = d->n_heads, .head_dim = hd,
+        .scale = (float)(1.0 / sqrt((double)hd)), .causal = d->causal,
+    };
+    return a;
+}
+
+/* Layer l from A->x_in into A's fields and, with x_out, its output (x_out
+ * may be A->x_in). */
+static dlv_status layer_forward(dlv_backend *be, const dlv_encoder_tape *t,
+                                const dlv_encoder_layer_w *w, const acts *A, float *x_out)
+{
+    const dlv_encoder_dims *d = &t->d;
+    const int64_t R = t->R;
+    dlv_status st;
+    if ((st = ln(be, A->h1, A->x_in, &w->ln1, R, d))) return dlv_error_prefix(st, "layer_norm1");
+    if ((st = lin_fw(be, t, A->q, A->h1, &w->lin[DLV_ENC_Q])) ||
+        (st = lin_fw(be, t, A->k, A->h1, &w->lin[DLV_ENC_K])) ||
+        (st = lin_fw(be, t, A->v, A->h1, &w->lin[DLV_ENC_V])))
+        return dlv_error_prefix(st, "self_attn q/k/v");
+    dlv_attention_args aa = attention_args(t, A);
+    if ((st = dlv_attention(be, &aa))) return dlv_error_prefix(st, "self_attn");
+    if ((st = lin_fw(be, t, t->o, A->a, &w->lin[DLV_ENC_O])))
+        return dlv_error_prefix(st, "out_proj");
+    if ((st = dlv_add(be, A->x2, A->x_in, t->o, DLV_DTYPE_F32, 0, R, d->hidden)))
+        return dlv_error_prefix(st, "attention residual");
+    if ((st = ln(be, A->h2, A->x2, &w->ln2, R, d))) return dlv_error_prefix(st, "layer_norm2");
+    if ((st = lin_fw(be, t, A->f, A->h2, &w->lin[DLV_ENC_FC1])))
+        return dlv_error_prefix(st, "fc1");
+    if (!x_out) return DLV_OK;
+    if ((st = dlv_activation(be, d->act, t->g, A->f, R * d->inter)))
+        return dlv_error_prefix(st, "mlp activation");
+    if ((st = lin_fw(be, t, t->o, t->g, &w->lin[DLV_ENC_FC2]))) return dlv_error_prefix(st, "fc2");
+    if ((st = dlv_add(be, x_out, A->x2, t->o, DLV_DTYPE_F32, 0, R, d->hidden)))
+        return dlv_error_prefix(st, "mlp residual");
+    return DLV_OK;
+}
+
+dlv_status dlv_encoder_forward(dlv_backend *be, const dlv_encoder_dims *d,
+                               const dlv_encoder_layer_w *w, int64_t n_layers, const float *x,
+                               int64_t n, int64_t S, const uint8_t *key_mask, int64_t save_from,
+                               int recompute, dlv_encoder_tape **tape, float *out, float *trace)
+{
+    if (tape) *tape = NULL;
+    if (!be || !d || (n_layers > 0 && !w) || !x || !out || n < 1 || S < 1 || n_layers < 0)
+        return dlv_error(DLV_E_INVALID_ARG, "encoder forward: bad arguments");
+    if (d->n_heads < 1 || d->hidden % d->n_heads)
+        return dlv_error(DLV_E_INVALID_ARG, "encoder forward: hidden %lld is not a multiple of "
+                         "%lld heads", (long long)d->hidden, (long long)d->n_heads);
+    if (n > INT32_MAX / S)
+        return dlv_error(DLV_E_INVALID_ARG, "encoder forward: %lld x %lld rows is too many",
+                         (long long)n, (long long)S);
+    dlv_encoder_tape *t = calloc(1, sizeof *t);
+    if (!t) return dlv_error_nomem("encoder tape", sizeof *t);
+    t->d = *d;
+    t->n_layers = n_layers;
+    /* Without a tape: one recomputed work set serves every layer. */
+    t->save_from = tape ? (save_from < 0 ? 0 : save_from > n_layers ? n_layers : save_from)
+                        : n_layers;
+    t->recompute = recompute || !tape;
+    t->n = n;
+    t->S = S;
+    t->R = n * S;
+    t->key_mask = key_mask;
+    dlv_status st = tape_alloc(be, t);
+    const size_t plane = (size_t)t->R * (size_t)d->hidden, plane_bytes = plane * sizeof(float);
+    if (!st && x != out) st = dlv_copy(be, out, x, plane_bytes);
+    if (!st && trace) st = dlv_copy(be, trace, out, plane_bytes);
+    for (int64_t l = 0; !st && l < n_layers; l++) {
+        acts A;
+        if (l >= t->save_from) {
+            A = layer_acts(t, l);
+            st = dlv_copy(be, A.x_in, out, plane_bytes);
+        } else {
+            /* Not saved: the work set, in place on out. */
+            A = t->work;
+            A.x_in = out;
+        }
+        if (!st) st = layer_forward(be, t, &w[l], &A, out);
+        if (st) st = dlv_error_prefix(st, "layer %lld", (long long)l);
+        if (!st && trace)
+            st = dlv_copy(be, trace + (size_t)(l + 1) * plane, out, plane_bytes);
+    }
+    if (st || !tape) {
+        dlv_encoder_tape_free(t);
+        return st;
+    }
+    *tape = t;
+    return DLV_OK;
+}
+
+/* ---- backward ---------------------------------------------------------- */
+
+typedef struct grads {
+    dlv_buffer buf;
+    float *dx, *dh, *da, *dq, *dk, *dv, *dI1, *dI2;
+} grads;
+
+static dlv_status lin_bw(dlv_backend *be, const dlv_encoder_tape *t, float *dx, float beta,
+                         const float *dy, const float *x, const dlv_linear *w,
+                         const dlv_linear *gw)
+{
+    if (!t->d.per_sequence)
+        return dlv_linear_backward(be, dx, beta, dy, x, t->R, w, gw, NULL, NULL, NULL, NULL);
+    const int64_t in = dlv_linear_in(w), out = dlv_linear_out(w);
+    for (int64_t i = 0; i < t->n; i++) {
+        dlv_status st = dlv_linear_backward(be, dx ? dx + i * t->S * in : NULL, beta,
+                                            dy + i * t->S * out, x + i * t->S * in, t->S, w, gw,
+                                            NULL, NULL, NULL, NULL);
+        if (st) return st;
+    }
+    return DLV_OK;
+}
+
+static dlv_status ln_bw(dlv_backend *be, float *dinp, const float *dout, const float *inp,
+                        const dlv_layernorm_w *w, const dlv_layernorm_w *g, int64_t rows,
+                        const dlv_encoder_dims *d)
+{
+    return dlv_layernorm_backward(be, dinp, g ? dlv_tensor_f32(&g->w) : NULL,
+                                  g ? dlv_tensor_f32(&g->b) : NULL, dout, inp,
+                                  dlv_tensor_data(&w->w), w->w.dtype, rows, d->hidden, d->eps);
+}
+
+/* gr->dx: in, the gradient of the layer's output; out, of its input. */
+static dlv_status layer_backward(dlv_backend *be, const dlv_encoder_tape *t,
+                                 const dlv_encoder_layer_w *w, const dlv_encoder_layer_w *g,
+                                 const acts *A, grads *gr)
+{
+    const dlv_encoder_dims *d = &t->d;
+    const int64_t R = t->R, D = d->hidden, I = d->inter;
+    const size_t RD = (size_t)(R * D) * sizeof(float), RI = (size_t)(R * I) * sizeof(float);
+#define GLIN(m) (g ? &g->lin[m] : NULL)
+    dlv_status st = dlv_activation(be, d->act, t->g, A->f, R * I);
+    if (!st) st = lin_bw(be, t, gr->dI1, 0.0f, gr->dx, t->g, &w->lin[DLV_ENC_FC2], GLIN(DLV_ENC_FC2));
+    if (!st) st = dlv_zero(be, gr->dI2, RI);
+    if (!st) st = dlv_activation_backward(be, d->act, gr->dI2, gr->dI1, A->f, R * I);
+    if (!st) st = lin_bw(be, t, gr->dh, 0.0f, gr->dI2, A->h2, &w->lin[DLV_ENC_FC1], GLIN(DLV_ENC_FC1));
+    if (st) return dlv_error_prefix(st, "mlp");
+    /* x' = x2 + mlp(x2): dx2 = dx' + ln2'(dh); the layernorm backward adds. */
+    if ((st = ln_bw(be, gr->dx, gr->dh, A->x2, &w->ln2, g ? &g->ln2 : NULL, R, d)))
+        return dlv_error_prefix(st, "layer_norm2");
+    if ((st = lin_bw(be, t, gr->da, 0.0f, gr->dx, A->a, &w->lin[DLV_ENC_O], GLIN(DLV_ENC_O))))
+        return dlv_error_prefix(st, "out_proj");
+    if ((st = dlv_zero(be, gr->dq, RD)) || (st = dlv_zero(be, gr->dk, RD)) ||
+        (st = dlv_zero(be, gr->dv, RD)))
+        return st;
+    const dlv_attention_args f = attention_args(t, A);
+    dlv_attention_bw_args ab = {
+        .struct_size = sizeof ab, .dq = gr->dq, .dk = gr->dk, .dv = gr->dv, .dout = gr->da,
+        .q = f.q, .k = f.k, .v = f.v, .key_mask = f.key_mask, .batch = f.batch, .n_q = f.n_q,
+        .n_kv = f.n_kv, .n_heads = f.n_heads, .n_kv_heads = f.n_kv_heads,
+        .head_dim = f.head_dim, .scale = f.scale, .causal = f.causal,
+    };
+    if ((st = dlv_attention_backward(be, &ab))) return dlv_error_prefix(st, "self_attn");
+    if ((st = lin_bw(be, t, gr->dh, 0.0f, gr->dq, A->h1, &w->lin[DLV_ENC_Q], GLIN(DLV_ENC_Q))) ||
+        (st = lin_bw(be, t, gr->dh, 1.0f, gr->dk, A->h1, &w->lin[DLV_ENC_K], GLIN(DLV_ENC_K))) ||
+        (st = lin_bw(be, t, gr->dh, 1.0f, gr->dv, A->h1, &w->lin[DLV_ENC_V], GLIN(DLV_ENC_V))))
+        return dlv_error_prefix(st, "self_attn q/k/v");
+    if ((st = ln_bw(be, gr->dx, gr->dh, A->x_in, &w->ln1, g ? &g->ln1 : NULL, R, d)))
+        return dlv_error_prefix(st, "layer_norm1");
+#undef GLIN
+    return DLV_OK;
+}
+
+dlv_status dlv_encoder_backward(dlv_backend *be, const dlv_encoder_layer_w *w,
+                                const dlv_encoder_layer_w *gw, dlv_encoder_tape *t,
+                                const float *dout, float *dx)
+{
+    if (!be || !t || !dout || (t->n_layers > 0 && !w))
+        return dlv_error(DLV_E_INVALID_ARG, "encoder backward: NULL argument");
+    const size_t R = (size_t)t->R, D = (size_t)t->d.hidden, I = (size_t)t->d.inter;
+    grads gr = {0};
+    const size_t sizes[8] = {R * D, R * D, R * D, R * D, R * D, R * D, R * I, R * I};
+    size_t total = 0;
+    for (int i = 0; i < 8; i++) total += sizes[i];
+    dlv_status st = dlv_buffer_alloc(be, total * sizeof(float), &gr.buf);
+    if (!st) {
+        float *p = PF(gr.buf);
+        float **dst[8] = {&gr.dx, &gr.dh, &gr.da, &gr.dq, &gr.dk, &gr.dv, &gr.dI1, &gr.dI2};
+        for (int i = 0; i < 8; i++) {
+            *dst[i] = p;
+            p += sizes[i];
+        }
+        st = dlv_copy(be, gr.dx, dout, R * D * sizeof(float));
+    }
+    for (int64_t l = t->n_layers - 1; !st && l >= t->save_from; l--) {
+        const acts A = layer_acts(t, l);
+        if (t->recompute && (st = layer_forward(be, t, &w[l], &A, NULL))) {
+            st = dlv_error_prefix(st, "layer %lld (recompute)", (long long)l);
+            break;
+        }
+        if ((st = layer_backward(be, t, &w[l], gw ? &gw[l] : NULL, &A, &gr)))
+            st = dlv_error_prefix(st, "layer %lld (backward)", (long long)l);
+    }
+    if (!st && dx) st = dlv_copy(be, dx, gr.dx, R * D * sizeof(float));
+    dlv_buffer_free(&gr.buf);
+    return st;
+}
