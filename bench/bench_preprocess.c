@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "api/image.h"
+#include "vision/image_source.h"
 #include "core/fs.h"
 #include "model/config.h"
 #include "vision/decode.h"

@@ -4,19 +4,17 @@
 
 #include "api/session.h"
 #include "core/error.h"
-#include "model/clip_model.h"
+#include "model/kind.h"
 #include "model/model.h"
-#include "train/clip_trainer.h"
-#include "train/wview.h"
 #include "train/trainer.h"
 
 DLV_API dlv_status dlv_adapter_load(dlv_session *session, const char *dir)
 {
     if (!session || !dir)
         return dlv_error(DLV_E_INVALID_ARG, "dlv_adapter_load: NULL argument");
-    if (dlv_model_clip(session->model))
-        return dlv_error(DLV_E_UNSUPPORTED, "dlv_adapter_load: %s: adapters apply to LLaVA "
-                         "models, not to a CLIPModel", dir);
+    if (!dlv_model_kind_of(session->model)->has_adapters)
+        return dlv_error(DLV_E_UNSUPPORTED, "dlv_adapter_load: %s: adapters do not apply to a "
+                         "'%s' model", dir, dlv_model_kind_name(session->model));
     dlv_adapter *a = calloc(1, sizeof *a);
     if (!a) return dlv_error_nomem("adapter", sizeof *a);
     dlv_status st = dlv_adapter_read(session->model, dir, a);
@@ -33,6 +31,7 @@ DLV_API dlv_status dlv_adapter_load(dlv_session *session, const char *dir)
      * new trainer). */
     dlv_trainer_free(session->trainer);
     session->trainer = NULL;
+    dlv_session_drop_view(session);
     return DLV_OK;
 }
 
@@ -40,9 +39,10 @@ DLV_API dlv_status dlv_adapter_save(dlv_session *session, const char *dir)
 {
     if (!session || !dir)
         return dlv_error(DLV_E_INVALID_ARG, "dlv_adapter_save: NULL argument");
-    if (dlv_model_clip(session->model))
-        return dlv_error(DLV_E_UNSUPPORTED, "dlv_adapter_save: %s: a CLIPModel has no adapter "
-                         "(dlv_train_save_model writes the trained model)", dir);
+    if (!dlv_model_kind_of(session->model)->has_adapters)
+        return dlv_error(DLV_E_UNSUPPORTED, "dlv_adapter_save: %s: a '%s' model has no adapter "
+                         "(dlv_train_save_model writes the trained model)", dir,
+                         dlv_model_kind_name(session->model));
     const dlv_adapter *a;
     dlv_status st = dlv_session_adapter(session, &a);
     if (!st) st = dlv_adapter_write(session->model, a, dir);
@@ -59,6 +59,7 @@ DLV_API dlv_status dlv_adapter_clear(dlv_session *session)
     }
     dlv_trainer_free(session->trainer);
     session->trainer = NULL;
+    dlv_session_drop_view(session);
     return DLV_OK;
 }
 
@@ -66,19 +67,15 @@ DLV_API dlv_status dlv_session_logit_scale(const dlv_session *session, float *ou
 {
     if (!session || !out)
         return dlv_error(DLV_E_INVALID_ARG, "dlv_session_logit_scale: NULL argument");
-    double ls = session->adapter ? (double)session->adapter->logit_scale : DLV_DEFAULT_LOGIT_SCALE;
-    if (dlv_model_clip(session->model)) {
-        /* A CLIPModel's own learned scale (the trained one while training),
-         * as CLIPModel.forward's logits use it. */
-        const dlv_wview *wv = session->clip_trainer ? dlv_clip_trainer_view(session->clip_trainer)
-                                                    : NULL;
-        const dlv_st_tensor *t =
-            wv ? dlv_wview_get(wv, DLV_PART_PROJECTOR, "logit_scale", NULL)
-               : dlv_weights_get(dlv_model_weights(session->model), DLV_PART_PROJECTOR,
-                                 "logit_scale");
-        float v = 0;
-        if (t && dlv_st_read_f32(t, 0, 1, &v) == DLV_OK) ls = v;
-    }
-    *out = (float)exp(ls);
+    float ls = (float)DLV_DEFAULT_LOGIT_SCALE;
+    dlv_status st = DLV_OK;
+    const dlv_model_kind *kind = dlv_model_kind_of(session->model);
+    /* The trained scale while training; else the adapter's, or a model's
+     * own (a CLIPModel's, as CLIPModel.forward's logits use it). */
+    if (session->trainer) st = dlv_trainer_logit_scale(session->trainer, &ls);
+    else if (kind->has_adapters && session->adapter) ls = session->adapter->logit_scale;
+    else if (kind->model_logit_scale) st = kind->model_logit_scale(session->model, &ls);
+    if (st) return dlv_error_prefix(st, "dlv_session_logit_scale");
+    *out = (float)exp((double)ls);
     return DLV_OK;
 }

@@ -1,6 +1,7 @@
-/* Image sources (constructors validate and copy what the caller gives),
- * their decoding, and the public preprocessing entry points. */
-#include "api/image.h"
+/* Image sources: the public constructors (they validate and copy what the
+ * caller gives) and preprocessing entry points; decoding and the pipeline
+ * are in vision/image_source.c. */
+#include "vision/image_source.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -93,50 +94,6 @@ DLV_API void dlv_image_free(dlv_image *image)
     free(image);
 }
 
-/* Encoded files above this are refused before reading (far above any image
- * within the default pixel limit). */
-#define MAX_FILE_BYTES ((size_t)1 << 31)
-
-/* How messages name a source. */
-static const char *image_label(const dlv_image *image)
-{
-    switch (image->kind) {
-    case DLV_IMAGE_FILE: return image->path;
-    case DLV_IMAGE_MEMORY: return "image in memory";
-    case DLV_IMAGE_RGB: return "RGB image";
-    }
-    return "image";
-}
-
-dlv_status dlv_image_decode(const dlv_image *image, const dlv_decode_opts *opts, dlv_rgb8 *out)
-{
-    out->px = NULL;
-    out->width = out->height = 0;
-    if (!image) return dlv_error(DLV_E_INVALID_ARG, "image is NULL");
-    uint64_t max_pixels = opts ? opts->max_pixels : DLV_DEFAULT_MAX_PIXELS;
-    switch (image->kind) {
-    case DLV_IMAGE_RGB: {
-        dlv_status st = dlv_decode_check_size(image_label(image), "raw", image->width,
-                                              image->height, max_pixels);
-        if (st == DLV_OK) st = dlv_rgb8_alloc(out, image->width, image->height);
-        if (st == DLV_OK) memcpy(out->px, image->bytes, image->n_bytes);
-        return st;
-    }
-    case DLV_IMAGE_MEMORY:
-        return dlv_decode_image(image->bytes, image->n_bytes, image_label(image), opts, out);
-    case DLV_IMAGE_FILE: {
-        char *data = NULL;
-        size_t len = 0;
-        dlv_status st = dlv_read_file(image->path, MAX_FILE_BYTES, &data, &len);
-        if (st != DLV_OK) return st;
-        st = dlv_decode_image((const unsigned char *)data, len, image->path, opts, out);
-        free(data);
-        return st;
-    }
-    }
-    return dlv_error(DLV_E_INVALID_ARG, "image: unknown source kind %d", (int)image->kind);
-}
-
 /* ---- Preprocessing ---- */
 
 struct dlv_preprocess_options {
@@ -223,25 +180,7 @@ DLV_API dlv_status dlv_preprocess_image(const dlv_model *model, const dlv_image 
     const dlv_preproc_config *cfg;
     dlv_status st = model_preproc(model, fn, &cfg);
     if (st != DLV_OK) return st;
-    uint32_t h, w;
-    if ((st = dlv_preprocess_fixed_size(cfg, &h, &w)) != DLV_OK)
-        return dlv_error_prefix(st, "%s", fn);
-    size_t need = (size_t)3 * h * w;
-    if (out_len < need)
-        return dlv_error(DLV_E_BUFFER_TOO_SMALL, "%s: out holds %zu floats, [3, %u, %u] needs %zu",
-                         fn, out_len, (unsigned)h, (unsigned)w, need);
-    dlv_decode_opts dopts = {opts->max_pixels, opts->exif_rotate};
-    dlv_rgb8 rgb = {NULL, 0, 0}, pix = {NULL, 0, 0};
-    st = dlv_image_decode(image, &dopts, &rgb);
-    if (st == DLV_OK) {
-        st = dlv_preprocess_rgb8(cfg, &rgb, opts->pad_square, opts->max_pixels, &pix);
-        if (st != DLV_OK) st = dlv_error_prefix(st, "%s", image_label(image));
-    }
-    dlv_rgb8_free(&rgb);
-    if (st == DLV_OK && (pix.height != h || pix.width != w))
-        st = dlv_error(DLV_E_UNSUPPORTED, "%s: the pipeline gave %ux%u, not the configured %ux%u",
-                       fn, (unsigned)pix.width, (unsigned)pix.height, (unsigned)w, (unsigned)h);
-    if (st == DLV_OK) st = dlv_preprocess_to_float(cfg, &pix, out, out_len);
-    dlv_rgb8_free(&pix);
-    return st;
+    const dlv_pixel_opts po = {opts->pad_square, opts->exif_rotate, opts->max_pixels};
+    st = dlv_image_to_pixels(cfg, image, &po, out, out_len);
+    return st ? dlv_error_prefix(st, "%s", fn) : DLV_OK;
 }

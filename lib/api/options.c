@@ -34,10 +34,11 @@ DLV_API dlv_status dlv_model_options_set_backend(dlv_model_options *opts, const 
 {
     if (!opts || !name)
         return dlv_error(DLV_E_INVALID_ARG, "dlv_model_options_set_backend: NULL argument");
-    if (strcmp(name, "cpu") != 0 && strcmp(name, "cuda") != 0 && strcmp(name, "auto") != 0)
+    if (strcmp(name, "cpu") != 0 && strcmp(name, "cuda") != 0 && strcmp(name, "sim") != 0 &&
+        strcmp(name, "auto") != 0)
         return dlv_error(DLV_E_INVALID_ARG,
                          "dlv_model_options_set_backend: unknown backend '%s' "
-                         "(expected cpu, cuda or auto)", name);
+                         "(expected cpu, cuda, sim or auto)", name);
     strcpy(opts->backend, name);
     return DLV_OK;
 }

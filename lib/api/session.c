@@ -5,8 +5,8 @@
 #include <stdlib.h>
 
 #include "core/error.h"
+#include "model/kind.h"
 #include "model/model.h"
-#include "train/clip_trainer.h"
 #include "train/trainer.h"
 
 DLV_API dlv_status dlv_session_new(dlv_model *model, const dlv_session_options *opts,
@@ -41,7 +41,7 @@ DLV_API void dlv_session_free(dlv_session *session)
 {
     if (!session) return;
     dlv_trainer_free(session->trainer);
-    dlv_clip_trainer_free(session->clip_trainer);
+    dlv_session_drop_view(session);
     if (session->adapter) dlv_adapter_release(session->adapter);
     if (session->defaults) dlv_adapter_release(session->defaults);
     free(session->adapter);
@@ -73,6 +73,14 @@ size_t dlv_session_embed_dim(const dlv_session *s)
 
 dlv_status dlv_session_adapter(dlv_session *s, const dlv_adapter **out)
 {
+    if (s->trainer && dlv_model_kind_of(s->model)->has_adapters) {
+        if (!s->adapter) {
+            s->adapter = calloc(1, sizeof *s->adapter);
+            if (!s->adapter) return dlv_error_nomem("adapter", sizeof *s->adapter);
+        }
+        dlv_status st = dlv_trainer_export(s->trainer, s->adapter);
+        if (st) return st;
+    }
     if (s->adapter) {
         *out = s->adapter;
         return DLV_OK;
@@ -88,5 +96,28 @@ dlv_status dlv_session_adapter(dlv_session *s, const dlv_adapter **out)
         s->defaults = a;
     }
     *out = s->defaults;
+    return DLV_OK;
+}
+
+void dlv_session_drop_view(dlv_session *s)
+{
+    if (s->view) dlv_model_kind_of(s->model)->view_free(s->view);
+    s->view = NULL;
+}
+
+dlv_status dlv_session_view(dlv_session *s, const void **out)
+{
+    if (s->trainer) {
+        *out = dlv_trainer_encode_view(s->trainer);
+        return DLV_OK;
+    }
+    const dlv_model_kind *kind = dlv_model_kind_of(s->model);
+    if (!s->view) {
+        const dlv_adapter *a = NULL;
+        dlv_status st = kind->has_adapters ? dlv_session_adapter(s, &a) : DLV_OK;
+        if (!st) st = kind->view_new(s->model, s->backend, a, &s->view);
+        if (st) return st;
+    }
+    *out = s->view;
     return DLV_OK;
 }

@@ -14,18 +14,27 @@ struct dlv_session {
     dlv_session_options opts;
     atomic_int cancel_requested;
     uint64_t step;              /* optimizer steps done */
-    dlv_adapter *adapter;       /* loaded by dlv_adapter_load; NULL: none */
+    dlv_adapter *adapter;       /* loaded by dlv_adapter_load (or exported from the
+                                 * trainer); NULL: none */
     dlv_adapter *defaults;      /* the model's default prompts, made on first use */
     struct dlv_trainer *trainer; /* after dlv_train_begin; NULL otherwise */
-    /* CLIPModel sessions train with their own trainer (train/clip_trainer.h)
-     * instead of `trainer`; NULL otherwise. */
-    struct dlv_clip_trainer *clip_trainer;
+    /* The model kind's encode view of the session's adapter (model/kind.h),
+     * made on first use; dlv_session_drop_view discards it when the
+     * adapter changes. A training session encodes with the trainer's. */
+    void *view;
 };
 
-/* The adapter encoding uses: the loaded one, else the model's defaults
- * (made on first use; DLV_E_UNSUPPORTED when the model has no tokenizer to
- * tokenize its default prompts). */
+/* The session's adapter: the trainer's current state when training (it is
+ * downloaded into s->adapter), else the loaded one, else the model's
+ * defaults (made on first use; DLV_E_UNSUPPORTED when the model has no
+ * tokenizer to tokenize its default prompts). */
 dlv_status dlv_session_adapter(dlv_session *s, const dlv_adapter **out);
+
+/* What the model kind's encoders read now (the trainer's view, or the view
+ * of the session's adapter, made on first use). */
+dlv_status dlv_session_view(dlv_session *s, const void **out);
+/* Forgets the encode view (after the adapter changed). */
+void dlv_session_drop_view(dlv_session *s);
 
 /* DLV_E_CANCELLED (and clears the request) if dlv_session_cancel was called;
  * long loops call this between units of work. */

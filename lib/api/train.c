@@ -5,9 +5,8 @@
 #include "api/session.h"
 #include "api/train_options.h"
 #include "core/error.h"
-#include "model/clip_model.h"
+#include "model/kind.h"
 #include "model/model.h"
-#include "train/clip_trainer.h"
 #include "train/trainer.h"
 
 typedef struct batch_item {
@@ -64,18 +63,8 @@ DLV_API dlv_status dlv_batch_add(dlv_batch *batch, const dlv_image *image, const
     return DLV_OK;
 }
 
-/* After begin, a step or a checkpoint load: the session's adapter is the trainer's
- * state, so encoding and dlv_adapter_save see it. */
-static dlv_status sync_adapter(dlv_session *s)
-{
-    if (!s->adapter) {
-        s->adapter = calloc(1, sizeof *s->adapter);
-        if (!s->adapter) return dlv_error_nomem("adapter", sizeof *s->adapter);
-    }
-    return dlv_trainer_export(s->trainer, s->adapter);
-}
-
-/* The session's trainer: training starts from its adapter. */
+/* The session's trainer: training starts from its adapter (kinds with
+ * adapters) or from the model's own weights. */
 DLV_API dlv_status dlv_train_begin(dlv_session *session, const dlv_train_options *opts)
 {
     if (!session) return dlv_error(DLV_E_INVALID_ARG, "dlv_train_begin: session is NULL");
@@ -86,25 +75,15 @@ DLV_API dlv_status dlv_train_begin(dlv_session *session, const dlv_train_options
         return dlv_error(DLV_E_INVALID_ARG, "dlv_train_begin: the cosine schedule needs "
                          "total_steps (%lld) > warmup (%lld)", (long long)cfg.optim.total_steps,
                          (long long)cfg.optim.warmup);
-    if (dlv_model_clip(session->model)) { /* CLIPModel: train/clip_trainer.c */
-        dlv_clip_trainer *ct = NULL;
-        dlv_status cst = dlv_clip_trainer_new(session->model, session->backend, &cfg, &ct);
-        if (cst) return dlv_error_prefix(cst, "dlv_train_begin");
-        dlv_clip_trainer_free(session->clip_trainer);
-        session->clip_trainer = ct;
-        return DLV_OK;
-    }
-    const dlv_adapter *a;
-    dlv_status st = dlv_session_adapter(session, &a);
+    const dlv_adapter *a = NULL;
+    dlv_status st = dlv_model_kind_of(session->model)->has_adapters
+                        ? dlv_session_adapter(session, &a) : DLV_OK;
     dlv_trainer *t = NULL;
     if (!st) st = dlv_trainer_new(session->model, session->backend, &cfg, a, &t);
     if (st) return dlv_error_prefix(st, "dlv_train_begin");
     dlv_trainer_free(session->trainer);
     session->trainer = t;
-    /* The new state (soft prompts, a new LoRA) is the session's adapter now:
-     * dlv_adapter_save right after begin writes it. */
-    st = sync_adapter(session);
-    return st ? dlv_error_prefix(st, "dlv_train_begin") : DLV_OK;
+    return DLV_OK;
 }
 
 DLV_API dlv_status dlv_train_step(dlv_session *session, const dlv_batch *batch,
@@ -118,9 +97,7 @@ DLV_API dlv_status dlv_train_step(dlv_session *session, const dlv_batch *batch,
                          "DLV_TRAIN_STATS_INIT", stats->struct_size);
     if (batch->n == 0) return dlv_error(DLV_E_INVALID_ARG, "dlv_train_step: the batch is empty");
     dlv_status st;
-    const int clip = dlv_model_clip(session->model) != NULL; /* CLIPModel: own trainer */
-    if (!(clip ? (void *)session->clip_trainer : (void *)session->trainer) &&
-        (st = dlv_train_begin(session, NULL)))
+    if (!session->trainer && (st = dlv_train_begin(session, NULL)))
         return dlv_error_prefix(st, "dlv_train_step");
     if ((st = dlv_session_check_cancel(session, "dlv_train_step"))) return st;
     dlv_train_example *ex = malloc(batch->n * sizeof *ex);
@@ -128,14 +105,8 @@ DLV_API dlv_status dlv_train_step(dlv_session *session, const dlv_batch *batch,
     for (size_t i = 0; i < batch->n; i++)
         ex[i] = (dlv_train_example){batch->items[i].image, batch->items[i].caption,
                                     batch->items[i].long_caption};
-    if (clip) {
-        st = dlv_clip_trainer_step(session->clip_trainer, session->backend, ex, batch->n, stats);
-        free(ex);
-        return st ? dlv_error_prefix(st, "dlv_train_step") : DLV_OK;
-    }
-    st = dlv_trainer_step(session->trainer, session->backend, ex, batch->n, stats);
+    st = dlv_trainer_step(session->trainer, ex, batch->n, stats);
     free(ex);
-    if (!st) st = sync_adapter(session);
     return st ? dlv_error_prefix(st, "dlv_train_step") : DLV_OK;
 }
 
@@ -143,9 +114,6 @@ DLV_API dlv_status dlv_train_checkpoint_save(dlv_session *session, const char *d
 {
     if (!session || !dir)
         return dlv_error(DLV_E_INVALID_ARG, "dlv_train_checkpoint_save: NULL argument");
-    if (dlv_model_clip(session->model))
-        return dlv_error(DLV_E_UNSUPPORTED, "dlv_train_checkpoint_save: not supported for a "
-                         "CLIPModel yet (dlv_train_save_model writes the trained model)");
     dlv_status st;
     if (!session->trainer && (st = dlv_train_begin(session, NULL)))
         return dlv_error_prefix(st, "dlv_train_checkpoint_save");
@@ -157,16 +125,12 @@ DLV_API dlv_status dlv_train_checkpoint_load(dlv_session *session, const char *d
 {
     if (!session || !dir)
         return dlv_error(DLV_E_INVALID_ARG, "dlv_train_checkpoint_load: NULL argument");
-    if (dlv_model_clip(session->model))
-        return dlv_error(DLV_E_UNSUPPORTED, "dlv_train_checkpoint_load: not supported for a "
-                         "CLIPModel yet");
     dlv_trainer *t = NULL;
     dlv_status st = dlv_trainer_load(session->model, session->backend, dir, &t);
     if (st) return dlv_error_prefix(st, "dlv_train_checkpoint_load");
     dlv_trainer_free(session->trainer);
     session->trainer = t;
-    st = sync_adapter(session);
-    return st ? dlv_error_prefix(st, "dlv_train_checkpoint_load") : DLV_OK;
+    return DLV_OK;
 }
 
 DLV_API dlv_status dlv_train_save_model(dlv_session *session, const char *dir, const char *dtype)
@@ -174,12 +138,6 @@ DLV_API dlv_status dlv_train_save_model(dlv_session *session, const char *dir, c
     if (!session || !dir)
         return dlv_error(DLV_E_INVALID_ARG, "dlv_train_save_model: NULL argument");
     dlv_status st;
-    if (dlv_model_clip(session->model)) { /* CLIPModel: a CLIPModel directory */
-        if (!session->clip_trainer && (st = dlv_train_begin(session, NULL)))
-            return dlv_error_prefix(st, "dlv_train_save_model");
-        st = dlv_clip_trainer_save_model(session->clip_trainer, dir, dtype);
-        return st ? dlv_error_prefix(st, "dlv_train_save_model") : DLV_OK;
-    }
     if (!session->trainer && (st = dlv_train_begin(session, NULL)))
         return dlv_error_prefix(st, "dlv_train_save_model");
     st = dlv_trainer_save_model(session->trainer, dir, dtype);

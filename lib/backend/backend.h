@@ -317,6 +317,9 @@ dlv_status dlv_buffer_copy(dlv_buffer *dst, size_t dst_offset, const dlv_buffer 
  * bytes at dst. */
 dlv_status dlv_copy(dlv_backend *be, void *dst, const void *src, size_t size);
 dlv_status dlv_zero(dlv_backend *be, void *dst, size_t size);
+/* Uploads / downloads size bytes to / from a device address of be. */
+dlv_status dlv_copy_to_device(dlv_backend *be, void *dst, const void *host, size_t size);
+dlv_status dlv_copy_to_host(dlv_backend *be, void *host, const void *src, size_t size);
 /* The device address of buf (NULL for NULL or an unallocated buffer). */
 void *dlv_buffer_ptr(const dlv_buffer *buf);
 /* args->struct_size must be sizeof(dlv_matmul_args). */

@@ -165,3 +165,21 @@ dlv_status dlv_zero(dlv_backend *be, void *dst, size_t size)
     dlv_buffer d = view_at(be, dst, size);
     return dlv_buffer_zero(&d, 0, size);
 }
+
+dlv_status dlv_copy_to_device(dlv_backend *be, void *dst, const void *host, size_t size)
+{
+    if (!be) return dlv_error(DLV_E_INVALID_ARG, "dlv_copy_to_device: backend is NULL");
+    if (size == 0) return DLV_OK;
+    if (!dst) return dlv_error(DLV_E_INVALID_ARG, "dlv_copy_to_device: NULL address");
+    dlv_buffer d = view_at(be, dst, size);
+    return dlv_buffer_upload(&d, 0, host, size);
+}
+
+dlv_status dlv_copy_to_host(dlv_backend *be, void *host, const void *src, size_t size)
+{
+    if (!be) return dlv_error(DLV_E_INVALID_ARG, "dlv_copy_to_host: backend is NULL");
+    if (size == 0) return DLV_OK;
+    if (!src) return dlv_error(DLV_E_INVALID_ARG, "dlv_copy_to_host: NULL address");
+    const dlv_buffer s = view_at(be, src, size);
+    return dlv_buffer_download(host, &s, 0, size);
+}

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "disclvlm.h"
+#include "vision/preproc_config.h" /* the image processor's part of a model directory */
 
 typedef enum dlv_vision_kind { DLV_VISION_CLIP = 0, DLV_VISION_SIGLIP } dlv_vision_kind;
 typedef enum dlv_text_kind { DLV_TEXT_LLAMA = 0, DLV_TEXT_MISTRAL, DLV_TEXT_QWEN2 } dlv_text_kind;
@@ -80,32 +81,5 @@ dlv_status dlv_llava_config_parse(const char *json, size_t len, const char *labe
 const char *dlv_vision_kind_name(dlv_vision_kind k);  /* "clip_vision_model" */
 const char *dlv_text_kind_name(dlv_text_kind k);      /* "llama" */
 const char *dlv_act_name(dlv_act a);
-
-typedef enum dlv_resample {
-    DLV_RESAMPLE_NEAREST = 0, DLV_RESAMPLE_LANCZOS = 1, DLV_RESAMPLE_BILINEAR = 2,
-    DLV_RESAMPLE_BICUBIC = 3, DLV_RESAMPLE_BOX = 4, DLV_RESAMPLE_HAMMING = 5
-} dlv_resample;   /* PIL's numbering, as preprocessor configs store it */
-
-typedef struct dlv_preproc_config {
-    char processor_class[64];    /* image_processor_type, e.g. CLIPImageProcessor */
-    int do_resize;
-    int64_t shortest_edge;       /* size.shortest_edge, -1 if size is h x w */
-    int64_t size_height, size_width;
-    dlv_resample resample;
-    int do_center_crop;
-    int64_t crop_height, crop_width;
-    int do_rescale;
-    double rescale_factor;
-    int do_normalize;
-    double image_mean[3];
-    double image_std[3];
-    int do_convert_rgb;
-} dlv_preproc_config;
-
-/* Parses preprocessor_config.json; defaults follow CLIPImageProcessor or
- * SiglipImageProcessor by image_processor_type. */
-dlv_status dlv_preproc_config_load(const char *path, dlv_preproc_config *out);
-dlv_status dlv_preproc_config_parse(const char *json, size_t len, const char *label,
-                                    dlv_preproc_config *out);
 
 #endif

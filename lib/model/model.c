@@ -9,8 +9,10 @@
 #include "api/options.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "model/clip.h"
 #include "model/clip_model.h"
 #include "model/device_weights.h"
+#include "model/kind.h"
 #include "model/llava_weights.h"
 #include "text/tokenizer.h"
 
@@ -25,7 +27,9 @@ struct dlv_model {
     /* The weights on the backend, and LLaVA's typed view of them (bound
      * once here: no forward looks a weight up by name). */
     dlv_device_weights dweights;
-    dlv_llava_w llava_w;
+    const dlv_model_kind *kind;
+    dlv_llava_w llava_w;      /* LLaVA models */
+    dlv_clip_w clip_w;        /* CLIPModel directories */
     dlv_tokenizer *tokenizer; /* NULL when the directory has none */
     /* CLIPModel directories (model/clip_model.h): their config; `config`
      * then holds a LLaVA-shaped view of it. NULL for LLaVA. */
@@ -37,6 +41,7 @@ DLV_API void dlv_model_free(dlv_model *model)
     if (!model) return;
     dlv_tokenizer_destroy(model->tokenizer);
     dlv_llava_w_free(&model->llava_w);
+    dlv_clip_w_free(&model->clip_w);
     dlv_device_weights_free(&model->dweights);
     dlv_backend_destroy(model->backend);
     dlv_weights_free(&model->weights);
@@ -127,8 +132,10 @@ DLV_API dlv_status dlv_model_load(const char *dir, const dlv_model_options *opts
         st = dlv_backend_create(opts->backend, &cfg, &m->backend);
     }
     if (st == DLV_OK) st = dlv_device_weights_create(m->backend, &m->weights, dir, &m->dweights);
-    if (st == DLV_OK && !m->clip) {
-        st = dlv_llava_w_bind(&m->config, &m->weights, m->dweights.t, &m->llava_w);
+    if (st == DLV_OK) {
+        m->kind = m->clip ? &dlv_model_kind_clip : &dlv_model_kind_llava;
+        st = m->clip ? dlv_clip_w_bind(m->clip, &m->weights, m->dweights.t, &m->clip_w)
+                     : dlv_llava_w_bind(&m->config, &m->weights, m->dweights.t, &m->llava_w);
     }
     if (st != DLV_OK) {
         dlv_model_free(m);
@@ -154,6 +161,9 @@ const dlv_clip_config *dlv_model_clip(const dlv_model *model)
 dlv_backend *dlv_model_backend(const dlv_model *model) { return model ? model->backend : NULL; }
 const dlv_device_weights *dlv_model_device_weights(const dlv_model *m) { return &m->dweights; }
 const dlv_llava_w *dlv_model_llava_w(const dlv_model *m) { return &m->llava_w; }
+const dlv_clip_w *dlv_model_clip_w(const dlv_model *m) { return &m->clip_w; }
+const dlv_model_kind *dlv_model_kind_of(const dlv_model *m) { return m->kind; }
+const char *dlv_model_kind_name(const dlv_model *m) { return m->kind ? m->kind->name : "?"; }
 
 
 const dlv_llava_config *dlv_model_config(const dlv_model *model)

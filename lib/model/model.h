@@ -17,6 +17,8 @@ const struct dlv_device_weights *dlv_model_device_weights(const dlv_model *model
  * dimensions follow from the config (dlv_llava_dims_of). */
 struct dlv_llava_w;
 const struct dlv_llava_w *dlv_model_llava_w(const dlv_model *model);
+/* The model kind's name: "llava" or "clip" (model/kind.h). */
+const char *dlv_model_kind_name(const dlv_model *model);
 const dlv_llava_config *dlv_model_config(const dlv_model *model);
 const dlv_st_set *dlv_model_checkpoint(const dlv_model *model);
 /* The model directory as given to dlv_model_load. */

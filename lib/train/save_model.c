@@ -61,7 +61,7 @@ static void *convert_from_f32(const float *src, size_t n, dlv_dtype dt)
     return b;
 }
 
-dlv_status dlv_save_model_dir(const dlv_model *m, const dlv_wview *wv,
+dlv_status dlv_save_model_dir(const dlv_model *m, const dlv_tensor *trained_t,
                               const char *const *model_files, const char *dir, const char *dtype)
 {
     dlv_dtype force = DLV_DTYPE_F32;
@@ -82,28 +82,25 @@ dlv_status dlv_save_model_dir(const dlv_model *m, const dlv_wview *wv,
     if (!e || !owned) st = dlv_error_nomem("tensor table", n * 64);
     for (size_t i = 0; i < n && !st; i++) {
         const dlv_st_tensor *ten = dlv_st_set_at(ck, i);
-        const float *trained = NULL;
-        for (size_t w = 0; wv && wv->value && w < wv->weights->n && !trained; w++)
-            if (wv->weights->items[w].tensor == ten && wv->value[w])
-                trained = wv->value[w]->data;
+        /* A trained weight: its f32 copy on the device. */
+        const dlv_tensor *trained = NULL;
+        const dlv_weights *table = dlv_model_weights(m);
+        for (size_t w = 0; trained_t && w < table->n && !trained; w++)
+            if (table->items[w].tensor == ten && dlv_tensor_present(&trained_t[w]))
+                trained = &trained_t[w];
         dlv_dtype out_dt = torch_dtype && dlv_dtype_is_float(ten->dtype) ? force : ten->dtype;
         e[i] = (dlv_st_write_entry){ten->name, out_dt, ten->ndim, ten->shape, ten->data};
         if (trained || out_dt != ten->dtype) {
-            float *widened = NULL;
-            const float *src = trained;
-            if (!src) {
-                widened = malloc((size_t)ten->n_elements * sizeof *widened + 1);
-                if (!widened || (st = dlv_st_read_f32(ten, 0, ten->n_elements, widened))) {
-                    if (!st) st = dlv_error_nomem(ten->name, (size_t)ten->n_elements * 4);
-                    free(widened);
-                    break;
-                }
-                src = widened;
+            float *widened = malloc((size_t)ten->n_elements * sizeof *widened + 1);
+            if (!widened) st = dlv_error_nomem(ten->name, (size_t)ten->n_elements * 4);
+            else if (trained) st = dlv_tensor_download(widened, trained);
+            else st = dlv_st_read_f32(ten, 0, ten->n_elements, widened);
+            if (!st) {
+                owned[i] = convert_from_f32(widened, (size_t)ten->n_elements, out_dt);
+                if (!owned[i]) st = dlv_error_nomem(ten->name, (size_t)ten->n_elements * 4);
+                e[i].data = owned[i];
             }
-            owned[i] = convert_from_f32(src, (size_t)ten->n_elements, out_dt);
             free(widened);
-            if (!owned[i]) st = dlv_error_nomem(ten->name, (size_t)ten->n_elements * 4);
-            e[i].data = owned[i];
         }
     }
     if (!st) st = dlv_dir_save_begin(dir, model_files, &tmp);

@@ -2,7 +2,8 @@
  * model directory: the model directory's config, preprocessor and tokenizer
  * files among model_files copied (config.json with torch_dtype set when a
  * dtype is forced), and model.safetensors with every checkpoint tensor, the
- * ones wv replaces (wv->value) from their trained f32 copies. dtype NULL or
+ * trained ones (trained[i] present for weight-table entry i; NULL: none)
+ * downloaded from their f32 device copies. dtype NULL or
  * "" keeps each tensor's checkpoint dtype; "f32", "bf16" or "f16" converts
  * every float tensor. model_files (NULL-terminated, "model.safetensors"
  * included) is also what an existing dir may hold; the directory is
@@ -10,10 +11,10 @@
 #ifndef DLV_TRAIN_SAVE_MODEL_H
 #define DLV_TRAIN_SAVE_MODEL_H
 
+#include "backend/tensor.h"
 #include "disclvlm.h"
-#include "train/wview.h"
 
-dlv_status dlv_save_model_dir(const dlv_model *m, const dlv_wview *wv,
+dlv_status dlv_save_model_dir(const dlv_model *m, const dlv_tensor *trained,
                               const char *const *model_files, const char *dir, const char *dtype);
 
 #endif

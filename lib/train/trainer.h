@@ -1,11 +1,16 @@
-/* Training state and the training step (docs/training.md). The trainable
- * set's parameters, gradients and Adam moments each live in one flat f32
- * buffer laid out as
- *   [image_prompt | text_prompt | logit_scale | LoRA (dlv_lora layout)]
- * and the step is GradCache-style: (1) embed the whole batch without
- * gradients, (2) take the contrastive loss and its gradient with respect to
- * the embeddings, (3) re-run micro-batches with gradients (the next-token
- * loss rides on the image sequences' forward), (4) clip and update. */
+/* The trainer core (docs/training.md): one for every model kind
+ * (train/kind.h). The trainable set lives in flat device buffers
+ * (parameters, gradients, Adam moments) laid out by the kind; a step is
+ * GradCache-style:
+ *   (1) the L2-normalised embeddings of the whole batch, both sides, without
+ *       tapes, in micro-batches;
+ *   (2) the contrastive loss and its gradient w.r.t. those embeddings, on
+ *       the host (the only data that comes back: n x dim floats per side);
+ *   (3) micro-batches again with tapes, back-propagating that gradient (and
+ *       the kind's own losses: LLaVA's next-token loss);
+ *   (4) the gradient norm, clipping and the optimizer update as backend ops.
+ * Per step only inputs go to the device and only scalars and the
+ * embeddings come back. */
 #ifndef DLV_TRAIN_TRAINER_H
 #define DLV_TRAIN_TRAINER_H
 
@@ -13,6 +18,7 @@
 #include <stdint.h>
 
 #include "backend/backend.h"
+#include "backend/tensor.h"
 #include "disclvlm.h"
 #include "model/adapter.h"
 #include "train/optim.h"
@@ -52,42 +58,44 @@ typedef struct dlv_train_example {
 
 typedef struct dlv_trainer dlv_trainer;
 
-/* A trainer for model m starting from adapter `from` (its prompts, soft
- * prompts, logit scale and LoRA; missing parts are initialised: soft
- * prompts = the instruction's token embeddings, LoRA A as PEFT (uniform in
- * +-1/sqrt(in)) from the seed, B = 0). */
+/* A trainer for model m (its kind picked from the model) computing on be,
+ * starting from adapter `from` (kinds with adapters; may be NULL: the
+ * model's defaults). */
 dlv_status dlv_trainer_new(const dlv_model *m, dlv_backend *be, const dlv_train_config *cfg,
                            const dlv_adapter *from, dlv_trainer **out);
 void dlv_trainer_free(dlv_trainer *t);
 
 /* One optimizer step on n examples. stats fields as dlv_train_stats. */
-dlv_status dlv_trainer_step(dlv_trainer *t, dlv_backend *be, const dlv_train_example *ex,
-                            size_t n, dlv_train_stats *stats);
-
-/* The trainer's current adapter, written into *out (replacing it). */
-dlv_status dlv_trainer_export(const dlv_trainer *t, dlv_adapter *out);
-
-/* Checkpoints: the adapter files plus train_state.safetensors (moments,
- * step, RNG state, config), each file atomic. */
-dlv_status dlv_trainer_save(const dlv_trainer *t, const char *dir);
-/* Restores a trainer saved by dlv_trainer_save (its config replaces cfg's
- * optimizer state fields; the result continues bit-identically). */
-dlv_status dlv_trainer_load(const dlv_model *m, dlv_backend *be, const char *dir,
-                            dlv_trainer **out);
+dlv_status dlv_trainer_step(dlv_trainer *t, const dlv_train_example *ex, size_t n,
+                            dlv_train_stats *stats);
 
 int64_t dlv_trainer_steps(const dlv_trainer *t);
 
-/* The trainer's view of the model's weights when it trains some of them
- * (projector, llm or vision sets): every forward (encoding included) must
- * read the weights through it. NULL when only adapters are trained. */
-struct dlv_wview;
+/* The logit scale being trained (log of 1/temperature). */
+dlv_status dlv_trainer_logit_scale(dlv_trainer *t, float *out);
 
-/* Writes a Hugging Face model directory: the model's config, preprocessor
- * and tokenizer files, and model.safetensors with every checkpoint tensor,
- * the trained ones from the trainer. dtype NULL keeps each tensor's dtype;
- * "f32", "bf16" or "f16" converts every float tensor (and sets
- * torch_dtype in config.json). Atomic as a directory. */
-dlv_status dlv_trainer_save_model(const dlv_trainer *t, const char *dir, const char *dtype);
-const struct dlv_wview *dlv_trainer_view(const dlv_trainer *t);
+/* The trainer's current adapter (downloaded), written into *out
+ * (replacing it); DLV_E_UNSUPPORTED for kinds without adapters. */
+dlv_status dlv_trainer_export(dlv_trainer *t, dlv_adapter *out);
+
+/* Checkpoints: the kind's files (LLaVA: the adapter) plus
+ * train_state.safetensors (parameters, Adam moments, step, RNG state,
+ * config), the directory replaced atomically. */
+dlv_status dlv_trainer_save(dlv_trainer *t, const char *dir);
+/* Restores a trainer saved by dlv_trainer_save; the following steps are
+ * bit-identical to the uninterrupted run's. */
+dlv_status dlv_trainer_load(const dlv_model *m, dlv_backend *be, const char *dir,
+                            dlv_trainer **out);
+
+/* A Hugging Face model directory with the trained weights (dtype NULL:
+ * each tensor's own; "f32", "bf16", "f16"). */
+dlv_status dlv_trainer_save_model(dlv_trainer *t, const char *dir, const char *dtype);
+
+/* What encoding on a training session reads: the weights as they are being
+ * trained, one tensor per weight-table entry (the model's own where not
+ * trained), and for LLaVA the adapter's device state (model/llava.h's
+ * dlv_llava_params). */
+const dlv_tensor *dlv_trainer_tensors(const dlv_trainer *t);
+const void *dlv_trainer_encode_view(const dlv_trainer *t);
 
 #endif

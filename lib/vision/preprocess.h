@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-#include "model/config.h"
+#include "vision/preproc_config.h"
 #include "vision/decode.h"
 
 /* The output size (height, width) the config gives for an input of

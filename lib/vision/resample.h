@@ -6,7 +6,7 @@
 #ifndef DLV_VISION_RESAMPLE_H
 #define DLV_VISION_RESAMPLE_H
 
-#include "model/config.h"
+#include "vision/preproc_config.h"
 #include "vision/decode.h"
 
 /* Resizes in to out_w x out_h into *out (allocated here). Nearest is

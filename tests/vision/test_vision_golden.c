@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "api/image.h"
+#include "vision/image_source.h"
 #include "core/fs.h"
 #include "model/config.h"
 #include "core/sha256.h"

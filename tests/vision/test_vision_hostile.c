@@ -12,7 +12,7 @@
 #include <cmocka.h>
 #include <zlib.h>
 
-#include "api/image.h"
+#include "vision/image_source.h"
 #include "core/fs.h"
 #include "model/config.h"
 #include "vision/decode.h"

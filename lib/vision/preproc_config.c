@@ -10,7 +10,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/json_util.h"
-#include "model/config.h"
+#include "vision/preproc_config.h"
 
 #define MAX_PIXELS ((int64_t)1 << 20)
 
