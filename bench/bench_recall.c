@@ -1,7 +1,7 @@
 /* bench_recall: retrieval scoring at COCO 5k-test size. Random unit
  * embeddings for N_IMG images and 5 captions each (default 5000 x 25000),
  * the score matrix with one sgemm (OpenBLAS), then the Recall@1/5/10 ranks
- * both ways (lib/eval/metrics.c). Prints the time of each part.
+ * both ways (tools/eval/metrics.c). Prints the time of each part.
  *
  * usage: bench_recall [N_IMG [DIM [THREADS]]]   (defaults 5000 256 0=all) */
 #include <cblas.h>

@@ -1,7 +1,7 @@
 /* disclvlm eval: option parsing, the model, encoding (de-duplicated, cached,
  * with progress and Ctrl-C), the JSON header. The tasks are in
  * cmd_eval_tasks.c; metrics and data formats in lib/eval and lib/data
- * (compiled into the tool, see eval_error.c). */
+ * (compiled into the tool, see core/error.c). */
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "core/fs.h"
-#include "core/sha256.h"
+#include "common/sha256.h"
 #include "eval_cli.h"
 
 #define IMAGES_PER_CALL 8
@@ -49,7 +49,7 @@ static int interrupted_exit(const eval_ctx *c)
 int eval_fail(const eval_ctx *c)
 {
     if (interrupted) return interrupted_exit(c);
-    const char *m = eval_last_error();
+    const char *m = dlv_error_message();
     fprintf(stderr, "disclvlm eval %s: %s\n", c->task, *m ? m : "unknown error");
     return 1;
 }
@@ -315,7 +315,7 @@ static void cache_store(const eval_ctx *c, const char *path, size_t n, const flo
             dlv_atomic_abort(f);
     }
     if (st != DLV_OK)
-        fprintf(stderr, "disclvlm eval %s: cache not written: %s\n", c->task, eval_last_error());
+        fprintf(stderr, "disclvlm eval %s: cache not written: %s\n", c->task, dlv_error_message());
 }
 
 /* ---- Encoding ----------------------------------------------------------- */

@@ -13,7 +13,7 @@
 
 #include "commands.h"
 #include "disclvlm.h"
-#include "shapesworld.h"
+#include "shapesworld/shapesworld.h"
 
 #define SW_CMD "disclvlm shapesworld"
 

@@ -66,7 +66,7 @@ static void usage(FILE *to)
             "                       as a Hugging Face model directory\n"
             "  --save-model-dtype f32|bf16|f16\n"
             "                       convert its float tensors (default: as the checkpoint)\n"
-            "  --backend NAME       cpu (default), cuda or auto\n"
+            "  --backend NAME       cpu (default), cuda, auto, or sim (test builds)\n"
             "  --threads N          CPU worker threads (default 0: one per online CPU)\n",
             DEFAULT_BATCH);
 }

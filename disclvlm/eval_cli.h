@@ -9,12 +9,9 @@
 #include <stddef.h>
 
 #include "commands.h"
+#include "core/error.h" /* dlv_error_message: the tools' own messages */
 #include "data/dataset.h"
 #include "disclvlm.h"
-
-/* The last message of the library modules compiled into the tool
- * (eval_error.c). */
-const char *eval_last_error(void);
 
 typedef struct eval_ctx {
     const char *task;       /* "retrieval", ... */

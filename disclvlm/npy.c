@@ -75,7 +75,7 @@ int npy_write_f32(const char *cmd, const char *path, const float *data, const si
     }
     /* lib/core/fs.c, compiled into the tool: temporary beside path, fsync,
      * rename, fsync of the directory; its messages name path and land in
-     * eval_last_error() (eval_error.c). */
+     * dlv_error_message() (core/error.c). */
     dlv_atomic_file *f = NULL;
     dlv_status st = dlv_atomic_open(path, &f);
     if (st == DLV_OK) {
@@ -87,7 +87,7 @@ int npy_write_f32(const char *cmd, const char *path, const float *data, const si
             dlv_atomic_abort(f);
     }
     if (st != DLV_OK) {
-        fprintf(stderr, "disclvlm: %s: %s\n", cmd, eval_last_error());
+        fprintf(stderr, "disclvlm: %s: %s\n", cmd, dlv_error_message());
         return 1;
     }
     return 0;

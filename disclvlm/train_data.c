@@ -72,7 +72,7 @@ int train_data_load(const char *path, const dlv_model *model, int on_bad_fail,
                     int check_images, train_data *d)
 {
     if (dlv_dataset_read(path, NULL, &d->ds) != DLV_OK) {
-        fprintf(stderr, "disclvlm train: %s\n", eval_last_error());
+        fprintf(stderr, "disclvlm train: %s\n", dlv_error_message());
         return 1;
     }
     d->good = malloc((d->ds.n ? d->ds.n : 1) * sizeof *d->good);

@@ -6,7 +6,7 @@
 #include "disclvlm.h"
 
 struct dlv_model_options {
-    char backend[16];   /* "cpu", "cuda", "auto" */
+    char backend[16];   /* "cpu", "sim", "cuda", "auto" */
     int device;
 };
 

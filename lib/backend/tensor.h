@@ -70,6 +70,13 @@ static inline dlv_tensor dlv_tensor_rows(const dlv_tensor *t, int64_t first, int
     return r;
 }
 
+/* Whether ops on be can read t (present, and in memory be shares): the
+ * guard of the blocks' entry points against a backend of another kind. */
+static inline int dlv_weights_readable(const dlv_backend *be, const dlv_tensor *t)
+{
+    return t->buf && dlv_backend_same_memory(be, t->buf->owner);
+}
+
 /* Host <-> device copies of a whole tensor (the tensor's own byte size). */
 dlv_status dlv_tensor_upload(const dlv_tensor *t, const void *host);
 dlv_status dlv_tensor_download(void *host, const dlv_tensor *t);

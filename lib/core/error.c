@@ -1,5 +1,8 @@
 /* The thread-local last error: the one piece of mutable state outside the
- * caller's handles. Messages are truncated to the buffer, never overflowed. */
+ * caller's handles. Messages are truncated to the buffer, never overflowed.
+ * No exported symbols: the public accessors are api/error_api.c, so the
+ * command-line tool compiles this file for its own modules (tools/) without
+ * clashing with the library's copy, which stays hidden inside it. */
 #include "core/error.h"
 
 #include <stdarg.h>
@@ -47,24 +50,6 @@ dlv_status dlv_error_nomem(const char *what, size_t n_bytes)
                      n_bytes, what);
 }
 
-DLV_API const char *dlv_last_error(void) { return last_error; }
+const char *dlv_error_message(void) { return last_error; }
 
-DLV_API void dlv_clear_error(void) { last_error[0] = '\0'; }
-
-DLV_API const char *dlv_status_str(dlv_status status)
-{
-    switch (status) {
-    case DLV_OK: return "ok";
-    case DLV_E_INVALID_ARG: return "invalid argument";
-    case DLV_E_IO: return "input/output error";
-    case DLV_E_FORMAT: return "malformed input";
-    case DLV_E_UNSUPPORTED: return "unsupported";
-    case DLV_E_NOMEM: return "out of memory";
-    case DLV_E_BACKEND: return "backend error";
-    case DLV_E_NOT_IMPLEMENTED: return "not implemented";
-    case DLV_E_NUMERIC: return "numeric error (NaN or Inf)";
-    case DLV_E_CANCELLED: return "cancelled";
-    case DLV_E_BUFFER_TOO_SMALL: return "buffer too small";
-    }
-    return "unknown status";
-}
+void dlv_error_clear(void) { last_error[0] = '\0'; }

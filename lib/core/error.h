@@ -23,4 +23,8 @@ dlv_status dlv_error_prefix(dlv_status status, const char *fmt, ...) DLV_PRINTF(
 /* The message for an allocation failure of n bytes, as DLV_E_NOMEM. */
 dlv_status dlv_error_nomem(const char *what, size_t n_bytes);
 
+/* The current thread's message (dlv_last_error reads it) and clearing it. */
+const char *dlv_error_message(void);
+void dlv_error_clear(void);
+
 #endif

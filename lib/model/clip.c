@@ -135,6 +135,9 @@ dlv_status dlv_clip_image_forward(dlv_backend *be, const dlv_clip_config *cfg,
     if (tape) *tape = NULL;
     if (!be || !cfg || !w || !pixels || !embeds || n < 1)
         return dlv_error(DLV_E_INVALID_ARG, "CLIP image forward: bad arguments");
+    if (!dlv_weights_readable(be, &w->vision.pos_emb))
+        return dlv_error(DLV_E_INVALID_ARG, "CLIP image forward: backend '%s' cannot read the "
+                         "model's weights", be->ops->name);
     const dlv_vision_config *v = &cfg->vision;
     const dlv_vit_dims d = {
         .channels = v->num_channels, .image_size = v->image_size, .patch = v->patch_size,
@@ -163,8 +166,14 @@ dlv_status dlv_clip_text_forward(dlv_backend *be, const dlv_clip_config *cfg,
         return dlv_error(DLV_E_INVALID_ARG, "CLIP text forward: bad arguments");
     const dlv_clip_text_config *tc = &cfg->text;
     int64_t S = 0;
+    if (!dlv_weights_readable(be, &w->tok_emb))
+        return dlv_error(DLV_E_INVALID_ARG, "CLIP text forward: backend '%s' cannot read the "
+                         "model's weights", be->ops->name);
     for (int64_t i = 0; i < n; i++) {
-        if (!ids[i] || lens[i] < 1 || lens[i] > tc->max_position_embeddings)
+        if (!ids[i])
+            return dlv_error(DLV_E_INVALID_ARG, "CLIP text forward: the ids of text %lld are "
+                             "NULL", (long long)i);
+        if (lens[i] < 1 || lens[i] > tc->max_position_embeddings)
             return dlv_error(DLV_E_INVALID_ARG, "CLIP text forward: text %lld has %lld ids "
                              "(1..%lld allowed)", (long long)i, (long long)lens[i],
                              (long long)tc->max_position_embeddings);

@@ -62,6 +62,9 @@ dlv_status dlv_llava_vision_forward(dlv_backend *be, const dlv_llava_dims *d,
     if (tape) *tape = NULL;
     if (!be || !d || !w || !pixels || !features || n < 1)
         return dlv_error(DLV_E_INVALID_ARG, "vision features: bad arguments");
+    if (!dlv_weights_readable(be, &w->proj1.w))
+        return dlv_error(DLV_E_INVALID_ARG, "vision features: backend '%s' cannot read the "
+                         "model's weights", be->ops->name);
     if (d->vision_run < 0 || d->vision_run > w->vision.n_layers)
         return dlv_error(DLV_E_FORMAT, "vision_feature_layer selects hidden state %lld of a "
                          "tower with %lld layers", (long long)d->vision_run,

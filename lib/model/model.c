@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/options.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "model/clip.h"
@@ -14,6 +13,7 @@
 #include "model/device_weights.h"
 #include "model/kind.h"
 #include "model/llava_weights.h"
+#include "model/weights_bind.h"
 #include "text/tokenizer.h"
 
 struct dlv_model {
@@ -98,17 +98,9 @@ static dlv_status load_tokenizer(dlv_model *m)
     return st;
 }
 
-DLV_API dlv_status dlv_model_load(const char *dir, const dlv_model_options *opts,
-                                  dlv_model **out)
+dlv_status dlv_model_open(const char *dir, const char *backend, int device, dlv_model **out)
 {
-    if (out) *out = NULL;
-    if (!dir || !out) return dlv_error(DLV_E_INVALID_ARG, "dlv_model_load: NULL argument");
-    if (!*dir) return dlv_error(DLV_E_INVALID_ARG, "dlv_model_load: empty directory name");
-    dlv_model_options defaults;
-    if (!opts) {
-        dlv_model_options_defaults(&defaults);
-        opts = &defaults;
-    }
+    *out = NULL;
     if (!dlv_is_dir(dir)) return dlv_error(DLV_E_IO, "%s: not a directory", dir);
 
     dlv_model *m = calloc(1, sizeof *m);
@@ -128,8 +120,8 @@ DLV_API dlv_status dlv_model_load(const char *dir, const dlv_model_options *opts
                      : dlv_weights_resolve(&m->config, m->checkpoint, dir, &m->weights);
     if (st == DLV_OK) st = load_tokenizer(m);
     if (st == DLV_OK) {
-        dlv_backend_config cfg = {opts->device, 0};
-        st = dlv_backend_create(opts->backend, &cfg, &m->backend);
+        dlv_backend_config cfg = {device, 0};
+        st = dlv_backend_create(backend, &cfg, &m->backend);
     }
     if (st == DLV_OK) st = dlv_device_weights_create(m->backend, &m->weights, dir, &m->dweights);
     if (st == DLV_OK) {
@@ -137,6 +129,14 @@ DLV_API dlv_status dlv_model_load(const char *dir, const dlv_model_options *opts
         st = m->clip ? dlv_clip_w_bind(m->clip, &m->weights, m->dweights.t, &m->clip_w)
                      : dlv_llava_w_bind(&m->config, &m->weights, m->dweights.t, &m->llava_w);
     }
+    /* The LayerNorm ops read weight and bias with one dtype. */
+    if (st == DLV_OK) st = dlv_bind_check_vit(m->clip ? &m->clip_w.vision : &m->llava_w.vision,
+                                              dir);
+    if (st == DLV_OK && m->clip)
+        st = dlv_bind_check_encoder(m->clip_w.text_layers, m->clip_w.n_text_layers, dir,
+                                    "text_model.");
+    if (st == DLV_OK && m->clip)
+        st = dlv_bind_check_layernorm(&m->clip_w.final_ln, dir, "text_model.final_layer_norm");
     if (st != DLV_OK) {
         dlv_model_free(m);
         return st;

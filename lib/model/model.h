@@ -7,6 +7,11 @@
 #include "model/config.h"
 #include "model/weights.h"
 
+/* Loads a model directory with its weights on backend `backend` ("cpu",
+ * "sim", "cuda", "auto") device `device` (api/model_api.c's dlv_model_load
+ * validates the public options and calls this). */
+dlv_status dlv_model_open(const char *dir, const char *backend, int device, dlv_model **out);
+
 /* The backend the model's weights live on. */
 dlv_backend *dlv_model_backend(const dlv_model *model);
 

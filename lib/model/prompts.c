@@ -9,6 +9,8 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/json_util.h"
+#include "text/text_util.h"
+#include "text/tokenizer.h"
 #include "model/model.h"
 
 typedef struct defaults {
@@ -64,15 +66,16 @@ static dlv_status tokenize_piece(const dlv_model *m, const char *what, dlv_promp
         return dlv_error(DLV_E_UNSUPPORTED,
                          "%s: prompt '%s' has no ids and the model has no tokenizer to make "
                          "them (give them in prompts.json)", dlv_model_dir(m), what);
-    size_t len = strlen(p->text), n = 0;
-    dlv_status st = dlv_tokenize(tok, p->text, len, 0, NULL, 0, &n);
-    if (st) return dlv_error_prefix(st, "prompt '%s'", what);
-    p->n = n;
-    if (n == 0) return DLV_OK;
-    p->ids = malloc(n * sizeof *p->ids);
-    if (!p->ids) return dlv_error_nomem("prompt ids", n * sizeof *p->ids);
-    st = dlv_tokenize(tok, p->text, len, 0, p->ids, n, &n);
-    if (st) return dlv_error_prefix(st, "prompt '%s'", what);
+    dlv_ids ids = {0};
+    dlv_status st = dlv_tokenizer_encode(tok, p->text, strlen(p->text), 0, &ids);
+    if (st) {
+        dlv_ids_free(&ids);
+        return dlv_error_prefix(st, "prompt '%s'", what);
+    }
+    /* The piece owns the array (NULL when empty). */
+    p->n = ids.n;
+    p->ids = ids.n ? ids.v : NULL;
+    if (!ids.n) dlv_ids_free(&ids);
     return DLV_OK;
 }
 

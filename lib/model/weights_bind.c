@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/error.h"
+
 dlv_tensor dlv_bind_get(const dlv_binder *b, dlv_weight_part part, const char *name)
 {
     for (size_t i = 0; i < b->table->n; i++) {
@@ -64,4 +66,36 @@ void dlv_bind_vit(const dlv_binder *b, dlv_weight_part part, const dlv_vision_co
     v->pre_ln = dlv_bind_layernorm(b, part, "vision_model.pre_layrnorm");
     v->post_ln = dlv_bind_layernorm(b, part, "vision_model.post_layernorm");
     dlv_bind_encoder(b, part, "vision_model.", v->n_layers, v->layers);
+}
+
+dlv_status dlv_bind_check_layernorm(const dlv_layernorm_w *ln, const char *label,
+                                    const char *name)
+{
+    if (dlv_tensor_present(&ln->w) && dlv_tensor_present(&ln->b) && ln->w.dtype != ln->b.dtype)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: %s: the weight (%s) and the bias (%s) differ "
+                         "in dtype", label, name, dlv_dtype_name(ln->w.dtype),
+                         dlv_dtype_name(ln->b.dtype));
+    return DLV_OK;
+}
+
+dlv_status dlv_bind_check_encoder(const dlv_encoder_layer_w *layers, int64_t n,
+                                  const char *label, const char *prefix)
+{
+    char name[DLV_WEIGHT_NAME_MAX + 32];
+    for (int64_t l = 0; l < n; l++) {
+        dlv_status st;
+        snprintf(name, sizeof name, "%sencoder.layers.%lld.layer_norm1", prefix, (long long)l);
+        if ((st = dlv_bind_check_layernorm(&layers[l].ln1, label, name))) return st;
+        snprintf(name, sizeof name, "%sencoder.layers.%lld.layer_norm2", prefix, (long long)l);
+        if ((st = dlv_bind_check_layernorm(&layers[l].ln2, label, name))) return st;
+    }
+    return DLV_OK;
+}
+
+dlv_status dlv_bind_check_vit(const dlv_vit_w *v, const char *label)
+{
+    dlv_status st = dlv_bind_check_layernorm(&v->pre_ln, label, "vision_model.pre_layrnorm");
+    if (!st) st = dlv_bind_check_layernorm(&v->post_ln, label, "vision_model.post_layernorm");
+    if (!st) st = dlv_bind_check_encoder(v->layers, v->n_layers, label, "vision_model.");
+    return st;
 }

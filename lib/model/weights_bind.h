@@ -30,6 +30,17 @@ dlv_layernorm_w dlv_bind_layernorm(const dlv_binder *b, dlv_weight_part part,
  * layers[0 .. n_layers). */
 void dlv_bind_encoder(const dlv_binder *b, dlv_weight_part part, const char *prefix,
                       int64_t n_layers, dlv_encoder_layer_w *layers);
+/* DLV_E_UNSUPPORTED unless a LayerNorm's weight and bias share a dtype (the
+ * ops read both with one dtype; a checkpoint could store them apart).
+ * label and name go into the message. */
+dlv_status dlv_bind_check_layernorm(const dlv_layernorm_w *ln, const char *label,
+                                    const char *name);
+/* Checks every LayerNorm of a vision tower (dlv_bind_check_layernorm). */
+dlv_status dlv_bind_check_vit(const dlv_vit_w *v, const char *label);
+/* Checks the LayerNorms of encoder layers [0, n). */
+dlv_status dlv_bind_check_encoder(const dlv_encoder_layer_w *layers, int64_t n,
+                                  const char *label, const char *prefix);
+
 /* A CLIP / SigLIP vision tower under "vision_model." (v->layers allocated
  * by the caller with v->n_layers entries). */
 void dlv_bind_vit(const dlv_binder *b, dlv_weight_part part, const dlv_vision_config *vc,

@@ -34,8 +34,20 @@ def check(cond, what):
     return cond
 
 
+# The suite runs once more with DLV_TEST_BACKEND=sim (tests/meson.build):
+# every command that loads a model then computes on the sim backend.
+BACKEND = os.environ.get("DLV_TEST_BACKEND")
+MODEL_COMMANDS = {"train", "encode-image", "encode-text", "embed", "score", "eval"}
+
+
+def with_backend(args):
+    if BACKEND and args and args[0] in MODEL_COMMANDS:
+        return (args[0], "--backend", BACKEND) + tuple(args[1:])
+    return args
+
+
 def run(*args, stdin=None):
-    p = subprocess.run([exe, *args], capture_output=True, text=True, timeout=300,
+    p = subprocess.run([exe, *with_backend(args)], capture_output=True, text=True, timeout=300,
                        input=stdin)
     return p.returncode, p.stdout, p.stderr
 

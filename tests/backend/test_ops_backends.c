@@ -1313,6 +1313,19 @@ static void test_sim_refuses_host_pointer(void **state)
     assert_memory_equal(got, b, C * sizeof(float));
     assert_memory_equal(got + C, b + 2 * C, C * sizeof(float));
 
+    /* The device-address memory functions refuse host memory too (a host
+     * pointer handed to dlv_copy would fault on a GPU); the host array is
+     * left alone. */
+    memcpy(host_out, sentinel, sizeof sentinel);
+    assert_int_equal(dlv_copy(sim, dptr(&dout), host_out, sizeof sentinel), DLV_E_INVALID_ARG);
+    assert_error_mentions("host memory");
+    assert_int_equal(dlv_copy(sim, host_out, dptr(&da), sizeof a), DLV_E_INVALID_ARG);
+    assert_error_mentions("host memory");
+    assert_int_equal(dlv_zero(sim, host_out, sizeof sentinel), DLV_E_INVALID_ARG);
+    assert_int_equal(dlv_copy_to_device(sim, host_out, a, sizeof a), DLV_E_INVALID_ARG);
+    assert_int_equal(dlv_copy_to_host(sim, got, host_out, sizeof got), DLV_E_INVALID_ARG);
+    assert_memory_equal(host_out, sentinel, sizeof sentinel);
+
     free(host_out);
     dlv_buffer_free(&da);
     dlv_buffer_free(&db);

@@ -1,4 +1,4 @@
-/* lib/data (CSV/TSV, JSONL, WebDataset, brace patterns) and lib/eval's
+/* tools/data (CSV/TSV, JSONL, WebDataset, brace patterns) and tools/eval's
  * formats (Karpathy, SugarCrepe, Winoground, classification) on small files
  * written here, including malformed ones whose errors must name the file and
  * line. */

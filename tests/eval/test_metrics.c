@@ -1,4 +1,4 @@
-/* lib/eval/metrics.c on hand-computed cases, ties included (ties count
+/* tools/eval/metrics.c on hand-computed cases, ties included (ties count
  * against the model: see metrics.h). */
 #include <math.h>
 #include <setjmp.h>

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "core/sha256.h"
+#include "common/sha256.h"
 
 static void test_nist_vectors(void **state)
 {

@@ -58,6 +58,7 @@
 #include <cmocka.h>
 
 #include "disclvlm.h"
+#include "../common/test_backend.h"
 #include "io/safetensors.h"
 
 #define ATOL 1e-5
@@ -263,7 +264,7 @@ static void fixture_open(const golden_case *c, fixture *fx)
     fx->c = c;
     fx->qwen2 = strstr(c->name, "qwen2") != NULL;
     golden_load(c, &fx->g);
-    check_ok(dlv_model_load(c->model_dir, NULL, &fx->model), c->model_dir);
+    check_ok(test_model_load(c->model_dir, &fx->model), c->model_dir);
     check_ok(dlv_model_embed_dim(fx->model, &fx->dim), "dlv_model_embed_dim");
     assert_int_equal(fx->dim, fx->g.hidden);
     for (int i = 0; i < N_IMG; i++) {

@@ -34,6 +34,7 @@
 #include <cmocka.h>
 
 #include "disclvlm.h"
+#include "../common/test_backend.h"
 
 #define N_EX 16
 #define BATCH 8
@@ -154,7 +155,7 @@ static void test_learning(void **state)
     dlv_model *m = NULL;
     dlv_session *s = NULL;
     dlv_session_options *so = NULL;
-    check(dlv_model_load(model_dir, NULL, &m), model_dir);
+    check(test_model_load(model_dir, &m), model_dir);
     check(dlv_session_options_new(&so), "session options");
     check(dlv_session_options_set_threads(so, 1), "threads");
     check(dlv_session_new(m, so, &s), "session");

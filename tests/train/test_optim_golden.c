@@ -34,6 +34,7 @@
 #include <cmocka.h>
 
 #include "disclvlm.h"
+#include "../common/test_backend.h"
 #include "io/safetensors.h"
 #include "train_test_util.h"
 
@@ -142,7 +143,7 @@ static size_t compare_all(dlv_session *s, const dlv_st_file *g, const char *star
 static void start_session(dlv_model **m, dlv_session **s, char *start, size_t cap)
 {
     tt_copy_adapter(adapter_dir, start, cap, 0, 0.0f);
-    tt_check(dlv_model_load(model_dir, NULL, m), model_dir);
+    tt_check(test_model_load(model_dir, m), model_dir);
     tt_check(dlv_session_new(*m, NULL, s), "session");
     tt_check(dlv_adapter_load(*s, start), start);
 }

@@ -35,6 +35,7 @@
 #include <cmocka.h>
 
 #include "disclvlm.h"
+#include "../common/test_backend.h"
 
 static const char *model_dir, *images_dir;
 static dlv_model *model;
@@ -326,7 +327,7 @@ int main(int argc, char **argv)
     }
     model_dir = argv[1];
     images_dir = argv[2];
-    if (dlv_model_load(model_dir, NULL, &model) != DLV_OK) {
+    if (test_model_load(model_dir, &model) != DLV_OK) {
         fprintf(stderr, "%s\n", dlv_last_error());
         return 1;
     }

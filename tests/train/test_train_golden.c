@@ -32,6 +32,7 @@
 #include <cmocka.h>
 
 #include "disclvlm.h"
+#include "../common/test_backend.h"
 #include "io/safetensors.h"
 #include "train_test_util.h"
 
@@ -98,7 +99,7 @@ static void run_case(const tcase *c, objective obj)
 
     dlv_model *m = NULL;
     dlv_session *s = NULL;
-    tt_check(dlv_model_load(c->model, NULL, &m), c->model);
+    tt_check(test_model_load(c->model, &m), c->model);
     tt_check(dlv_session_new(m, NULL, &s), "session");
     tt_check(dlv_adapter_load(s, start), start);
     dlv_train_options *o = NULL;
@@ -224,7 +225,7 @@ static void run_case(const tcase *c, objective obj)
         dlv_st_close(ma);
         /* The saved directory is a model the library loads. */
         dlv_model *m2 = NULL;
-        tt_check(dlv_model_load(saved, NULL, &m2), saved);
+        tt_check(test_model_load(saved, &m2), saved);
         dlv_model_free(m2);
         tt_remove_dir(saved);
         assert_true(n_weights > 20);

@@ -22,7 +22,7 @@
 #include "vision/image_source.h"
 #include "core/fs.h"
 #include "model/config.h"
-#include "core/sha256.h"
+#include "common/sha256.h"
 #include "vision/decode.h"
 #include "vision/preprocess.h"
 

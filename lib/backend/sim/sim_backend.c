@@ -80,36 +80,47 @@ static dlv_status sim_buffer_alloc(dlv_backend *be, size_t size, dlv_buffer *out
     return DLV_OK;
 }
 
-/* The inner CPU buffer behind a sim buffer (same size, untagged). */
-static dlv_buffer host_view(dlv_backend *be, const dlv_buffer *b)
+/* The inner CPU buffer behind a sim buffer or a view of one (same size,
+ * untagged). A buffer whose address is not tagged wraps host memory handed
+ * to a device function (dlv_copy and friends take raw device addresses):
+ * refused, as the ops refuse it. */
+static dlv_status host_view(dlv_backend *be, const char *op, const dlv_buffer *b,
+                            dlv_buffer *out)
 {
-    return (dlv_buffer){(void *)((uintptr_t)b->ptr & ~SIM_TAG_MASK), b->size, inner(be), 0};
+    void *p = NULL;
+    dlv_status st = untag(op, "buffer", b->ptr, &p);
+    if (st) return st;
+    *out = (dlv_buffer){p, b->size, inner(be), 0};
+    return DLV_OK;
 }
 
 static void sim_buffer_free(dlv_backend *be, dlv_buffer *buf)
 {
-    dlv_buffer host = host_view(be, buf);
-    dlv_buffer_free(&host);
+    dlv_buffer host = {0};
+    if (host_view(be, "buffer_free", buf, &host) == DLV_OK) dlv_buffer_free(&host);
 }
 
 static dlv_status sim_upload(dlv_backend *be, dlv_buffer *dst, size_t offset, const void *src,
                              size_t size)
 {
-    dlv_buffer host = host_view(be, dst);
-    return dlv_buffer_upload(&host, offset, src, size);
+    dlv_buffer host;
+    dlv_status st = host_view(be, "upload", dst, &host);
+    return st ? st : dlv_buffer_upload(&host, offset, src, size);
 }
 
 static dlv_status sim_download(dlv_backend *be, void *dst, const dlv_buffer *src, size_t offset,
                                size_t size)
 {
-    dlv_buffer host = host_view(be, src);
-    return dlv_buffer_download(dst, &host, offset, size);
+    dlv_buffer host;
+    dlv_status st = host_view(be, "download", src, &host);
+    return st ? st : dlv_buffer_download(dst, &host, offset, size);
 }
 
 static dlv_status sim_memset_zero(dlv_backend *be, dlv_buffer *buf, size_t offset, size_t size)
 {
-    dlv_buffer host = host_view(be, buf);
-    return dlv_buffer_zero(&host, offset, size);
+    dlv_buffer host;
+    dlv_status st = host_view(be, "zero", buf, &host);
+    return st ? st : dlv_buffer_zero(&host, offset, size);
 }
 
 static dlv_status sim_copy(dlv_backend *be, dlv_buffer *dst, size_t dst_offset,
@@ -117,8 +128,10 @@ static dlv_status sim_copy(dlv_backend *be, dlv_buffer *dst, size_t dst_offset,
 {
     /* src may belong to another sim instance (a model's weights): both are
      * plain host memory underneath, and this instance's CPU copies it. */
-    dlv_buffer d = host_view(be, dst), s = host_view(be, src);
-    return dlv_buffer_copy(&d, dst_offset, &s, src_offset, size);
+    dlv_buffer d, s;
+    dlv_status st = host_view(be, "copy (destination)", dst, &d);
+    if (!st) st = host_view(be, "copy (source)", src, &s);
+    return st ? st : dlv_buffer_copy(&d, dst_offset, &s, src_offset, size);
 }
 
 static dlv_status sim_synchronize(dlv_backend *be)

@@ -228,13 +228,17 @@ static dlv_status layer_forward(dlv_backend *be, const dlv_decoder_tape *t,
     return DLV_OK;
 }
 
-static dlv_status check_forward(const dlv_decoder_dims *d, const dlv_decoder_w *w,
+static dlv_status check_forward(const dlv_backend *be, const dlv_decoder_dims *d,
+                                const dlv_decoder_w *w,
                                 const dlv_decoder_lora *lora, const float *x,
                                 const int32_t *lengths, int64_t batch, int64_t len,
                                 const float *hidden)
 {
-    if (!d || !w || !x || !lengths || !hidden)
+    if (!be || !d || !w || !x || !lengths || !hidden)
         return dlv_error(DLV_E_INVALID_ARG, "decoder forward: NULL argument");
+    if (!dlv_weights_readable(be, &w->norm))
+        return dlv_error(DLV_E_INVALID_ARG, "decoder forward: backend '%s' cannot read the "
+                         "weights", be->ops->name);
     if (batch < 1 || len < 1)
         return dlv_error(DLV_E_INVALID_ARG, "decoder forward: batch = %lld, len = %lld must be "
                          ">= 1", (long long)batch, (long long)len);
@@ -264,7 +268,7 @@ dlv_status dlv_decoder_forward(dlv_backend *be, const dlv_decoder_dims *d,
                                float *hidden, float *trace)
 {
     if (tape) *tape = NULL;
-    dlv_status st = check_forward(d, w, lora, x, lengths, batch, len, hidden);
+    dlv_status st = check_forward(be, d, w, lora, x, lengths, batch, len, hidden);
     if (st) return st;
     dlv_decoder_tape *t = calloc(1, sizeof *t);
     if (!t) return dlv_error_nomem("decoder tape", sizeof *t);

@@ -1,6 +1,6 @@
 /* ShapesWorld scenes, rendering, captions and hard negatives
  * (shapesworld.h, docs/shapesworld.md). Integer arithmetic only. */
-#include "shapesworld.h"
+#include "shapesworld/shapesworld.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* The evaluation data formats users bring (docs/evaluation.md):
  *  - retrieval: the Karpathy-split JSON of COCO / Flickr30k, or any
- *    image-caption dataset of lib/data (JSONL, CSV/TSV, WebDataset), whose
+ *    image-caption dataset of tools/data (JSONL, CSV/TSV, WebDataset), whose
  *    samples with the same image path become one image with several
  *    captions;
  *  - SugarCrepe: {id: {"filename", "caption", "negative_caption"}};
@@ -33,7 +33,7 @@ typedef struct dlv_retrieval_set {
  * Image paths are img_root/filepath/filename (filepath when present). */
 dlv_status dlv_karpathy_read(const char *path, const char *split, const char *img_root,
                              size_t limit, dlv_retrieval_set *out);
-/* Any lib/data dataset; at most limit images (0: all). img_root as the
+/* Any tools/data dataset; at most limit images (0: all). img_root as the
  * dataset's base_dir (NULL: the data file's folder). */
 dlv_status dlv_retrieval_from_dataset(const char *path, const char *img_root, size_t limit,
                                       dlv_retrieval_set *out);

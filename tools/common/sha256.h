@@ -1,8 +1,8 @@
 /* SHA-256 (FIPS 180-4): a small streaming implementation, for the dataset
  * file hashes that evaluation results carry (docs/evaluation.md) and the
  * embedding cache keys. Not for secrets: no constant-time guarantees. */
-#ifndef DLV_CORE_SHA256_H
-#define DLV_CORE_SHA256_H
+#ifndef DLV_TOOLS_SHA256_H
+#define DLV_TOOLS_SHA256_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,6 +1,6 @@
 /* SHA-256 (FIPS 180-4). Tested against the NIST vectors in
  * tests/eval/test_sha256.c. */
-#include "core/sha256.h"
+#include "common/sha256.h"
 
 #include <errno.h>
 #include <stdio.h>
