@@ -75,8 +75,8 @@ static const dlv_added_token *match_at(const dlv_tokenizer *tok, int normalized,
     for (uint32_t k = tok->by_first[c]; k < tok->by_first[c + 1]; k++) {
         const dlv_added_token *t = &tok->added[tok->added_order[k]];
         if ((t->normalized != 0) != (normalized != 0)) continue;
-        if (t->len > n - i || (best && t->len <= best->len)) continue;
-        if (memcmp(s + i, t->content, t->len) == 0) best = t;
+        if (t->match_len > n - i || (best && t->match_len <= best->match_len)) continue;
+        if (memcmp(s + i, t->match, t->match_len) == 0) best = t;
     }
     return best;
 }
@@ -93,7 +93,7 @@ dlv_status dlv_added_split(const dlv_tokenizer *tok, int normalized, const char 
             i++;
             continue;
         }
-        size_t start = i, stop = i + t->len;
+        size_t start = i, stop = i + t->match_len;
         i = stop;
         if (t->single_word && (last_char_is_word(s, start) ||
                                first_char_is_word(s + stop, n - stop)))

@@ -28,7 +28,10 @@ void dlv_tokenizer_destroy(dlv_tokenizer *tok)
 {
     if (!tok) return;
     dlv_bpe_free(&tok->bpe);
-    for (size_t i = 0; i < tok->n_added; i++) free(tok->added[i].content);
+    for (size_t i = 0; i < tok->n_added; i++) {
+        if (tok->added[i].match != tok->added[i].content) free(tok->added[i].match);
+        free(tok->added[i].content);
+    }
     free(tok->added);
     free(tok->added_order);
     free(tok->added_by_id);
@@ -57,9 +60,34 @@ void dlv_tokenizer_destroy(dlv_tokenizer *tok)
 static int by_first_byte(const void *pa, const void *pb, const dlv_tokenizer *tok)
 {
     uint32_t a = *(const uint32_t *)pa, b = *(const uint32_t *)pb;
-    unsigned char ca = (unsigned char)tok->added[a].content[0];
-    unsigned char cb = (unsigned char)tok->added[b].content[0];
+    unsigned char ca = (unsigned char)tok->added[a].match[0];
+    unsigned char cb = (unsigned char)tok->added[b].match[0];
     return ca != cb ? (ca < cb ? -1 : 1) : (a < b ? -1 : a > b);
+}
+
+/* a->match: the content, normalized for a normalized token (a token
+ * matched in normalized text must be normalized too: "Hello" under a
+ * Lowercase normalizer matches "hello"). */
+static dlv_status set_match(const dlv_tokenizer *tok, dlv_added_token *a)
+{
+    if (a->match && a->match != a->content) free(a->match);
+    a->match = a->content;
+    a->match_len = a->len;
+    if (!a->normalized || !a->len) return DLV_OK;
+    dlv_tbuf out = {0};
+    dlv_status st = dlv_normalize(tok, a->content, a->len, &out);
+    if (st == DLV_OK && (out.len != a->len || memcmp(out.p, a->content, a->len) != 0)) {
+        char *m = malloc(out.len + 1);
+        if (!m) st = dlv_error_nomem("an added token", out.len + 1);
+        else {
+            memcpy(m, out.p, out.len);
+            m[out.len] = '\0';
+            a->match = m;
+            a->match_len = out.len;
+        }
+    }
+    dlv_tbuf_free(&out);
+    return st;
 }
 
 dlv_status dlv_tokenizer_finish(dlv_tokenizer *tok)
@@ -77,11 +105,12 @@ dlv_status dlv_tokenizer_finish(dlv_tokenizer *tok)
     if (!tok->added_order) return dlv_error_nomem("the added-token index", tok->n_added * 4);
     size_t k = 0;
     for (size_t i = 0; i < tok->n_added; i++) {
-        const dlv_added_token *a = &tok->added[i];
+        dlv_added_token *a = &tok->added[i];
         if ((size_t)a->id + 1 > vs) vs = (size_t)a->id + 1;
         st = dlv_strmap_put(&tok->added_map, a->content, a->len, (int32_t)i);
+        if (st == DLV_OK) st = set_match(tok, a);
         if (st != DLV_OK) return st;
-        if (a->len) tok->added_order[k++] = (uint32_t)i; /* an empty token never matches */
+        if (a->match_len) tok->added_order[k++] = (uint32_t)i; /* an empty one never matches */
     }
     /* Insertion sort: a handful of added tokens, and qsort has no context. */
     for (size_t i = 1; i < k; i++) {
@@ -95,7 +124,7 @@ dlv_status dlv_tokenizer_finish(dlv_tokenizer *tok)
     }
     memset(tok->by_first, 0, sizeof tok->by_first);
     for (size_t i = 0; i < k; i++)
-        tok->by_first[(unsigned char)tok->added[tok->added_order[i]].content[0] + 1]++;
+        tok->by_first[(unsigned char)tok->added[tok->added_order[i]].match[0] + 1]++;
     for (int b = 0; b < 256; b++) tok->by_first[b + 1] += tok->by_first[b];
     tok->vocab_size = vs;
     free(tok->added_by_id);

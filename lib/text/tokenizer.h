@@ -82,6 +82,12 @@ typedef struct dlv_added_token {
     size_t len;
     int32_t id;
     uint8_t special, lstrip, rstrip, single_word, normalized;
+    /* What the text is matched against: content, or for a normalized token
+     * content run through the normalizer (as HF's AddedVocabulary does), so
+     * that it meets the normalized text it is looked for in. Owned when it
+     * differs from content (dlv_tokenizer_finish). */
+    char *match;
+    size_t match_len;
 } dlv_added_token;
 
 /* The BPE model. Merges come either from a pair table (tokenizer.json) or

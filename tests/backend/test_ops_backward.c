@@ -439,7 +439,14 @@ typedef struct attn_case {
     int64_t B, NQ, NKV, H, HKV, D;
     int causal;
     int mask; /* 0 none, 1 right padding, 2 left padding (empty causal rows) */
+    int big;  /* scores far outside expf's range (below) */
 } attn_case;
+
+/* On a grid of 1/64, so that q.k is exact in f32. */
+static void to_grid(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) x[i] = roundf(x[i] * 64.0f) / 64.0f;
+}
 
 static void run_attention_case(dlv_backend *be, const attn_case *t, uint64_t seed)
 {
@@ -464,6 +471,19 @@ static void run_attention_case(dlv_backend *be, const attn_case *t, uint64_t see
     float *dq = copy_floats(dq_init, NQ), *dk = copy_floats(dk_init, NK),
           *dv = copy_floats(dv_init, NK);
     float scale = 1.0f / sqrtf((float)t->D);
+    if (t->big) {
+        /* Scores of +-120 plus a few units: dimension 0 of every key is 20
+         * and of every query +-24 (alternating over tokens and heads), the
+         * scale 0.25, so scale q.k is exact in f32 and far outside expf's
+         * range (overflow above 88.7, underflow below about -103); the
+         * recomputed softmax must subtract each row's maximum. */
+        to_grid(q, NQ);
+        to_grid(k, NK);
+        for (size_t row = 0; row < NQ / (size_t)t->D; row++)
+            q[row * (size_t)t->D] = row % 2 ? -24.0f : 24.0f;
+        for (size_t row = 0; row < NK / (size_t)t->D; row++) k[row * (size_t)t->D] = 20.0f;
+        scale = 0.25f;
+    }
     dlv_attention_bw_args a = {.struct_size = sizeof a, .dq = dq, .dk = dk, .dv = dv,
                                .dout = g, .q = q, .k = k, .v = v, .key_mask = mask,
                                .batch = t->B, .n_q = t->NQ, .n_kv = t->NKV, .n_heads = t->H,
@@ -477,9 +497,9 @@ static void run_attention_case(dlv_backend *be, const attn_case *t, uint64_t see
                     .scale = (double)scale, .causal = t->causal};
     char label[160];
     snprintf(label, sizeof label, "attention_backward: %s (B%lld q%lld kv%lld h%lld/%lld "
-             "d%lld causal %d mask %d)", "dq", (long long)t->B, (long long)t->NQ,
+             "d%lld causal %d mask %d%s)", "dq", (long long)t->B, (long long)t->NQ,
              (long long)t->NKV, (long long)t->H, (long long)t->HKV, (long long)t->D, t->causal,
-             t->mask);
+             t->mask, t->big ? ", scores +-120" : "");
     fd_check(label, attn_loss, &ctx, qd, NQ, dq, dq_init, 300, &r);
     memcpy(label + 20, "dk", 2);
     fd_check(label, attn_loss, &ctx, kd, NK, dk, dk_init, 300, &r);
@@ -492,12 +512,14 @@ static void run_attention_case(dlv_backend *be, const attn_case *t, uint64_t see
 static void test_attention_backward(void **state)
 {
     static const attn_case cases[] = {
-        {1, 1, 1, 1, 1, 1, 0, 0},
-        {2, 5, 5, 4, 2, 6, 1, 1},  /* GQA 4/2, causal + right padding */
-        {2, 6, 6, 4, 2, 4, 1, 2},  /* left padding: empty causal rows */
-        {1, 3, 7, 2, 2, 4, 1, 0},  /* n_q < n_kv: bottom-right causal */
-        {3, 4, 5, 3, 1, 5, 0, 1},  /* MQA, bidirectional (vision) with a mask */
-        {1, 9, 9, 2, 1, 3, 0, 0},
+        {1, 1, 1, 1, 1, 1, 0, 0, 0},
+        {2, 5, 5, 4, 2, 6, 1, 1, 0},  /* GQA 4/2, causal + right padding */
+        {2, 6, 6, 4, 2, 4, 1, 2, 0},  /* left padding: empty causal rows */
+        {1, 3, 7, 2, 2, 4, 1, 0, 0},  /* n_q < n_kv: bottom-right causal */
+        {3, 4, 5, 3, 1, 5, 0, 1, 0},  /* MQA, bidirectional (vision) with a mask */
+        {1, 9, 9, 2, 1, 3, 0, 0, 0},
+        {1, 6, 6, 2, 2, 4, 0, 0, 1},  /* scores +-120 */
+        {2, 5, 5, 4, 2, 6, 1, 1, 1},  /* scores +-120, GQA, causal + padding */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_attention_case(*state, &cases[i], 600 + i);

@@ -50,13 +50,15 @@ typedef struct wmm_case {
     dlv_dtype dt;
     size_t misalign; /* bytes B is offset from an aligned address */
     float alpha, beta;
+    dlv_transpose ta; /* A stored k x m (lda >= m) when DLV_TRANS */
 } wmm_case;
 
 static void run_weight_matmul(dlv_backend *be, const wmm_case *t, uint64_t seed)
 {
     rng r = {seed};
     int64_t b_rows = t->tb ? t->n : t->k, b_cols = t->tb ? t->k : t->n;
-    int64_t ldb = b_cols + t->pad, lda = t->k + t->pad, ldc = t->n + t->pad;
+    int64_t a_rows = t->ta ? t->k : t->m, a_cols = t->ta ? t->m : t->k;
+    int64_t ldb = b_cols + t->pad, lda = a_cols + t->pad, ldc = t->n + t->pad;
     size_t es = dlv_dtype_size(t->dt);
     size_t nb = (size_t)(b_rows * ldb);
     float *bf = rand_floats(&r, nb, -1.0f, 1.0f);
@@ -64,7 +66,7 @@ static void run_weight_matmul(dlv_backend *be, const wmm_case *t, uint64_t seed)
     double *bw = alloc_doubles(nb);
     assert_non_null(braw);
     store_as(t->dt, bf, nb, braw + t->misalign, bw);
-    float *a = rand_floats(&r, (size_t)(t->m * lda), -1.0f, 1.0f);
+    float *a = rand_floats(&r, (size_t)(a_rows * lda), -1.0f, 1.0f);
     float *c0 = rand_floats(&r, (size_t)(t->m * ldc), -1.0f, 1.0f);
     float *c = malloc((size_t)(t->m * ldc) * sizeof *c);
     assert_non_null(c);
@@ -73,7 +75,7 @@ static void run_weight_matmul(dlv_backend *be, const wmm_case *t, uint64_t seed)
         for (int64_t j = t->n; j < ldc; j++) c[i * ldc + j] = 777.0f; /* padding sentinel */
 
     dlv_matmul_args args = {
-        .struct_size = sizeof args, .trans_a = DLV_NO_TRANS, .trans_b = t->tb,
+        .struct_size = sizeof args, .trans_a = t->ta, .trans_b = t->tb,
         .m = t->m, .n = t->n, .k = t->k, .alpha = t->alpha, .beta = t->beta,
         .a = a, .a_dtype = DLV_DTYPE_F32, .lda = lda,
         .b = braw + t->misalign, .b_dtype = t->dt, .ldb = ldb, .c = c, .ldc = ldc,
@@ -90,14 +92,15 @@ static void run_weight_matmul(dlv_backend *be, const wmm_case *t, uint64_t seed)
             }
             double ref = 0.0;
             for (int64_t p = 0; p < t->k; p++)
-                ref += (double)a[i * lda + p] * (t->tb ? bw[j * ldb + p] : bw[p * ldb + j]);
+                ref += (double)(t->ta ? a[p * lda + i] : a[i * lda + p]) *
+                       (t->tb ? bw[j * ldb + p] : bw[p * ldb + j]);
             ref = (double)t->alpha * ref + (double)t->beta * (double)c0[i * ldc + j];
             double tol = (double)t->k * (1e-6 + 1e-6 * fabs(ref));
             if (!(fabs((double)g - ref) <= tol))
-                fail_msg("%s B m=%lld n=%lld k=%lld tb=%d misalign=%zu: C[%lld][%lld] = %.9g, "
-                         "reference %.9g", dlv_dtype_name(t->dt), (long long)t->m,
-                         (long long)t->n, (long long)t->k, t->tb, t->misalign, (long long)i,
-                         (long long)j, (double)g, ref);
+                fail_msg("%s B m=%lld n=%lld k=%lld ta=%d tb=%d misalign=%zu: C[%lld][%lld] = "
+                         "%.9g, reference %.9g", dlv_dtype_name(t->dt), (long long)t->m,
+                         (long long)t->n, (long long)t->k, t->ta, t->tb, t->misalign,
+                         (long long)i, (long long)j, (double)g, ref);
         }
     free(bf);
     free(braw);
@@ -118,11 +121,37 @@ static void test_matmul_weight_dtypes(void **state)
             for (int tb = 0; tb < 2; tb++) {
                 wmm_case t = {shapes[s][0], shapes[s][1], shapes[s][2], s % 2 ? 3 : 0,
                               (dlv_transpose)tb, param_dtypes[d], (size_t)(s + d) % 3,
-                              tb ? 1.0f : 0.5f, tb ? 0.0f : -1.25f};
+                              tb ? 1.0f : 0.5f, tb ? 0.0f : -1.25f, DLV_NO_TRANS};
                 run_weight_matmul(fx->be, &t, 1000 + s * 10 + d * 2 + (uint64_t)tb);
                 n++;
             }
     print_message("%d weight-dtype matmul cases match\n", n);
+}
+
+/* A transposed A (stored k x m, as the training GEMMs dW = dY^T X use it)
+ * with a BF16/F16 B, and with an F32 B at an address not aligned for float:
+ * those take the widened path (B converted a tile of columns at a time),
+ * which must honour trans_a like the plain sgemm path does. Square and
+ * non-square shapes (a transpose mix-up cannot hide behind m == k), both
+ * trans_b, padded leading dimensions, and one shape spanning two tiles. */
+static void test_matmul_weight_trans_a(void **state)
+{
+    fixture *fx = *state;
+    static const int64_t shapes[][3] = {{1, 1, 1}, {2, 3, 1}, {4, 5, 4}, {3, 7, 5},
+                                        {17, 33, 29}, {29, 6, 2}, {6, 1000, 1100}};
+    static const size_t misaligns[] = {0, 2};
+    int n = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (size_t d = 0; d < 3; d++)
+            for (size_t mi = 0; mi < 2; mi++)
+                for (int tb = 0; tb < 2; tb++) {
+                    wmm_case t = {shapes[s][0], shapes[s][1], shapes[s][2], s % 2 ? 0 : 3,
+                                  (dlv_transpose)tb, param_dtypes[d], misaligns[mi],
+                                  tb ? 0.75f : 1.0f, tb ? 0.5f : 0.0f, DLV_TRANS};
+                    run_weight_matmul(fx->be, &t, 1200 + s * 20 + d * 4 + mi * 2 + (uint64_t)tb);
+                    n++;
+                }
+    print_message("%d trans_a weight-dtype matmul cases match\n", n);
 }
 
 /* A BF16 weight gives the same product as its exact f32 widening through the
@@ -509,6 +538,103 @@ static void test_attention(void **state)
         run_attention(fx->be, &cases[i], 1500 + i);
 }
 
+/* Scores far outside expf's range: |scale q.k| well above 88.7, where
+ * expf(s) overflows to inf (or underflows to 0 for s below about -103).
+ * The softmax must still be finite and equal the double reference, which
+ * subtracts each row's maximum. q and k are on a grid (1/64, or 1/4 for
+ * spread) and the scale is 0.25, so every score is exact in f32 and the
+ * usual tolerance holds.
+ *   offset: dimension 0 of every key is 20 and of every query +-24 (the
+ *           sign alternating over queries and heads), so each row's scores
+ *           are +-120 plus a spread of a few units; softmax ignores a
+ *           constant per row, so the output must also equal the one with
+ *           dimension 0 zeroed (ordinary scores);
+ *   spread: values up to 32 in every dimension: scores hundreds apart
+ *           within a row (nearly one-hot rows). */
+static float on_grid(rng *r, float lim, float step)
+{
+    return roundf(rng_uniform(r, -lim, lim) / step) * step;
+}
+
+static void run_attention_large(dlv_backend *be, const attn_case *t, int spread, uint64_t seed)
+{
+    rng r = {seed};
+    size_t nq = (size_t)(t->batch * t->n_q * t->heads * t->d);
+    size_t nk = (size_t)(t->batch * t->n_kv * t->kv_heads * t->d);
+    float lim = spread ? 32.0f : 2.0f, step = spread ? 0.25f : 1.0f / 64.0f;
+    float *q = alloc_floats(nq, 0.0f), *k = alloc_floats(nk, 0.0f);
+    for (size_t i = 0; i < nq; i++) q[i] = on_grid(&r, lim, step);
+    for (size_t i = 0; i < nk; i++) k[i] = on_grid(&r, lim, step);
+    float *v = rand_floats(&r, nk, -1.0f, 1.0f), *out = alloc_floats(nq, NAN);
+    if (!spread) {
+        for (size_t row = 0; row < nq / (size_t)t->d; row++)
+            q[row * (size_t)t->d] = row % 2 ? -24.0f : 24.0f; /* row = (token, head) */
+        for (size_t row = 0; row < nk / (size_t)t->d; row++) k[row * (size_t)t->d] = 20.0f;
+    }
+    uint8_t *mask = NULL;
+    if (t->mask) {
+        mask = malloc((size_t)(t->batch * t->n_kv));
+        assert_non_null(mask);
+        memset(mask, 1, (size_t)(t->batch * t->n_kv));
+        if (t->batch > 1) mask[1 * t->n_kv + 0] = mask[1 * t->n_kv + 1] = 0;
+    }
+    dlv_attention_args a = {.struct_size = sizeof a, .out = out, .q = q, .k = k, .v = v,
+                            .key_mask = mask, .batch = t->batch, .n_q = t->n_q,
+                            .n_kv = t->n_kv, .n_heads = t->heads, .n_kv_heads = t->kv_heads,
+                            .head_dim = t->d, .scale = 0.25f, .causal = t->causal};
+    double *ref = alloc_doubles(nq);
+    attention_ref(ref, &a);
+    /* The premise: some scores (here of sequence 0, head 0) are out of
+     * expf's range. */
+    double big = 0.0;
+    for (int64_t i = 0; i < t->n_q; i++)
+        for (int64_t j = 0; j < t->n_kv; j++) {
+            double dot = 0.0;
+            for (int64_t c = 0; c < t->d; c++)
+                dot += (double)q[i * t->heads * t->d + c] * (double)k[j * t->kv_heads * t->d + c];
+            if (fabs(0.25 * dot) > big) big = fabs(0.25 * dot);
+        }
+    assert_true(big > 100.0);
+    if (dlv_attention(be, &a) != DLV_OK) fail_msg("attention: %s", dlv_last_error());
+    char what[160];
+    snprintf(what, sizeof what,
+             "attention, %s scores b=%lld nq=%lld nkv=%lld heads=%lld/%lld d=%lld causal=%d "
+             "mask=%d", spread ? "spread" : "offset", (long long)t->batch, (long long)t->n_q,
+             (long long)t->n_kv, (long long)t->heads, (long long)t->kv_heads, (long long)t->d,
+             t->causal, t->mask);
+    check_close(what, out, ref, nq, 1e-5, 1e-5);
+    if (!spread) {
+        /* Without the per-row constant: ordinary scores, the same output. */
+        for (size_t row = 0; row < nq / (size_t)t->d; row++) q[row * (size_t)t->d] = 0.0f;
+        for (size_t row = 0; row < nk / (size_t)t->d; row++) k[row * (size_t)t->d] = 0.0f;
+        float *plain = alloc_floats(nq, NAN);
+        a.out = plain;
+        if (dlv_attention(be, &a) != DLV_OK) fail_msg("attention: %s", dlv_last_error());
+        double *pd = alloc_doubles(nq);
+        for (size_t i = 0; i < nq; i++) pd[i] = (double)plain[i];
+        check_close("attention: offset scores vs the same without the offset", out, pd, nq,
+                    2e-6, 1e-5);
+        free(plain);
+        free(pd);
+    }
+    free(q); free(k); free(v); free(out); free(mask); free(ref);
+}
+
+static void test_attention_large_scores(void **state)
+{
+    fixture *fx = *state;
+    static const attn_case cases[] = {
+        {1, 1, 1, 1, 1, 4, 0, 0},   /* one key: p = 1 */
+        {1, 5, 5, 2, 2, 4, 0, 0},
+        {2, 7, 7, 4, 2, 5, 1, 1},   /* GQA, causal, left padding */
+        {2, 3, 9, 4, 1, 8, 1, 0},   /* MQA, n_q < n_kv */
+        {1, 33, 33, 2, 1, 16, 1, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int spread = 0; spread < (cases[i].n_kv > 1 ? 2 : 1); spread++)
+            run_attention_large(fx->be, &cases[i], spread, 1550 + 2 * i + (uint64_t)spread);
+}
+
 /* A fully masked row is zeros, not NaN, and does not disturb its
  * neighbours. */
 static void test_attention_fully_masked_row(void **state)
@@ -670,6 +796,8 @@ static void test_threads_bitwise(void **state)
                                                  prestate),                                 \
         cmocka_unit_test_prestate_setup_teardown(test_matmul_bf16_equals_widened, setup,    \
                                                  teardown, prestate),                       \
+        cmocka_unit_test_prestate_setup_teardown(test_matmul_weight_trans_a, setup,         \
+                                                 teardown, prestate),                       \
         cmocka_unit_test_prestate_setup_teardown(test_add, setup, teardown, prestate),      \
         cmocka_unit_test_prestate_setup_teardown(test_layernorm, setup, teardown, prestate), \
         cmocka_unit_test_prestate_setup_teardown(test_rmsnorm, setup, teardown, prestate),  \
@@ -679,6 +807,8 @@ static void test_threads_bitwise(void **state)
                                                  prestate),                                 \
         cmocka_unit_test_prestate_setup_teardown(test_rope, setup, teardown, prestate),     \
         cmocka_unit_test_prestate_setup_teardown(test_attention, setup, teardown, prestate), \
+        cmocka_unit_test_prestate_setup_teardown(test_attention_large_scores, setup,        \
+                                                 teardown, prestate),                       \
         cmocka_unit_test_prestate_setup_teardown(test_attention_fully_masked_row, setup,    \
                                                  teardown, prestate),                       \
         cmocka_unit_test_prestate_setup_teardown(test_embedding, setup, teardown, prestate), \

@@ -191,6 +191,59 @@ static void test_unmapped_and_mismapped(void **state)
     expect_fail(dir, DLV_E_FORMAT, "'b.weight'", "maps it to " SHARD2);
 }
 
+/* Every tensor of every shard is checked against weight_map, wherever it
+ * lies in its shard (the first by data offset, one in the middle, the
+ * last): an index that maps any one of them to the other shard, or leaves
+ * it out, fails naming it, and the correct index loads. */
+static void test_every_tensor_checked(void **state)
+{
+    const char *dir = *state;
+    static const char *const n1[] = {"m.first", "m.middle", "m.last"};
+    static const char *const n2[] = {"n.first", "n.middle", "n.last"};
+    const char *const *names[2] = {n1, n2};
+    const char *files[2] = {SHARD1, SHARD2};
+    write_shard(dir, SHARD1, n1, 3, 1.0f);
+    write_shard(dir, SHARD2, n2, 3, 2.0f);
+    /* wrong = -1: the correct index; else tensor wrong % 3 of shard
+     * wrong / 3, mapped to the other shard (mode 0) or left out (mode 1). */
+    for (int wrong = -1; wrong < 6; wrong++)
+        for (int mode = 0; mode < (wrong < 0 ? 1 : 2); mode++) {
+            char map[1024] = "";
+            size_t o = 0;
+            for (int f = 0; f < 2; f++)
+                for (int t = 0; t < 3; t++) {
+                    int here = f * 3 + t == wrong;
+                    if (here && mode == 1) continue;
+                    o += (size_t)snprintf(map + o, sizeof map - o, "%s\"%s\": \"%s\"",
+                                          o ? ", " : "", names[f][t],
+                                          files[here ? 1 - f : f]);
+                    assert_true(o < sizeof map);
+                }
+            write_index(dir, map);
+            if (wrong < 0) {
+                dlv_st_set *s = NULL;
+                dlv_status st = dlv_st_set_open_dir(dir, &s);
+                if (st != DLV_OK) fail_msg("%s", dlv_last_error());
+                assert_int_equal(dlv_st_set_count(s), 6);
+                /* The names say where each tensor lies: shard order, then offsets. */
+                for (size_t i = 0; i < 6; i++)
+                    assert_string_equal(dlv_st_set_at(s, i)->name, names[i / 3][i % 3]);
+                dlv_st_set_close(s);
+                continue;
+            }
+            const char *name = names[wrong / 3][wrong % 3];
+            char quoted[64], why[128];
+            snprintf(quoted, sizeof quoted, "'%s'", name);
+            if (mode == 0)
+                snprintf(why, sizeof why, "is in shard %s but the index maps it to %s",
+                         files[wrong / 3], files[1 - wrong / 3]);
+            else
+                snprintf(why, sizeof why, "is in shard %s but not in the index",
+                         files[wrong / 3]);
+            expect_fail(dir, DLV_E_FORMAT, quoted, why);
+        }
+}
+
 static void test_bad_shard_names(void **state)
 {
     const char *dir = *state;
@@ -248,6 +301,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tensor_absent_from_shard, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tensor_in_two_shards, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unmapped_and_mismapped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_tensor_checked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_shard_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_index_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_shard, setup, teardown),

@@ -4,12 +4,13 @@ tokenizer tests never depend on ../shared/assets.
 
 Pinned references (PyPI): tokenizers==0.21.4 (Hugging Face, the reference for
 every tokenizer.json and for the converted tokenizer.model pipeline) and
-sentencepiece==0.2.0 (trains the SentencePiece model and checks its ids).
-Run by hand in a virtualenv outside the repository; CI only reads the
-committed outputs:
+sentencepiece==0.2.0 (trains the SentencePiece model and checks its ids;
+its protobuf module, which needs `protobuf`, rewrites the scores of
+spm_ties). Run by hand in a virtualenv outside the repository; CI only
+reads the committed outputs:
 
     python3 -m venv /tmp/ref-tokfix && \\
-        /tmp/ref-tokfix/bin/pip install tokenizers==0.21.4 sentencepiece==0.2.0
+        /tmp/ref-tokfix/bin/pip install tokenizers==0.21.4 sentencepiece==0.2.0 protobuf
     /tmp/ref-tokfix/bin/python tests/reference/tokenizer_fixtures.py tests/text/fixtures
 
 Training is deterministic (one SentencePiece thread; HF's BpeTrainer only
@@ -39,6 +40,15 @@ letters), no third-party data. It writes, under OUT_DIR:
                                SentencePiece's default options (whitespace
                                squeezing on), identity normalization; goldens
                                from `sentencepiece` itself (see spm_goldens)
+  spm_ties/tokenizer.model, golden.json
+                               llama/tokenizer.model with equal scores: every
+                               run of SCORE_STEP consecutive merged pieces
+                               shares one (tie_scores); goldens from
+                               `sentencepiece` itself, which breaks ties
+                               between equal-score pairs by position; cases
+                               whose ids change when equal scores get
+                               distinct ranks in vocabulary order are marked
+                               "score_tie"
   qwen2/tokenizer.json         byte-level BPE trained by HF's BpeTrainer in the
                                Qwen2 shape: NFC, Split(Qwen2 regex, Isolated) +
                                ByteLevel(use_regex false), ByteLevel post-processor
@@ -46,6 +56,14 @@ letters), no third-party data. It writes, under OUT_DIR:
                                ... as special added tokens, <tool_call> plain
   qwen2/tokenizer_config.json  add_bos_token false
   qwen2/golden.json
+  nfkc/tokenizer.json, golden.json
+                               byte-level BPE (ByteLevel with the GPT-2 regex)
+                               trained by HF's BpeTrainer behind an NFKC
+                               normalizer, with overlapping added tokens
+                               (NFKC_SPECIAL raw, NFKC_PLAIN normalized); its
+                               cases add NFKC_CASES and ADDED_CASES, marked
+                               "nfkc" (NFKC != NFC) and "added_overlap" (two
+                               added tokens start at one position)
   clip/tokenizer.json, golden.json
                                the shape transformers' CLIPConverter writes: NFC,
                                Replace(\\s+ -> " "), Lowercase; Split(CLIP regex,
@@ -87,14 +105,24 @@ import io
 import json
 import os
 import sys
+import unicodedata
 
 import sentencepiece as spm
 import tokenizers
+from sentencepiece import sentencepiece_model_pb2
 from tokenizers import Tokenizer, pre_tokenizers, trainers
 
 PINNED_TOKENIZERS = "0.21.4"
 PINNED_SENTENCEPIECE = "0.2.0"
 MIN_TIES = 20  # tests/text/test_tok_fixtures.c requires as many
+# spm_ties: scores shared by runs of SCORE_STEP consecutive merges; at least
+# MIN_SCORE_TIES cases whose ids depend on equal scores sharing a rank.
+SCORE_STEP = 32
+MIN_SCORE_TIES = 10
+# nfkc: at least as many cases with compatibility characters and with
+# overlapping added tokens (test_tok_fixtures.c requires as many).
+MIN_NFKC_CASES = 30
+MIN_OVERLAP_CASES = 15
 
 # Our own training text. Repeated letters, syllables, spaces, newlines and
 # CJK characters are frequent on purpose, so that merges such as "a a",
@@ -156,6 +184,37 @@ TIE_CASES = (
 # What test_cli_tokenize.py tokenizes (its expected ids come from here).
 CLI_CASES = ["Hello world", "Hello world\n", "Grüße, 世界! <|im_start|>x 🙂\n\tend"]
 
+# Compatibility characters that NFKC folds and NFC keeps (ligatures,
+# full-width and half-width forms, super- and subscripts, circled and
+# squared forms, letterlike symbols, mathematical alphanumerics, vulgar
+# fractions, an 18-character expansion), for the nfkc fixture on top of the
+# corpus's own NFKC cases.
+NFKC_CASES = [
+    "ﬁ", "ﬁne ﬂour", "eﬃcient oﬀer", "ﬅ ﬆ", "ＡＢＣ１２３", "ｈｅｌｌｏ　ｗｏｒｌｄ",
+    "Ｈｅｌｌｏ， ｗｏｒｌｄ！", "x² + y³ = z⁴", "H₂O and CO₂", "①②③ ⑩", "㎏ ㎞ ㎡ ㍻",
+    "ｶﾀｶﾅ ﾊﾞﾊﾟ", "Ⅻ ⅻ Ⅳ", "™ ℡ №", "⅓ ⅔ ⅛", "ǆ Ǆ ǉ", "ſ µ Å K", "ℌ ℍ ℝ ℤ",
+    "𝐀𝐁𝐂 𝟏𝟐𝟑 𝒶𝒷𝒸", "ﷺ", "⁽¹⁾ ₍₂₎", "…… ‥", "ｆｉ", "ＡＡＡＡ", "ａａａａａ",
+]
+
+# Added tokens of the nfkc fixture, in added_tokens order (a shorter token
+# before every token it is a prefix of): special ones matched on the raw text
+# (normalized false), plain ones on the NFKC-normalized text (normalized
+# true; HF normalizes their contents too, so "ﬁx" matches "fix" and "ｆｉｘ").
+# HF's automaton matches leftmost-longest.
+NFKC_SPECIAL = ["<x>", "<x><y>", "<y>", "<x><y><z>"]
+NFKC_PLAIN = ["ok", "okay", "okay!", "\ufb01x"]
+# Texts where one added token starts where a longer one also matches, and
+# the other ways added tokens meet: adjacent, nested, broken, spaced, after
+# normalization (full-width text that NFKC turns into a plain token; a
+# full-width special token, which stays text).
+ADDED_CASES = [
+    "<x>", "<x><y>", "<x><y><z>", "<x><y><y>", "<x><x><y>", "a<x><y>b", "<x> <y>",
+    "<x><y", "<x<x><y>>", "<x><y><z", "<y><x><y>", "<x><y>x<y>", "say <x><y><z> ok",
+    "ok", "okay", "okay!", "okay!!", "okayok", "ok okay okay! okayokay", "bookkeeper okay",
+    "ｏｋａｙ", "ｏｋ ok okay", "ｏｋａｙ！", "＜ｘ＞＜ｙ＞", "<x>ｏｋａｙ<x><y>", "Okay OKAY okay",
+    "\ufb01x", "fix", "ｆｉｘ", "prefix fixture \ufb01x", "\ufb01xok okfix",
+]
+
 QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
                  r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 CLIP_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
@@ -164,9 +223,9 @@ QWEN2_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|
 QWEN2_PLAIN = ["<tool_call>", "</tool_call>"]
 
 
-def added(content, tid, special):
+def added(content, tid, special, normalized=False):
     return {"id": tid, "content": content, "single_word": False, "lstrip": False,
-            "rstrip": False, "normalized": False, "special": special}
+            "rstrip": False, "normalized": normalized, "special": special}
 
 
 # --- SentencePiece + its transformers-style conversion --------------------
@@ -246,6 +305,24 @@ def convert_spm(sp, legacy):
     }
 
 
+def tie_scores(model_bytes, step):
+    """The SentencePiece model with equal scores: the trainer gives the
+    k-th merged piece score -k; here every run of step consecutive merged
+    pieces shares one score, -(k // step). Built with sentencepiece's own
+    protobuf module; nothing else changes. sentencepiece's BPE encoder then
+    breaks ties between equal-score pairs by position (leftmost first)."""
+    m = sentencepiece_model_pb2.ModelProto()
+    m.ParseFromString(model_bytes)
+    normal = sentencepiece_model_pb2.ModelProto.SentencePiece.NORMAL
+    for p in m.pieces:
+        if p.type == normal:
+            k = -p.score
+            if k != int(k) or k < 0:
+                sys.exit(f"spm_ties: unexpected trained score {p.score} for {p.piece!r}")
+            p.score = -float(int(k) // step)
+    return m.SerializeToString(deterministic=True)
+
+
 # --- byte-level BPE trained by HF's BpeTrainer ----------------------------
 
 def train_hf(spec, lines, vocab_size):
@@ -290,6 +367,22 @@ def qwen2_spec(lines):
     # Special tokens after the BPE vocabulary, as in Qwen2.
     for i, t in enumerate(QWEN2_SPECIAL + QWEN2_PLAIN):
         spec["added_tokens"].append(added(t, len(vocab) + i, t in QWEN2_SPECIAL))
+    return spec
+
+
+def nfkc_spec(lines):
+    """Byte-level BPE (GPT-2's shape: ByteLevel with its regex) behind an
+    NFKC normalizer, trained by HF's BpeTrainer, with overlapping added
+    tokens (NFKC_SPECIAL raw, NFKC_PLAIN normalized) after the vocabulary."""
+    bl = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
+          "use_regex": True}
+    spec = byte_level_spec({"type": "NFKC"}, bl, None,
+                           {"continuing_subword_prefix": "", "end_of_word_suffix": ""})
+    spec = train_hf(spec, lines, 512)
+    vocab = spec["model"]["vocab"]
+    for i, t in enumerate(NFKC_SPECIAL + NFKC_PLAIN):
+        spec["added_tokens"].append(added(t, len(vocab) + i, t in NFKC_SPECIAL,
+                                          normalized=t in NFKC_PLAIN))
     return spec
 
 
@@ -453,11 +546,14 @@ def hf_simulate(tok, spec, text, rightmost):
     return out
 
 
-def spm_simulate(sp, text, rightmost, squeeze=False):
+def spm_simulate(sp, text, rightmost, squeeze=False, by_id=False):
     """SentencePiece's bpe_model.cc Encode (agenda by score, then left
     position; reversed when rightmost) after its normalization: squeeze
     (remove_extra_whitespaces) drops leading and trailing spaces and
-    shortens runs to one; then the dummy prefix and the escaped spaces."""
+    shortens runs to one; then the dummy prefix and the escaped spaces.
+    by_id: equal scores do not tie but are ordered by the merged piece's
+    id (each piece its own rank in vocabulary order, as a conversion to
+    ranked merges gives), then by position."""
     if squeeze:
         text = " ".join(w for w in text.split(" ") if w)
     if not text:
@@ -478,12 +574,13 @@ def spm_simulate(sp, text, rightmost, squeeze=False):
             return
         piece = syms[left] + syms[nxt[left]]
         if piece in score:
-            heapq.heappush(agenda, (-score[piece], sign * left, len(piece), nxt[left]))
+            heapq.heappush(agenda, (-score[piece], sp.piece_to_id(piece) if by_id else 0,
+                                    sign * left, len(piece), nxt[left]))
 
     for i in range(len(syms) - 1):
         push(i)
     while agenda:
-        _, sl, size, right = heapq.heappop(agenda)
+        _, _, sl, size, right = heapq.heappop(agenda)
         left = sign * sl
         if not syms[left] or not syms[right] or len(syms[left]) + len(syms[right]) != size:
             continue
@@ -507,7 +604,11 @@ def spm_simulate(sp, text, rightmost, squeeze=False):
 
 # --- goldens ---------------------------------------------------------------
 
-def goldens(tok, spec, cases, label, added_texts, spm_proc=None):
+def goldens(tok, spec, cases, label, added_texts, spm_proc=None, normalized_texts=(),
+            flags=None):
+    """normalized_texts: the added tokens matched on the normalized text
+    (the merge-loop copy skips a case holding one there too). flags: a
+    function of the text returning extra keys for its case."""
     out, ties = [], []
     for text in cases:
         plain = tok.encode(text, add_special_tokens=False).ids
@@ -515,7 +616,13 @@ def goldens(tok, spec, cases, label, added_texts, spm_proc=None):
         case = {"text": text, "ids": plain, "ids_special": special,
                 "decoded": tok.decode(plain, skip_special_tokens=False),
                 "decoded_skip_special": tok.decode(special, skip_special_tokens=True)}
-        if not any(a in text for a in added_texts):
+        if flags:
+            case.update(flags(text))
+        norm = tok.normalizer.normalize_str(text) if normalized_texts else text
+        # A normalized added token is matched with its content normalized.
+        norm_added = [tok.normalizer.normalize_str(a) for a in normalized_texts]
+        if not any(a in text for a in added_texts) and \
+                not any(a in norm for a in norm_added):
             left = hf_simulate(tok, spec, text, False)
             if left != plain:
                 sys.exit(f"{label}: the copied merge loop gives {left} for {text!r}, "
@@ -536,12 +643,16 @@ def goldens(tok, spec, cases, label, added_texts, spm_proc=None):
     return out, ties
 
 
-def spm_goldens(sp, cases, label):
+def spm_goldens(sp, cases, label, squeeze=True, score_ties=False):
     """Goldens straight from `sentencepiece` (for the model whose
     remove_extra_whitespaces has no HF counterpart: transformers'
-    LlamaConverter ignores it). The cases holding a control piece's text
-    are left out: sentencepiece encodes them as plain text, the library
-    as special tokens (the HF conversion's behaviour)."""
+    LlamaConverter ignores it, and for the one with equal scores, which
+    the conversion's ranked merges cannot express). The cases holding a
+    control piece's text are left out: sentencepiece encodes them as plain
+    text, the library as special tokens (the HF conversion's behaviour).
+    squeeze: the model's remove_extra_whitespaces. score_ties: also mark
+    "score_tie" the cases whose ids change when equal scores are ranked in
+    vocabulary order instead of sharing a rank (such cases are "tie" too)."""
     out, ties = [], []
     for text in cases:
         if any(c in text for c in ("<s>", "</s>", "<unk>")):
@@ -549,9 +660,12 @@ def spm_goldens(sp, cases, label):
         ids = sp.encode(text)
         case = {"text": text, "ids": ids, "ids_special": [sp.bos_id()] + ids,
                 "decoded": sp.decode(ids), "decoded_skip_special": sp.decode(ids)}
-        if spm_simulate(sp, text, False, True) != ids:
+        if spm_simulate(sp, text, False, squeeze) != ids:
             sys.exit(f"{label}: the copied SentencePiece loop differs on {text!r}")
-        if spm_simulate(sp, text, True, True) != ids:
+        score_tie = score_ties and spm_simulate(sp, text, False, squeeze, by_id=True) != ids
+        if score_tie:
+            case["score_tie"] = True
+        if score_tie or spm_simulate(sp, text, True, squeeze) != ids:
             case["tie"] = True
             ties.append(text)
         out.append(case)
@@ -612,6 +726,36 @@ def main():
                 "cases": golden}, False)
     report("spm", sp2.get_piece_size(), golden, ties, {"letters", "cjk"})
 
+    # The llama model with equal scores: goldens from sentencepiece alone.
+    tied_bytes = tie_scores(model_bytes, SCORE_STEP)
+    sp3 = spm.SentencePieceProcessor(model_proto=tied_bytes)
+    d = os.path.join(out_dir, "spm_ties")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "tokenizer.model"), "wb") as f:
+        f.write(tied_bytes)
+    golden, ties = spm_goldens(sp3, cases, "spm_ties", squeeze=False, score_ties=True)
+    write_json(os.path.join(d, "golden.json"),
+               {"reference": f"sentencepiece=={PINNED_SENTENCEPIECE}",
+                "tokenizer": "fixtures/spm_ties/tokenizer.model",
+                "vocab_size": sp3.get_piece_size(), "cases": golden}, False)
+    report("spm_ties", sp3.get_piece_size(), golden, ties, {"letters", "cjk", "whitespace"})
+    score_ties = [c["text"] for c in golden if c.get("score_tie")]
+    # For information: HF's conversion (ranked merges, no equal ranks) of
+    # this model gives other ids wherever equal scores decide.
+    conv = Tokenizer.from_str(json.dumps(convert_spm(sp3, True)))
+    n_conv = sum(conv.encode(c["text"], add_special_tokens=False).ids != c["ids"]
+                 for c in golden)
+    print(f"spm_ties: {len(score_ties)} cases depend on equal scores sharing a rank; "
+          f"HF's conversion differs from sentencepiece on {n_conv}")
+    print("   ", " ".join(repr(t) for t in score_ties))
+    if len(score_ties) < MIN_SCORE_TIES:
+        sys.exit(f"spm_ties: only {len(score_ties)} cases depend on equal scores")
+
+    # The NFKC fixture: its own cases on top of the common ones.
+    nfkc_cases = cases + [t for t in NFKC_CASES + ADDED_CASES if t not in cases]
+    extra = {"nfkc": dict(cases=nfkc_cases, normalized_texts=NFKC_PLAIN, flags=nfkc_flags)}
+    fixtures["nfkc"] = (nfkc_spec(lines), NFKC_SPECIAL, None, None)
+
     for name, (spec, added_texts, spm_proc, config) in fixtures.items():
         d = os.path.join(out_dir, name)
         os.makedirs(d, exist_ok=True)
@@ -625,7 +769,9 @@ def main():
                 f.write(model_bytes)
         if config:
             write_json(os.path.join(d, "tokenizer_config.json"), config, True)
-        golden, ties = goldens(tok, final, cases, name, added_texts, spm_proc)
+        opts = extra.get(name, {})
+        golden, ties = goldens(tok, final, opts.get("cases", cases), name, added_texts, spm_proc,
+                               opts.get("normalized_texts", ()), opts.get("flags"))
         doc = {"reference": f"tokenizers=={PINNED_TOKENIZERS}"
                             + (f", sentencepiece=={PINNED_SENTENCEPIECE}" if spm_proc else ""),
                "tokenizer": f"fixtures/{name}/tokenizer.json",
@@ -634,6 +780,33 @@ def main():
         # CLIP's normalizer squeezes whitespace runs to one space: no ties there.
         report(name, doc["vocab_size"], golden, ties,
                {"letters", "cjk"} | (set() if name == "clip" else {"whitespace"}))
+        if name == "nfkc":
+            n_compat = sum(1 for c in golden if c.get("nfkc"))
+            n_overlap = sum(1 for c in golden if c.get("added_overlap"))
+            print(f"nfkc: {n_compat} cases with compatibility characters, {n_overlap} with "
+                  f"overlapping added tokens")
+            if n_compat < MIN_NFKC_CASES or n_overlap < MIN_OVERLAP_CASES:
+                sys.exit("nfkc: too few compatibility or overlapping-added-token cases")
+
+
+def overlapping(text, tokens):
+    """Whether at some position of text two of tokens match (one is a
+    prefix of the other): the leftmost-longest rule decides there."""
+    return any(sum(text.startswith(t, i) for t in tokens) > 1 for i in range(len(text)))
+
+
+def nfkc_flags(text):
+    """"nfkc": NFKC and NFC of text differ (Python's unicodedata);
+    "added_overlap": two added tokens of the nfkc fixture start at one
+    position, the special ones in the raw text, the normalized ones in its
+    NFKC form."""
+    f = {}
+    norm = unicodedata.normalize("NFKC", text)
+    if norm != unicodedata.normalize("NFC", text):
+        f["nfkc"] = True
+    if overlapping(text, NFKC_SPECIAL) or overlapping(norm, NFKC_PLAIN):
+        f["added_overlap"] = True
+    return f
 
 
 def report(name, vocab_size, golden, ties, need):

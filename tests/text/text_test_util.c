@@ -213,3 +213,17 @@ tt_golden_stats tt_run_golden(const dlv_tokenizer *tok, const char *golden_path,
     json_decref(doc);
     return stats;
 }
+
+size_t tt_golden_count(const char *golden_path, const char *flag)
+{
+    json_error_t jerr;
+    json_t *doc = json_load_file(golden_path, JSON_ALLOW_NUL, &jerr);
+    if (!doc) print_error("%s: %s\n", golden_path, jerr.text);
+    assert_non_null(doc);
+    const json_t *cases = json_object_get(doc, "cases");
+    size_t n = 0;
+    for (size_t i = 0; i < json_array_size(cases); i++)
+        n += (size_t)json_is_true(json_object_get(json_array_get(cases, i), flag));
+    json_decref(doc);
+    return n;
+}

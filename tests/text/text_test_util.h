@@ -39,4 +39,9 @@ typedef struct tt_golden_stats {
 tt_golden_stats tt_run_golden(const dlv_tokenizer *tok, const char *golden_path,
                               const char *label);
 
+/* The number of cases of a golden file whose key flag is true (such as
+ * "score_tie" or "added_overlap": what the cases exercise, marked by the
+ * script that wrote them). */
+size_t tt_golden_count(const char *golden_path, const char *flag);
+
 #endif
