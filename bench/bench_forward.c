@@ -18,8 +18,8 @@
 
 #include "backend/backend.h"
 #include "model/model.h"
-#include "model/text_model.h"
-#include "model/vision_tower.h"
+#include "model/llava/text_model.h"
+#include "model/llava/vision_tower.h"
 
 enum { N_PREFIX = 8, N_SUFFIX = 12, TEXT_LEN = 20, MAX_REPS = 64 };
 

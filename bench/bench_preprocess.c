@@ -10,11 +10,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "vision/image_source.h"
+#include "image/image_source.h"
 #include "core/fs.h"
 #include "model/config.h"
-#include "vision/decode.h"
-#include "vision/preprocess.h"
+#include "image/decode.h"
+#include "image/preprocess.h"
 
 static const char clip336[] =
     "{\"crop_size\": {\"height\": 336, \"width\": 336}, \"do_center_crop\": true,"

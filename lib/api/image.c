@@ -1,7 +1,7 @@
 /* Image sources: the public constructors (they validate and copy what the
  * caller gives) and preprocessing entry points; decoding and the pipeline
  * are in vision/image_source.c. */
-#include "vision/image_source.h"
+#include "image/image_source.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +9,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "model/model.h"
-#include "vision/preprocess.h"
+#include "image/preprocess.h"
 
 DLV_API dlv_status dlv_image_from_file(const char *path, dlv_image **out)
 {

@@ -1,10 +1,10 @@
 /* Public tokenizer entry points: argument checks and the caller-owned
- * buffer contract around the internal pipeline (lib/text). */
+ * buffer contract around the internal pipeline (lib/tokenizer). */
 #include <string.h>
 
 #include "core/error.h"
 #include "model/model.h"
-#include "text/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 DLV_API dlv_status dlv_tokenizer_load(const char *path, dlv_tokenizer **out)
 {

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "disclvlm.h"
-#include "vision/preproc_config.h" /* the image processor's part of a model directory */
+#include "image/preproc_config.h" /* the image processor's part of a model directory */
 
 typedef enum dlv_vision_kind { DLV_VISION_CLIP = 0, DLV_VISION_SIGLIP } dlv_vision_kind;
 typedef enum dlv_text_kind { DLV_TEXT_LLAMA = 0, DLV_TEXT_MISTRAL, DLV_TEXT_QWEN2 } dlv_text_kind;

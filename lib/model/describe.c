@@ -6,7 +6,7 @@
 #include <jansson.h>
 
 #include "core/error.h"
-#include "model/clip_model.h"
+#include "model/clip/clip_model.h"
 #include "model/model.h"
 
 /* jansson's setters steal the reference; a failed allocation leaves NULL,

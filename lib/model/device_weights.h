@@ -3,7 +3,7 @@
  * on a backend with host memory each tensor wraps its bytes in the
  * memory-mapped checkpoint (no copy: bf16 stays bf16 and tensors that are
  * never read are never paged in); on any other backend each is uploaded
- * once. Typed per-layer views (model/llava_weights.h, ...) are bound over
+ * once. Typed per-layer views (model/llava/llava_weights.h, ...) are bound over
  * them, so no forward looks a weight up by name. */
 #ifndef DLV_MODEL_DEVICE_WEIGHTS_H
 #define DLV_MODEL_DEVICE_WEIGHTS_H

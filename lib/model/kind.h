@@ -5,7 +5,7 @@
  * from the model and its adapter (view_new uploads the adapter's LoRA and
  * soft prompts once); a trainer gives its own (train/kind.h encode_view),
  * over the parameters being trained. The view's type is the kind's
- * (LLaVA: dlv_llava_params, model/llava.h; CLIP: dlv_clip_w, model/clip.h). */
+ * (LLaVA: dlv_llava_params, model/llava/llava.h; CLIP: dlv_clip_w, model/clip/clip.h). */
 #ifndef DLV_MODEL_KIND_H
 #define DLV_MODEL_KIND_H
 

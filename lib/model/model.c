@@ -8,13 +8,13 @@
 
 #include "core/error.h"
 #include "core/fs.h"
-#include "model/clip.h"
-#include "model/clip_model.h"
+#include "model/clip/clip.h"
+#include "model/clip/clip_model.h"
 #include "model/device_weights.h"
 #include "model/kind.h"
-#include "model/llava_weights.h"
+#include "model/llava/llava_weights.h"
 #include "model/weights_bind.h"
-#include "text/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 struct dlv_model {
     char *dir;
@@ -31,7 +31,7 @@ struct dlv_model {
     dlv_llava_w llava_w;      /* LLaVA models */
     dlv_clip_w clip_w;        /* CLIPModel directories */
     dlv_tokenizer *tokenizer; /* NULL when the directory has none */
-    /* CLIPModel directories (model/clip_model.h): their config; `config`
+    /* CLIPModel directories (model/clip/clip_model.h): their config; `config`
      * then holds a LLaVA-shaped view of it. NULL for LLaVA. */
     dlv_clip_config *clip;
 };

@@ -9,8 +9,8 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/json_util.h"
-#include "text/text_util.h"
-#include "text/tokenizer.h"
+#include "tokenizer/text_util.h"
+#include "tokenizer/tokenizer.h"
 #include "model/model.h"
 
 typedef struct defaults {

@@ -1,4 +1,4 @@
-/* Helpers to bind typed weight views (model/llava_weights.h, model/clip.h)
+/* Helpers to bind typed weight views (model/llava/llava_weights.h, model/clip/clip.h)
  * over a tensor per weight-table entry: looked up by canonical name once,
  * when a view is made (model load, trainer set-up), never in a forward. */
 #ifndef DLV_MODEL_WEIGHTS_BIND_H

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "vision/image_source.h"
+#include "image/image_source.h"
 #include "core/error.h"
 
 typedef struct entry {

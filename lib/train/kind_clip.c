@@ -8,12 +8,12 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "model/clip.h"
+#include "model/clip/clip.h"
 #include "model/device_weights.h"
 #include "model/model.h"
 #include "train/kind.h"
 #include "train/save_model.h"
-#include "vision/image_source.h"
+#include "image/image_source.h"
 
 typedef struct clip_state {
     const dlv_model *m;

@@ -6,7 +6,7 @@
  * f32 copy. A side whose soft prompt is neither trained nor given uses its
  * instruction's ids (so training the embedding table moves it too).
  *
- * A chunk of one side: the sequences of model/llava.h (image side:
+ * A chunk of one side: the sequences of model/llava/llava.h (image side:
  * features, recomputed with a tape when the tower or projector is trained;
  * with a long caption, its ids continue the sequence for the next-token
  * loss), the decoder with a tape, the embedding rows. The backward sends
@@ -19,15 +19,15 @@
 
 #include "core/error.h"
 #include "model/device_weights.h"
-#include "model/llava.h"
-#include "model/llava_vision.h"
+#include "model/llava/llava.h"
+#include "model/llava/llava_vision.h"
 #include "model/model.h"
-#include "text/text_util.h"
-#include "text/tokenizer.h"
+#include "tokenizer/text_util.h"
+#include "tokenizer/tokenizer.h"
 #include "train/feature_cache.h"
 #include "train/kind.h"
 #include "train/save_model.h"
-#include "vision/image_source.h"
+#include "image/image_source.h"
 
 typedef struct step_data {
     size_t n;

@@ -93,7 +93,7 @@ dlv_status dlv_trainer_save_model(dlv_trainer *t, const char *dir, const char *d
 
 /* What encoding on a training session reads: the weights as they are being
  * trained, one tensor per weight-table entry (the model's own where not
- * trained), and for LLaVA the adapter's device state (model/llava.h's
+ * trained), and for LLaVA the adapter's device state (model/llava/llava.h's
  * dlv_llava_params). */
 const dlv_tensor *dlv_trainer_tensors(const dlv_trainer *t);
 const void *dlv_trainer_encode_view(const dlv_trainer *t);

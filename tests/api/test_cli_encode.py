@@ -22,7 +22,7 @@ import tempfile
 exe, gen = sys.argv[1:3]
 here = os.path.dirname(os.path.abspath(__file__))
 data = os.path.join(os.environ.get("DLV_SOURCE_ROOT", os.path.join(here, "..", "..")),
-                    "tests", "vision", "data")
+                    "tests", "image", "data")
 failures = []
 TOL = 1e-5
 

@@ -47,7 +47,7 @@ c++ -std=c++17 -Wall -Wextra -Wpedantic -Werror "$src_dir/../../bindings/cpp/exa
   -o "$tmp/example_cpp" $flags
 python3 "$src_dir/../gen_tiny_checkpoint.py" "$tmp/tiny" --vision clip --text llama \
   --with-tokenizer >/dev/null
-image="$src_dir/../vision/data/jpeg_420.jpg"
+image="$src_dir/../image/data/jpeg_420.jpg"
 "$tmp/consumer_hpp_c++11" "$tmp/tiny" "$image"
 "$tmp/consumer_hpp_c++17" "$tmp/tiny" "$image"
 example_out=$("$tmp/example_cpp" "$tmp/tiny" "$image" -- "a cat" "a dog")

@@ -25,7 +25,7 @@
  *    dlv_session_logit_scale against get_image_features /
  *    get_text_features / logits_per_image; one image / one text alone;
  *    dlv_embed_tokens does not apply;
- *  - the towers directly (model/clip.h) on device buffers: pixels
+ *  - the towers directly (model/clip/clip.h) on device buffers: pixels
  *    uploaded, embeddings downloaded, against the goldens before
  *    normalisation; batches of texts of different lengths; a sub-batch at a
  *    device offset; the tape does not change the result; nothing is
@@ -64,8 +64,8 @@
 #include "backend/backend.h"
 #include "backend/tensor.h"
 #include "io/safetensors.h"
-#include "model/clip.h"
-#include "model/clip_model.h"
+#include "model/clip/clip.h"
+#include "model/clip/clip_model.h"
 #include "model/kind.h"
 #include "model/model.h"
 

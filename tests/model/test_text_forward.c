@@ -30,7 +30,7 @@
 #include "disclvlm.h"
 #include "io/safetensors.h"
 #include "model/model.h"
-#include "model/text_model.h"
+#include "model/llava/text_model.h"
 
 #define ATOL 1e-5
 #define RTOL 1e-4

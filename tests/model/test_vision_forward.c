@@ -23,7 +23,7 @@
 #include "disclvlm.h"
 #include "io/safetensors.h"
 #include "model/model.h"
-#include "model/vision_tower.h"
+#include "model/llava/vision_tower.h"
 
 #define ATOL 1e-5
 #define RTOL 1e-4

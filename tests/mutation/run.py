@@ -264,7 +264,7 @@ def test_of_log_name(text, tests):
 def resolve_hints(hints, tests):
     """The tests a mutation's "tests" entries name, in that order, without
     repeats. An entry is a suite ("train"), a test name ("learning") or
-    suite/name ("vision/api", for a name two suites share)."""
+    suite/name ("image/api", for a name two suites share)."""
     ordered, unknown = [], []
     for h in hints:
         if "/" in h:

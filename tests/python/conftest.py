@@ -4,7 +4,7 @@ and small PNG files written with zlib + struct (no Pillow needed).
 Environment (set by run_python_tests.sh; defaults work from a source tree):
   DISCLVLM_GEN_TINY   tests/gen_tiny_checkpoint.py
   DISCLVLM_CLI        the disclvlm tool of the same build (for exact comparisons)
-  DISCLVLM_TEST_DATA  tests/vision/data (sample JPEGs)
+  DISCLVLM_TEST_DATA  tests/image/data (sample JPEGs)
 """
 import os
 import struct
@@ -18,7 +18,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.abspath(os.path.join(HERE, "..", ".."))
 GEN_TINY = os.environ.get("DISCLVLM_GEN_TINY", os.path.join(SRC, "tests", "gen_tiny_checkpoint.py"))
-TEST_DATA = os.environ.get("DISCLVLM_TEST_DATA", os.path.join(SRC, "tests", "vision", "data"))
+TEST_DATA = os.environ.get("DISCLVLM_TEST_DATA", os.path.join(SRC, "tests", "image", "data"))
 
 
 def gen_tiny(out_dir, *args):

@@ -101,7 +101,7 @@ fi
 # finds the installed package.
 export DISCLVLM_CLI="$build_root/disclvlm/disclvlm"
 export DISCLVLM_GEN_TINY="$src_root/tests/gen_tiny_checkpoint.py"
-export DISCLVLM_TEST_DATA="$src_root/tests/vision/data"
+export DISCLVLM_TEST_DATA="$src_root/tests/image/data"
 export DISCLVLM_BENCH="$src_root/bench/bench_python.py"
 export DISCLVLM_INCLUDE="$src_root/include"
 export DISCLVLM_EXPECT_BUNDLED=1

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""Reference images and goldens for tests/vision (libdisclvlm image pipeline).
+"""Reference images and goldens for tests/image (libdisclvlm image pipeline).
 
 Writes, deterministically:
-  tests/vision/data/*.png, *.jpg   small synthetic inputs (every PNG colour
+  tests/image/data/*.png, *.jpg   small synthetic inputs (every PNG colour
                                    type and bit depth, interlaced, tRNS;
                                    baseline / progressive / gray / CMYK /
                                    EXIF-rotated JPEG and PNG; odd, 1xN, Nx1, 1x1 sizes)
-  tests/vision/golden/manifest.json  what each test case expects
-  tests/vision/golden/*.png        the 8-bit images right before rescaling
+  tests/image/golden/manifest.json  what each test case expects
+  tests/image/golden/*.png        the 8-bit images right before rescaling
 
 Inputs named "gen:W:H" are a formula image the C test builds too (large and
 1xN cases without committed files); "assets:NAME" are ../shared/assets/images.
@@ -41,8 +41,8 @@ import transformers
 from transformers import CLIPImageProcessor, SiglipImageProcessor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DATA = os.path.join(ROOT, "tests", "vision", "data")
-GOLDEN = os.path.join(ROOT, "tests", "vision", "golden")
+DATA = os.path.join(ROOT, "tests", "image", "data")
+GOLDEN = os.path.join(ROOT, "tests", "image", "golden")
 
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
@@ -145,7 +145,7 @@ def smooth(h, w, ch, maxv, seed):
 
 
 def gen_pattern(w, h):
-    """Mirrored in tests/vision/test_vision_golden.c (gen_pattern)."""
+    """Mirrored in tests/image/test_vision_golden.c (gen_pattern)."""
     y, x = np.mgrid[0:h, 0:w].astype(np.uint64)
     r = (x * x + 3 * y) % 256
     g = (5 * x + y * y) % 256

@@ -11,7 +11,7 @@ reads the committed outputs:
 
     python3 -m venv /tmp/ref-tokfix && \\
         /tmp/ref-tokfix/bin/pip install tokenizers==0.21.4 sentencepiece==0.2.0 protobuf
-    /tmp/ref-tokfix/bin/python tests/reference/tokenizer_fixtures.py tests/text/fixtures
+    /tmp/ref-tokfix/bin/python tests/reference/tokenizer_fixtures.py tests/tokenizer/fixtures
 
 Training is deterministic (one SentencePiece thread; HF's BpeTrainer only
 where every initial symbol is in its sorted alphabet; CLIP's merges by the
@@ -73,7 +73,7 @@ letters), no third-party data. It writes, under OUT_DIR:
                                from train_suffix_bpe (HF's trainer numbers
                                "</w>" symbols in hash order, run to run)
 
-Each golden.json has the format of tests/text/golden/*.json (written by
+Each golden.json has the format of tests/tokenizer/golden/*.json (written by
 tokenizers_reference.py): for every case, the ids without and with special
 tokens, decode(ids) and decode(ids_special, skip special), all from
 `tokenizers`; plus "tie": true where the case depends on how BPE breaks ties
@@ -114,7 +114,7 @@ from tokenizers import Tokenizer, pre_tokenizers, trainers
 
 PINNED_TOKENIZERS = "0.21.4"
 PINNED_SENTENCEPIECE = "0.2.0"
-MIN_TIES = 20  # tests/text/test_tok_fixtures.c requires as many
+MIN_TIES = 20  # tests/tokenizer/test_tok_fixtures.c requires as many
 # spm_ties: scores shared by runs of SCORE_STEP consecutive merges; at least
 # MIN_SCORE_TIES cases whose ids depend on equal scores sharing a rank.
 SCORE_STEP = 32

@@ -6,7 +6,7 @@ the repository; CI only reads the committed goldens:
 
     python3 -m venv /tmp/ref-tok && /tmp/ref-tok/bin/pip install tokenizers==0.21.4
     /tmp/ref-tok/bin/python tests/reference/tokenizers_reference.py \
-        ../shared/assets/tokenizers tests/text/golden
+        ../shared/assets/tokenizers tests/tokenizer/golden
 
 For each of llama2, qwen2 and mistral it loads tokenizer.json alone (no
 tokenizer_config.json: that is what `tokenizers` itself does) and writes

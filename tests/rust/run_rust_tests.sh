@@ -41,7 +41,7 @@ export DISCLVLM_HEADER="$src_root/include/disclvlm.h"
 export DISCLVLM_CLI="$cli"
 export DISCLVLM_REQUIRE_CLI=1
 export DISCLVLM_GEN_TINY="$gen_tiny"
-export DISCLVLM_TEST_IMAGES="$src_root/tests/vision/data"
+export DISCLVLM_TEST_IMAGES="$src_root/tests/image/data"
 export CARGO_TARGET_DIR="$target_dir"
 # Never let a pkg-config answer or a stale library path pick another copy.
 unset PKG_CONFIG_PATH LD_LIBRARY_PATH

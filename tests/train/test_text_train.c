@@ -59,11 +59,11 @@
 #include "disclvlm.h"
 #include "io/safetensors.h"
 #include "model/device_weights.h"
-#include "model/llava_weights.h"
+#include "model/llava/llava_weights.h"
 #include "model/lora.h"
 #include "model/model.h"
 #include "model/nn/decoder.h"
-#include "model/text_model.h"
+#include "model/llava/text_model.h"
 
 #define FWD_TOL 1e-6
 #define FD_EPS 1e-3f

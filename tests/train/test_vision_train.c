@@ -1,5 +1,5 @@
 /* LLaVA's image pathway trained: dlv_llava_vision_forward (with a tape and
- * a `from` stage) and dlv_llava_vision_backward (lib/model/llava_vision.c
+ * a `from` stage) and dlv_llava_vision_backward (lib/model/llava/llava_vision.c
  * over the ViT and encoder blocks, model/nn/vit.h, model/nn/encoder.h).
  *
  *   test_vision_train DIR [DIR]...
@@ -56,10 +56,10 @@
 #include "disclvlm.h"
 #include "io/safetensors.h"
 #include "model/device_weights.h"
-#include "model/llava_vision.h"
-#include "model/llava_weights.h"
+#include "model/llava/llava_vision.h"
+#include "model/llava/llava_weights.h"
 #include "model/model.h"
-#include "model/vision_tower.h"
+#include "model/llava/vision_tower.h"
 #include "model/weights.h"
 
 #define FWD_TOL 1e-6    /* |diff| <= FWD_TOL * (1 + |want|) */

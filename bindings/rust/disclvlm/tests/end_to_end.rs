@@ -5,7 +5,7 @@
 //!
 //! Environment (all optional; tests/rust/run_rust_tests.sh sets them):
 //! - DISCLVLM_GEN_TINY: tests/gen_tiny_checkpoint.py (default: from the source tree)
-//! - DISCLVLM_TEST_IMAGES: tests/vision/data (default: from the source tree)
+//! - DISCLVLM_TEST_IMAGES: tests/image/data (default: from the source tree)
 //! - DISCLVLM_CLI: the `disclvlm` executable, the C reference (default:
 //!   DISCLVLM_LIB_DIR/../disclvlm/disclvlm, the meson build tree's layout)
 //! - DISCLVLM_REQUIRE_CLI=1: fail, rather than skip the comparisons, without it
@@ -40,7 +40,7 @@ fn bare_model_dir() -> PathBuf {
 fn image_path(name: &str) -> PathBuf {
     std::env::var_os("DISCLVLM_TEST_IMAGES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| source_root().join("tests/vision/data"))
+        .unwrap_or_else(|| source_root().join("tests/image/data"))
         .join(name)
 }
 

@@ -1,0 +1,46 @@
+/* Image sources (a file, encoded bytes in memory, or packed RGB) and their
+ * decoding and preprocessing into a model's pixel tensor. Decoding is lazy:
+ * the public constructors (api/image.c) only copy and check what they are
+ * given, and decoding runs at preprocessing time with that call's limits
+ * (max pixels, EXIF rotation). Below the model layer, so that model kinds
+ * and the trainer preprocess without calling the public API. */
+#ifndef DLV_IMAGE_IMAGE_SOURCE_H
+#define DLV_IMAGE_IMAGE_SOURCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "disclvlm.h"
+#include "image/preproc_config.h"
+#include "image/decode.h"
+
+typedef enum dlv_image_kind { DLV_IMAGE_FILE, DLV_IMAGE_MEMORY, DLV_IMAGE_RGB } dlv_image_kind;
+
+struct dlv_image {
+    dlv_image_kind kind;
+    char *path;             /* FILE */
+    unsigned char *bytes;   /* MEMORY: encoded bytes; RGB: packed rows */
+    size_t n_bytes;
+    uint32_t width, height; /* RGB */
+};
+
+/* How messages name a source. */
+const char *dlv_image_label(const dlv_image *image);
+
+/* The image as packed 8-bit RGB: decoded (FILE, MEMORY) or copied (RGB). */
+dlv_status dlv_image_decode(const dlv_image *image, const dlv_decode_opts *opts, dlv_rgb8 *out);
+
+typedef struct dlv_pixel_opts {
+    int pad_square;
+    int exif_rotate;
+    uint64_t max_pixels;
+} dlv_pixel_opts;
+
+#define DLV_PIXEL_OPTS_DEFAULT {0, 0, DLV_DEFAULT_MAX_PIXELS}
+
+/* Decodes and preprocesses one image with the image processor's settings
+ * into out [3, H, W] f32 (out_len floats; H, W from dlv_preprocess_fixed_size). */
+dlv_status dlv_image_to_pixels(const dlv_preproc_config *cfg, const dlv_image *image,
+                               const dlv_pixel_opts *opts, float *out, size_t out_len);
+
+#endif

@@ -1,0 +1,210 @@
+/* preprocessor_config.json: how images become pixel_values. The defaults are
+ * those of CLIPImageProcessor (resize the shortest edge, center-crop, OpenAI
+ * CLIP mean/std) or SiglipImageProcessor (resize to height x width, no crop,
+ * mean/std 0.5), chosen by image_processor_type. A LlavaProcessor file
+ * carries the same image_processor_type and fields. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/json_util.h"
+#include "image/preproc_config.h"
+
+#define MAX_PIXELS ((int64_t)1 << 20)
+
+typedef enum proc_kind { PROC_CLIP, PROC_SIGLIP } proc_kind;
+
+static const struct {
+    const char *name;
+    proc_kind kind;
+} known_processors[] = {
+    {"CLIPImageProcessor", PROC_CLIP},     {"CLIPImageProcessorFast", PROC_CLIP},
+    {"LlavaImageProcessor", PROC_CLIP},    {"LlavaImageProcessorFast", PROC_CLIP},
+    {"SiglipImageProcessor", PROC_SIGLIP}, {"SiglipImageProcessorFast", PROC_SIGLIP},
+};
+
+static void defaults(proc_kind kind, dlv_preproc_config *p)
+{
+    static const double clip_mean[3] = {0.48145466, 0.4578275, 0.40821073};
+    static const double clip_std[3] = {0.26862954, 0.26130258, 0.27577711};
+    p->do_resize = 1;
+    p->resample = DLV_RESAMPLE_BICUBIC;
+    p->do_rescale = 1;
+    p->rescale_factor = 1.0 / 255.0;
+    p->do_normalize = 1;
+    if (kind == PROC_CLIP) {
+        p->shortest_edge = 224;
+        p->size_height = p->size_width = -1;
+        p->do_center_crop = 1;
+        p->crop_height = p->crop_width = 224;
+        memcpy(p->image_mean, clip_mean, sizeof clip_mean);
+        memcpy(p->image_std, clip_std, sizeof clip_std);
+        p->do_convert_rgb = 1;
+    } else {
+        p->shortest_edge = -1;
+        p->size_height = p->size_width = 224;
+        p->do_center_crop = 0;
+        p->crop_height = p->crop_width = -1;
+        for (int i = 0; i < 3; i++) p->image_mean[i] = p->image_std[i] = 0.5;
+        p->do_convert_rgb = 0; /* None in SiglipImageProcessor */
+    }
+}
+
+static dlv_status pixels(const json_t *v, const char *label, const char *field, int64_t *out)
+{
+    if (!json_is_integer(v))
+        return dlv_error(DLV_E_FORMAT, "%s: %s: expected an integer", label, field);
+    *out = (int64_t)json_integer_value(v);
+    if (*out <= 0 || *out > MAX_PIXELS)
+        return dlv_error(DLV_E_FORMAT, "%s: %s: %lld is outside 1..%lld", label, field,
+                         (long long)*out, (long long)MAX_PIXELS);
+    return DLV_OK;
+}
+
+/* {"height": h, "width": w}; an integer n means n x n. */
+static dlv_status hw(const json_t *v, const char *label, const char *key, int64_t *h,
+                     int64_t *w)
+{
+    char field[64];
+    if (json_is_integer(v)) {
+        dlv_status st = pixels(v, label, key, h);
+        *w = *h;
+        return st;
+    }
+    const json_t *jh = json_is_object(v) ? json_object_get(v, "height") : NULL;
+    const json_t *jw = json_is_object(v) ? json_object_get(v, "width") : NULL;
+    if (!jh || !jw)
+        return dlv_error(DLV_E_FORMAT, "%s: %s: expected {\"height\": H, \"width\": W} or an integer",
+                         label, key);
+    snprintf(field, sizeof field, "%s.height", key);
+    dlv_status st = pixels(jh, label, field, h);
+    if (st != DLV_OK) return st;
+    snprintf(field, sizeof field, "%s.width", key);
+    return pixels(jw, label, field, w);
+}
+
+static dlv_status parse_size(const json_t *v, proc_kind kind, const char *label,
+                             dlv_preproc_config *p)
+{
+    if (json_is_object(v) && json_object_get(v, "shortest_edge")) {
+        p->size_height = p->size_width = -1;
+        return pixels(json_object_get(v, "shortest_edge"), label, "size.shortest_edge",
+                      &p->shortest_edge);
+    }
+    /* CLIPImageProcessor reads a bare integer as the shortest edge
+     * (get_size_dict with default_to_square=False). */
+    if (json_is_integer(v) && kind == PROC_CLIP) {
+        p->size_height = p->size_width = -1;
+        return pixels(v, label, "size", &p->shortest_edge);
+    }
+    p->shortest_edge = -1;
+    return hw(v, label, "size", &p->size_height, &p->size_width);
+}
+
+/* A list of three numbers, or one number for all channels. */
+static dlv_status triple(const json_t *root, const char *key, const char *label, double out[3])
+{
+    const json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) return DLV_OK;
+    if (json_is_number(v)) {
+        out[0] = out[1] = out[2] = json_number_value(v);
+        return DLV_OK;
+    }
+    if (!json_is_array(v) || json_array_size(v) != 3)
+        return dlv_error(DLV_E_FORMAT, "%s: field '%s': expected a list of 3 numbers", label, key);
+    for (size_t i = 0; i < 3; i++) {
+        const json_t *e = json_array_get(v, i);
+        if (!json_is_number(e))
+            return dlv_error(DLV_E_FORMAT, "%s: field '%s'[%zu]: expected a number", label, key, i);
+        out[i] = json_number_value(e);
+    }
+    return DLV_OK;
+}
+
+static dlv_status parse_root(const json_t *root, const char *label, dlv_preproc_config *p)
+{
+    if (!json_is_object(root))
+        return dlv_error(DLV_E_FORMAT, "%s: expected a JSON object at the top level", label);
+    dlv_status st = dlv_json_str(root, "image_processor_type", "CLIPImageProcessor", label,
+                                 p->processor_class, sizeof p->processor_class);
+    if (st != DLV_OK) return st;
+    size_t k = 0, n_known = sizeof known_processors / sizeof known_processors[0];
+    while (k < n_known && strcmp(p->processor_class, known_processors[k].name) != 0) k++;
+    if (k == n_known)
+        return dlv_error(DLV_E_UNSUPPORTED,
+                         "%s: image_processor_type: '%s' is not supported (expected "
+                         "CLIPImageProcessor or SiglipImageProcessor)", label, p->processor_class);
+    proc_kind kind = known_processors[k].kind;
+    defaults(kind, p);
+
+    int64_t resample;
+    int do_pad;
+    if ((st = dlv_json_bool(root, "do_resize", p->do_resize, label, &p->do_resize)) ||
+        (st = dlv_json_int(root, "resample", p->resample, label, &resample)) ||
+        (st = dlv_json_bool(root, "do_rescale", p->do_rescale, label, &p->do_rescale)) ||
+        (st = dlv_json_real(root, "rescale_factor", p->rescale_factor, label,
+                            &p->rescale_factor)) ||
+        (st = dlv_json_bool(root, "do_normalize", p->do_normalize, label, &p->do_normalize)) ||
+        (st = dlv_json_bool(root, "do_convert_rgb", p->do_convert_rgb, label,
+                            &p->do_convert_rgb)) ||
+        (st = dlv_json_bool(root, "do_pad", 0, label, &do_pad)) ||
+        (st = triple(root, "image_mean", label, p->image_mean)) ||
+        (st = triple(root, "image_std", label, p->image_std)))
+        return st;
+    if (resample < DLV_RESAMPLE_NEAREST || resample > DLV_RESAMPLE_HAMMING)
+        return dlv_error(DLV_E_FORMAT, "%s: field 'resample': %lld is not a PIL filter (0..5)",
+                         label, (long long)resample);
+    p->resample = (dlv_resample)resample;
+    if (do_pad)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: field 'do_pad': padding to a square is not "
+                         "supported", label);
+    for (int i = 0; i < 3; i++)
+        if (!(p->image_std[i] != 0.0))
+            return dlv_error(DLV_E_FORMAT, "%s: field 'image_std'[%d]: must be non-zero", label, i);
+
+    const json_t *size = json_object_get(root, "size");
+    if (size && !json_is_null(size) && (st = parse_size(size, kind, label, p))) return st;
+
+    /* SiglipImageProcessor has no center crop: it ignores crop fields. */
+    if (kind == PROC_CLIP) {
+        if ((st = dlv_json_bool(root, "do_center_crop", p->do_center_crop, label,
+                                &p->do_center_crop)))
+            return st;
+        const json_t *crop = json_object_get(root, "crop_size");
+        if (crop && !json_is_null(crop) &&
+            (st = hw(crop, label, "crop_size", &p->crop_height, &p->crop_width)))
+            return st;
+    }
+    return DLV_OK;
+}
+
+dlv_status dlv_preproc_config_parse(const char *json, size_t len, const char *label,
+                                    dlv_preproc_config *out)
+{
+    if (!json || !out)
+        return dlv_error(DLV_E_INVALID_ARG, "dlv_preproc_config_parse: NULL argument");
+    if (!label) label = "preprocessor_config.json";
+    memset(out, 0, sizeof *out);
+    json_t *root = NULL;
+    dlv_status st = dlv_json_parse(json, len, label, &root);
+    if (st != DLV_OK) return st;
+    st = parse_root(root, label, out);
+    json_decref(root);
+    if (st != DLV_OK) memset(out, 0, sizeof *out);
+    return st;
+}
+
+dlv_status dlv_preproc_config_load(const char *path, dlv_preproc_config *out)
+{
+    if (!path || !out)
+        return dlv_error(DLV_E_INVALID_ARG, "dlv_preproc_config_load: NULL argument");
+    char *text = NULL;
+    size_t len = 0;
+    dlv_status st = dlv_read_file(path, (size_t)1 << 20, &text, &len);
+    if (st != DLV_OK) return st;
+    st = dlv_preproc_config_parse(text, len, path, out);
+    free(text);
+    return st;
+}

@@ -1,0 +1,40 @@
+/* preprocessor_config.json: how a model's images become pixel values
+ * (CLIPImageProcessor / SiglipImageProcessor fields, with those classes'
+ * defaults for absent fields). Below the model layer: the image pipeline
+ * reads it. */
+#ifndef DLV_IMAGE_PREPROC_CONFIG_H
+#define DLV_IMAGE_PREPROC_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "disclvlm.h"
+
+typedef enum dlv_resample {
+    DLV_RESAMPLE_NEAREST = 0, DLV_RESAMPLE_LANCZOS = 1, DLV_RESAMPLE_BILINEAR = 2,
+    DLV_RESAMPLE_BICUBIC = 3, DLV_RESAMPLE_BOX = 4, DLV_RESAMPLE_HAMMING = 5
+} dlv_resample;   /* PIL's numbering, as preprocessor configs store it */
+
+typedef struct dlv_preproc_config {
+    char processor_class[64];    /* image_processor_type, e.g. CLIPImageProcessor */
+    int do_resize;
+    int64_t shortest_edge;       /* size.shortest_edge, -1 if size is h x w */
+    int64_t size_height, size_width;
+    dlv_resample resample;
+    int do_center_crop;
+    int64_t crop_height, crop_width;
+    int do_rescale;
+    double rescale_factor;
+    int do_normalize;
+    double image_mean[3];
+    double image_std[3];
+    int do_convert_rgb;
+} dlv_preproc_config;
+
+/* Parses preprocessor_config.json; defaults follow CLIPImageProcessor or
+ * SiglipImageProcessor by image_processor_type. */
+dlv_status dlv_preproc_config_load(const char *path, dlv_preproc_config *out);
+dlv_status dlv_preproc_config_parse(const char *json, size_t len, const char *label,
+                                    dlv_preproc_config *out);
+
+#endif

@@ -1,0 +1,82 @@
+/* LLaVA's embedding sequences and inference forward (see llava.h). */
+#include "model/llava/llava.h"
+
+#include <stdlib.h>
+
+#include "core/error.h"
+#include "model/llava/llava_vision.h"
+#include "model/model.h"
+
+static const int32_t no_ids[1] = {0};
+
+static dlv_seq_part ids_part(const int32_t *ids, size_t n)
+{
+    return (dlv_seq_part){ids ? ids : no_ids, NULL, (int64_t)n, NULL};
+}
+
+void dlv_llava_side_parts(const dlv_llava_params *p, int image_side, const int32_t *bos,
+                          dlv_seq_part middle, dlv_seq_part cont, float *soft_grad,
+                          dlv_seq_part parts[DLV_LLAVA_SEQ_PARTS])
+{
+    const dlv_prompts *pr = p->prompts;
+    const dlv_prompt_side *side = image_side ? &pr->image : &pr->text;
+    const float *soft = image_side ? p->image_prompt : p->text_prompt;
+    parts[0] = ids_part(bos, pr->add_bos ? 1 : 0);
+    parts[1] = ids_part(side->prefix.ids, side->prefix.n);
+    parts[2] = middle;
+    if (soft)
+        parts[3] = (dlv_seq_part){NULL, soft, image_side ? p->n_image_prompt : p->n_text_prompt,
+                                  soft_grad};
+    else
+        parts[3] = ids_part(side->instruction.ids, side->instruction.n);
+    parts[4] = ids_part(side->suffix.ids, side->suffix.n);
+    parts[5] = cont.n ? cont : ids_part(NULL, 0);
+}
+
+int64_t dlv_llava_embed_position(const dlv_llava_params *p, int image_side, int64_t n_middle)
+{
+    const dlv_prompts *pr = p->prompts;
+    const dlv_prompt_side *side = image_side ? &pr->image : &pr->text;
+    const float *soft = image_side ? p->image_prompt : p->text_prompt;
+    const int64_t n_soft = soft ? (image_side ? p->n_image_prompt : p->n_text_prompt)
+                                : (int64_t)side->instruction.n;
+    return (pr->add_bos ? 1 : 0) + (int64_t)side->prefix.n + n_middle + n_soft +
+           (int64_t)side->suffix.n - 1;
+}
+
+dlv_status dlv_llava_run_seqs(const dlv_model *m, dlv_backend *be, const dlv_llava_params *p,
+                              const dlv_seq *seqs, int64_t n, int normalize, float *out)
+{
+    const dlv_llava_config *cfg = dlv_model_config(m);
+    dlv_llava_dims d;
+    dlv_llava_dims_of(cfg, &d);
+    const int64_t H = d.text.hidden;
+    dlv_seq_batch b;
+    dlv_status st = dlv_seq_batch_build(be, dlv_model_dir(m), &p->w->embed_tokens, d.vocab, H,
+                                        seqs, n, &b);
+    dlv_buffer hidden = {0};
+    int64_t *at = malloc((size_t)n * sizeof *at);
+    if (!st && !at) st = dlv_error_nomem("positions", (size_t)n * sizeof *at);
+    if (!st) st = dlv_buffer_alloc(be, (size_t)(n * b.len * H) * sizeof(float), &hidden);
+    if (!st)
+        st = dlv_decoder_forward(be, &d.text, &p->w->text, p->lora, dlv_buffer_ptr(&b.x),
+                                 b.lengths, n, b.len, 0, NULL, dlv_buffer_ptr(&hidden), NULL);
+    if (st) st = dlv_error_prefix(st, "%s: language model", dlv_model_dir(m));
+    for (int64_t i = 0; i < n && at; i++) at[i] = b.lengths ? b.lengths[i] - 1 : 0;
+    if (!st) st = dlv_seq_gather_rows(be, dlv_buffer_ptr(&hidden), b.len, H, at, n, out);
+    if (!st && normalize) st = dlv_l2_normalize(be, out, out, n, H);
+    free(at);
+    dlv_buffer_free(&hidden);
+    dlv_seq_batch_free(&b);
+    return st;
+}
+
+dlv_status dlv_llava_image_features(const dlv_model *m, dlv_backend *be,
+                                    const dlv_llava_params *p, const float *pixels, int64_t n,
+                                    float *features)
+{
+    dlv_llava_dims d;
+    dlv_llava_dims_of(dlv_model_config(m), &d);
+    dlv_status st = dlv_llava_vision_forward(be, &d, p->w, pixels, n, 0, 0, NULL, features, NULL);
+    return st ? dlv_error_prefix(st, "%s", dlv_model_dir(m)) : DLV_OK;
+}

@@ -1,0 +1,60 @@
+/* LLaVA turned discriminative: the embedding sequences of both sides
+ * (docs/adapter-format.md, "The embedding sequences") and their forward on
+ * device tensors, for encoding and for the trainer.
+ *
+ *   image: [BOS] + prefix + features(image) + soft prompt + suffix
+ *   text:  [BOS] + prefix + ids(caption)    + soft prompt + suffix
+ *
+ * (a side without a soft prompt uses its instruction's ids); the embedding
+ * is the final-norm hidden state at the last position, L2-normalised. */
+#ifndef DLV_MODEL_LLAVA_LLAVA_H
+#define DLV_MODEL_LLAVA_LLAVA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/backend.h"
+#include "model/llava/llava_weights.h"
+#include "model/nn/decoder.h"
+#include "model/prompts.h"
+#include "model/seq.h"
+
+/* What the sequences and the forward read: weights (the model's, or a
+ * trainer's view with trained copies), LoRA, soft prompts (device) and
+ * the prompt ids (host). */
+typedef struct dlv_llava_params {
+    const dlv_llava_w *w;
+    const dlv_decoder_lora *lora;       /* NULL: none */
+    const float *image_prompt;          /* device [n_image_prompt, hidden]; NULL: ids */
+    int64_t n_image_prompt;
+    const float *text_prompt;           /* device [n_text_prompt, hidden]; NULL: ids */
+    int64_t n_text_prompt;
+    const dlv_prompts *prompts;
+} dlv_llava_params;
+
+/* The parts of one side's sequence (6 entries: BOS, prefix, middle, soft
+ * prompt or instruction ids, suffix, continuation ids), middle and the
+ * continuation given by the caller (cont: n 0 for none). soft_grad: where
+ * the soft prompt's gradient goes (NULL: nowhere). */
+#define DLV_LLAVA_SEQ_PARTS 6
+void dlv_llava_side_parts(const dlv_llava_params *p, int image_side, const int32_t *bos,
+                          dlv_seq_part middle, dlv_seq_part cont, float *soft_grad,
+                          dlv_seq_part parts[DLV_LLAVA_SEQ_PARTS]);
+
+/* Position of the embedding (the last prompt position) in a side's
+ * sequence whose middle has n_middle rows. */
+int64_t dlv_llava_embed_position(const dlv_llava_params *p, int image_side, int64_t n_middle);
+
+/* Inference: the sequences -> out [n, hidden] (device), the final-norm
+ * hidden state at each sequence's last position, L2-normalised when
+ * normalize. */
+dlv_status dlv_llava_run_seqs(const dlv_model *m, dlv_backend *be, const dlv_llava_params *p,
+                              const dlv_seq *seqs, int64_t n, int normalize, float *out);
+
+/* Image features for n preprocessed images pixels [n, C, H, W] (device) ->
+ * features [n, F, hidden] (device). */
+dlv_status dlv_llava_image_features(const dlv_model *m, dlv_backend *be,
+                                    const dlv_llava_params *p, const float *pixels, int64_t n,
+                                    float *features);
+
+#endif

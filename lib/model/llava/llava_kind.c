@@ -1,0 +1,211 @@
+/* The LLaVA model kind (model/kind.h): views with the adapter on the device,
+ * and the encoders of both sides (model/llava/llava.h's sequences). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "model/kind.h"
+#include "model/llava/llava.h"
+#include "model/model.h"
+#include "tokenizer/text_util.h"
+#include "tokenizer/tokenizer.h"
+#include "image/image_source.h"
+
+/* A session's view: the model's weights, its adapter uploaded once. */
+typedef struct llava_view {
+    dlv_llava_params p;        /* first: what the encoders read */
+    dlv_prompts prompts;
+    dlv_buffer buf;            /* LoRA params, image prompt, text prompt */
+    dlv_lora_pair *pairs;
+    dlv_decoder_lora dl;
+} llava_view;
+
+static void view_free(void *v)
+{
+    llava_view *lv = v;
+    if (!lv) return;
+    dlv_prompts_free(&lv->prompts);
+    dlv_buffer_free(&lv->buf);
+    free(lv->pairs);
+    free(lv);
+}
+
+static dlv_status view_new(const dlv_model *m, dlv_backend *be, const dlv_adapter *a, void **out)
+{
+    *out = NULL;
+    if (!a) return dlv_error(DLV_E_INVALID_ARG, "%s: a LLaVA view needs an adapter (or the "
+                             "model's defaults)", dlv_model_dir(m));
+    llava_view *v = calloc(1, sizeof *v);
+    if (!v) return dlv_error_nomem("adapter view", sizeof *v);
+    const int64_t H = dlv_model_config(m)->text.hidden_size;
+    const size_t n_lora = a->has_lora ? a->lora.n_params : 0;
+    const size_t n_img = a->image_prompt ? (size_t)(a->n_image_prompt * H) : 0;
+    const size_t n_txt = a->text_prompt ? (size_t)(a->n_text_prompt * H) : 0;
+    dlv_status st = dlv_prompts_copy(&a->prompts, &v->prompts);
+    if (!st) st = dlv_buffer_alloc(be, (n_lora + n_img + n_txt + 1) * sizeof(float), &v->buf);
+    float *base = dlv_buffer_ptr(&v->buf);
+    if (!st && n_lora) st = dlv_buffer_upload(&v->buf, 0, a->lora.params, n_lora * sizeof(float));
+    if (!st && n_img)
+        st = dlv_buffer_upload(&v->buf, n_lora * sizeof(float), a->image_prompt,
+                               n_img * sizeof(float));
+    if (!st && n_txt)
+        st = dlv_buffer_upload(&v->buf, (n_lora + n_img) * sizeof(float), a->text_prompt,
+                               n_txt * sizeof(float));
+    if (!st && n_lora) {
+        v->pairs = calloc((size_t)a->lora.n_layers * DLV_LORA_N_MODULES, sizeof *v->pairs);
+        if (!v->pairs) st = dlv_error_nomem("LoRA pairs", 64);
+        else {
+            dlv_lora_pairs(&a->lora, base, v->pairs);
+            v->dl = (dlv_decoder_lora){v->pairs, a->lora.rank};
+        }
+    }
+    if (st) {
+        view_free(v);
+        return st;
+    }
+    v->p = (dlv_llava_params){
+        .w = dlv_model_llava_w(m),
+        .lora = n_lora ? &v->dl : NULL,
+        .image_prompt = n_img ? base + n_lora : NULL, .n_image_prompt = a->n_image_prompt,
+        .text_prompt = n_txt ? base + n_lora + n_img : NULL, .n_text_prompt = a->n_text_prompt,
+        .prompts = &v->prompts,
+    };
+    *out = v;
+    return DLV_OK;
+}
+
+/* Device [n, H] -> host out, then the scratch is freed. */
+static dlv_status finish_out(dlv_buffer *buf, size_t off_floats, size_t n_floats, float *out,
+                             dlv_status st)
+{
+    if (!st) st = dlv_buffer_download(out, buf, off_floats * sizeof(float),
+                                      n_floats * sizeof(float));
+    dlv_buffer_free(buf);
+    return st;
+}
+
+static dlv_status encode_images(const dlv_model *m, dlv_backend *be, const void *view,
+                                const dlv_image *const *images, size_t n, float *out)
+{
+    const dlv_llava_params *p = view;
+    const dlv_preproc_config *pc = dlv_model_preproc(m);
+    if (!pc)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s has no preprocessor_config.json",
+                         dlv_model_dir(m));
+    dlv_llava_dims d;
+    dlv_llava_dims_of(dlv_model_config(m), &d);
+    const int64_t H = d.text.hidden, F = d.n_features;
+    const size_t px = (size_t)(d.vision.channels * d.vision.image_size * d.vision.image_size);
+    const size_t feat = (size_t)(F * H);
+    float *host = malloc(n * px * sizeof *host);
+    dlv_seq_part (*parts)[DLV_LLAVA_SEQ_PARTS] = calloc(n, sizeof *parts);
+    dlv_seq *seqs = calloc(n, sizeof *seqs);
+    dlv_buffer buf = {0};
+    dlv_status st = !host || !parts || !seqs ? dlv_error_nomem("image batch", n * px * 4)
+                                             : DLV_OK;
+    for (size_t i = 0; i < n && !st; i++) {
+        st = dlv_image_to_pixels(pc, images[i], NULL, host + i * px, px);
+        if (st) st = dlv_error_prefix(st, "image %zu", i);
+    }
+    /* pixels [n, px], features [n, F, H], embeddings [n, H] */
+    if (!st) st = dlv_buffer_alloc(be, (n * px + n * feat + n * (size_t)H) * sizeof(float), &buf);
+    float *dpx = dlv_buffer_ptr(&buf), *dfeat = dpx + n * px, *demb = dfeat + n * feat;
+    if (!st) st = dlv_buffer_upload(&buf, 0, host, n * px * sizeof *host);
+    if (!st) st = dlv_llava_image_features(m, be, p, dpx, (int64_t)n, dfeat);
+    const int32_t bos = p->prompts->bos_id;
+    for (size_t i = 0; i < n && !st; i++) {
+        const dlv_seq_part mid = {NULL, dfeat + i * feat, F, NULL}, none = {0};
+        dlv_llava_side_parts(p, 1, &bos, mid, none, NULL, parts[i]);
+        seqs[i] = (dlv_seq){parts[i], DLV_LLAVA_SEQ_PARTS};
+    }
+    if (!st) st = dlv_llava_run_seqs(m, be, p, seqs, (int64_t)n, 1, demb);
+    free(host);
+    free(parts);
+    free(seqs);
+    return finish_out(&buf, n * px + n * feat, n * (size_t)H, out, st);
+}
+
+static dlv_status encode_texts(const dlv_model *m, dlv_backend *be, const void *view,
+                               const char *const *texts, size_t n, float *out)
+{
+    const dlv_llava_params *p = view;
+    const dlv_tokenizer *tok = dlv_model_get_tokenizer(m);
+    if (!tok)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s has no tokenizer (tokenizer.json or "
+                         "tokenizer.model) to tokenize texts with", dlv_model_dir(m));
+    const int64_t H = dlv_model_config(m)->text.hidden_size;
+    dlv_ids *ids = calloc(n, sizeof *ids);
+    dlv_seq_part (*parts)[DLV_LLAVA_SEQ_PARTS] = calloc(n, sizeof *parts);
+    dlv_seq *seqs = calloc(n, sizeof *seqs);
+    dlv_buffer buf = {0};
+    dlv_status st = !ids || !parts || !seqs ? dlv_error_nomem("text batch", n * 64) : DLV_OK;
+    const int32_t bos = p->prompts->bos_id;
+    static const int32_t none_ids[1] = {0};
+    for (size_t i = 0; i < n && !st; i++) {
+        /* Captions carry no special tokens: the prompt holds them. */
+        st = dlv_tokenizer_encode(tok, texts[i], strlen(texts[i]), 0, &ids[i]);
+        if (st) {
+            st = dlv_error_prefix(st, "texts[%zu]", i);
+            break;
+        }
+        /* An empty caption is an empty ids part, not a rows part. */
+        const dlv_seq_part mid = {ids[i].v ? ids[i].v : none_ids, NULL, (int64_t)ids[i].n, NULL};
+        const dlv_seq_part none = {0};
+        dlv_llava_side_parts(p, 0, &bos, mid, none, NULL, parts[i]);
+        seqs[i] = (dlv_seq){parts[i], DLV_LLAVA_SEQ_PARTS};
+    }
+    if (!st) st = dlv_buffer_alloc(be, n * (size_t)H * sizeof(float), &buf);
+    if (!st) st = dlv_llava_run_seqs(m, be, p, seqs, (int64_t)n, 1, dlv_buffer_ptr(&buf));
+    for (size_t i = 0; ids && i < n; i++) dlv_ids_free(&ids[i]);
+    free(ids);
+    free(parts);
+    free(seqs);
+    return finish_out(&buf, 0, n * (size_t)H, out, st);
+}
+
+static dlv_status embed_tokens(const dlv_model *m, dlv_backend *be, const void *view,
+                               const int32_t *ids, size_t n_ids, size_t image_at,
+                               const dlv_image *image, int normalize, float *out)
+{
+    const dlv_llava_params *p = view;
+    dlv_llava_dims d;
+    dlv_llava_dims_of(dlv_model_config(m), &d);
+    const int64_t H = d.text.hidden, F = image ? d.n_features : 0;
+    const size_t px = (size_t)(d.vision.channels * d.vision.image_size * d.vision.image_size);
+    float *host = image ? malloc(px * sizeof *host) : NULL;
+    dlv_buffer buf = {0};
+    dlv_status st = image && !host ? dlv_error_nomem("pixels", px * sizeof(float)) : DLV_OK;
+    const dlv_preproc_config *pc = dlv_model_preproc(m);
+    if (!st && image && !pc)
+        st = dlv_error(DLV_E_UNSUPPORTED, "%s has no preprocessor_config.json", dlv_model_dir(m));
+    if (!st && image) st = dlv_image_to_pixels(pc, image, NULL, host, px);
+    /* [pixels, features] (with an image), then the embedding [H]. */
+    const size_t off_emb = image ? px + (size_t)(F * H) : 0;
+    if (!st) st = dlv_buffer_alloc(be, (off_emb + (size_t)H) * sizeof(float), &buf);
+    float *base = dlv_buffer_ptr(&buf);
+    if (!st && image) st = dlv_buffer_upload(&buf, 0, host, px * sizeof *host);
+    if (!st && image) st = dlv_llava_image_features(m, be, p, base, 1, base + px);
+    dlv_seq_part parts[3];
+    dlv_seq seq = {parts, 1};
+    if (image) {
+        parts[0] = (dlv_seq_part){ids, NULL, (int64_t)image_at, NULL};
+        parts[1] = (dlv_seq_part){NULL, base + px, F, NULL};
+        parts[2] = (dlv_seq_part){ids + image_at + 1, NULL, (int64_t)(n_ids - image_at - 1), NULL};
+        seq.n_parts = 3;
+    } else {
+        parts[0] = (dlv_seq_part){ids, NULL, (int64_t)n_ids, NULL};
+    }
+    if (!st) st = dlv_llava_run_seqs(m, be, p, &seq, 1, normalize, base + off_emb);
+    free(host);
+    return finish_out(&buf, off_emb, (size_t)H, out, st);
+}
+
+const dlv_model_kind dlv_model_kind_llava = {
+    .name = "llava",
+    .has_adapters = 1,
+    .view_new = view_new,
+    .view_free = view_free,
+    .encode_images = encode_images,
+    .encode_texts = encode_texts,
+    .embed_tokens = embed_tokens,
+};
