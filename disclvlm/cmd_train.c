@@ -400,13 +400,6 @@ static int check_out(const char *opt, const char *out)
 static int save_checkpoint(dlv_session *s, const char *ckpt)
 {
     dlv_status st = dlv_train_checkpoint_save(s, ckpt);
-    /* A model kind without checkpoints (CLIPModel): say so once and go on;
-     * --save-model still writes the trained model. */
-    if (st == DLV_E_UNSUPPORTED) {
-        static int said;
-        if (!said++) fprintf(stderr, "disclvlm train: note: %s\n", dlv_last_error());
-        return 0;
-    }
     if (st != DLV_OK) return cli_fail("train: checkpoint");
     return 0;
 }
@@ -561,9 +554,14 @@ int cmd_train(int argc, char **argv)
     if ((rc = save_checkpoint(session, ckpt))) goto done;
     /* The session's adapter is the trainer's state (after dlv_train_begin
      * too, so --steps 0 writes the initial adapter). */
+    /* A model without adapters (CLIPModel) trains its own weights: they are
+     * in the checkpoint and, with --save-model, in a model directory. */
     dlv_status ast = dlv_adapter_save(session, c.out);
-    if (ast == DLV_E_UNSUPPORTED && c.save_model) {
-        fprintf(stderr, "disclvlm train: note: %s\n", dlv_last_error());
+    if (ast == DLV_E_UNSUPPORTED) {
+        fprintf(stderr, "disclvlm train: note: this model has no adapter, so nothing is "
+                        "written to %s; the trained weights are in the checkpoint%s%s%s\n",
+                c.out, c.save_model ? "" : " (a model directory: --resume ",
+                c.save_model ? "" : ckpt, c.save_model ? "" : " --save-model DIR)");
     } else if (ast != DLV_OK) {
         rc = cli_fail("train: --out");
         goto done;
@@ -573,13 +571,10 @@ int cmd_train(int argc, char **argv)
         rc = cli_fail("train: --save-model");
         goto done;
     }
-    /* Name only what was written (a CLIPModel has neither adapter nor
-     * checkpoint). */
-    if (ast == DLV_OK)
-        fprintf(stderr, "disclvlm train: adapter in %s, checkpoint in %s%s%s\n", c.out, ckpt,
-                c.save_model ? ", model in " : "", c.save_model ? c.save_model : "");
-    else
-        fprintf(stderr, "disclvlm train: model in %s\n", c.save_model);
+    /* Name only what was written (a CLIPModel has no adapter). */
+    fprintf(stderr, "disclvlm train: %s%s%scheckpoint in %s%s%s\n", ast == DLV_OK ? "adapter in " : "",
+            ast == DLV_OK ? c.out : "", ast == DLV_OK ? ", " : "", ckpt,
+            c.save_model ? ", model in " : "", c.save_model ? c.save_model : "");
 done:
     if (log && fclose(log) != 0 && !rc) {
         fprintf(stderr, "disclvlm train: --log %s: %s\n", c.log, strerror(errno));

@@ -106,6 +106,11 @@ static dlv_status create(dlv_trainer *t, const dlv_adapter *from, void **out)
     if (cfg->cache_features)
         return dlv_error(DLV_E_UNSUPPORTED, "%s: cache_features does not apply to a CLIPModel",
                          dir);
+    /* The CLIP towers keep every layer's activations; refusing says so
+     * rather than accepting an option that would change nothing. */
+    if (cfg->recompute)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: recompute is not implemented for a CLIPModel "
+                         "(every tower layer's activations are kept)", dir);
     clip_state *k = calloc(1, sizeof *k);
     if (!k) return dlv_error_nomem("CLIP trainer", sizeof *k);
     *out = k;

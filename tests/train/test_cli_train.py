@@ -21,7 +21,7 @@ import sys
 import tempfile
 import zlib
 
-exe, gen = sys.argv[1:3]
+exe, gen, clip_model = sys.argv[1:4]
 failures = []
 
 
@@ -285,6 +285,33 @@ try:
     rc, _, e = run("train", *M, "--out", out("r"), "--resume", out("nowhere"))
     check(rc == 1 and "nowhere" in e, "--resume of a missing checkpoint: exit 1 naming it: "
           + e.strip())
+
+    # ---- A CLIPModel: no adapter; checkpoints, --resume and --save-model -----
+    C = ["--model", clip_model, "--data", data, "--threads", "2", "--batch", "4", "--lr", "1e-3"]
+    rc1, _, e1 = run("train", *C, "--steps", "3", "--out", out("cf"), "--save-model", out("cfm"))
+    rc2, _, e2 = run("train", *C, "--steps", "1", "--out", out("ch"))
+    rc3, _, e3 = run("train", *C, "--steps", "3", "--out", out("ch"), "--resume", out("ch.ckpt"),
+                     "--save-model", out("chm"))
+    if check(rc1 == 0 and rc2 == 0 and rc3 == 0, "CLIPModel: three runs exit 0 %s"
+             % (e1 + e2 + e3).strip()[-400:]):
+        check(not os.path.exists(out("cf")) and not os.path.exists(out("ch")),
+              "CLIPModel: no adapter directory is written")
+        check("no adapter" in e2 and "--resume" in e2 and "ch.ckpt" in e2,
+              "CLIPModel without --save-model: the note says where the weights are: "
+              + e2.strip().split("\n")[-2])
+        check(("checkpoint in " + out("cf.ckpt")) in e1 and ("model in " + out("cfm")) in e1,
+              "CLIPModel: the last line names the checkpoint and the model: "
+              + e1.strip().split("\n")[-1])
+        check(os.path.exists(out("ch.ckpt/train_state.safetensors")),
+              "CLIPModel: a checkpoint is written")
+        check("resuming at step 1 of 3" in e3, "CLIPModel: --resume starts at step 1")
+        a = st_tensors(out("cfm/model.safetensors"))
+        b = st_tensors(out("chm/model.safetensors"))
+        check(a.keys() == b.keys() and all(a[k] == b[k] for k in a),
+              "CLIPModel: 3 steps == 1 step + --resume 2 steps, every saved tensor byte for byte")
+        base = st_tensors(os.path.join(clip_model, "model.safetensors"))
+        check(any(base[k][2] != a[k][2] for k in base if k in a),
+              "CLIPModel: the saved model differs from the base")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
