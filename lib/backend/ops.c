@@ -116,18 +116,8 @@ dlv_status dlv_rope(dlv_backend *be, float *x, const int32_t *positions, int64_t
 {
     static const char op[] = "rope";
     NEED_BE(op, be);
-    TRY(check_count(op, "n_tokens", n_tokens));
-    TRY(check_count(op, "n_heads", n_heads));
-    if (head_dim <= 0 || head_dim % 2 != 0)
-        return dlv_error(DLV_E_INVALID_ARG, "%s: head_dim %lld is not a positive even number",
-                         op, (long long)head_dim);
-    if (!(theta > 0.0) || !isfinite(theta) || !isfinite((float)theta))
-        return dlv_error(DLV_E_INVALID_ARG, "%s: theta %g is not a finite value > 0", op, theta);
-    size_t row_bytes, bytes, pos_bytes;
-    TRY(check_bytes(op, "a token row", n_heads, head_dim, sizeof(float), &row_bytes));
-    TRY(check_bytes(op, "x", n_tokens, (int64_t)(row_bytes / sizeof(float)), sizeof(float),
-                    &bytes));
-    TRY(check_bytes(op, "positions", n_tokens, 1, sizeof(int32_t), &pos_bytes));
+    size_t bytes, pos_bytes;
+    TRY(check_rope_shape(op, "x", n_tokens, n_heads, head_dim, theta, &bytes, &pos_bytes));
     TRY(check_ptr(op, "x", x, bytes));
     TRY(check_ptr(op, "positions", positions, pos_bytes));
     if (!be->ops->rope) return unsupported(op, be);
@@ -144,36 +134,10 @@ dlv_status dlv_attention(dlv_backend *be, const dlv_attention_args *a)
     if (a->struct_size != sizeof(dlv_attention_args))
         return dlv_error(DLV_E_INVALID_ARG, "%s: struct_size %zu, expected %zu", op,
                          a->struct_size, sizeof(dlv_attention_args));
-    TRY(check_count(op, "batch", a->batch));
-    TRY(check_count(op, "n_q", a->n_q));
-    TRY(check_count(op, "n_kv", a->n_kv));
-    if (a->n_heads <= 0 || a->n_kv_heads <= 0 || a->head_dim <= 0)
-        return dlv_error(DLV_E_INVALID_ARG,
-                         "%s: n_heads %lld, n_kv_heads %lld and head_dim %lld must be > 0", op,
-                         (long long)a->n_heads, (long long)a->n_kv_heads,
-                         (long long)a->head_dim);
-    if (a->n_heads % a->n_kv_heads != 0)
-        return dlv_error(DLV_E_INVALID_ARG,
-                         "%s: n_heads %lld is not a multiple of n_kv_heads %lld", op,
-                         (long long)a->n_heads, (long long)a->n_kv_heads);
-    if (a->causal != 0 && a->causal != 1)
-        return dlv_error(DLV_E_INVALID_ARG, "%s: causal %d is not 0 or 1", op, a->causal);
-    if (!isfinite(a->scale))
-        return dlv_error(DLV_E_INVALID_ARG, "%s: scale %g is not finite", op, (double)a->scale);
-
-    size_t q_row, kv_row, q_bytes, kv_bytes, tmp, mask_bytes, score_bytes;
-    TRY(check_bytes(op, "a query row", a->n_heads, a->head_dim, sizeof(float), &q_row));
-    TRY(check_bytes(op, "a key row", a->n_kv_heads, a->head_dim, sizeof(float), &kv_row));
-    int64_t ldq = (int64_t)(q_row / sizeof(float)), ldk = (int64_t)(kv_row / sizeof(float));
-    TRY(check_blas_dim(op, "n_q", a->n_q));
-    TRY(check_blas_dim(op, "n_kv", a->n_kv));
-    TRY(check_blas_dim(op, "n_heads * head_dim", ldq));
-    TRY(check_bytes(op, "the scores", a->n_q, a->n_kv, sizeof(float), &score_bytes));
-    TRY(check_bytes(op, "q", a->batch, a->n_q, sizeof(float), &tmp));
-    TRY(check_bytes(op, "q", a->batch * a->n_q, ldq, sizeof(float), &q_bytes));
-    TRY(check_bytes(op, "k", a->batch, a->n_kv, sizeof(float), &tmp));
-    TRY(check_bytes(op, "k", a->batch * a->n_kv, ldk, sizeof(float), &kv_bytes));
-    mask_bytes = (size_t)(a->batch * a->n_kv);
+    size_t q_bytes, kv_bytes, mask_bytes;
+    TRY(check_attention_shape(op, a->batch, a->n_q, a->n_kv, a->n_heads, a->n_kv_heads,
+                              a->head_dim, a->scale, a->causal, 1, &q_bytes, &kv_bytes,
+                              &mask_bytes));
     TRY(check_ptr(op, "out", a->out, q_bytes));
     TRY(check_ptr(op, "q", a->q, q_bytes));
     TRY(check_ptr(op, "k", a->k, kv_bytes));
@@ -182,7 +146,6 @@ dlv_status dlv_attention(dlv_backend *be, const dlv_attention_args *a)
     TRY(check_overlap(op, "out", a->out, q_bytes, "k", a->k, kv_bytes, false));
     TRY(check_overlap(op, "out", a->out, q_bytes, "v", a->v, kv_bytes, false));
     TRY(check_overlap(op, "out", a->out, q_bytes, "key_mask", a->key_mask, mask_bytes, false));
-    (void)score_bytes;
     if (!be->ops->attention) return unsupported(op, be);
     return be->ops->attention(be, a);
 }

@@ -116,4 +116,73 @@ static inline dlv_status check_blas_dim(const char *op, const char *name, int64_
         if (!(be)) return dlv_error(DLV_E_INVALID_ARG, "%s: backend is NULL", op);         \
     } while (0)
 
+/* The shape rules of dlv_attention and dlv_attention_backward (struct
+ * fields shared by both args structs): counts >= 0, heads > 0 with n_heads
+ * a multiple of n_kv_heads, causal 0/1, a finite scale, BLAS-sized
+ * dimensions and n_scratch [n_q, n_kv] f32 matrices addressable. Gives the
+ * byte sizes of a q-shaped, a kv-shaped and a key-mask tensor. */
+static inline dlv_status check_attention_shape(const char *op, int64_t batch, int64_t n_q,
+                                               int64_t n_kv, int64_t n_heads,
+                                               int64_t n_kv_heads, int64_t head_dim,
+                                               float scale, int causal, int64_t n_scratch,
+                                               size_t *q_bytes, size_t *kv_bytes,
+                                               size_t *mask_bytes)
+{
+    *q_bytes = *kv_bytes = *mask_bytes = 0;
+    dlv_status st;
+    if ((st = check_count(op, "batch", batch)) || (st = check_count(op, "n_q", n_q)) ||
+        (st = check_count(op, "n_kv", n_kv)))
+        return st;
+    if (n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0)
+        return dlv_error(DLV_E_INVALID_ARG,
+                         "%s: n_heads %lld, n_kv_heads %lld and head_dim %lld must be > 0", op,
+                         (long long)n_heads, (long long)n_kv_heads, (long long)head_dim);
+    if (n_heads % n_kv_heads != 0)
+        return dlv_error(DLV_E_INVALID_ARG,
+                         "%s: n_heads %lld is not a multiple of n_kv_heads %lld", op,
+                         (long long)n_heads, (long long)n_kv_heads);
+    if (causal != 0 && causal != 1)
+        return dlv_error(DLV_E_INVALID_ARG, "%s: causal %d is not 0 or 1", op, causal);
+    if (!isfinite(scale))
+        return dlv_error(DLV_E_INVALID_ARG, "%s: scale %g is not finite", op, (double)scale);
+    size_t q_row, kv_row, tmp;
+    if ((st = check_bytes(op, "a query row", n_heads, head_dim, sizeof(float), &q_row)) ||
+        (st = check_bytes(op, "a key row", n_kv_heads, head_dim, sizeof(float), &kv_row)))
+        return st;
+    const int64_t ldq = (int64_t)(q_row / sizeof(float)), ldk = (int64_t)(kv_row / sizeof(float));
+    if ((st = check_blas_dim(op, "n_q", n_q)) || (st = check_blas_dim(op, "n_kv", n_kv)) ||
+        (st = check_blas_dim(op, "n_heads * head_dim", ldq)) ||
+        (st = check_bytes(op, "the scores", n_q, n_scratch * n_kv, sizeof(float), &tmp)) ||
+        (st = check_bytes(op, "q", batch, n_q, sizeof(float), &tmp)) ||
+        (st = check_bytes(op, "q", batch * n_q, ldq, sizeof(float), q_bytes)) ||
+        (st = check_bytes(op, "k", batch, n_kv, sizeof(float), &tmp)) ||
+        (st = check_bytes(op, "k", batch * n_kv, ldk, sizeof(float), kv_bytes)))
+        return st;
+    *mask_bytes = (size_t)(batch * n_kv);
+    return DLV_OK;
+}
+
+/* The shape rules of dlv_rope and dlv_rope_backward: bytes of x
+ * [n_tokens, n_heads * head_dim] and of positions [n_tokens]. */
+static inline dlv_status check_rope_shape(const char *op, const char *x_name, int64_t n_tokens,
+                                          int64_t n_heads, int64_t head_dim, double theta,
+                                          size_t *x_bytes, size_t *pos_bytes)
+{
+    *x_bytes = *pos_bytes = 0;
+    dlv_status st;
+    if ((st = check_count(op, "n_tokens", n_tokens)) || (st = check_count(op, "n_heads", n_heads)))
+        return st;
+    if (head_dim <= 0 || head_dim % 2 != 0)
+        return dlv_error(DLV_E_INVALID_ARG, "%s: head_dim %lld is not a positive even number",
+                         op, (long long)head_dim);
+    if (!(theta > 0.0) || !isfinite(theta) || !isfinite((float)theta))
+        return dlv_error(DLV_E_INVALID_ARG, "%s: theta %g is not a finite value > 0", op, theta);
+    size_t row_bytes;
+    if ((st = check_bytes(op, "a token row", n_heads, head_dim, sizeof(float), &row_bytes)) ||
+        (st = check_bytes(op, x_name, n_tokens, (int64_t)(row_bytes / sizeof(float)),
+                          sizeof(float), x_bytes)))
+        return st;
+    return check_bytes(op, "positions", n_tokens, 1, sizeof(int32_t), pos_bytes);
+}
+
 #endif

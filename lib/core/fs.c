@@ -304,3 +304,13 @@ void dlv_dir_save_abort(const char *tmp, const char *const *known)
 {
     if (tmp) remove_known(tmp, known);
 }
+
+dlv_status dlv_write_file_atomic(const char *path, const void *data, size_t n)
+{
+    dlv_atomic_file *f = NULL;
+    dlv_status st = dlv_atomic_open(path, &f);
+    if (!st) st = dlv_atomic_write(f, data, n);
+    if (!st) st = dlv_atomic_commit(f);
+    else if (f) dlv_atomic_abort(f);
+    return st;
+}

@@ -25,6 +25,8 @@ dlv_status dlv_atomic_open(const char *path, dlv_atomic_file **out);
 dlv_status dlv_atomic_write(dlv_atomic_file *f, const void *data, size_t n);
 dlv_status dlv_atomic_commit(dlv_atomic_file *f);
 void dlv_atomic_abort(dlv_atomic_file *f);
+/* The whole of data as path, through the atomic writer. */
+dlv_status dlv_write_file_atomic(const char *path, const void *data, size_t n);
 
 /* Directory-level atomic saves (adapters, training checkpoints): files are
  * written into a fresh sibling directory (dir + ".tmp-XXXXXX"), which then

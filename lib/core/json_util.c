@@ -1,8 +1,10 @@
 #include "core/json_util.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
+#include "core/fs.h"
 
 dlv_status dlv_json_parse(const char *text, size_t len, const char *label, json_t **out)
 {
@@ -71,5 +73,42 @@ dlv_status dlv_json_str(const json_t *obj, const char *key, const char *def,
         return dlv_error(DLV_E_FORMAT, "%s: field '%s': string longer than %zu bytes",
                          label, key, cap - 1);
     memcpy(buf, s, n + 1);
+    return DLV_OK;
+}
+
+dlv_status dlv_json_save(const json_t *root, const char *path)
+{
+    char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (!text) return dlv_error(DLV_E_NOMEM, "%s: cannot serialise the JSON", path);
+    size_t n = strlen(text);
+    /* json_dumps leaves no room for the newline: append it in a copy. */
+    char *line = realloc(text, n + 2);
+    if (!line) {
+        free(text);
+        return dlv_error_nomem("JSON text", n + 2);
+    }
+    line[n] = '\n';
+    line[n + 1] = '\0';
+    dlv_status st = dlv_write_file_atomic(path, line, n + 1);
+    free(line);
+    return st;
+}
+
+dlv_status dlv_json_load_object(const char *path, size_t max_bytes, json_t **out)
+{
+    *out = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    dlv_status st = dlv_read_file(path, max_bytes, &text, &len);
+    if (st) return st;
+    json_t *root = NULL;
+    st = dlv_json_parse(text, len, path, &root);
+    free(text);
+    if (st) return st;
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return dlv_error(DLV_E_FORMAT, "%s: expected a JSON object", path);
+    }
+    *out = root;
     return DLV_OK;
 }

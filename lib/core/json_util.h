@@ -12,6 +12,14 @@
 /* Parses text (not necessarily NUL-terminated) rejecting duplicate keys. */
 dlv_status dlv_json_parse(const char *text, size_t len, const char *label, json_t **out);
 
+/* Reads the file at path (at most max_bytes) and parses it as a JSON object
+ * (anything else: DLV_E_FORMAT "path: expected a JSON object"). */
+dlv_status dlv_json_load_object(const char *path, size_t max_bytes, json_t **out);
+
+/* Writes root to path as indented JSON (keys in insertion order) and a
+ * newline, atomically (core/fs.h). root is not consumed. */
+dlv_status dlv_json_save(const json_t *root, const char *path);
+
 /* Typed getters on obj[key]. Absent or null -> *out = def, DLV_OK. Present
  * with the wrong type -> DLV_E_FORMAT "label: field 'key': expected ...". */
 dlv_status dlv_json_int(const json_t *obj, const char *key, int64_t def,

@@ -176,20 +176,11 @@ static dlv_status require_off(const json_t *root, const char *key, const char *p
 
 static dlv_status parse_config(const char *path, lora_cfg *c)
 {
-    char *text = NULL;
-    size_t len = 0;
-    dlv_status st = dlv_read_file(path, (size_t)16 << 20, &text, &len);
-    if (st) return st;
+    memset(c, 0, sizeof *c);
     json_t *root = NULL;
-    st = dlv_json_parse(text, len, path, &root);
-    free(text);
+    dlv_status st = dlv_json_load_object(path, (size_t)16 << 20, &root);
     if (st) return st;
     char buf[64];
-    memset(c, 0, sizeof *c);
-    if (!json_is_object(root)) {
-        st = dlv_error(DLV_E_FORMAT, "%s: expected a JSON object", path);
-        goto out;
-    }
     if ((st = dlv_json_str(root, "peft_type", "", path, buf, sizeof buf))) goto out;
     if (strcmp(buf, "LORA") != 0) {
         st = dlv_error(buf[0] ? DLV_E_UNSUPPORTED : DLV_E_FORMAT,
@@ -462,20 +453,8 @@ static dlv_status save_config(const dlv_lora *l, const char *path)
         if (bad) st = dlv_error(DLV_E_NOMEM, "%s: cannot build the JSON", path);
     }
     json_decref(tm);
-    char *text = NULL;
-    if (!st) {
-        text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        if (!text) st = dlv_error(DLV_E_NOMEM, "%s: cannot serialise the JSON", path);
-    }
+    if (!st) st = dlv_json_save(root, path);
     json_decref(root);
-    if (st) return st;
-    dlv_atomic_file *f = NULL;
-    st = dlv_atomic_open(path, &f);
-    if (!st) st = dlv_atomic_write(f, text, strlen(text));
-    if (!st) st = dlv_atomic_write(f, "\n", 1);
-    if (!st) st = dlv_atomic_commit(f);
-    else if (f) dlv_atomic_abort(f);
-    free(text);
     return st;
 }
 

@@ -209,18 +209,9 @@ static dlv_status parse_side(const dlv_model *m, const json_t *root, const char 
 dlv_status dlv_prompts_load(const dlv_model *m, const char *path, dlv_prompts *out)
 {
     memset(out, 0, sizeof *out);
-    char *text = NULL;
-    size_t len = 0;
-    dlv_status st = dlv_read_file(path, (size_t)16 << 20, &text, &len);
-    if (st) return st;
     json_t *root = NULL;
-    st = dlv_json_parse(text, len, path, &root);
-    free(text);
+    dlv_status st = dlv_json_load_object(path, (size_t)16 << 20, &root);
     if (st) return st;
-    if (!json_is_object(root)) {
-        json_decref(root);
-        return dlv_error(DLV_E_FORMAT, "%s: expected a JSON object", path);
-    }
     const char *key;
     json_t *val;
     json_object_foreach(root, key, val) {
@@ -280,20 +271,8 @@ dlv_status dlv_prompts_save(const dlv_prompts *p, const char *path)
             (st = put_piece(obj, "suffix", &sides[s]->suffix)))
             break;
     }
-    char *text = NULL;
-    if (!st) {
-        text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        if (!text) st = dlv_error(DLV_E_NOMEM, "%s: cannot serialise the JSON", path);
-    }
+    if (!st) st = dlv_json_save(root, path);
     json_decref(root);
-    if (st) return st;
-    dlv_atomic_file *f = NULL;
-    st = dlv_atomic_open(path, &f);
-    if (!st) st = dlv_atomic_write(f, text, strlen(text));
-    if (!st) st = dlv_atomic_write(f, "\n", 1);
-    if (!st) st = dlv_atomic_commit(f);
-    else if (f) dlv_atomic_abort(f);
-    free(text);
     return st;
 }
 

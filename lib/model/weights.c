@@ -242,12 +242,35 @@ static void format_shape(char *buf, size_t cap, int ndim, const int64_t *dims)
     }
 }
 
-static int same_shape(const dlv_weight *e, const dlv_st_tensor *t)
+dlv_status dlv_weight_check(const dlv_weight *e, const dlv_st_tensor *t, const char *name)
 {
-    if (t->ndim != e->ndim) return 0;
-    for (int i = 0; i < e->ndim; i++)
-        if (t->shape[i] != e->shape[i]) return 0;
-    return 1;
+    const char *file = t->file_path ? t->file_path : "checkpoint";
+    if (!dlv_dtype_is_float(t->dtype))
+        return dlv_error(DLV_E_UNSUPPORTED,
+                         "%s: tensor '%s' has dtype %s; weights must be F32, F16 or BF16", file,
+                         name, dlv_dtype_name(t->dtype));
+    int same = t->ndim == e->ndim;
+    for (int i = 0; same && i < e->ndim; i++) same = t->shape[i] == e->shape[i];
+    /* A 0-d parameter (CLIP's logit_scale) saved as a [1] tensor. */
+    if (e->ndim == 0 && t->n_elements == 1) same = 1;
+    if (!same) {
+        char want[96], got[96];
+        format_shape(want, sizeof want, e->ndim, e->shape);
+        format_shape(got, sizeof got, t->ndim, t->shape);
+        return dlv_error(DLV_E_FORMAT, "%s: tensor '%s' has shape [%s], expected [%s] from config.json",
+                         file, name, got, want);
+    }
+    return DLV_OK;
+}
+
+void dlv_weights_count(dlv_weights *w, const dlv_st_set *ckpt)
+{
+    size_t total = dlv_st_set_count(ckpt);
+    w->n_unused = total - w->n_present;
+    for (size_t i = 0; i < total; i++) {
+        const dlv_st_tensor *t = dlv_st_set_at(ckpt, i);
+        if (t && (unsigned)t->dtype < DLV_DTYPE_COUNT) w->dtype_count[t->dtype]++;
+    }
 }
 
 static size_t count_present(const dlv_weights *w, dlv_weight_layout layout,
@@ -280,18 +303,8 @@ static dlv_status check_one(dlv_weights *w, dlv_weight *e, const dlv_st_set *ckp
                          dlv_weight_layout_name(w->layout), p[DLV_PART_VISION],
                          p[DLV_PART_PROJECTOR], p[DLV_PART_TEXT], p[DLV_PART_LM_HEAD]);
     }
-    const char *file = t->file_path ? t->file_path : "checkpoint";
-    if (!dlv_dtype_is_float(t->dtype))
-        return dlv_error(DLV_E_UNSUPPORTED,
-                         "%s: tensor '%s' has dtype %s; weights must be F32, F16 or BF16", file,
-                         name, dlv_dtype_name(t->dtype));
-    if (!same_shape(e, t)) {
-        char want[96], got[96];
-        format_shape(want, sizeof want, e->ndim, e->shape);
-        format_shape(got, sizeof got, t->ndim, t->shape);
-        return dlv_error(DLV_E_FORMAT, "%s: tensor '%s' has shape [%s], expected [%s] from config.json",
-                         file, name, got, want);
-    }
+    dlv_status st = dlv_weight_check(e, t, name);
+    if (st) return st;
     e->tensor = t;
     w->n_present++;
     w->params[e->part == DLV_PART_LM_HEAD ? DLV_PART_TEXT : e->part] += t->n_elements;
@@ -320,12 +333,7 @@ dlv_status dlv_weights_resolve(const dlv_llava_config *cfg, const dlv_st_set *ck
             return st;
         }
     }
-    size_t total = dlv_st_set_count(ckpt);
-    out->n_unused = total - out->n_present;
-    for (size_t i = 0; i < total; i++) {
-        const dlv_st_tensor *t = dlv_st_set_at(ckpt, i);
-        if (t && (unsigned)t->dtype < DLV_DTYPE_COUNT) out->dtype_count[t->dtype]++;
-    }
+    dlv_weights_count(out, ckpt);
     return DLV_OK;
 }
 

@@ -68,6 +68,15 @@ dlv_status dlv_weights_resolve(const dlv_llava_config *cfg, const dlv_st_set *ck
 
 void dlv_weights_free(dlv_weights *w);
 
+/* The checks every family's resolver makes on a tensor found for entry e
+ * (name: its checkpoint name): a float dtype and e's exact shape (a 0-d
+ * entry also takes a one-element tensor). Messages name the tensor's file. */
+dlv_status dlv_weight_check(const dlv_weight *e, const dlv_st_tensor *t, const char *name);
+
+/* Fills n_unused and dtype_count from the checkpoint once every entry is
+ * resolved. */
+void dlv_weights_count(dlv_weights *w, const dlv_st_set *ckpt);
+
 /* The resolved tensor for a canonical name and part; NULL if absent. */
 const dlv_st_tensor *dlv_weights_get(const dlv_weights *w, dlv_weight_part part,
                                      const char *canonical);

@@ -656,16 +656,8 @@ static const char *const model_files[] = {
 static dlv_status save_model(void *state, dlv_trainer *t, const char *dir, const char *dtype)
 {
     (void)t;
-    llava_state *k = state;
-    /* Only the trained entries: the rest comes from the checkpoint. */
-    const dlv_weights *W = dlv_model_weights(k->m);
-    dlv_tensor *trained = calloc(W->n ? W->n : 1, sizeof *trained);
-    if (!trained) return dlv_error_nomem("tensor table", W->n * sizeof *trained);
-    for (size_t i = 0; i < W->n; i++)
-        if (k->woff[i] != SIZE_MAX) trained[i] = k->tv[i];
-    dlv_status st = dlv_save_model_dir(k->m, trained, model_files, dir, dtype);
-    free(trained);
-    return st;
+    const llava_state *k = state;
+    return dlv_save_model_dir(k->m, k->tv, k->woff, model_files, dir, dtype);
 }
 
 static const dlv_tensor *tensors(void *state) { return ((llava_state *)state)->tv; }

@@ -13,16 +13,6 @@
 #include "io/safetensors.h"
 #include "model/model.h"
 
-static dlv_status write_bytes(const char *to, const char *data, size_t len)
-{
-    dlv_atomic_file *f = NULL;
-    dlv_status st = dlv_atomic_open(to, &f);
-    if (!st) st = dlv_atomic_write(f, data, len);
-    if (!st) st = dlv_atomic_commit(f);
-    else if (f) dlv_atomic_abort(f);
-    return st;
-}
-
 /* Copies from -> to; config.json gets torch_dtype when one is forced. */
 static dlv_status copy_file(const char *from, const char *to, const char *torch_dtype)
 {
@@ -31,7 +21,7 @@ static dlv_status copy_file(const char *from, const char *to, const char *torch_
     dlv_status st = dlv_read_file(from, (size_t)1 << 30, &text, &len);
     if (st) return st;
     if (!torch_dtype) {
-        st = write_bytes(to, text, len);
+        st = dlv_write_file_atomic(to, text, len);
         free(text);
         return st;
     }
@@ -44,7 +34,7 @@ static dlv_status copy_file(const char *from, const char *to, const char *torch_
         !(out = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER)))
         st = dlv_error(DLV_E_NOMEM, "%s: cannot build the JSON", to);
     json_decref(root);
-    if (!st) st = write_bytes(to, out, strlen(out));
+    if (!st) st = dlv_write_file_atomic(to, out, strlen(out));
     free(out);
     return st;
 }
@@ -61,7 +51,7 @@ static void *convert_from_f32(const float *src, size_t n, dlv_dtype dt)
     return b;
 }
 
-dlv_status dlv_save_model_dir(const dlv_model *m, const dlv_tensor *trained_t,
+dlv_status dlv_save_model_dir(const dlv_model *m, const dlv_tensor *tv, const size_t *woff,
                               const char *const *model_files, const char *dir, const char *dtype)
 {
     dlv_dtype force = DLV_DTYPE_F32;
@@ -85,9 +75,8 @@ dlv_status dlv_save_model_dir(const dlv_model *m, const dlv_tensor *trained_t,
         /* A trained weight: its f32 copy on the device. */
         const dlv_tensor *trained = NULL;
         const dlv_weights *table = dlv_model_weights(m);
-        for (size_t w = 0; trained_t && w < table->n && !trained; w++)
-            if (table->items[w].tensor == ten && dlv_tensor_present(&trained_t[w]))
-                trained = &trained_t[w];
+        for (size_t w = 0; w < table->n && !trained; w++)
+            if (table->items[w].tensor == ten && woff[w] != SIZE_MAX) trained = &tv[w];
         dlv_dtype out_dt = torch_dtype && dlv_dtype_is_float(ten->dtype) ? force : ten->dtype;
         e[i] = (dlv_st_write_entry){ten->name, out_dt, ten->ndim, ten->shape, ten->data};
         if (trained || out_dt != ten->dtype) {

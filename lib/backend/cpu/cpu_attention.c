@@ -10,23 +10,15 @@
 #include "backend/cpu/cpu_internal.h"
 #include "core/error.h"
 
-typedef struct softmax_job {
-    float *s;               /* [n_q, n_kv] scores, replaced by probabilities */
-    const uint8_t *mask;    /* [n_kv] or NULL */
-    int64_t n_kv;
-    int64_t causal_offset;  /* key j allowed for j <= i + offset */
-    int causal;
-} softmax_job;
-
-static int allowed(const softmax_job *j, int64_t i, int64_t k)
+static int allowed(const dlv_cpu_softmax_job *j, int64_t i, int64_t k)
 {
     if (j->mask && !j->mask[k]) return 0;
     return !j->causal || k <= i + j->causal_offset;
 }
 
-static void softmax_rows(void *ctx, int64_t begin, int64_t end)
+void dlv_cpu_softmax_rows(void *ctx, int64_t begin, int64_t end)
 {
-    const softmax_job *j = ctx;
+    const dlv_cpu_softmax_job *j = ctx;
     for (int64_t i = begin; i < end; i++) {
         float *row = j->s + i * j->n_kv;
         float mx = -INFINITY;
@@ -73,15 +65,15 @@ dlv_status dlv_cpu_attention(dlv_backend *be, const dlv_attention_args *a)
         const float *kb = a->k + b * a->n_kv * ldk;
         const float *vb = a->v + b * a->n_kv * ldk;
         float *ob = a->out + b * a->n_q * ldq;
-        softmax_job job = {.s = s, .mask = a->key_mask ? a->key_mask + b * a->n_kv : NULL,
-                           .n_kv = a->n_kv, .causal_offset = a->n_kv - a->n_q,
-                           .causal = a->causal};
+        dlv_cpu_softmax_job job = {.s = s, .mask = a->key_mask ? a->key_mask + b * a->n_kv : NULL,
+                                   .n_kv = a->n_kv, .causal_offset = a->n_kv - a->n_q,
+                                   .causal = a->causal};
         for (int64_t h = 0; h < a->n_heads; h++) {
             int64_t g = h / group;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)a->n_q,
                         (blasint)a->n_kv, (blasint)d, a->scale, qb + h * d, (blasint)ldq,
                         kb + g * d, (blasint)ldk, 0.0f, s, (blasint)a->n_kv);
-            dlv_cpu_pool_run(pool, a->n_q, grain, softmax_rows, &job);
+            dlv_cpu_pool_run(pool, a->n_q, grain, dlv_cpu_softmax_rows, &job);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)a->n_q, (blasint)d,
                         (blasint)a->n_kv, 1.0f, s, (blasint)a->n_kv, vb + g * d, (blasint)ldk,
                         0.0f, ob + h * d, (blasint)ldq);

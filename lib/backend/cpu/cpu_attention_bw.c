@@ -19,60 +19,25 @@
 #include "backend/cpu/cpu_internal.h"
 #include "core/error.h"
 
+/* P comes from cpu_attention.c's dlv_cpu_softmax_rows (the same code, so
+ * the very same probabilities); dP is replaced by dS here. */
 typedef struct attn_bw_job {
-    float *s;               /* [n_q, n_kv] scores, replaced by probabilities */
+    dlv_cpu_softmax_job p;  /* .s: [n_q, n_kv] scores, replaced by P */
     float *dp;              /* [n_q, n_kv] dP, replaced by dS */
-    const uint8_t *mask;    /* [n_kv] or NULL */
-    int64_t n_kv;
-    int64_t causal_offset;  /* key j allowed for j <= i + offset */
-    int causal;
 } attn_bw_job;
-
-static int allowed(const attn_bw_job *j, int64_t i, int64_t k)
-{
-    if (j->mask && !j->mask[k]) return 0;
-    return !j->causal || k <= i + j->causal_offset;
-}
-
-/* cpu_attention.c's softmax_rows, operation for operation. */
-static void softmax_rows(void *ctx, int64_t begin, int64_t end)
-{
-    const attn_bw_job *j = ctx;
-    for (int64_t i = begin; i < end; i++) {
-        float *row = j->s + i * j->n_kv;
-        float mx = -INFINITY;
-        int any = 0;
-        for (int64_t k = 0; k < j->n_kv; k++)
-            if (allowed(j, i, k)) {
-                if (!any || row[k] > mx) mx = row[k];
-                any = 1;
-            }
-        if (!any) {
-            for (int64_t k = 0; k < j->n_kv; k++) row[k] = 0.0f;
-            continue;
-        }
-        double sum = 0.0;
-        for (int64_t k = 0; k < j->n_kv; k++) {
-            float e = allowed(j, i, k) ? expf(row[k] - mx) : 0.0f;
-            row[k] = e;
-            sum += (double)e;
-        }
-        float inv = (float)sum;
-        for (int64_t k = 0; k < j->n_kv; k++) row[k] = row[k] / inv;
-    }
-}
 
 /* dS = P . (dP - sum_k dP_k P_k), the sum in double. */
 static void dsoftmax_rows(void *ctx, int64_t begin, int64_t end)
 {
     const attn_bw_job *j = ctx;
     for (int64_t i = begin; i < end; i++) {
-        const float *p = j->s + i * j->n_kv;
-        float *d = j->dp + i * j->n_kv;
+        const int64_t n_kv = j->p.n_kv;
+        const float *p = j->p.s + i * n_kv;
+        float *d = j->dp + i * n_kv;
         double dot = 0.0;
-        for (int64_t k = 0; k < j->n_kv; k++) dot += (double)p[k] * (double)d[k];
+        for (int64_t k = 0; k < n_kv; k++) dot += (double)p[k] * (double)d[k];
         float m = (float)dot;
-        for (int64_t k = 0; k < j->n_kv; k++) d[k] = p[k] * (d[k] - m);
+        for (int64_t k = 0; k < n_kv; k++) d[k] = p[k] * (d[k] - m);
     }
 }
 
@@ -95,10 +60,10 @@ dlv_status dlv_cpu_attention_backward(dlv_backend *be, const dlv_attention_bw_ar
         const float *kb = a->k + b * a->n_kv * ldk, *vb = a->v + b * a->n_kv * ldk;
         float *dqb = a->dq + b * a->n_q * ldq;
         float *dkb = a->dk + b * a->n_kv * ldk, *dvb = a->dv + b * a->n_kv * ldk;
-        attn_bw_job job = {.s = s, .dp = dp,
-                           .mask = a->key_mask ? a->key_mask + b * a->n_kv : NULL,
-                           .n_kv = a->n_kv, .causal_offset = a->n_kv - a->n_q,
-                           .causal = a->causal};
+        attn_bw_job job = {.p = {.s = s, .mask = a->key_mask ? a->key_mask + b * a->n_kv : NULL,
+                                 .n_kv = a->n_kv, .causal_offset = a->n_kv - a->n_q,
+                                 .causal = a->causal},
+                           .dp = dp};
         for (int64_t h = 0; h < a->n_heads; h++) {
             int64_t g = h / group;
             const float *qh = qb + h * d, *doh = dob + h * d;
@@ -106,7 +71,7 @@ dlv_status dlv_cpu_attention_backward(dlv_backend *be, const dlv_attention_bw_ar
             /* P, as the forward. */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nkv, bd, a->scale, qh,
                         bldq, kg, bldk, 0.0f, s, nkv);
-            dlv_cpu_pool_run(pool, a->n_q, grain, softmax_rows, &job);
+            dlv_cpu_pool_run(pool, a->n_q, grain, dlv_cpu_softmax_rows, &job.p);
             /* dV_g += P^T dO_h */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nkv, bd, nq, 1.0f, s, nkv,
                         doh, bldq, 1.0f, dvb + g * d, bldk);

@@ -1,4 +1,5 @@
-/* Backward ops on the CPU that are not norms or attention: RoPE, the
+/* Backward ops on the CPU that are not norms, attention or RoPE (beside
+ * their forwards in cpu_norm_bw.c, cpu_attention_bw.c, cpu_rope.c): the
  * activations, SwiGLU, the embedding lookup and the softmax cross-entropy.
  * Each derivative is the formula PyTorch's autograd (ATen's *_backward
  * kernels) evaluates in f32; reductions are in double. Work is split over
@@ -14,62 +15,6 @@
 
 /* Elements per chunk of the elementwise ops. */
 #define ELEM_GRAIN 16384
-
-/* ---- RoPE --------------------------------------------------------------- */
-
-typedef struct rope_bw_job {
-    float *dx;
-    const int32_t *positions;
-    const float *inv_freq; /* [half] */
-    int64_t n_heads, head_dim;
-} rope_bw_job;
-
-/* The forward is x1' = x1 c - x2 s, x2' = x2 c + x1 s (cpu_rope.c); its
- * transpose: dx1 = g1 c + g2 s, dx2 = g2 c - g1 s, with the same f32 angle. */
-static void rope_bw_tokens(void *ctx, int64_t begin, int64_t end)
-{
-    const rope_bw_job *j = ctx;
-    int64_t d = j->head_dim, half = d / 2;
-    for (int64_t t = begin; t < end; t++) {
-        float pos = (float)j->positions[t];
-        float *row = j->dx + t * j->n_heads * d;
-        for (int64_t i = 0; i < half; i++) {
-            float a = pos * j->inv_freq[i];
-            float c = cosf(a), s = sinf(a);
-            for (int64_t h = 0; h < j->n_heads; h++) {
-                float *x = row + h * d;
-                float g1 = x[i], g2 = x[i + half];
-                x[i] = g1 * c + g2 * s;
-                x[i + half] = g2 * c - g1 * s;
-            }
-        }
-    }
-}
-
-dlv_status dlv_cpu_rope_backward(dlv_backend *be, float *dx, const int32_t *positions,
-                                 int64_t n_tokens, int64_t n_heads, int64_t head_dim,
-                                 double theta)
-{
-    dlv_status st = dlv_cpu_check_positions("rope_backward", positions, n_tokens);
-    if (st) return st;
-    if (n_tokens == 0 || n_heads == 0) return DLV_OK;
-    int64_t half = head_dim / 2;
-    float *inv_freq = malloc((size_t)half * sizeof *inv_freq);
-    if (!inv_freq)
-        return dlv_error_nomem("rope backward frequencies", (size_t)half * sizeof(float));
-    /* The forward's f32 inv_freq (cpu_rope.c). */
-    float base = (float)theta;
-    for (int64_t i = 0; i < half; i++) {
-        float e = (float)(2 * i) / (float)head_dim;
-        inv_freq[i] = 1.0f / powf(base, e);
-    }
-    rope_bw_job j = {.dx = dx, .positions = positions, .inv_freq = inv_freq,
-                     .n_heads = n_heads, .head_dim = head_dim};
-    int64_t grain = 4096 / (n_heads * head_dim) + 1;
-    dlv_cpu_pool_run(dlv_cpu_pool_of(be), n_tokens, grain, rope_bw_tokens, &j);
-    free(inv_freq);
-    return DLV_OK;
-}
 
 /* ---- activations -------------------------------------------------------- */
 

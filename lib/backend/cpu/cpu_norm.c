@@ -17,7 +17,7 @@ typedef struct norm_job {
     float eps;
 } norm_job;
 
-static int64_t row_grain(int64_t cols)
+int64_t dlv_cpu_norm_grain(int64_t cols)
 {
     return 16384 / (cols > 0 ? cols : 1) + 1;
 }
@@ -42,6 +42,35 @@ static void row_sums(const float *x, int64_t n, double shift, double *sum, doubl
     }
     *sum = (s[0] + s[1]) + (s[2] + s[3]);
     *sum_sq = (q[0] + q[1]) + (q[2] + q[3]);
+}
+
+/* HF LlamaRMSNorm: variance = x.pow(2).mean(-1), then rsqrt(variance + eps). */
+float dlv_cpu_rms_rstd(const float *x, int64_t n, float eps)
+{
+    double sum, ss;
+    row_sums(x, n, 0.0, &sum, &ss);
+    const float mean_sq = (float)(ss / (double)n);
+    return 1.0f / sqrtf(mean_sq + eps);
+}
+
+/* torch.nn.LayerNorm: the mean, then the biased variance about it (a second
+ * pass, without cancellation). */
+void dlv_cpu_layernorm_stats(const float *x, int64_t n, float eps, float *mean, float *rstd)
+{
+    double sum, ss;
+    row_sums(x, n, 0.0, &sum, &ss);
+    const double mean_d = sum / (double)n;
+    row_sums(x, n, mean_d, &sum, &ss);
+    *mean = (float)mean_d;
+    const float var = (float)(ss / (double)n);
+    *rstd = 1.0f / sqrtf(var + eps);
+}
+
+float dlv_cpu_l2_norm(const float *x, int64_t n)
+{
+    double sum, ss;
+    row_sums(x, n, 0.0, &sum, &ss);
+    return (float)sqrt(ss);
 }
 
 /* weight and bias widened into one block: [weight | bias]. */
@@ -72,13 +101,8 @@ static void layernorm_rows(void *ctx, int64_t begin, int64_t end)
     for (int64_t r = begin; r < end; r++) {
         const float *x = j->inp + r * n;
         float *o = j->out + r * n;
-        double sum, ss;
-        row_sums(x, n, 0.0, &sum, &ss);
-        double mean_d = sum / (double)n;
-        /* Two passes: the variance about the mean, without cancellation. */
-        row_sums(x, n, mean_d, &sum, &ss);
-        float mean = (float)mean_d;
-        float rstd = 1.0f / sqrtf((float)(ss / (double)n) + j->eps);
+        float mean, rstd;
+        dlv_cpu_layernorm_stats(x, n, j->eps, &mean, &rstd);
         for (int64_t c = 0; c < n; c++) {
             float y = (x[c] - mean) * rstd;
             if (j->weight) y *= j->weight[c];
@@ -97,7 +121,7 @@ dlv_status dlv_cpu_layernorm(dlv_backend *be, float *out, const float *inp, cons
     float *block;
     dlv_status st = widen_params(weight, bias, param_dtype, cols, &block, &j);
     if (st != DLV_OK) return st;
-    dlv_cpu_pool_run(dlv_cpu_pool_of(be), rows, row_grain(cols), layernorm_rows, &j);
+    dlv_cpu_pool_run(dlv_cpu_pool_of(be), rows, dlv_cpu_norm_grain(cols), layernorm_rows, &j);
     free(block);
     return DLV_OK;
 }
@@ -109,11 +133,8 @@ static void rmsnorm_rows(void *ctx, int64_t begin, int64_t end)
     for (int64_t r = begin; r < end; r++) {
         const float *x = j->inp + r * n;
         float *o = j->out + r * n;
-        double sum, ss;
-        row_sums(x, n, 0.0, &sum, &ss);
-        /* HF: variance = x.pow(2).mean(-1); x * torch.rsqrt(variance + eps);
-         * weight * that. */
-        float rs = 1.0f / sqrtf((float)(ss / (double)n) + j->eps);
+        /* HF: x * torch.rsqrt(variance + eps); weight * that. */
+        const float rs = dlv_cpu_rms_rstd(x, n, j->eps);
         for (int64_t c = 0; c < n; c++) {
             float y = x[c] * rs;
             o[c] = j->weight ? j->weight[c] * y : y;
@@ -129,7 +150,7 @@ dlv_status dlv_cpu_rmsnorm(dlv_backend *be, float *out, const float *inp, const 
     float *block;
     dlv_status st = widen_params(weight, NULL, weight_dtype, cols, &block, &j);
     if (st != DLV_OK) return st;
-    dlv_cpu_pool_run(dlv_cpu_pool_of(be), rows, row_grain(cols), rmsnorm_rows, &j);
+    dlv_cpu_pool_run(dlv_cpu_pool_of(be), rows, dlv_cpu_norm_grain(cols), rmsnorm_rows, &j);
     free(block);
     return DLV_OK;
 }
@@ -141,10 +162,8 @@ static void l2_rows(void *ctx, int64_t begin, int64_t end)
     for (int64_t r = begin; r < end; r++) {
         const float *x = j->inp + r * n;
         float *o = j->out + r * n;
-        double sum, ss;
-        row_sums(x, n, 0.0, &sum, &ss);
         /* F.normalize: x / norm.clamp_min(1e-12). */
-        float norm = (float)sqrt(ss);
+        const float norm = dlv_cpu_l2_norm(x, n);
         float denom = norm > 1e-12f ? norm : 1e-12f;
         for (int64_t c = 0; c < n; c++) o[c] = x[c] / denom;
     }
@@ -155,6 +174,6 @@ dlv_status dlv_cpu_l2_normalize(dlv_backend *be, float *out, const float *inp, i
 {
     if (rows == 0 || cols == 0) return DLV_OK;
     norm_job j = {.out = out, .inp = inp, .cols = cols};
-    dlv_cpu_pool_run(dlv_cpu_pool_of(be), rows, row_grain(cols), l2_rows, &j);
+    dlv_cpu_pool_run(dlv_cpu_pool_of(be), rows, dlv_cpu_norm_grain(cols), l2_rows, &j);
     return DLV_OK;
 }

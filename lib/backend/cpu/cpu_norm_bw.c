@@ -16,32 +16,6 @@
 #include "backend/cpu/cpu_internal.h"
 #include "core/error.h"
 
-static int64_t row_grain(int64_t cols)
-{
-    return 16384 / (cols > 0 ? cols : 1) + 1;
-}
-
-/* Sums of x - shift and of (x - shift)^2 in double, in exactly the order of
- * cpu_norm.c's row_sums (so the statistics match the forward's bit for bit). */
-static void row_sums(const float *x, int64_t n, double shift, double *sum, double *sum_sq)
-{
-    double s[4] = {0, 0, 0, 0}, q[4] = {0, 0, 0, 0};
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        for (int l = 0; l < 4; l++) {
-            double d = (double)x[i + l] - shift;
-            s[l] += d;
-            q[l] += d * d;
-        }
-    for (; i < n; i++) {
-        double d = (double)x[i] - shift;
-        s[0] += d;
-        q[0] += d * d;
-    }
-    *sum = (s[0] + s[1]) + (s[2] + s[3]);
-    *sum_sq = (q[0] + q[1]) + (q[2] + q[3]);
-}
-
 typedef struct norm_bw_job {
     float *dinp, *dweight, *dbias;
     const float *dout, *inp;
@@ -75,9 +49,7 @@ static void rmsnorm_bw_rows(void *ctx, int64_t begin, int64_t end)
     for (int64_t r = begin; r < end; r++) {
         const float *x = j->inp + r * n, *g = j->dout + r * n;
         float *dx = j->dinp + r * n;
-        double sum, ss;
-        row_sums(x, n, 0.0, &sum, &ss);
-        float rs = 1.0f / sqrtf((float)(ss / (double)n) + j->eps);
+        const float rs = dlv_cpu_rms_rstd(x, n, j->eps);
         j->rstd[r] = rs;
         double dot = 0.0;
         for (int64_t c = 0; c < n; c++) {
@@ -142,8 +114,8 @@ dlv_status dlv_cpu_rmsnorm_backward(dlv_backend *be, float *dinp, float *dweight
         return st;
     }
     dlv_cpu_pool *pool = dlv_cpu_pool_of(be);
-    dlv_cpu_pool_run(pool, rows, row_grain(cols), rmsnorm_bw_rows, &j);
-    if (dweight) dlv_cpu_pool_run(pool, cols, row_grain(rows), rmsnorm_bw_cols, &j);
+    dlv_cpu_pool_run(pool, rows, dlv_cpu_norm_grain(cols), rmsnorm_bw_rows, &j);
+    if (dweight) dlv_cpu_pool_run(pool, cols, dlv_cpu_norm_grain(rows), rmsnorm_bw_cols, &j);
     free(block);
     free(w);
     return DLV_OK;
@@ -160,12 +132,8 @@ static void layernorm_bw_rows(void *ctx, int64_t begin, int64_t end)
     for (int64_t r = begin; r < end; r++) {
         const float *x = j->inp + r * n, *g = j->dout + r * n;
         float *dx = j->dinp + r * n;
-        double sum, ss;
-        row_sums(x, n, 0.0, &sum, &ss);
-        double mean_d = sum / (double)n;
-        row_sums(x, n, mean_d, &sum, &ss);
-        float mean = (float)mean_d;
-        float rstd = 1.0f / sqrtf((float)(ss / (double)n) + j->eps);
+        float mean, rstd;
+        dlv_cpu_layernorm_stats(x, n, j->eps, &mean, &rstd);
         j->mean[r] = mean;
         j->rstd[r] = rstd;
         double s1 = 0.0, s2 = 0.0;
@@ -224,8 +192,8 @@ dlv_status dlv_cpu_layernorm_backward(dlv_backend *be, float *dinp, float *dweig
         return st;
     }
     dlv_cpu_pool *pool = dlv_cpu_pool_of(be);
-    dlv_cpu_pool_run(pool, rows, row_grain(cols), layernorm_bw_rows, &j);
-    if (dweight || dbias) dlv_cpu_pool_run(pool, cols, row_grain(rows), layernorm_bw_cols, &j);
+    dlv_cpu_pool_run(pool, rows, dlv_cpu_norm_grain(cols), layernorm_bw_rows, &j);
+    if (dweight || dbias) dlv_cpu_pool_run(pool, cols, dlv_cpu_norm_grain(rows), layernorm_bw_cols, &j);
     free(block);
     free(w);
     return DLV_OK;
@@ -243,9 +211,7 @@ static void l2_bw_rows(void *ctx, int64_t begin, int64_t end)
     for (int64_t r = begin; r < end; r++) {
         const float *x = j->inp + r * n, *g = j->dout + r * n;
         float *dx = j->dinp + r * n;
-        double sum, ss;
-        row_sums(x, n, 0.0, &sum, &ss);
-        float norm = (float)sqrt(ss);
+        const float norm = dlv_cpu_l2_norm(x, n);
         if (norm >= 1e-12f) {
             double dot = 0.0;
             for (int64_t c = 0; c < n; c++) dot += (double)x[c] * (double)g[c];
@@ -265,7 +231,7 @@ dlv_status dlv_cpu_l2_normalize_backward(dlv_backend *be, float *dinp, const flo
 {
     if (rows == 0 || cols == 0) return DLV_OK;
     norm_bw_job j = {.dinp = dinp, .dout = dout, .inp = inp, .rows = rows, .cols = cols};
-    dlv_cpu_pool_run(dlv_cpu_pool_of(be), rows, row_grain(cols), l2_bw_rows, &j);
+    dlv_cpu_pool_run(dlv_cpu_pool_of(be), rows, dlv_cpu_norm_grain(cols), l2_bw_rows, &j);
     return DLV_OK;
 }
 
@@ -291,7 +257,7 @@ dlv_status dlv_cpu_bias_backward(dlv_backend *be, float *dbias, const float *dou
     void *block;
     dlv_status st = alloc_scratch(&j, 0, &block);
     if (st != DLV_OK) return st;
-    dlv_cpu_pool_run(dlv_cpu_pool_of(be), cols, row_grain(rows), bias_bw_cols, &j);
+    dlv_cpu_pool_run(dlv_cpu_pool_of(be), cols, dlv_cpu_norm_grain(rows), bias_bw_cols, &j);
     free(block);
     return DLV_OK;
 }

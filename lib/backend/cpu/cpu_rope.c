@@ -1,11 +1,18 @@
-/* Rotary position embedding, Hugging Face's rotate-half layout. The
- * frequencies and angles are computed in f32 exactly as transformers'
- * _compute_default_rope_parameters and LlamaRotaryEmbedding.forward do
- * (torch float32 ops), so angles at large positions carry the same rounding
- * as the reference rather than a more exact but different value. */
+/* Rotary position embedding, Hugging Face's rotate-half layout, and its
+ * backward. The frequencies and angles are computed in f32 exactly as
+ * transformers' _compute_default_rope_parameters and
+ * LlamaRotaryEmbedding.forward do (torch float32 ops), so angles at large
+ * positions carry the same rounding as the reference rather than a more
+ * exact but different value.
+ *
+ * The forward is x1' = x1 c - x2 s, x2' = x2 c + x1 s; the backward is its
+ * transpose, dx1 = g1 c + g2 s, dx2 = g2 c - g1 s: the same rotation with
+ * the sine negated (exact in f32), so both run the code below with the same
+ * f32 angles. */
 #include <math.h>
 #include <stdlib.h>
 
+#include "backend/cpu/cpu_backward.h"
 #include "backend/cpu/cpu_internal.h"
 #include "core/error.h"
 
@@ -14,6 +21,7 @@ typedef struct rope_job {
     const int32_t *positions;
     const float *inv_freq; /* [half] */
     int64_t n_heads, head_dim;
+    float sin_sign;        /* 1: forward; -1: backward (the transpose) */
 } rope_job;
 
 static void rope_tokens(void *ctx, int64_t begin, int64_t end)
@@ -27,7 +35,7 @@ static void rope_tokens(void *ctx, int64_t begin, int64_t end)
             /* freqs = inv_freq @ position (an f32 product), emb = cat(freqs,
              * freqs), cos/sin of it: column i and i + half share the angle. */
             float a = pos * j->inv_freq[i];
-            float c = cosf(a), s = sinf(a);
+            float c = cosf(a), s = j->sin_sign * sinf(a);
             for (int64_t h = 0; h < j->n_heads; h++) {
                 float *x = row + h * d;
                 float x1 = x[i], x2 = x[i + half];
@@ -39,10 +47,11 @@ static void rope_tokens(void *ctx, int64_t begin, int64_t end)
     }
 }
 
-dlv_status dlv_cpu_rope(dlv_backend *be, float *x, const int32_t *positions, int64_t n_tokens,
-                        int64_t n_heads, int64_t head_dim, double theta)
+static dlv_status rope_run(dlv_backend *be, const char *op, float *x,
+                           const int32_t *positions, int64_t n_tokens, int64_t n_heads,
+                           int64_t head_dim, double theta, float sin_sign)
 {
-    dlv_status st = dlv_cpu_check_positions("rope", positions, n_tokens);
+    dlv_status st = dlv_cpu_check_positions(op, positions, n_tokens);
     if (st) return st;
     if (n_tokens == 0 || n_heads == 0) return DLV_OK;
     int64_t half = head_dim / 2;
@@ -56,9 +65,23 @@ dlv_status dlv_cpu_rope(dlv_backend *be, float *x, const int32_t *positions, int
         inv_freq[i] = 1.0f / powf(base, e);
     }
     rope_job j = {.x = x, .positions = positions, .inv_freq = inv_freq, .n_heads = n_heads,
-                  .head_dim = head_dim};
+                  .head_dim = head_dim, .sin_sign = sin_sign};
     int64_t grain = 4096 / (n_heads * head_dim) + 1;
     dlv_cpu_pool_run(dlv_cpu_pool_of(be), n_tokens, grain, rope_tokens, &j);
     free(inv_freq);
     return DLV_OK;
+}
+
+dlv_status dlv_cpu_rope(dlv_backend *be, float *x, const int32_t *positions, int64_t n_tokens,
+                        int64_t n_heads, int64_t head_dim, double theta)
+{
+    return rope_run(be, "rope", x, positions, n_tokens, n_heads, head_dim, theta, 1.0f);
+}
+
+dlv_status dlv_cpu_rope_backward(dlv_backend *be, float *dx, const int32_t *positions,
+                                 int64_t n_tokens, int64_t n_heads, int64_t head_dim,
+                                 double theta)
+{
+    return rope_run(be, "rope_backward", dx, positions, n_tokens, n_heads, head_dim, theta,
+                    -1.0f);
 }

@@ -343,17 +343,6 @@ static dlv_status clip_table(const dlv_clip_config *c, dlv_weights *out)
     return DLV_OK;
 }
 
-static void fmt_shape(char *buf, size_t cap, int ndim, const int64_t *d)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < ndim && used < cap; i++) {
-        int k = snprintf(buf + used, cap - used, "%s%lld", i ? ", " : "", (long long)d[i]);
-        if (k < 0) break;
-        used += (size_t)k;
-    }
-}
-
 dlv_status dlv_clip_weights_resolve(const dlv_clip_config *cfg, const dlv_st_set *ckpt,
                                     const char *label, dlv_weights *out)
 {
@@ -371,24 +360,7 @@ dlv_status dlv_clip_weights_resolve(const dlv_clip_config *cfg, const dlv_st_set
                            "checkpoint", label, e->canonical);
             break;
         }
-        const char *file = t->file_path ? t->file_path : label;
-        if (!dlv_dtype_is_float(t->dtype)) {
-            st = dlv_error(DLV_E_UNSUPPORTED, "%s: tensor '%s' has dtype %s; weights must be "
-                           "F32, F16 or BF16", file, e->canonical, dlv_dtype_name(t->dtype));
-            break;
-        }
-        int ok = t->ndim == e->ndim;
-        for (int d = 0; ok && d < e->ndim; d++) ok = t->shape[d] == e->shape[d];
-        /* logit_scale is a 0-d parameter; a [1] copy is accepted too. */
-        if (e->ndim == 0 && t->n_elements == 1) ok = 1;
-        if (!ok) {
-            char want[96], got[96];
-            fmt_shape(want, sizeof want, e->ndim, e->shape);
-            fmt_shape(got, sizeof got, t->ndim, t->shape);
-            st = dlv_error(DLV_E_FORMAT, "%s: tensor '%s' has shape [%s], expected [%s] from "
-                           "config.json", file, e->canonical, got, want);
-            break;
-        }
+        if ((st = dlv_weight_check(e, t, e->canonical))) break;
         e->tensor = t;
         out->n_present++;
         out->params[e->part == DLV_PART_PROJECTOR ? DLV_PART_PROJECTOR : e->part] +=
@@ -398,11 +370,6 @@ dlv_status dlv_clip_weights_resolve(const dlv_clip_config *cfg, const dlv_st_set
         dlv_weights_free(out);
         return st;
     }
-    size_t total = dlv_st_set_count(ckpt);
-    out->n_unused = total - out->n_present;
-    for (size_t i = 0; i < total; i++) {
-        const dlv_st_tensor *t = dlv_st_set_at(ckpt, i);
-        if (t && (unsigned)t->dtype < DLV_DTYPE_COUNT) out->dtype_count[t->dtype]++;
-    }
+    dlv_weights_count(out, ckpt);
     return DLV_OK;
 }
