@@ -4,6 +4,7 @@
 
 #include "api/session.h"
 #include "api/train_options.h"
+#include "core/array.h"
 #include "core/error.h"
 #include "model/kind.h"
 #include "model/model.h"
@@ -46,11 +47,10 @@ DLV_API dlv_status dlv_batch_add(dlv_batch *batch, const dlv_image *image, const
         return dlv_error(DLV_E_INVALID_ARG,
                          "dlv_batch_add: batch, image and caption must not be NULL");
     if (batch->n == batch->cap) {
-        size_t cap = batch->cap ? batch->cap * 2 : 16;
-        batch_item *items = realloc(batch->items, cap * sizeof *items);
-        if (!items) return dlv_error_nomem("batch items", cap * sizeof *items);
+        batch_item *items = dlv_array_grow(batch->items, &batch->cap, sizeof *items, 16,
+                                           "batch items");
+        if (!items) return DLV_E_NOMEM;
         batch->items = items;
-        batch->cap = cap;
     }
     batch_item it = {.image = image, .caption = strdup(caption), .long_caption = NULL};
     if (long_caption) it.long_caption = strdup(long_caption);

@@ -130,10 +130,7 @@ dlv_status dlv_attention(dlv_backend *be, const dlv_attention_args *a)
 {
     static const char op[] = "attention";
     NEED_BE(op, be);
-    if (!a) return dlv_error(DLV_E_INVALID_ARG, "%s: args is NULL", op);
-    if (a->struct_size != sizeof(dlv_attention_args))
-        return dlv_error(DLV_E_INVALID_ARG, "%s: struct_size %zu, expected %zu", op,
-                         a->struct_size, sizeof(dlv_attention_args));
+    TRY(check_args_struct(op, a, a ? a->struct_size : 0, sizeof(dlv_attention_args)));
     size_t q_bytes, kv_bytes, mask_bytes;
     TRY(check_attention_shape(op, a->batch, a->n_q, a->n_kv, a->n_heads, a->n_kv_heads,
                               a->head_dim, a->scale, a->causal, 1, &q_bytes, &kv_bytes,

@@ -16,6 +16,31 @@ static dlv_status check_disjoint(const char *op, const char *out_name, const voi
     return check_overlap(op, out_name, out, out_bytes, in_name, in, in_bytes, false);
 }
 
+/* A named tensor range, for the all-pairs overlap check below. */
+typedef struct span {
+    const char *name;
+    const void *p;
+    size_t bytes;
+} span;
+
+/* No gradient output may overlap an input or another gradient output. */
+static dlv_status check_outputs_disjoint(const char *op, const span *outs, int n_out,
+                                         const span *ins, int n_in)
+{
+    dlv_status st;
+    for (int o = 0; o < n_out; o++) {
+        for (int i = 0; i < n_in; i++)
+            if ((st = check_disjoint(op, outs[o].name, outs[o].p, outs[o].bytes, ins[i].name,
+                                     ins[i].p, ins[i].bytes)))
+                return st;
+        for (int q = o + 1; q < n_out; q++)
+            if ((st = check_disjoint(op, outs[o].name, outs[o].p, outs[o].bytes, outs[q].name,
+                                     outs[q].p, outs[q].bytes)))
+                return st;
+    }
+    return DLV_OK;
+}
+
 /* ---- norms -------------------------------------------------------------- */
 
 /* The shared checks of the two norm backwards: sizes, tensors, eps, the
@@ -38,21 +63,10 @@ static dlv_status check_norm_bw(const char *op, float *dinp, float *dweight, flo
     TRY(check_ptr(op, "dinp", dinp, bytes));
     TRY(check_ptr(op, "dout", dout, bytes));
     TRY(check_ptr(op, "inp", inp, bytes));
-    const char *in_names[3] = {"dout", "inp", "weight"};
-    const void *ins[3] = {dout, inp, weight};
-    size_t in_bytes[3] = {bytes, bytes, w_bytes};
-    const char *out_names[3] = {"dinp", "dweight", "dbias"};
-    const void *outs[3] = {dinp, dweight, dbias};
-    size_t out_bytes[3] = {bytes, vec_bytes, vec_bytes};
-    for (int o = 0; o < 3; o++) {
-        for (int i = 0; i < 3; i++)
-            TRY(check_disjoint(op, out_names[o], outs[o], out_bytes[o], in_names[i], ins[i],
-                               in_bytes[i]));
-        for (int p = o + 1; p < 3; p++)
-            TRY(check_disjoint(op, out_names[o], outs[o], out_bytes[o], out_names[p], outs[p],
-                               out_bytes[p]));
-    }
-    return DLV_OK;
+    const span outs[3] = {{"dinp", dinp, bytes}, {"dweight", dweight, vec_bytes},
+                          {"dbias", dbias, vec_bytes}};
+    const span ins[3] = {{"dout", dout, bytes}, {"inp", inp, bytes}, {"weight", weight, w_bytes}};
+    return check_outputs_disjoint(op, outs, 3, ins, 3);
 }
 
 dlv_status dlv_rmsnorm_backward(dlv_backend *be, float *dinp, float *dweight, const float *dout,
@@ -114,10 +128,7 @@ dlv_status dlv_attention_backward(dlv_backend *be, const dlv_attention_bw_args *
 {
     static const char op[] = "attention_backward";
     NEED_BE(op, be);
-    if (!a) return dlv_error(DLV_E_INVALID_ARG, "%s: args is NULL", op);
-    if (a->struct_size != sizeof(dlv_attention_bw_args))
-        return dlv_error(DLV_E_INVALID_ARG, "%s: struct_size %zu, expected %zu", op,
-                         a->struct_size, sizeof(dlv_attention_bw_args));
+    TRY(check_args_struct(op, a, a ? a->struct_size : 0, sizeof(dlv_attention_bw_args)));
     size_t q_bytes, kv_bytes, mask_bytes;
     TRY(check_attention_shape(op, a->batch, a->n_q, a->n_kv, a->n_heads, a->n_kv_heads,
                               a->head_dim, a->scale, a->causal, 2, &q_bytes, &kv_bytes,
@@ -129,20 +140,12 @@ dlv_status dlv_attention_backward(dlv_backend *be, const dlv_attention_bw_args *
     TRY(check_ptr(op, "q", a->q, q_bytes));
     TRY(check_ptr(op, "k", a->k, kv_bytes));
     TRY(check_ptr(op, "v", a->v, kv_bytes));
-    const char *in_names[5] = {"dout", "q", "k", "v", "key_mask"};
-    const void *ins[5] = {a->dout, a->q, a->k, a->v, a->key_mask};
-    size_t in_bytes[5] = {q_bytes, q_bytes, kv_bytes, kv_bytes, mask_bytes};
-    const char *out_names[3] = {"dq", "dk", "dv"};
-    const void *outs[3] = {a->dq, a->dk, a->dv};
-    size_t out_bytes[3] = {q_bytes, kv_bytes, kv_bytes};
-    for (int o = 0; o < 3; o++) {
-        for (int i = 0; i < 5; i++)
-            TRY(check_disjoint(op, out_names[o], outs[o], out_bytes[o], in_names[i], ins[i],
-                               in_bytes[i]));
-        for (int p = o + 1; p < 3; p++)
-            TRY(check_disjoint(op, out_names[o], outs[o], out_bytes[o], out_names[p], outs[p],
-                               out_bytes[p]));
-    }
+    const span outs[3] = {{"dq", a->dq, q_bytes}, {"dk", a->dk, kv_bytes},
+                          {"dv", a->dv, kv_bytes}};
+    const span ins[5] = {{"dout", a->dout, q_bytes}, {"q", a->q, q_bytes},
+                         {"k", a->k, kv_bytes}, {"v", a->v, kv_bytes},
+                         {"key_mask", a->key_mask, mask_bytes}};
+    TRY(check_outputs_disjoint(op, outs, 3, ins, 5));
     if (!be->ops->attention_backward) return unsupported(op, be);
     return be->ops->attention_backward(be, a);
 }

@@ -116,6 +116,18 @@ static inline dlv_status check_blas_dim(const char *op, const char *name, int64_
         if (!(be)) return dlv_error(DLV_E_INVALID_ARG, "%s: backend is NULL", op);         \
     } while (0)
 
+/* The args struct of an op that takes one: not NULL, and of this build's
+ * size (a caller compiled against another layout is refused). */
+static inline dlv_status check_args_struct(const char *op, const void *args, size_t struct_size,
+                                           size_t expected)
+{
+    if (!args) return dlv_error(DLV_E_INVALID_ARG, "%s: args is NULL", op);
+    if (struct_size != expected)
+        return dlv_error(DLV_E_INVALID_ARG, "%s: struct_size %zu, expected %zu", op,
+                         struct_size, expected);
+    return DLV_OK;
+}
+
 /* The shape rules of dlv_attention and dlv_attention_backward (struct
  * fields shared by both args structs): counts >= 0, heads > 0 with n_heads
  * a multiple of n_kv_heads, causal 0/1, a finite scale, BLAS-sized

@@ -18,10 +18,7 @@ dlv_status dlv_adamw_update(dlv_backend *be, const dlv_adamw_args *a)
 {
     static const char op[] = "adamw_update";
     NEED_BE(op, be);
-    if (!a) return dlv_error(DLV_E_INVALID_ARG, "%s: args is NULL", op);
-    if (a->struct_size != sizeof(dlv_adamw_args))
-        return dlv_error(DLV_E_INVALID_ARG, "%s: struct_size %zu, expected %zu", op,
-                         a->struct_size, sizeof(dlv_adamw_args));
+    TRY(check_args_struct(op, a, a ? a->struct_size : 0, sizeof(dlv_adamw_args)));
     TRY(check_count(op, "n", a->n));
     TRY(check_scalar(op, "step_size", a->step_size, 0));
     TRY(check_scalar(op, "beta1", a->beta1, 0));

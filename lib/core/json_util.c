@@ -112,3 +112,31 @@ dlv_status dlv_json_load_object(const char *path, size_t max_bytes, json_t **out
     *out = root;
     return DLV_OK;
 }
+
+dlv_status dlv_json_config_parse(const char *text, size_t len, const char *label,
+                                 dlv_json_root_fn from_root, void *out, size_t out_size)
+{
+    memset(out, 0, out_size);
+    json_t *root = NULL;
+    dlv_status st = dlv_json_parse(text, len, label, &root);
+    if (st) return st;
+    st = from_root(root, label, out);
+    json_decref(root);
+    if (st) memset(out, 0, out_size);
+    return st;
+}
+
+dlv_status dlv_json_config_load(const char *path, size_t max_bytes, dlv_json_root_fn from_root,
+                                void *out, size_t out_size)
+{
+    char *text = NULL;
+    size_t len = 0;
+    dlv_status st = dlv_read_file(path, max_bytes, &text, &len);
+    if (st) {
+        memset(out, 0, out_size);
+        return st;
+    }
+    st = dlv_json_config_parse(text, len, path, from_root, out, out_size);
+    free(text);
+    return st;
+}

@@ -16,6 +16,16 @@ dlv_status dlv_json_parse(const char *text, size_t len, const char *label, json_
  * (anything else: DLV_E_FORMAT "path: expected a JSON object"). */
 dlv_status dlv_json_load_object(const char *path, size_t max_bytes, json_t **out);
 
+/* The frame of every config parser: parses text (NUL-terminated or not) as
+ * JSON and hands the root to from_root(root, label, out); on any failure
+ * *out (out_size bytes) is left zeroed. dlv_json_config_load reads the file
+ * at path first (at most max_bytes) and labels messages with the path. */
+typedef dlv_status (*dlv_json_root_fn)(const json_t *root, const char *label, void *out);
+dlv_status dlv_json_config_parse(const char *text, size_t len, const char *label,
+                                 dlv_json_root_fn from_root, void *out, size_t out_size);
+dlv_status dlv_json_config_load(const char *path, size_t max_bytes, dlv_json_root_fn from_root,
+                                void *out, size_t out_size);
+
 /* Writes root to path as indented JSON (keys in insertion order) and a
  * newline, atomically (core/fs.h). root is not consumed. */
 dlv_status dlv_json_save(const json_t *root, const char *path);

@@ -123,8 +123,9 @@ static dlv_status triple(const json_t *root, const char *key, const char *label,
     return DLV_OK;
 }
 
-static dlv_status parse_root(const json_t *root, const char *label, dlv_preproc_config *p)
+static dlv_status parse_root(const json_t *root, const char *label, void *out_)
 {
+    dlv_preproc_config *p = out_;
     if (!json_is_object(root))
         return dlv_error(DLV_E_FORMAT, "%s: expected a JSON object at the top level", label);
     dlv_status st = dlv_json_str(root, "image_processor_type", "CLIPImageProcessor", label,
@@ -185,26 +186,12 @@ dlv_status dlv_preproc_config_parse(const char *json, size_t len, const char *la
 {
     if (!json || !out)
         return dlv_error(DLV_E_INVALID_ARG, "dlv_preproc_config_parse: NULL argument");
-    if (!label) label = "preprocessor_config.json";
-    memset(out, 0, sizeof *out);
-    json_t *root = NULL;
-    dlv_status st = dlv_json_parse(json, len, label, &root);
-    if (st != DLV_OK) return st;
-    st = parse_root(root, label, out);
-    json_decref(root);
-    if (st != DLV_OK) memset(out, 0, sizeof *out);
-    return st;
+    return dlv_json_config_parse(json, len, label ? label : "preprocessor_config.json", parse_root, out,
+                                 sizeof *out);
 }
 
 dlv_status dlv_preproc_config_load(const char *path, dlv_preproc_config *out)
 {
-    if (!path || !out)
-        return dlv_error(DLV_E_INVALID_ARG, "dlv_preproc_config_load: NULL argument");
-    char *text = NULL;
-    size_t len = 0;
-    dlv_status st = dlv_read_file(path, (size_t)1 << 20, &text, &len);
-    if (st != DLV_OK) return st;
-    st = dlv_preproc_config_parse(text, len, path, out);
-    free(text);
-    return st;
+    if (!path || !out) return dlv_error(DLV_E_INVALID_ARG, "dlv_preproc_config_load: NULL argument");
+    return dlv_json_config_load(path, (size_t)1 << 20, parse_root, out, sizeof *out);
 }

@@ -406,8 +406,9 @@ static dlv_status check_vision(const dlv_vision_config *v, const char *label)
     return DLV_OK;
 }
 
-static dlv_status parse_root(const json_t *root, const char *label, dlv_llava_config *c)
+static dlv_status parse_root(const json_t *root, const char *label, void *out_)
 {
+    dlv_llava_config *c = out_;
     where w = {label, ""};
     dlv_status st;
     if (!json_is_object(root))
@@ -508,26 +509,13 @@ dlv_status dlv_llava_config_parse(const char *json, size_t len, const char *labe
 {
     if (!json || !out)
         return dlv_error(DLV_E_INVALID_ARG, "dlv_llava_config_parse: NULL argument");
-    if (!label) label = "config.json";
-    memset(out, 0, sizeof *out);
-    json_t *root = NULL;
-    dlv_status st = dlv_json_parse(json, len, label, &root);
-    if (st != DLV_OK) return st;
-    st = parse_root(root, label, out);
-    json_decref(root);
-    if (st != DLV_OK) memset(out, 0, sizeof *out);
-    return st;
+    return dlv_json_config_parse(json, len, label ? label : "config.json", parse_root, out,
+                                 sizeof *out);
 }
 
 dlv_status dlv_llava_config_load(const char *path, dlv_llava_config *out)
 {
     if (!path || !out) return dlv_error(DLV_E_INVALID_ARG, "dlv_llava_config_load: NULL argument");
-    char *text = NULL;
-    size_t len = 0;
     /* Real configs are a few kB; 16 MiB leaves room for huge id2label maps. */
-    dlv_status st = dlv_read_file(path, (size_t)16 << 20, &text, &len);
-    if (st != DLV_OK) return st;
-    st = dlv_llava_config_parse(text, len, path, out);
-    free(text);
-    return st;
+    return dlv_json_config_load(path, (size_t)16 << 20, parse_root, out, sizeof *out);
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "tokenizer/tokenizer.h"
 
@@ -56,11 +57,9 @@ static dlv_status push(dlv_segment **v, size_t *n, size_t *cap, size_t off, size
 {
     if (!len && id < 0) return DLV_OK;
     if (*n == *cap) {
-        size_t c = *cap ? *cap * 2 : 8;
-        dlv_segment *p = realloc(*v, c * sizeof *p);
-        if (!p) return dlv_error_nomem("a segment list", c * sizeof *p);
+        dlv_segment *p = dlv_array_grow(*v, cap, sizeof *p, 8, "a segment list");
+        if (!p) return DLV_E_NOMEM;
         *v = p;
-        *cap = c;
     }
     (*v)[(*n)++] = (dlv_segment){off, len, id};
     return DLV_OK;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "tokenizer/tokenizer.h"
 
@@ -32,11 +33,9 @@ typedef struct heap {
 static dlv_status heap_push(heap *h, cand c)
 {
     if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 32;
-        cand *v = realloc(h->v, cap * sizeof *v);
-        if (!v) return dlv_error_nomem("a merge queue", cap * sizeof *v);
+        cand *v = dlv_array_grow(h->v, &h->cap, sizeof *v, 32, "a merge queue");
+        if (!v) return DLV_E_NOMEM;
         h->v = v;
-        h->cap = cap;
     }
     size_t i = h->n++;
     while (i > 0 && cand_less(c, h->v[(i - 1) / 2])) {
@@ -92,11 +91,9 @@ typedef struct word {
 static dlv_status word_add(word *w, int32_t id, size_t len)
 {
     if (w->n == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 32;
-        sym *v = realloc(w->v, cap * sizeof *v);
-        if (!v) return dlv_error_nomem("a BPE word", cap * sizeof *v);
+        sym *v = dlv_array_grow(w->v, &w->cap, sizeof *v, 32, "a BPE word");
+        if (!v) return DLV_E_NOMEM;
         w->v = v;
-        w->cap = cap;
     }
     if (w->n >= INT32_MAX - 1) return dlv_error(DLV_E_INVALID_ARG, "a word is too long for BPE");
     int32_t i = (int32_t)w->n;

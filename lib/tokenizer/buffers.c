@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "tokenizer/text_util.h"
 
@@ -66,11 +67,9 @@ void dlv_tbuf_free(dlv_tbuf *b)
 dlv_status dlv_ids_push(dlv_ids *ids, int32_t id)
 {
     if (ids->n == ids->cap) {
-        size_t cap = ids->cap ? ids->cap * 2 : 64;
-        int32_t *v = realloc(ids->v, cap * sizeof *v);
-        if (!v) return dlv_error_nomem("an id list", cap * sizeof *v);
+        int32_t *v = dlv_array_grow(ids->v, &ids->cap, sizeof *v, 64, "an id list");
+        if (!v) return DLV_E_NOMEM;
         ids->v = v;
-        ids->cap = cap;
     }
     ids->v[ids->n++] = id;
     return DLV_OK;

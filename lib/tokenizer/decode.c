@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "tokenizer/tokenizer.h"
 
@@ -21,11 +22,9 @@ static void toklist_free(toklist *l)
 static dlv_status toklist_add(toklist *l, const char *s, size_t n)
 {
     if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        dlv_tbuf *v = realloc(l->v, cap * sizeof *v);
-        if (!v) return dlv_error_nomem("a token list", cap * sizeof *v);
+        dlv_tbuf *v = dlv_array_grow(l->v, &l->cap, sizeof *v, 16, "a token list");
+        if (!v) return DLV_E_NOMEM;
         l->v = v;
-        l->cap = cap;
     }
     l->v[l->n] = (dlv_tbuf){0};
     dlv_status st = dlv_tbuf_append(&l->v[l->n], s, n);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "tokenizer/tokenizer.h"
 
@@ -11,11 +12,9 @@ dlv_status dlv_pieces_add_range(dlv_pieces *p, size_t off, size_t n, int at_star
 {
     if (!n) return DLV_OK;
     if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 16;
-        dlv_piece *v = realloc(p->v, cap * sizeof *v);
-        if (!v) return dlv_error_nomem("a piece list", cap * sizeof *v);
+        dlv_piece *v = dlv_array_grow(p->v, &p->cap, sizeof *v, 16, "a piece list");
+        if (!v) return DLV_E_NOMEM;
         p->v = v;
-        p->cap = cap;
     }
     p->v[p->n++] = (dlv_piece){off, n, at_start};
     return DLV_OK;
@@ -51,11 +50,9 @@ static dlv_status segs_push(segs *s, size_t a, size_t b, int match)
 {
     if (a == b) return DLV_OK;
     if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 16;
-        seg *v = realloc(s->v, cap * sizeof *v);
-        if (!v) return dlv_error_nomem("a split list", cap * sizeof *v);
+        seg *v = dlv_array_grow(s->v, &s->cap, sizeof *v, 16, "a split list");
+        if (!v) return DLV_E_NOMEM;
         s->v = v;
-        s->cap = cap;
     }
     s->v[s->n++] = (seg){a, b, match};
     return DLV_OK;

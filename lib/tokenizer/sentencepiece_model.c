@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "tokenizer/tokenizer.h"
@@ -137,11 +138,10 @@ static dlv_status read_spec(const uint8_t *data, size_t len, const char *label, 
     while ((rc = pb_next(&r, &f)) == 1) {
         if (f.num == 1 && f.wire == 2) {
             if (sp->n == sp->cap) {
-                size_t cap = sp->cap ? sp->cap * 2 : 1024;
-                spm_piece *v = realloc(sp->pieces, cap * sizeof *v);
-                if (!v) return dlv_error_nomem("SentencePiece pieces", cap * sizeof *v);
+                spm_piece *v = dlv_array_grow(sp->pieces, &sp->cap, sizeof *v, 1024,
+                                              "SentencePiece pieces");
+                if (!v) return DLV_E_NOMEM;
                 sp->pieces = v;
-                sp->cap = cap;
             }
             dlv_status st = read_piece(f.sub, label, sp->n, &sp->pieces[sp->n]);
             if (st != DLV_OK) return st;

@@ -94,6 +94,19 @@ static dlv_status widen_params(const void *weight, const void *bias, dlv_dtype d
     return DLV_OK;
 }
 
+/* Widens the parameters, runs fn over the rows on the pool, frees. */
+static dlv_status run_rows(dlv_backend *be, norm_job *j, const void *weight, const void *bias,
+                           dlv_dtype dt, int64_t rows, dlv_cpu_task_fn fn)
+{
+    if (rows == 0 || j->cols == 0) return DLV_OK;
+    float *block;
+    dlv_status st = widen_params(weight, bias, dt, j->cols, &block, j);
+    if (st != DLV_OK) return st;
+    dlv_cpu_pool_run(dlv_cpu_pool_of(be), rows, dlv_cpu_norm_grain(j->cols), fn, j);
+    free(block);
+    return DLV_OK;
+}
+
 static void layernorm_rows(void *ctx, int64_t begin, int64_t end)
 {
     const norm_job *j = ctx;
@@ -116,14 +129,8 @@ dlv_status dlv_cpu_layernorm(dlv_backend *be, float *out, const float *inp, cons
                              const void *bias, dlv_dtype param_dtype, int64_t rows,
                              int64_t cols, float eps)
 {
-    if (rows == 0 || cols == 0) return DLV_OK;
     norm_job j = {.out = out, .inp = inp, .cols = cols, .eps = eps};
-    float *block;
-    dlv_status st = widen_params(weight, bias, param_dtype, cols, &block, &j);
-    if (st != DLV_OK) return st;
-    dlv_cpu_pool_run(dlv_cpu_pool_of(be), rows, dlv_cpu_norm_grain(cols), layernorm_rows, &j);
-    free(block);
-    return DLV_OK;
+    return run_rows(be, &j, weight, bias, param_dtype, rows, layernorm_rows);
 }
 
 static void rmsnorm_rows(void *ctx, int64_t begin, int64_t end)
@@ -145,14 +152,8 @@ static void rmsnorm_rows(void *ctx, int64_t begin, int64_t end)
 dlv_status dlv_cpu_rmsnorm(dlv_backend *be, float *out, const float *inp, const void *weight,
                            dlv_dtype weight_dtype, int64_t rows, int64_t cols, float eps)
 {
-    if (rows == 0 || cols == 0) return DLV_OK;
     norm_job j = {.out = out, .inp = inp, .cols = cols, .eps = eps};
-    float *block;
-    dlv_status st = widen_params(weight, NULL, weight_dtype, cols, &block, &j);
-    if (st != DLV_OK) return st;
-    dlv_cpu_pool_run(dlv_cpu_pool_of(be), rows, dlv_cpu_norm_grain(cols), rmsnorm_rows, &j);
-    free(block);
-    return DLV_OK;
+    return run_rows(be, &j, weight, NULL, weight_dtype, rows, rmsnorm_rows);
 }
 
 static void l2_rows(void *ctx, int64_t begin, int64_t end)
@@ -172,8 +173,6 @@ static void l2_rows(void *ctx, int64_t begin, int64_t end)
 dlv_status dlv_cpu_l2_normalize(dlv_backend *be, float *out, const float *inp, int64_t rows,
                                 int64_t cols)
 {
-    if (rows == 0 || cols == 0) return DLV_OK;
     norm_job j = {.out = out, .inp = inp, .cols = cols};
-    dlv_cpu_pool_run(dlv_cpu_pool_of(be), rows, dlv_cpu_norm_grain(cols), l2_rows, &j);
-    return DLV_OK;
+    return run_rows(be, &j, NULL, NULL, DLV_DTYPE_F32, rows, l2_rows);
 }

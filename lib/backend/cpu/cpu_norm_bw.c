@@ -95,30 +95,36 @@ static dlv_status alloc_scratch(norm_bw_job *j, int stats, void **block)
     return DLV_OK;
 }
 
+/* Widens the weight, allocates the scratch (`stats` per-row statistics),
+ * runs rows_fn over the rows, then cols_fn (if any) over the columns, frees. */
+static dlv_status run_bw(dlv_backend *be, norm_bw_job *j, const void *weight, dlv_dtype dt,
+                         int stats, dlv_cpu_task_fn rows_fn, dlv_cpu_task_fn cols_fn)
+{
+    if (j->rows == 0 || j->cols == 0) return DLV_OK;
+    float *w;
+    void *block = NULL;
+    dlv_status st = widen_weight(weight, dt, j->cols, &w);
+    if (!st) st = alloc_scratch(j, stats, &block);
+    if (!st) {
+        j->weight = w;
+        dlv_cpu_pool *pool = dlv_cpu_pool_of(be);
+        if (rows_fn) dlv_cpu_pool_run(pool, j->rows, dlv_cpu_norm_grain(j->cols), rows_fn, j);
+        if (cols_fn) dlv_cpu_pool_run(pool, j->cols, dlv_cpu_norm_grain(j->rows), cols_fn, j);
+    }
+    free(block);
+    free(w);
+    return st;
+}
+
 dlv_status dlv_cpu_rmsnorm_backward(dlv_backend *be, float *dinp, float *dweight,
                                     const float *dout, const float *inp, const void *weight,
                                     dlv_dtype weight_dtype, int64_t rows, int64_t cols,
                                     float eps)
 {
-    if (rows == 0 || cols == 0) return DLV_OK;
     norm_bw_job j = {.dinp = dinp, .dweight = dweight, .dout = dout, .inp = inp,
                      .rows = rows, .cols = cols, .eps = eps};
-    float *w;
-    void *block;
-    dlv_status st = widen_weight(weight, weight_dtype, cols, &w);
-    if (st != DLV_OK) return st;
-    j.weight = w;
-    st = alloc_scratch(&j, 1, &block);
-    if (st != DLV_OK) {
-        free(w);
-        return st;
-    }
-    dlv_cpu_pool *pool = dlv_cpu_pool_of(be);
-    dlv_cpu_pool_run(pool, rows, dlv_cpu_norm_grain(cols), rmsnorm_bw_rows, &j);
-    if (dweight) dlv_cpu_pool_run(pool, cols, dlv_cpu_norm_grain(rows), rmsnorm_bw_cols, &j);
-    free(block);
-    free(w);
-    return DLV_OK;
+    return run_bw(be, &j, weight, weight_dtype, 1, rmsnorm_bw_rows,
+                  dweight ? rmsnorm_bw_cols : NULL);
 }
 
 /* ---- LayerNorm ---------------------------------------------------------- */
@@ -178,25 +184,10 @@ dlv_status dlv_cpu_layernorm_backward(dlv_backend *be, float *dinp, float *dweig
                                       const void *weight, dlv_dtype param_dtype, int64_t rows,
                                       int64_t cols, float eps)
 {
-    if (rows == 0 || cols == 0) return DLV_OK;
     norm_bw_job j = {.dinp = dinp, .dweight = dweight, .dbias = dbias, .dout = dout,
                      .inp = inp, .rows = rows, .cols = cols, .eps = eps};
-    float *w;
-    void *block;
-    dlv_status st = widen_weight(weight, param_dtype, cols, &w);
-    if (st != DLV_OK) return st;
-    j.weight = w;
-    st = alloc_scratch(&j, 2, &block);
-    if (st != DLV_OK) {
-        free(w);
-        return st;
-    }
-    dlv_cpu_pool *pool = dlv_cpu_pool_of(be);
-    dlv_cpu_pool_run(pool, rows, dlv_cpu_norm_grain(cols), layernorm_bw_rows, &j);
-    if (dweight || dbias) dlv_cpu_pool_run(pool, cols, dlv_cpu_norm_grain(rows), layernorm_bw_cols, &j);
-    free(block);
-    free(w);
-    return DLV_OK;
+    return run_bw(be, &j, weight, param_dtype, 2, layernorm_bw_rows,
+                  dweight || dbias ? layernorm_bw_cols : NULL);
 }
 
 /* ---- L2 normalize ------------------------------------------------------- */
@@ -229,10 +220,8 @@ static void l2_bw_rows(void *ctx, int64_t begin, int64_t end)
 dlv_status dlv_cpu_l2_normalize_backward(dlv_backend *be, float *dinp, const float *dout,
                                          const float *inp, int64_t rows, int64_t cols)
 {
-    if (rows == 0 || cols == 0) return DLV_OK;
     norm_bw_job j = {.dinp = dinp, .dout = dout, .inp = inp, .rows = rows, .cols = cols};
-    dlv_cpu_pool_run(dlv_cpu_pool_of(be), rows, dlv_cpu_norm_grain(cols), l2_bw_rows, &j);
-    return DLV_OK;
+    return run_bw(be, &j, NULL, DLV_DTYPE_F32, 0, l2_bw_rows, NULL);
 }
 
 /* ---- bias --------------------------------------------------------------- */
@@ -252,12 +241,6 @@ static void bias_bw_cols(void *ctx, int64_t begin, int64_t end)
 dlv_status dlv_cpu_bias_backward(dlv_backend *be, float *dbias, const float *dout,
                                  int64_t rows, int64_t cols)
 {
-    if (rows == 0 || cols == 0) return DLV_OK;
     norm_bw_job j = {.dbias = dbias, .dout = dout, .rows = rows, .cols = cols};
-    void *block;
-    dlv_status st = alloc_scratch(&j, 0, &block);
-    if (st != DLV_OK) return st;
-    dlv_cpu_pool_run(dlv_cpu_pool_of(be), cols, dlv_cpu_norm_grain(rows), bias_bw_cols, &j);
-    free(block);
-    return DLV_OK;
+    return run_bw(be, &j, NULL, DLV_DTYPE_F32, 0, NULL, bias_bw_cols);
 }

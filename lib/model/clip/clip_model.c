@@ -169,8 +169,9 @@ static dlv_status sub_config(const json_t *root, const char *key, const char *di
     return DLV_OK;
 }
 
-static dlv_status parse_root(const json_t *root, const char *file, dlv_clip_config *c)
+static dlv_status parse_root(const json_t *root, const char *file, void *out_)
 {
+    dlv_clip_config *c = out_;
     if (!is_clip_root(root))
         return dlv_error(DLV_E_UNSUPPORTED, "%s: model_type: expected 'clip' (a CLIPModel)", file);
     dlv_status st;
@@ -200,28 +201,16 @@ static dlv_status parse_root(const json_t *root, const char *file, dlv_clip_conf
 dlv_status dlv_clip_config_parse(const char *json, size_t len, const char *label,
                                  dlv_clip_config *out)
 {
-    if (!json || !out) return dlv_error(DLV_E_INVALID_ARG, "dlv_clip_config_parse: NULL argument");
-    if (!label) label = "config.json";
-    memset(out, 0, sizeof *out);
-    json_t *root = NULL;
-    dlv_status st = dlv_json_parse(json, len, label, &root);
-    if (st) return st;
-    st = parse_root(root, label, out);
-    json_decref(root);
-    if (st) memset(out, 0, sizeof *out);
-    return st;
+    if (!json || !out)
+        return dlv_error(DLV_E_INVALID_ARG, "dlv_clip_config_parse: NULL argument");
+    return dlv_json_config_parse(json, len, label ? label : "config.json", parse_root, out,
+                                 sizeof *out);
 }
 
 dlv_status dlv_clip_config_load(const char *path, dlv_clip_config *out)
 {
     if (!path || !out) return dlv_error(DLV_E_INVALID_ARG, "dlv_clip_config_load: NULL argument");
-    char *text = NULL;
-    size_t len = 0;
-    dlv_status st = dlv_read_file(path, (size_t)16 << 20, &text, &len);
-    if (st) return st;
-    st = dlv_clip_config_parse(text, len, path, out);
-    free(text);
-    return st;
+    return dlv_json_config_load(path, (size_t)16 << 20, parse_root, out, sizeof *out);
 }
 
 void dlv_clip_config_llava_view(const dlv_clip_config *c, dlv_llava_config *out)
