@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "core/error.h"
 
 void dlv_model_options_defaults(dlv_model_options *o)
@@ -34,8 +35,7 @@ DLV_API dlv_status dlv_model_options_set_backend(dlv_model_options *opts, const 
 {
     if (!opts || !name)
         return dlv_error(DLV_E_INVALID_ARG, "dlv_model_options_set_backend: NULL argument");
-    if (strcmp(name, "cpu") != 0 && strcmp(name, "cuda") != 0 && strcmp(name, "sim") != 0 &&
-        strcmp(name, "auto") != 0)
+    if (!dlv_backend_name_known(name))
         return dlv_error(DLV_E_INVALID_ARG,
                          "dlv_model_options_set_backend: unknown backend '%s' "
                          "(expected cpu, cuda, sim or auto)", name);

@@ -276,6 +276,10 @@ dlv_status dlv_backend_create(const char *name, const dlv_backend_config *cfg,
 void dlv_backend_destroy(dlv_backend *be);
 /* 1 if the named backend is compiled into this build. */
 int dlv_backend_built(const char *name);
+/* 1 if name is a backend this library knows ("cpu", "sim", "cuda", or
+ * "auto"), built into this copy or not: option parsing accepts it, and
+ * dlv_backend_create says whether it is available. */
+int dlv_backend_name_known(const char *name);
 /* Comma-separated names of the backends compiled in ("cpu" or "cpu,cuda"). */
 const char *dlv_backend_list(void);
 

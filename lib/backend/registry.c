@@ -99,6 +99,14 @@ int dlv_backend_built(const char *name)
     return strcmp(name, "cpu") == 0;
 }
 
+int dlv_backend_name_known(const char *name)
+{
+    static const char *const names[] = {"cpu", "sim", "cuda", "auto"};
+    for (size_t i = 0; name && i < sizeof names / sizeof *names; i++)
+        if (strcmp(name, names[i]) == 0) return 1;
+    return 0;
+}
+
 uint32_t dlv_backend_caps(const dlv_backend *be)
 {
     return be ? be->ops->caps : 0;

@@ -146,6 +146,14 @@ static void test_built_and_list(void **state)
     assert_int_equal(dlv_backend_built("tpu"), 0);
     assert_int_equal(dlv_backend_built(NULL), 0);
     assert_non_null(strstr(dlv_backend_list(), "cpu"));
+    /* Names option parsing accepts: every backend the library knows, built
+     * here or not, and "auto". */
+    static const char *const known[] = {"cpu", "sim", "cuda", "auto"};
+    for (size_t i = 0; i < 4; i++) assert_int_equal(dlv_backend_name_known(known[i]), 1);
+    assert_int_equal(dlv_backend_name_known("tpu"), 0);
+    assert_int_equal(dlv_backend_name_known("CPU"), 0);
+    assert_int_equal(dlv_backend_name_known(""), 0);
+    assert_int_equal(dlv_backend_name_known(NULL), 0);
 }
 
 /* DLV_BACKEND_HAS: a table built with an older, shorter layout must read as
