@@ -32,8 +32,9 @@ static const json_t *present(const json_t *obj, const char *key)
 static dlv_status get_int(const json_t *obj, const char *key, int64_t def, where w,
                           int64_t *out)
 {
+    *out = def; /* also on failure */
     const json_t *v = present(obj, key);
-    if (!v) { *out = def; return DLV_OK; }
+    if (!v) return DLV_OK;
     if (!json_is_integer(v))
         return dlv_error(DLV_E_FORMAT, "%s: %s%s: expected an integer", w.label, w.prefix, key);
     *out = (int64_t)json_integer_value(v);
@@ -55,8 +56,9 @@ static dlv_status get_size(const json_t *obj, const char *key, int64_t def, wher
 static dlv_status get_real(const json_t *obj, const char *key, double def, where w,
                            double *out)
 {
+    *out = def; /* also on failure */
     const json_t *v = present(obj, key);
-    if (!v) { *out = def; return DLV_OK; }
+    if (!v) return DLV_OK;
     if (!json_is_number(v))
         return dlv_error(DLV_E_FORMAT, "%s: %s%s: expected a number", w.label, w.prefix, key);
     *out = json_number_value(v);
@@ -65,8 +67,9 @@ static dlv_status get_real(const json_t *obj, const char *key, double def, where
 
 static dlv_status get_bool(const json_t *obj, const char *key, int def, where w, int *out)
 {
+    *out = def; /* also on failure */
     const json_t *v = present(obj, key);
-    if (!v) { *out = def; return DLV_OK; }
+    if (!v) return DLV_OK;
     if (!json_is_boolean(v))
         return dlv_error(DLV_E_FORMAT, "%s: %s%s: expected true or false", w.label,
                          w.prefix, key);
@@ -78,8 +81,9 @@ static dlv_status get_bool(const json_t *obj, const char *key, int def, where w,
 static dlv_status get_str(const json_t *obj, const char *key, const char *def, where w,
                           const char **out)
 {
+    *out = def; /* also on failure */
     const json_t *v = present(obj, key);
-    if (!v) { *out = def; return DLV_OK; }
+    if (!v) return DLV_OK;
     if (!json_is_string(v))
         return dlv_error(DLV_E_FORMAT, "%s: %s%s: expected a string", w.label, w.prefix, key);
     *out = json_string_value(v);
@@ -101,8 +105,9 @@ static dlv_status copy_str(const char *s, char *buf, size_t cap, where w, const 
 static dlv_status get_token(const json_t *obj, const char *key, int64_t def, where w,
                             int64_t *out)
 {
+    *out = def; /* also on failure */
     const json_t *v = json_object_get(obj, key);
-    if (!v) { *out = def; return DLV_OK; }
+    if (!v) return DLV_OK;
     if (json_is_null(v)) { *out = -1; return DLV_OK; }
     if (json_is_array(v) && json_array_size(v) > 0) v = json_array_get(v, 0);
     if (!json_is_integer(v))

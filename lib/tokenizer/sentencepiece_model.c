@@ -98,7 +98,7 @@ static dlv_status bad(const char *label, const char *what)
 
 static dlv_status read_piece(pb sub, const char *label, size_t index, spm_piece *out)
 {
-    pb_field f;
+    pb_field f = {0};
     int rc;
     out->s = NULL;
     out->len = 0;
@@ -128,7 +128,7 @@ static dlv_status read_piece(pb sub, const char *label, size_t index, spm_piece 
 static dlv_status read_spec(const uint8_t *data, size_t len, const char *label, spm_spec *sp)
 {
     pb r = {data, data + len}, sub;
-    pb_field f;
+    pb_field f = {0};
     int rc;
     sp->model_type = 1;
     sp->unk_id = 0;

@@ -87,8 +87,10 @@ static dlv_status grow(dlv_feature_cache *c)
         return dlv_error_nomem("feature cache table", cap * sizeof(entry));
     }
     c->cap = cap;
-    for (size_t i = 0; i < old_cap; i++)
-        if (old[i].path) *find(c, old[i].path) = old[i];
+    for (size_t i = 0; i < old_cap; i++) {
+        entry *slot = old[i].path ? find(c, old[i].path) : NULL;
+        if (slot) *slot = old[i];
+    }
     free(old);
     return DLV_OK;
 }
@@ -102,6 +104,7 @@ dlv_status dlv_feature_cache_put(dlv_feature_cache *c, const dlv_image *image, c
         if (st) return st;
     }
     entry *e = find(c, image->path);
+    if (!e) return DLV_OK; /* unreachable: grow() made room */
     if (!e->path) {
         e->path = strdup(image->path);
         e->feats = malloc(c->floats * sizeof *e->feats);

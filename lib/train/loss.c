@@ -18,7 +18,7 @@ void dlv_contrastive_loss(const float *v, const float *t, int64_t n, int64_t dim
          * report a NaN loss, which the caller turns into DLV_E_NUMERIC. */
         free(cos_);
         free(dz);
-        *loss = NAN;
+        *loss = (double)NAN;
         *dlogit_scale = 0;
         return;
     }
@@ -34,7 +34,7 @@ void dlv_contrastive_loss(const float *v, const float *t, int64_t n, int64_t dim
     double total = 0;
     for (int pass = 0; pass < 2; pass++)
         for (int64_t i = 0; i < n; i++) {
-            double mx = -INFINITY;
+            double mx = -(double)INFINITY;
             for (int64_t j = 0; j < n; j++) {
                 double z = s * (pass ? cos_[j * n + i] : cos_[i * n + j]);
                 if (z > mx) mx = z;

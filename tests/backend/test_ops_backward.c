@@ -399,13 +399,13 @@ static double attn_loss(const void *vctx)
             int64_t kh = h / group;
             for (int64_t i = 0; i < c->NQ; i++) {
                 const double *q = c->q + (b * c->NQ + i) * ldq + h * c->D;
-                double mx = -INFINITY;
+                double mx = -(double)INFINITY;
                 int any = 0;
                 for (int64_t j = 0; j < c->NKV; j++) {
                     int ok = (!c->mask || c->mask[b * c->NKV + j]) &&
                              (!c->causal || j <= i + (c->NKV - c->NQ));
                     if (!ok) {
-                        p[j] = NAN;
+                        p[j] = (double)NAN;
                         continue;
                     }
                     const double *k = c->k + (b * c->NKV + j) * ldk + kh * c->D;
@@ -764,13 +764,13 @@ static void run_linear_grads(dlv_backend *be, int64_t R, int64_t O, int64_t I, i
     double *rx = alloc_doubles((size_t)(R * I)), *rw = alloc_doubles((size_t)(O * I));
     for (int64_t i = 0; i < R; i++)
         for (int64_t j = 0; j < I; j++) {
-            double s = dx[i * ldx + j];
+            double s = (double)dx[i * ldx + j];
             for (int64_t o = 0; o < O; o++) s += (double)dy[i * ldy + o] * w[o * ldw + j];
             rx[i * I + j] = s;
         }
     for (int64_t o = 0; o < O; o++)
         for (int64_t j = 0; j < I; j++) {
-            double s = dw[o * ldw + j];
+            double s = (double)dw[o * ldw + j];
             for (int64_t i = 0; i < R; i++) s += (double)dy[i * ldy + o] * (double)x[i * ldx + j];
             rw[o * I + j] = s;
         }
@@ -975,7 +975,7 @@ static void test_rope_backward_errors(void **state)
            "positions is NULL");
     EXPECT(dlv_rope_backward(be, ea, pos, 4, 2, 7, 1e4), DLV_E_INVALID_ARG, "head_dim 7");
     EXPECT(dlv_rope_backward(be, ea, pos, 4, 2, 8, 0.0), DLV_E_INVALID_ARG, "theta 0");
-    EXPECT(dlv_rope_backward(be, ea, pos, 4, 2, 8, INFINITY), DLV_E_INVALID_ARG, "theta");
+    EXPECT(dlv_rope_backward(be, ea, pos, 4, 2, 8, (double)INFINITY), DLV_E_INVALID_ARG, "theta");
     EXPECT(dlv_rope_backward(be, ea, pos, -1, 2, 8, 1e4), DLV_E_INVALID_ARG, "n_tokens = -1");
     EXPECT(dlv_rope_backward(be, ea, pos, 4, -2, 8, 1e4), DLV_E_INVALID_ARG, "n_heads = -2");
     pos[2] = -5;

@@ -168,8 +168,9 @@ static void test_adamw(void **state)
     for (size_t k = 0; k < ADAMW_STEPS; k++) {
         dlv_train_stats st = DLV_TRAIN_STATS_INIT;
         tt_check(dlv_train_step(s, gb.batch, &st), "dlv_train_step");
-        const double lr = tt_golden_at(g, "adamw.lr", k), loss = tt_golden_at(g, "adamw.L", k),
-                     gn = tt_golden_at(g, "adamw.grad_norm", k);
+        const double lr = (double)tt_golden_at(g, "adamw.lr", k),
+                     loss = (double)tt_golden_at(g, "adamw.L", k),
+                     gn = (double)tt_golden_at(g, "adamw.grad_norm", k);
         printf("adamw step %zu: lr %.6g (ref %.6g)  loss %.6f (ref %.6f)  grad norm %.6g (ref "
                "%.6g)\n", k + 1, st.learning_rate, lr, st.loss, loss, st.grad_norm, gn);
         assert_true(fabs(st.learning_rate - lr) <= 1e-7 * lr);
@@ -211,7 +212,7 @@ static void test_sgd_clipped(void **state)
     tt_golden_batch_make(images_dir, &gb);
     dlv_train_stats st = DLV_TRAIN_STATS_INIT;
     tt_check(dlv_train_step(s, gb.batch, &st), "dlv_train_step");
-    const double gn = tt_golden_scalar(g, "sgd.grad_norm");
+    const double gn = (double)tt_golden_scalar(g, "sgd.grad_norm");
     printf("sgd: loss %.6f (ref %.6f)  grad norm %.6g (ref %.6g), clipped to %s\n", st.loss,
            (double)tt_golden_scalar(g, "sgd.L"), st.grad_norm, gn, clip);
     assert_true(fabs(st.grad_norm - gn) <= NORM_TOL * gn);

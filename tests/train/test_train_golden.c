@@ -123,13 +123,13 @@ static void run_case(const tcase *c, objective obj)
 
     char name[512];
     snprintf(name, sizeof name, "%sL_c", prefix);
-    const double want_c = tt_golden_scalar(g, name);
+    const double want_c = (double)tt_golden_scalar(g, name);
     double want_ntp = 0, want_l = want_c;
     if (obj != OBJ_C_ONLY) {
         snprintf(name, sizeof name, "%sL_ntp", prefix);
-        want_ntp = tt_golden_scalar(g, name);
+        want_ntp = (double)tt_golden_scalar(g, name);
         snprintf(name, sizeof name, "%sL", prefix);
-        want_l = tt_golden_scalar(g, name);
+        want_l = (double)tt_golden_scalar(g, name);
     }
     printf("%-40s %-8s L_c %.6f (ref %.6f)  L_ntp %.6f (ref %.6f)  L %.6f (ref %.6f)\n",
            c->golden, names[obj], stats.loss_contrastive, want_c, stats.loss_ntp, want_ntp,

@@ -526,7 +526,7 @@ static void fd_check(const dlv_model *m, dlv_backend *be, selection sel, const c
             set_value(c, i, j, saved);
             /* The step actually taken, in f32. */
             double h = (double)(saved + FD_EPS) - (double)(saved - FD_EPS);
-            double fd = (lp - lm) / h, an = gi[j];
+            double fd = (lp - lm) / h, an = (double)gi[j];
             if (fabs(fd - an) > max_abs) max_abs = fabs(fd - an);
             if (fabs(an) < floor_abs) continue;
             num += (fd - an) * (fd - an);
@@ -636,7 +636,7 @@ static void batch_and_subsets(dlv_model *m, dlv_backend *be, selection sel, cons
         if (!both->trained[i]) continue;
         double s2 = 0;
         for (size_t j = 0; j < n_elem(both, i); j++) {
-            const double v = g_both[both->off[i] + j];
+            const double v = (double)g_both[both->off[i] + j];
             s2 += v * v;
         }
         if (sqrt(s2) > gnorm_max) gnorm_max = sqrt(s2);
@@ -646,7 +646,7 @@ static void batch_and_subsets(dlv_model *m, dlv_backend *be, selection sel, cons
         if (!both->trained[i]) continue;
         double num = 0, den = 0;
         for (size_t j = 0; j < n_elem(both, i); j++) {
-            const double b = g_both[both->off[i] + j], o = g_one[both->off[i] + j];
+            const double b = (double)g_both[both->off[i] + j], o = (double)g_one[both->off[i] + j];
             num += (b - o) * (b - o);
             den += b * b;
         }

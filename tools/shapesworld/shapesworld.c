@@ -249,7 +249,8 @@ void sw_render(const sw_scene *s, uint64_t seed, int split, uint64_t index, int 
 
 /* ---- text ----------------------------------------------------------------- */
 
-static void put(sw_text *t, const char *fmt, ...)
+/* printf-checked at every call site (format attribute). */
+__attribute__((format(printf, 2, 3))) static void put(sw_text *t, const char *fmt, ...)
 {
     if (t->overflow) return;
     va_list ap;

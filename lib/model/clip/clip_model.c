@@ -46,8 +46,9 @@ static dlv_status get_size(const json_t *o, const char *key, int64_t def, const 
 static dlv_status get_token(const json_t *o, const char *key, int64_t def, const char *label,
                             int64_t *out)
 {
+    *out = def; /* also on failure */
     const json_t *v = json_object_get(o, key);
-    if (!v) { *out = def; return DLV_OK; }
+    if (!v) return DLV_OK;
     if (json_is_null(v)) { *out = -1; return DLV_OK; }
     if (json_is_array(v) && json_array_size(v) > 0) v = json_array_get(v, 0);
     if (!json_is_integer(v))
