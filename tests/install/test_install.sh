@@ -21,8 +21,25 @@ find "$tmp/root" -path '*/include/disclvlm.h' | grep -q . || { echo "header not 
 find "$tmp/root" -path '*/include/disclvlm.hpp' | grep -q . || { echo "C++ header not installed"; exit 1; }
 find "$tmp/root" -path '*/bin/disclvlm' | grep -q . || { echo "disclvlm tool not installed"; exit 1; }
 
-# The sysroot prefix rewrites the .pc file's -I/-L paths into the temporary root.
-export PKG_CONFIG_PATH="$pcdir" PKG_CONFIG_SYSROOT_DIR="$tmp/root"
+# The installed tool finds its library through its relative run path
+# ($ORIGIN/../libdir), with no LD_LIBRARY_PATH: the install root stands for
+# any non-system prefix, moved or not.
+tool=$(find "$tmp/root" -path '*/bin/disclvlm' -print -quit)
+deps_tool=$(env -u LD_LIBRARY_PATH ldd "$tool")
+found=$(printf '%s\n' "$deps_tool" | awk '$1 == "libdisclvlm.so.1" { print $3 }')
+if [ -z "$found" ] || [ "$(realpath "$found")" != "$(realpath "$libdir/libdisclvlm.so.1")" ]; then
+  echo "installed disclvlm does not find the installed library"; echo "$deps_tool"; exit 1
+fi
+env -u LD_LIBRARY_PATH "$tool" --version
+
+# disclvlm.pc names its prefix relative to itself (${pcfiledir}), so
+# PKG_CONFIG_PATH alone gives -I/-L paths inside the install root, as the
+# README tells users of a --prefix install.
+export PKG_CONFIG_PATH="$pcdir"
+unset PKG_CONFIG_SYSROOT_DIR
+pc_libdir=$(pkg-config --variable=libdir disclvlm)
+[ "$(realpath "$pc_libdir")" = "$(realpath "$libdir")" ] || {
+  echo "disclvlm.pc libdir $pc_libdir is not the install's $libdir"; exit 1; }
 flags=$(pkg-config --cflags --libs disclvlm)
 echo "pkg-config --cflags --libs disclvlm: $flags"
 pkg-config --modversion disclvlm
@@ -65,7 +82,7 @@ esac
 # `pkg-config --static` lists (resolved on the real system, not the sysroot).
 cflags=$(pkg-config --cflags disclvlm)
 # shellcheck disable=SC2046
-static_deps=$(PKG_CONFIG_SYSROOT_DIR= pkg-config --static --libs disclvlm | sed 's/-ldisclvlm\b//')
+static_deps=$(pkg-config --static --libs disclvlm | sed 's/-ldisclvlm\b//')
 # shellcheck disable=SC2086
 cc -std=c11 -Wall -Werror $cflags "$src_dir/consumer.c" -o "$tmp/consumer_static" "$libdir/libdisclvlm.a" $static_deps
 deps_static=$(ldd "$tmp/consumer_static")
