@@ -20,15 +20,14 @@ typedef struct defaults {
 
 /* E5-V-style wording: LLaVA-1.5's Vicuna format for the Llama family,
  * ChatML for Qwen2 (docs/adapter-format.md, "Default prompts"). */
-static defaults family_defaults(const dlv_llava_config *cfg)
+static defaults family_defaults(int qwen2, int has_bos)
 {
-    if (cfg->text.kind == DLV_TEXT_QWEN2)
+    if (qwen2)
         return (defaults){"<|im_start|>user\n", "\nSummarize above image in one word:",
                           "\nSummarize above sentence in one word:",
                           "<|im_end|>\n<|im_start|>assistant\n", 0};
     return (defaults){"USER: ", "\nSummarize above image in one word:",
-                      "\nSummarize above sentence in one word:", " ASSISTANT:",
-                      cfg->text.bos_token_id >= 0};
+                      "\nSummarize above sentence in one word:", " ASSISTANT:", has_bos};
 }
 
 static void piece_free(dlv_prompt_piece *p)
@@ -79,6 +78,173 @@ static dlv_status tokenize_piece(const dlv_model *m, const char *what, dlv_promp
     return DLV_OK;
 }
 
+static dlv_status ids_append(dlv_ids *dst, const int32_t *v, size_t n)
+{
+    dlv_status st = DLV_OK;
+    for (size_t i = 0; i < n && !st; i++) st = dlv_ids_push(dst, v[i]);
+    return st;
+}
+
+static size_t common_prefix(const dlv_ids *a, const dlv_ids *b)
+{
+    size_t k = 0;
+    while (k < a->n && k < b->n && a->v[k] == b->v[k]) k++;
+    return k;
+}
+
+void dlv_text_ids_free(dlv_text_ids *t)
+{
+    if (!t) return;
+    dlv_ids_free(&t->head);
+    dlv_ids_free(&t->instr);
+    dlv_ids_free(&t->tail);
+}
+
+/* The tokens of prefix + middle + instruction + suffix, tokenized as one
+ * string, split into head (up to the instruction), instruction and tail.
+ * Hugging Face's tokenizers give no character offsets through our
+ * normalizers, so the boundaries come from two more tokenizations: the
+ * tokens the whole string shares with the tokenization of the text before
+ * the instruction are the head, those it shares with the text up to the
+ * instruction's end are head + instruction. Where a token merges across a
+ * boundary (Qwen2's ".\n" after a caption ending in a full stop) the two
+ * disagree from that token on, and it goes to the later part. */
+static dlv_status template_split(const dlv_tokenizer *tok, const char *prefix,
+                                 const char *middle, size_t middle_len, const char *instr,
+                                 const char *suffix, dlv_text_ids *out)
+{
+    memset(out, 0, sizeof *out);
+    const size_t lp = strlen(prefix), li = strlen(instr), ls = strlen(suffix);
+    if (middle_len > SIZE_MAX - lp - li - ls - 1)
+        return dlv_error(DLV_E_INVALID_ARG, "prompt: the text is too long");
+    const size_t n = lp + middle_len + li + ls;
+    char *buf = malloc(n + 1);
+    if (!buf) return dlv_error_nomem("prompt text", n + 1);
+    memcpy(buf, prefix, lp);
+    if (middle_len) memcpy(buf + lp, middle, middle_len);
+    memcpy(buf + lp + middle_len, instr, li);
+    memcpy(buf + lp + middle_len + li, suffix, ls);
+    buf[n] = 0;
+    dlv_ids all = {0}, head = {0}, upto = {0};
+    dlv_status st = dlv_tokenizer_encode(tok, buf, n, 0, &all);
+    if (!st) st = dlv_tokenizer_encode(tok, buf, lp + middle_len, 0, &head);
+    if (!st && ls) st = dlv_tokenizer_encode(tok, buf, lp + middle_len + li, 0, &upto);
+    free(buf);
+    if (!st) {
+        size_t nh = common_prefix(&all, &head);
+        size_t nhi = ls ? common_prefix(&all, &upto) : all.n;
+        if (nhi < nh) nhi = nh;
+        st = ids_append(&out->head, all.v, nh);
+        if (!st) st = ids_append(&out->instr, all.v + nh, nhi - nh);
+        if (!st) st = ids_append(&out->tail, all.v + nhi, all.n - nhi);
+    }
+    dlv_ids_free(&all);
+    dlv_ids_free(&head);
+    dlv_ids_free(&upto);
+    if (st) dlv_text_ids_free(out);
+    return st;
+}
+
+static const char *or_empty(const char *s) { return s ? s : ""; }
+
+dlv_status dlv_prompts_text_ids(const dlv_prompts *p, const dlv_tokenizer *tok,
+                                const char *caption, size_t len, dlv_text_ids *out)
+{
+    const dlv_prompt_side *t = &p->text;
+    if (p->whole)
+        return template_split(tok, or_empty(t->prefix.text), caption, len,
+                              or_empty(t->instruction.text), or_empty(t->suffix.text), out);
+    memset(out, 0, sizeof *out);
+    dlv_status st = ids_append(&out->head, t->prefix.ids, t->prefix.n);
+    if (!st) st = dlv_tokenizer_encode(tok, caption, len, 0, &out->head);
+    if (!st) st = ids_append(&out->instr, t->instruction.ids, t->instruction.n);
+    if (!st) st = ids_append(&out->tail, t->suffix.ids, t->suffix.n);
+    if (st) dlv_text_ids_free(out);
+    return st;
+}
+
+/* Moves ids into a piece (which owns the array, NULL when empty). */
+static void piece_take(dlv_prompt_piece *p, dlv_ids *ids)
+{
+    free(p->ids);
+    p->n = ids->n;
+    p->ids = ids->n ? ids->v : NULL;
+    if (!ids->n) dlv_ids_free(ids);
+    memset(ids, 0, sizeof *ids);
+}
+
+/* Whole mode: every piece's ids from the sides' templates (the texts must
+ * be set). The image side is split at the image token, which the tokenizer
+ * splits out as a special token; a tokenizer without it gets the prefix
+ * tokenized on its own, which is what that split amounts to. The text
+ * side's ids are those of a one-letter caption: the instruction's are the
+ * soft prompt's first value; every caption gets its own (text_ids). */
+static dlv_status whole_ids(const dlv_model *m, dlv_prompts *p)
+{
+    const dlv_tokenizer *tok = dlv_model_get_tokenizer(m);
+    if (!tok)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: the model has no tokenizer to make the "
+                         "prompts' ids with (give them in prompts.json)", dlv_model_dir(m));
+    dlv_status st = dlv_prompts_tokenize_whole(p, tok,
+                                               (int32_t)dlv_model_config(m)->image_token_index);
+    return st ? dlv_error_prefix(st, "%s", dlv_model_dir(m)) : DLV_OK;
+}
+
+dlv_status dlv_prompts_tokenize_whole(dlv_prompts *p, const dlv_tokenizer *tok,
+                                      int32_t image_id)
+{
+    const dlv_added_token *img = dlv_tokenizer_added(tok, image_id);
+    dlv_prompt_side *s = &p->image;
+    dlv_text_ids t = {0};
+    dlv_status st;
+    if (img) {
+        st = template_split(tok, or_empty(s->prefix.text), img->content, img->len,
+                            or_empty(s->instruction.text), or_empty(s->suffix.text), &t);
+        if (!st && (!t.head.n || t.head.v[t.head.n - 1] != image_id))
+            st = dlv_error(DLV_E_FORMAT, "the image prompt's template does not tokenize "
+                           "to its prefix, then the image token %d", (int)image_id);
+        if (!st) t.head.n--;
+    } else {
+        st = dlv_tokenizer_encode(tok, or_empty(s->prefix.text), strlen(or_empty(s->prefix.text)),
+                                  0, &t.head);
+        dlv_text_ids rest = {0};
+        if (!st)
+            st = template_split(tok, "", "", 0, or_empty(s->instruction.text),
+                                or_empty(s->suffix.text), &rest);
+        if (!st) {
+            dlv_ids_free(&t.instr);
+            dlv_ids_free(&t.tail);
+            t.instr = rest.instr;
+            t.tail = rest.tail;
+            memset(&rest.instr, 0, sizeof rest.instr);
+            memset(&rest.tail, 0, sizeof rest.tail);
+        }
+        dlv_text_ids_free(&rest);
+    }
+    if (!st) {
+        piece_take(&s->prefix, &t.head);
+        piece_take(&s->instruction, &t.instr);
+        piece_take(&s->suffix, &t.tail);
+    }
+    dlv_text_ids_free(&t);
+    if (st) return st;
+    s = &p->text;
+    st = template_split(tok, or_empty(s->prefix.text), "x", 1, or_empty(s->instruction.text),
+                        or_empty(s->suffix.text), &t);
+    dlv_ids prefix = {0};
+    if (!st)
+        st = dlv_tokenizer_encode(tok, or_empty(s->prefix.text), strlen(or_empty(s->prefix.text)),
+                                  0, &prefix);
+    if (!st) {
+        piece_take(&s->prefix, &prefix);
+        piece_take(&s->instruction, &t.instr);
+        piece_take(&s->suffix, &t.tail);
+    }
+    dlv_ids_free(&prefix);
+    dlv_text_ids_free(&t);
+    return st;
+}
+
 static dlv_status check_ids(const dlv_model *m, const dlv_prompts *p, const char *label)
 {
     const dlv_llava_config *cfg = dlv_model_config(m);
@@ -108,13 +274,13 @@ static dlv_status check_ids(const dlv_model *m, const dlv_prompts *p, const char
     return DLV_OK;
 }
 
-dlv_status dlv_prompts_default(const dlv_model *m, dlv_prompts *out)
+dlv_status dlv_prompts_default_texts(int qwen2, int has_bos, int32_t bos_id, dlv_prompts *out)
 {
     memset(out, 0, sizeof *out);
-    const dlv_llava_config *cfg = dlv_model_config(m);
-    defaults d = family_defaults(cfg);
+    defaults d = family_defaults(qwen2, has_bos);
+    out->whole = 1;
     out->add_bos = d.add_bos;
-    out->bos_id = (int32_t)cfg->text.bos_token_id;
+    out->bos_id = bos_id;
     const char *texts[2][3] = {{d.prefix, d.image_instruction, d.suffix},
                                {d.prefix, d.text_instruction, d.suffix}};
     dlv_prompt_side *sides[2] = {&out->image, &out->text};
@@ -122,11 +288,20 @@ dlv_status dlv_prompts_default(const dlv_model *m, dlv_prompts *out)
     for (int s = 0; s < 2 && !st; s++) {
         dlv_prompt_piece *pieces[3] = {&sides[s]->prefix, &sides[s]->instruction,
                                        &sides[s]->suffix};
-        for (int k = 0; k < 3 && !st; k++) {
-            st = set_text(pieces[k], texts[s][k]);
-            if (!st) st = tokenize_piece(m, texts[s][k], pieces[k]);
-        }
+        for (int k = 0; k < 3 && !st; k++) st = set_text(pieces[k], texts[s][k]);
     }
+    if (st) dlv_prompts_free(out);
+    return st;
+}
+
+dlv_status dlv_prompts_default(const dlv_model *m, dlv_prompts *out)
+{
+    const dlv_llava_config *cfg = dlv_model_config(m);
+    dlv_status st = dlv_prompts_default_texts(cfg->text.kind == DLV_TEXT_QWEN2,
+                                              cfg->text.bos_token_id >= 0,
+                                              (int32_t)cfg->text.bos_token_id, out);
+    if (st) return dlv_error_prefix(st, "default prompts");
+    st = whole_ids(m, out);
     if (!st) st = check_ids(m, out, dlv_model_dir(m));
     if (st) {
         dlv_prompts_free(out);
@@ -137,7 +312,8 @@ dlv_status dlv_prompts_default(const dlv_model *m, dlv_prompts *out)
 
 /* One piece from side_obj: "<name>" (string) and "<name>_ids" (int array). */
 static dlv_status parse_piece(const dlv_model *m, const json_t *side_obj, const char *side,
-                              const char *name, const char *label, dlv_prompt_piece *p)
+                              const char *name, const char *label, int whole,
+                              dlv_prompt_piece *p)
 {
     char key[32];
     snprintf(key, sizeof key, "%s_ids", name);
@@ -170,6 +346,10 @@ static dlv_status parse_piece(const dlv_model *m, const json_t *side_obj, const 
         p->n = n;
         return DLV_OK;
     }
+    if (whole) {
+        /* Whole mode needs every text; an absent one is empty. */
+        return p->text ? DLV_OK : set_text(p, "");
+    }
     if (p->text) {
         char what[64];
         snprintf(what, sizeof what, "%s.%s", side, name);
@@ -179,7 +359,7 @@ static dlv_status parse_piece(const dlv_model *m, const json_t *side_obj, const 
 }
 
 static dlv_status parse_side(const dlv_model *m, const json_t *root, const char *side,
-                             const char *label, dlv_prompt_side *out)
+                             const char *label, int whole, dlv_prompt_side *out)
 {
     json_t *obj = json_object_get(root, side);
     if (!obj || json_is_null(obj))
@@ -199,10 +379,34 @@ static dlv_status parse_side(const dlv_model *m, const json_t *root, const char 
                              side, key);
     }
     dlv_status st;
-    if ((st = parse_piece(m, obj, side, "prefix", label, &out->prefix)) ||
-        (st = parse_piece(m, obj, side, "instruction", label, &out->instruction)) ||
-        (st = parse_piece(m, obj, side, "suffix", label, &out->suffix)))
+    if ((st = parse_piece(m, obj, side, "prefix", label, whole, &out->prefix)) ||
+        (st = parse_piece(m, obj, side, "instruction", label, whole, &out->instruction)) ||
+        (st = parse_piece(m, obj, side, "suffix", label, whole, &out->suffix)))
         return st;
+    return DLV_OK;
+}
+
+/* Whole mode: the ids a file gives are what its tokenizer made of the
+ * texts; different ones mean another tokenizer (or an edited file). */
+static dlv_status check_given_ids(const dlv_prompts *given, const dlv_prompts *made,
+                                  const char *label)
+{
+    const dlv_prompt_side *gs[2] = {&given->image, &given->text};
+    const dlv_prompt_side *ms[2] = {&made->image, &made->text};
+    static const char *side_names[2] = {"image", "text"};
+    static const char *piece_names[3] = {"prefix_ids", "instruction_ids", "suffix_ids"};
+    for (int s = 0; s < 2; s++) {
+        const dlv_prompt_piece *g[3] = {&gs[s]->prefix, &gs[s]->instruction, &gs[s]->suffix};
+        const dlv_prompt_piece *k[3] = {&ms[s]->prefix, &ms[s]->instruction, &ms[s]->suffix};
+        for (int i = 0; i < 3; i++) {
+            if (!g[i]->n) continue;
+            if (g[i]->n != k[i]->n || memcmp(g[i]->ids, k[i]->ids, g[i]->n * sizeof *g[i]->ids))
+                return dlv_error(DLV_E_FORMAT, "%s: %s.%s are not what this model's tokenizer "
+                                 "makes of the %s template (%zu ids given, %zu made): the "
+                                 "prompts were written for another tokenizer", label,
+                                 side_names[s], piece_names[i], side_names[s], g[i]->n, k[i]->n);
+        }
+    }
     return DLV_OK;
 }
 
@@ -215,18 +419,38 @@ dlv_status dlv_prompts_load(const dlv_model *m, const char *path, dlv_prompts *o
     const char *key;
     json_t *val;
     json_object_foreach(root, key, val) {
-        if (strcmp(key, "add_bos") && strcmp(key, "image") && strcmp(key, "text")) {
+        if (strcmp(key, "add_bos") && strcmp(key, "image") && strcmp(key, "text") &&
+            strcmp(key, "tokenize")) {
             st = dlv_error(DLV_E_FORMAT, "%s: field '%s' is not a prompts.json field (add_bos, "
-                           "image, text)", path, key);
+                           "tokenize, image, text)", path, key);
             break;
         }
     }
     const dlv_llava_config *cfg = dlv_model_config(m);
-    defaults d = family_defaults(cfg);
+    defaults d = family_defaults(cfg->text.kind == DLV_TEXT_QWEN2, cfg->text.bos_token_id >= 0);
     out->bos_id = (int32_t)cfg->text.bos_token_id;
+    /* Without "tokenize" a file is read as it was before whole mode:
+     * pieces, so adapters trained then keep their sequences. */
+    const json_t *mode = json_object_get(root, "tokenize");
+    if (!st && mode && !json_is_null(mode)) {
+        const char *v = json_is_string(mode) ? json_string_value(mode) : NULL;
+        if (v && !strcmp(v, "whole")) out->whole = 1;
+        else if (!v || strcmp(v, "pieces"))
+            st = dlv_error(DLV_E_FORMAT, "%s: field 'tokenize': expected \"whole\" or "
+                           "\"pieces\"", path);
+    }
     if (!st) st = dlv_json_bool(root, "add_bos", d.add_bos, path, &out->add_bos);
-    if (!st) st = parse_side(m, root, "image", path, &out->image);
-    if (!st) st = parse_side(m, root, "text", path, &out->text);
+    if (!st) st = parse_side(m, root, "image", path, out->whole, &out->image);
+    if (!st) st = parse_side(m, root, "text", path, out->whole, &out->text);
+    if (!st && out->whole) {
+        dlv_prompts given;
+        st = dlv_prompts_copy(out, &given);
+        if (!st) {
+            st = whole_ids(m, out);
+            if (!st) st = check_given_ids(&given, out, path);
+            dlv_prompts_free(&given);
+        }
+    }
     if (!st) st = check_ids(m, out, path);
     json_decref(root);
     if (st) dlv_prompts_free(out);
@@ -256,7 +480,8 @@ dlv_status dlv_prompts_save(const dlv_prompts *p, const char *path)
     json_t *root = json_object();
     if (!root) return dlv_error(DLV_E_NOMEM, "%s: cannot build the JSON", path);
     dlv_status st = DLV_OK;
-    if (json_object_set_new(root, "add_bos", json_boolean(p->add_bos)))
+    if (json_object_set_new(root, "add_bos", json_boolean(p->add_bos)) ||
+        (p->whole && json_object_set_new(root, "tokenize", json_string("whole"))))
         st = dlv_error(DLV_E_NOMEM, "%s: cannot build the JSON", path);
     const dlv_prompt_side *sides[2] = {&p->image, &p->text};
     static const char *names[2] = {"image", "text"};
@@ -295,6 +520,7 @@ static dlv_status copy_piece(const dlv_prompt_piece *src, dlv_prompt_piece *dst)
 dlv_status dlv_prompts_copy(const dlv_prompts *src, dlv_prompts *dst)
 {
     memset(dst, 0, sizeof *dst);
+    dst->whole = src->whole;
     dst->add_bos = src->add_bos;
     dst->bos_id = src->bos_id;
     const dlv_prompt_side *ss[2] = {&src->image, &src->text};

@@ -1,9 +1,19 @@
 /* The prompt template of the embedding sequences (docs/adapter-format.md):
  *   image: [BOS] + image.prefix + <image features> + soft prompt + image.suffix
- *   text:  [BOS] + text.prefix  + caption ids      + soft prompt + text.suffix
- * where the soft prompt defaults to the embeddings of instruction ids.
- * Token ids are authoritative; the texts are kept for people and for
- * prompts.json. */
+ *   text:  [BOS] + text.prefix  + caption          + soft prompt + text.suffix
+ * where the soft prompt defaults to the instruction's tokens.
+ *
+ * Two ways to turn a side into ids:
+ *  - whole (the defaults, and prompts.json with "tokenize": "whole"): the
+ *    side is one string, prefix + <image> or the caption + instruction +
+ *    suffix, tokenized at once as a Hugging Face processor tokenizes its
+ *    prompt (special tokens split out, the rest normalized and merged in
+ *    context). The instruction's tokens are the ones between the string's
+ *    tokenization up to the instruction and up to its end (see
+ *    dlv_prompts_text_ids); the soft prompt replaces those.
+ *  - pieces (prompts.json without "tokenize", as written before whole
+ *    existed): each piece's ids are authoritative and concatenated, the
+ *    caption tokenized on its own. */
 #ifndef DLV_MODEL_PROMPTS_H
 #define DLV_MODEL_PROMPTS_H
 
@@ -11,6 +21,7 @@
 #include <stdint.h>
 
 #include "disclvlm.h"
+#include "tokenizer/text_util.h"
 
 typedef struct dlv_prompt_piece {
     char *text;         /* NULL when unknown (ids given without text) */
@@ -23,6 +34,7 @@ typedef struct dlv_prompt_side {
 } dlv_prompt_side;
 
 typedef struct dlv_prompts {
+    int whole;          /* 1: sides tokenized as one string (above); 0: pieces */
     int add_bos;
     int32_t bos_id;     /* the model's bos_token_id, used when add_bos */
     dlv_prompt_side image, text;
@@ -31,6 +43,18 @@ typedef struct dlv_prompts {
 /* The model family's default prompts, tokenized with the model's
  * tokenizer (DLV_E_UNSUPPORTED if the model has none). */
 dlv_status dlv_prompts_default(const dlv_model *m, dlv_prompts *out);
+
+/* The family's default prompts as texts, whole mode, no ids yet (Llama
+ * family unless qwen2; BOS added when has_bos, except for Qwen2). */
+dlv_status dlv_prompts_default_texts(int qwen2, int has_bos, int32_t bos_id, dlv_prompts *out);
+
+/* Whole mode: every piece's ids from the texts of p's sides, tokenized with
+ * tok; image_id is the image token (an added token of tok, split out of the
+ * image template; without it the image prefix is tokenized on its own).
+ * The text side's ids are those around a one-letter caption, for the soft
+ * prompt's first value; each caption gets its own (dlv_prompts_text_ids). */
+dlv_status dlv_prompts_tokenize_whole(dlv_prompts *p, const dlv_tokenizer *tok,
+                                      int32_t image_id);
 
 /* Reads prompts.json at path: ids as given, absent ids tokenized from their
  * texts, absent add_bos from the model family. Validated against the model
@@ -44,5 +68,20 @@ dlv_status dlv_prompts_save(const dlv_prompts *p, const char *path);
 dlv_status dlv_prompts_copy(const dlv_prompts *src, dlv_prompts *dst);
 
 void dlv_prompts_free(dlv_prompts *p);
+
+/* One caption's text side: head (prefix + caption), instruction (what a soft
+ * prompt replaces) and tail (suffix) ids. In whole mode the tokens of
+ * S = prefix + caption + instruction + suffix are split where S's
+ * tokenization stops agreeing with that of prefix + caption (head) and of
+ * prefix + caption + instruction (head + instruction): a token that merges
+ * across a boundary goes to the later part. In pieces mode head is the
+ * prefix's ids then the caption's own, the rest the pieces' ids. */
+typedef struct dlv_text_ids {
+    dlv_ids head, instr, tail;
+} dlv_text_ids;
+
+dlv_status dlv_prompts_text_ids(const dlv_prompts *p, const dlv_tokenizer *tok,
+                                const char *caption, size_t len, dlv_text_ids *out);
+void dlv_text_ids_free(dlv_text_ids *t);
 
 #endif

@@ -31,7 +31,8 @@
 
 typedef struct step_data {
     size_t n;
-    dlv_ids *caps, *longs;        /* [n]; longs[k].n == 0: no next-token loss for k */
+    dlv_text_ids *caps;           /* [n]: each caption's text-side ids */
+    dlv_ids *longs;               /* [n]; longs[k].n == 0: no next-token loss for k */
     int64_t ntp_total;            /* predictions in the batch */
     double ntp_sum;
     uint64_t tokens;
@@ -116,7 +117,7 @@ static void end_step(void *state)
     llava_state *k = state;
     chunk_free(&k->c);
     for (size_t i = 0; i < k->s.n; i++) {
-        if (k->s.caps) dlv_ids_free(&k->s.caps[i]);
+        if (k->s.caps) dlv_text_ids_free(&k->s.caps[i]);
         if (k->s.longs) dlv_ids_free(&k->s.longs[i]);
     }
     free(k->s.caps);
@@ -396,7 +397,9 @@ static dlv_status prepare(void *state, dlv_trainer *t, const dlv_train_example *
     dlv_status st = k->s.caps && k->s.longs && host_px ? DLV_OK
                                                          : dlv_error_nomem("batch", n * px * 4);
     for (size_t i = 0; i < n && !st; i++) {
-        st = tokenize(tok, ex[i].caption, -1, "caption", i, &k->s.caps[i]);
+        st = dlv_prompts_text_ids(&k->prompts, tok, ex[i].caption, strlen(ex[i].caption),
+                                  &k->s.caps[i]);
+        if (st) st = dlv_error_prefix(st, "example %zu: caption", i);
         if (!st && ntp && ex[i].long_caption) {
             st = tokenize(tok, ex[i].long_caption, (int32_t)tc->eos_token_id, "long caption", i,
                           &k->s.longs[i]);
@@ -454,7 +457,7 @@ static dlv_status chunk_forward(llava_state *k, dlv_trainer *t, int image_side, 
     const float *feats = dlv_buffer_ptr(&k->s.feats);
     for (size_t i = 0; i < count && !st; i++) {
         const size_t e = first + i;
-        dlv_seq_part mid, cont = {0};
+        dlv_seq_part mid = {0}, cont = {0};
         if (image_side) {
             mid = vis ? (dlv_seq_part){NULL, c->feats + i * per, F, c->dfeats + i * per}
                       : (dlv_seq_part){NULL, feats + e * per, F, NULL};
@@ -462,14 +465,11 @@ static dlv_status chunk_forward(llava_state *k, dlv_trainer *t, int image_side, 
              * is only a target. */
             if (with_tape && k->s.longs[e].n)
                 cont = (dlv_seq_part){k->s.longs[e].v, NULL, (int64_t)k->s.longs[e].n - 1, NULL};
-        } else {
-            static const int32_t none[1] = {0};
-            mid = (dlv_seq_part){k->s.caps[e].v ? k->s.caps[e].v : none, NULL,
-                                 (int64_t)k->s.caps[e].n, NULL};
         }
-        dlv_llava_side_parts(&k->params, image_side, &bos, mid, cont, soft_grad, c->parts[i]);
+        dlv_llava_side_parts(&k->params, image_side, &bos, mid,
+                             image_side ? NULL : &k->s.caps[e], cont, soft_grad, c->parts[i]);
         c->seqs[i] = (dlv_seq){c->parts[i], DLV_LLAVA_SEQ_PARTS};
-        c->at[i] = dlv_llava_embed_position(&k->params, image_side, mid.n);
+        c->at[i] = dlv_llava_embed_position(c->parts[i]);
     }
     if (!st)
         st = dlv_seq_batch_build(be, dlv_model_dir(k->m), &k->w.embed_tokens, k->d.vocab, H,

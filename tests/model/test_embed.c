@@ -872,6 +872,57 @@ static void test_adapter_files(void **state)
     fixture_close(&fx);
 }
 
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* prompts.json in whole mode (docs/adapter-format.md): the default texts
+ * give the default embeddings; ids that are not what the tokenizer makes of
+ * the template, or an unknown mode, are refused naming the field. */
+static void test_prompts_whole(void **state)
+{
+    fixture fx;
+    fixture_open(*state, &fx);
+    if (fx.qwen2) {
+        /* The Qwen2 cases' adapters carry a pieces-mode prompts.json. */
+        fixture_close(&fx);
+        return;
+    }
+    dlv_session *s = new_session(fx.model);
+    const char *tmp_root = getenv("TMPDIR");
+    char tmp[1024], pj[1100];
+    snprintf(tmp, sizeof tmp, "%s/dlv-test-prompts-XXXXXX", tmp_root ? tmp_root : "/tmp");
+    assert_non_null(mkdtemp(tmp));
+    snprintf(pj, sizeof pj, "%s/prompts.json", tmp);
+    write_text(pj, "{\"tokenize\": \"whole\",\n"
+                   " \"image\": {\"prefix\": \"USER: \", \"instruction\": \"\\nSummarize "
+                   "above image in one word:\", \"suffix\": \" ASSISTANT:\"},\n"
+                   " \"text\": {\"prefix\": \"USER: \", \"instruction\": \"\\nSummarize "
+                   "above sentence in one word:\", \"suffix\": \" ASSISTANT:\"}}\n");
+    expect_status(dlv_adapter_load(s, tmp), DLV_OK, "whole-mode prompts.json, default texts");
+    size_t bad = check_all(&fx, s, fx.g.base_img, fx.g.base_txt, fx.g.raw_hidden,
+                           "whole prompts.json");
+    assert_int_equal(bad, 0);
+    write_text(pj, "{\"tokenize\": \"whole\", \"image\": {\"prefix\": \"USER: \", "
+                   "\"prefix_ids\": [5]}, \"text\": {}}");
+    expect_status(dlv_adapter_load(s, tmp), DLV_E_FORMAT, "ids another tokenizer made");
+    assert_non_null(strstr(dlv_last_error(), "image.prefix_ids"));
+    assert_non_null(strstr(dlv_last_error(), "another tokenizer"));
+    write_text(pj, "{\"tokenize\": \"sometimes\", \"image\": {}, \"text\": {}}");
+    expect_status(dlv_adapter_load(s, tmp), DLV_E_FORMAT, "unknown tokenize mode");
+    assert_non_null(strstr(dlv_last_error(), "'tokenize'"));
+    printf("%-20s prompts.json whole mode: default texts = defaults; foreign ids and an "
+           "unknown mode refused\n", fx.c->name);
+    unlink(pj);
+    assert_int_equal(rmdir(tmp), 0);
+    dlv_session_free(s);
+    fixture_close(&fx);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 5 || (argc - 2) % 3 != 0 || (argc - 2) / 3 > MAX_CASES) {
@@ -881,7 +932,7 @@ int main(int argc, char **argv)
     }
     images_dir = argv[1];
     n_cases = (argc - 2) / 3;
-    enum { PER_CASE = 7 };
+    enum { PER_CASE = 8 };
     struct CMUnitTest tests[PER_CASE * MAX_CASES];
     static char names[PER_CASE * MAX_CASES][96];
     size_t n = 0;
@@ -906,7 +957,8 @@ int main(int argc, char **argv)
                              {"batch independence", test_batch_independence},
                              {"two threads", test_two_threads},
                              {"errors", test_errors},
-                             {"adapter files", test_adapter_files}};
+                             {"adapter files", test_adapter_files},
+                             {"prompts whole", test_prompts_whole}};
         for (int k = 0; k < PER_CASE; k++) {
             tests[n] = (struct CMUnitTest)cmocka_unit_test_prestate(kinds[k].fn, c);
             snprintf(names[n], sizeof names[n], "%.30s %.60s", kinds[k].label, c->name);

@@ -49,8 +49,13 @@ embed_tokens(instruction_ids) without an adapter. The five sequences of a
 batch are right-padded (zero embeddings) and run through
 model.language_model.model(inputs_embeds=..., attention_mask=...); the
 embedding is last_hidden_state at each row's last real position,
-L2-normalised. Default pieces (no prompts.json) are tokenized one by one with
-`tokenizers`, add_special_tokens=False.
+L2-normalised. The default prompts (no prompts.json) are each side's
+template tokenized as ONE string with `tokenizers` (add_special_tokens=False),
+as a Hugging Face processor tokenizes "USER: <image>\nSummarize above image in
+one word: ASSISTANT:" or the caption inside its template; the instruction's
+tokens (which a soft prompt replaces) are found from the tokens' character
+offsets (whole_split). prompts.json with ids (siglip_qwen2) keeps the pieces
+mode: the pieces' ids concatenated around the caption tokenized alone.
 
 Golden tensors (F32 unless said):
   image_features        [5, F, H]  model.get_image_features(img0..img4)
@@ -60,8 +65,8 @@ Golden tensors (F32 unless said):
   adapter_text_embeds   [5, H]     prompts + prompts.json where present)
   caption_ids           I32 [5, maxlen]  padded with -1
   caption_lengths       I32 [5]
-  default_{image,text}_{prefix,instruction,suffix}_ids  I32 [n]  the default
-                        pieces' ids (all six pieces are non-empty for both
+  default_{image,text}_{prefix,instruction,suffix}_ids  I32 [n]  each default
+                        piece tokenized on its own (a tokenizer check) (all six pieces are non-empty for both
                         families, so none is omitted)
   raw_ids               I32 [n]    bos + ids + image_token_index + ids
   raw_hidden            [1, H]     HF's own LlavaForConditionalGeneration
@@ -313,14 +318,73 @@ def embed_batch(lm_body, embed_tokens, seqs):
     return torch.nn.functional.normalize(last, dim=-1), last
 
 
+def whole_split(tok, prefix, middle, instr, suffix):
+    """The ids of prefix + middle + instr + suffix tokenized as ONE string,
+    as a Hugging Face processor tokenizes its prompt (special tokens such as
+    <image> split out, the rest in context), split by the tokens' character
+    offsets into (head, instruction, tail): a token ending before the
+    instruction starts is head, one ending after it ends is tail, the rest
+    (inside it, or straddling its start) instruction."""
+    enc = tok.encode(prefix + middle + instr + suffix, add_special_tokens=False)
+    a = len(prefix) + len(middle)
+    b = a + len(instr)
+    head, ins, tail = [], [], []
+    for i, (_, end) in zip(enc.ids, enc.offsets):
+        (head if end <= a else tail if end > b else ins).append(i)
+    return head, ins, tail
+
+
+def default_pieces(tok, family, image_token):
+    """The family's default prompts (docs/adapter-format.md): the image side
+    as (prefix, instruction, suffix) ids around the image features, the text
+    side as a function caption -> (head, instruction, tail) ids."""
+    dp = DEFAULT_PIECES[family]
+    ip, ii, isuf = dp["image"]
+    head, ins, tail = whole_split(tok, ip, image_token, ii, isuf)
+    assert head[-1] == tok.token_to_id(image_token), head
+    tp, ti, tsuf = dp["text"]
+    return {"add_bos": dp["add_bos"], "image": (head[:-1], ins, tail),
+            "text": lambda c: whole_split(tok, tp, c, ti, tsuf)}
+
+
+def whole_pieces(tok, js, add_bos, image_token):
+    """prompts.json with "tokenize": "whole": the texts tokenized as each
+    side's one string (ids in the file are only what its tokenizer made)."""
+    def texts(side):
+        obj = js.get(side, {})
+        return tuple(obj.get(k, "") for k in ("prefix", "instruction", "suffix"))
+    ip, ii, isuf = texts("image")
+    head, ins, tail = whole_split(tok, ip, image_token, ii, isuf)
+    assert head[-1] == tok.token_to_id(image_token), head
+    tp, ti, tsuf = texts("text")
+    return {"add_bos": js.get("add_bos", add_bos), "image": (head[:-1], ins, tail),
+            "text": lambda c: whole_split(tok, tp, c, ti, tsuf)}
+
+
+def pieces_text(pieces, ids):
+    """A pieces-mode text side (prefix, instruction, suffix ids, the caption
+    tokenized alone between them) as a function caption -> (head,
+    instruction, tail)."""
+    pre, ins, suf = pieces
+    return lambda c: (list(pre) + ids(c), list(ins), list(suf))
+
+
 def seqs_for(pieces, add_bos, bos, middles, soft):
-    """pieces: (prefix_ids, instruction_ids, suffix_ids); middles: per row a
-    list of ids or a feature tensor; soft: a [n, H] tensor or None (then the
-    instruction ids)."""
-    prefix, instr, suffix = pieces
+    """pieces: (prefix_ids, instruction_ids, suffix_ids) around middles (per
+    row a list of ids or a feature tensor), or a function caption -> (head,
+    instruction, tail) with middles the captions; soft: a [n, H] tensor or
+    None (then the instruction ids)."""
     b = [bos] if add_bos else []
-    return [[b, list(prefix), m, soft if soft is not None else list(instr), list(suffix)]
-            for m in middles]
+    rows = []
+    for m in middles:
+        if callable(pieces):
+            prefix, instr, suffix = pieces(m)
+            m = []
+        else:
+            prefix, instr, suffix = pieces
+        rows.append([b, list(prefix), m, soft if soft is not None else list(instr),
+                     list(suffix)])
+    return rows
 
 
 def run(name, args, tmp, image_paths):
@@ -344,13 +408,14 @@ def run(name, args, tmp, image_paths):
 
     g = {}
     dp = DEFAULT_PIECES[family]
-    default = {"add_bos": dp["add_bos"],
-               "image": tuple(ids(s) for s in dp["image"]),
-               "text": tuple(ids(s) for s in dp["text"])}
+    # Each default piece tokenized on its own: a check of the tokenizer.
     for side in ("image", "text"):
-        for k, piece in zip(("prefix", "instruction", "suffix"), default[side]):
+        for k, text in zip(("prefix", "instruction", "suffix"), dp[side]):
+            piece = ids(text)
             assert len(piece) > 0 and cfg.image_token_index not in piece
             g["default_%s_%s_ids" % (side, k)] = torch.tensor(piece, dtype=torch.int32)
+    # The sequences: each side's prompt tokenized as one string.
+    default = default_pieces(tok, family, tok.id_to_token(cfg.image_token_index))
 
     cap_ids = [ids(c) for c in CAPTIONS]
     maxlen = max(len(c) for c in cap_ids)
@@ -374,11 +439,11 @@ def run(name, args, tmp, image_paths):
             lm_body, emb, seqs_for(default["image"], default["add_bos"], bos,
                                    [feats[i] for i in range(5)], None))
         g["base_text_embeds"], _ = embed_batch(
-            lm_body, emb, seqs_for(default["text"], default["add_bos"], bos, cap_ids, None))
+            lm_body, emb, seqs_for(default["text"], default["add_bos"], bos, CAPTIONS, None))
         # The batch is right-padded: row by row alone must agree.
         for i in range(5):
             one, _ = embed_batch(lm_body, emb, seqs_for(default["text"], default["add_bos"],
-                                                         bos, [cap_ids[i]], None))
+                                                         bos, [CAPTIONS[i]], None))
             assert torch.allclose(one[0], g["base_text_embeds"][i], atol=1e-6), name
 
     # raw_ids through HF's own forward, image token expanded to F copies.
@@ -458,6 +523,7 @@ def run(name, args, tmp, image_paths):
     save_file(soft, os.path.join(adir, "soft_prompts.safetensors"))
     if family == "qwen2":
         pj, pieces = prompts_qwen2(tok)
+        pieces["text"] = pieces_text(pieces["text"], ids)
         with open(os.path.join(adir, "prompts.json"), "w", encoding="utf-8") as f:
             json.dump(pj, f, indent=2, ensure_ascii=False)
             f.write("\n")
@@ -472,7 +538,7 @@ def run(name, args, tmp, image_paths):
             lm_body, emb, seqs_for(pieces["image"], pieces["add_bos"], bos,
                                    [feats[i] for i in range(5)], img_prompt))
         g["adapter_text_embeds"], _ = embed_batch(
-            lm_body, emb, seqs_for(pieces["text"], pieces["add_bos"], bos, cap_ids, txt_prompt))
+            lm_body, emb, seqs_for(pieces["text"], pieces["add_bos"], bos, CAPTIONS, txt_prompt))
     g["raw_hidden_adapter"] = raw_forward(pm)
 
     # The adapter must change things, and base must be unchanged by peft's

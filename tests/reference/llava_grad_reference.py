@@ -145,18 +145,18 @@ CLAMPED_LOGIT_SCALE = 4.7
 FD_H, FD_ATOL, FD_RTOL = 1e-5, 1e-7, 1e-6
 
 
-def resolve_pieces(adir, family, ids, has_bos):
+def resolve_pieces(adir, family, ids, has_bos, tok, image_token):
     """The prompt pieces of docs/adapter-format.md: prompts.json if present
     (ids authoritative, else the string tokenized alone, else empty),
     otherwise the family's defaults."""
-    dp = ER.DEFAULT_PIECES[family]
     path = os.path.join(adir, "prompts.json")
     if not os.path.exists(path):
-        return {"add_bos": dp["add_bos"],
-                "image": tuple(ids(s) for s in dp["image"]),
-                "text": tuple(ids(s) for s in dp["text"])}
+        return ER.default_pieces(tok, family, tok.id_to_token(image_token))
     with open(path, encoding="utf-8") as f:
         js = json.load(f)
+    if js.get("tokenize") == "whole":
+        return ER.whole_pieces(tok, js, has_bos and family != "qwen2",
+                               tok.id_to_token(image_token))
     out = {"add_bos": js.get("add_bos", has_bos and family != "qwen2")}
     for side in ("image", "text"):
         obj = js.get(side, {})
@@ -169,6 +169,7 @@ def resolve_pieces(adir, family, ids, has_bos):
             else:
                 pieces.append([])
         out[side] = tuple(pieces)
+    out["text"] = ER.pieces_text(out["text"], ids)
     return out
 
 
@@ -209,9 +210,11 @@ def objective(S, image_prompt, text_prompt, logit_scale, with_ntp=True):
     P = S.pieces
     b = [S.bos] if P["add_bos"] else []
     ipre, _, isuf = P["image"]
-    tpre, _, tsuf = P["text"]
     img_rows = [[b, ipre, feats[k], image_prompt, isuf] for k in range(3)]
-    txt_rows = [[b, tpre, S.short_ids[k], text_prompt, tsuf] for k in range(3)]
+    txt_rows = []
+    for k in range(3):
+        head, _, tail = P["text"](SHORT[k])
+        txt_rows.append([b, head, text_prompt, tail])
 
     x, m, lens = build_batch(emb, img_rows)
     hs = body(inputs_embeds=x, attention_mask=m, use_cache=False).last_hidden_state
@@ -319,12 +322,13 @@ def setup(name, tmp, image_paths):
     soft = load_file(os.path.join(adir, "soft_prompts.safetensors"))
     S.soft = {k: v.float() for k, v in soft.items()}
     assert S.soft["image_prompt"].shape[0] == 3 and S.soft["text_prompt"].shape[0] == 5
-    S.pieces = resolve_pieces(adir, S.family, ids, S.bos is not None)
+    S.pieces = resolve_pieces(adir, S.family, ids, S.bos is not None, tok,
+                              cfg.image_token_index)
     S.short_ids = [ids(c) for c in SHORT]
     S.long_ids = [ids(c) for c in LONG]
     V = cfg.text_config.vocab_size
-    for seq in S.short_ids + S.long_ids + [x for side in ("image", "text")
-                                          for x in S.pieces[side]]:
+    for seq in S.short_ids + S.long_ids + list(S.pieces["image"]) + [
+            x for c in SHORT for x in S.pieces["text"](c)]:
         assert all(0 <= i < V and i != cfg.image_token_index for i in seq), seq
     S.pv = ER.pixel_values(gen_dir, image_paths)
     return S

@@ -171,22 +171,24 @@ def library_side(lib, model_dir, image_paths, adapter_dir):
             torch.from_numpy(np.frombuffer(tv, dtype=np.float32).reshape(-1, d).copy()))
 
 
-def pieces_of(adir, family, ids, has_bos):
+def pieces_of(adir, family, ids, has_bos, tok, image_token):
     """prompts.json (ids authoritative, else the string, else empty) or the
     family's defaults (docs/adapter-format.md)."""
-    dp = ER.DEFAULT_PIECES[family]
     path = os.path.join(adir, "prompts.json")
     if not os.path.exists(path):
-        return {"add_bos": dp["add_bos"], "image": tuple(ids(x) for x in dp["image"]),
-                "text": tuple(ids(x) for x in dp["text"])}
+        return ER.default_pieces(tok, family, tok.id_to_token(image_token))
     with open(path, encoding="utf-8") as f:
         js = json.load(f)
+    if js.get("tokenize") == "whole":
+        return ER.whole_pieces(tok, js, has_bos and family != "qwen2",
+                               tok.id_to_token(image_token))
     out = {"add_bos": js.get("add_bos", has_bos and family != "qwen2")}
     for side in ("image", "text"):
         obj = js.get(side, {})
         out[side] = tuple(list(obj[k + "_ids"]) if k + "_ids" in obj else
                           ids(obj[k]) if k in obj else []
                           for k in ("prefix", "instruction", "suffix"))
+    out["text"] = ER.pieces_text(out["text"], ids)
     return out
 
 
@@ -219,7 +221,7 @@ def torch_side(model_dir, image_paths, adir):
     assert n_lm == len(afile), (n_lm, len(afile))
     soft = {k: v.float() for k, v in
             load_file(os.path.join(adir, "soft_prompts.safetensors")).items()}
-    P = pieces_of(adir, family, ids, bos is not None)
+    P = pieces_of(adir, family, ids, bos is not None, tok, cfg.image_token_index)
     model = pm.base_model.model
     body = model.language_model.model
     emb = body.embed_tokens
@@ -230,7 +232,7 @@ def torch_side(model_dir, image_paths, adir):
                 P["image"], P["add_bos"], bos, [feats[k] for k in range(len(image_paths))],
                 soft.get("image_prompt")))
             t, _ = ER.embed_batch(body, emb, ER.seqs_for(
-                P["text"], P["add_bos"], bos, [ids(c) for c in ENCODE_TEXTS],
+                P["text"], P["add_bos"], bos, list(ENCODE_TEXTS),
                 soft.get("text_prompt")))
         return i, t
 

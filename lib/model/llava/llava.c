@@ -15,33 +15,38 @@ static dlv_seq_part ids_part(const int32_t *ids, size_t n)
 }
 
 void dlv_llava_side_parts(const dlv_llava_params *p, int image_side, const int32_t *bos,
-                          dlv_seq_part middle, dlv_seq_part cont, float *soft_grad,
-                          dlv_seq_part parts[DLV_LLAVA_SEQ_PARTS])
+                          dlv_seq_part features, const dlv_text_ids *text, dlv_seq_part cont,
+                          float *soft_grad, dlv_seq_part parts[DLV_LLAVA_SEQ_PARTS])
 {
     const dlv_prompts *pr = p->prompts;
     const dlv_prompt_side *side = image_side ? &pr->image : &pr->text;
     const float *soft = image_side ? p->image_prompt : p->text_prompt;
     parts[0] = ids_part(bos, pr->add_bos ? 1 : 0);
-    parts[1] = ids_part(side->prefix.ids, side->prefix.n);
-    parts[2] = middle;
+    if (image_side) {
+        parts[1] = ids_part(side->prefix.ids, side->prefix.n);
+        parts[2] = features;
+    } else {
+        /* The text side's ids are the caption's own (dlv_prompts_text_ids). */
+        parts[1] = ids_part(NULL, 0);
+        parts[2] = ids_part(text->head.v, text->head.n);
+    }
     if (soft)
         parts[3] = (dlv_seq_part){NULL, soft, image_side ? p->n_image_prompt : p->n_text_prompt,
                                   soft_grad};
-    else
+    else if (image_side)
         parts[3] = ids_part(side->instruction.ids, side->instruction.n);
-    parts[4] = ids_part(side->suffix.ids, side->suffix.n);
+    else
+        parts[3] = ids_part(text->instr.v, text->instr.n);
+    parts[4] = image_side ? ids_part(side->suffix.ids, side->suffix.n)
+                          : ids_part(text->tail.v, text->tail.n);
     parts[5] = cont.n ? cont : ids_part(NULL, 0);
 }
 
-int64_t dlv_llava_embed_position(const dlv_llava_params *p, int image_side, int64_t n_middle)
+int64_t dlv_llava_embed_position(const dlv_seq_part parts[DLV_LLAVA_SEQ_PARTS])
 {
-    const dlv_prompts *pr = p->prompts;
-    const dlv_prompt_side *side = image_side ? &pr->image : &pr->text;
-    const float *soft = image_side ? p->image_prompt : p->text_prompt;
-    const int64_t n_soft = soft ? (image_side ? p->n_image_prompt : p->n_text_prompt)
-                                : (int64_t)side->instruction.n;
-    return (pr->add_bos ? 1 : 0) + (int64_t)side->prefix.n + n_middle + n_soft +
-           (int64_t)side->suffix.n - 1;
+    int64_t n = 0;
+    for (int i = 0; i < DLV_LLAVA_SEQ_PARTS - 1; i++) n += parts[i].n;
+    return n - 1;
 }
 
 dlv_status dlv_llava_run_seqs(const dlv_model *m, dlv_backend *be, const dlv_llava_params *p,

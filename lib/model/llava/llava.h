@@ -3,7 +3,7 @@
  * device tensors, for encoding and for the trainer.
  *
  *   image: [BOS] + prefix + features(image) + soft prompt + suffix
- *   text:  [BOS] + prefix + ids(caption)    + soft prompt + suffix
+ *   text:  [BOS] + ids(prefix + caption)    + soft prompt + ids(suffix)
  *
  * (a side without a soft prompt uses its instruction's ids); the embedding
  * is the final-norm hidden state at the last position, L2-normalised. */
@@ -33,17 +33,19 @@ typedef struct dlv_llava_params {
 } dlv_llava_params;
 
 /* The parts of one side's sequence (6 entries: BOS, prefix, middle, soft
- * prompt or instruction ids, suffix, continuation ids), middle and the
- * continuation given by the caller (cont: n 0 for none). soft_grad: where
- * the soft prompt's gradient goes (NULL: nowhere). */
+ * prompt or instruction ids, suffix, continuation ids). The image side's
+ * middle is features (rows) between the image prompt's ids; the text side's
+ * ids are one caption's (text, from dlv_prompts_text_ids: head, then the soft
+ * prompt or the instruction, then tail). cont: the continuation (n 0 for
+ * none). soft_grad: where the soft prompt's gradient goes (NULL: nowhere). */
 #define DLV_LLAVA_SEQ_PARTS 6
 void dlv_llava_side_parts(const dlv_llava_params *p, int image_side, const int32_t *bos,
-                          dlv_seq_part middle, dlv_seq_part cont, float *soft_grad,
-                          dlv_seq_part parts[DLV_LLAVA_SEQ_PARTS]);
+                          dlv_seq_part features, const dlv_text_ids *text, dlv_seq_part cont,
+                          float *soft_grad, dlv_seq_part parts[DLV_LLAVA_SEQ_PARTS]);
 
-/* Position of the embedding (the last prompt position) in a side's
- * sequence whose middle has n_middle rows. */
-int64_t dlv_llava_embed_position(const dlv_llava_params *p, int image_side, int64_t n_middle);
+/* Position of the embedding (the last prompt position, before any
+ * continuation) in a sequence of these parts. */
+int64_t dlv_llava_embed_position(const dlv_seq_part parts[DLV_LLAVA_SEQ_PARTS]);
 
 /* Inference: the sequences -> out [n, hidden] (device), the final-norm
  * hidden state at each sequence's last position, L2-normalised when

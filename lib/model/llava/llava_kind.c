@@ -115,7 +115,7 @@ static dlv_status encode_images(const dlv_model *m, dlv_backend *be, const void 
     const int32_t bos = p->prompts->bos_id;
     for (size_t i = 0; i < n && !st; i++) {
         const dlv_seq_part mid = {NULL, dfeat + i * feat, F, NULL}, none = {0};
-        dlv_llava_side_parts(p, 1, &bos, mid, none, NULL, parts[i]);
+        dlv_llava_side_parts(p, 1, &bos, mid, NULL, none, NULL, parts[i]);
         seqs[i] = (dlv_seq){parts[i], DLV_LLAVA_SEQ_PARTS};
     }
     if (!st) st = dlv_llava_run_seqs(m, be, p, seqs, (int64_t)n, 1, demb);
@@ -134,29 +134,26 @@ static dlv_status encode_texts(const dlv_model *m, dlv_backend *be, const void *
         return dlv_error(DLV_E_UNSUPPORTED, "%s has no tokenizer (tokenizer.json or "
                          "tokenizer.model) to tokenize texts with", dlv_model_dir(m));
     const int64_t H = dlv_model_config(m)->text.hidden_size;
-    dlv_ids *ids = calloc(n, sizeof *ids);
+    dlv_text_ids *ids = calloc(n, sizeof *ids);
     dlv_seq_part (*parts)[DLV_LLAVA_SEQ_PARTS] = calloc(n, sizeof *parts);
     dlv_seq *seqs = calloc(n, sizeof *seqs);
     dlv_buffer buf = {0};
     dlv_status st = !ids || !parts || !seqs ? dlv_error_nomem("text batch", n * 64) : DLV_OK;
     const int32_t bos = p->prompts->bos_id;
-    static const int32_t none_ids[1] = {0};
     for (size_t i = 0; i < n && !st; i++) {
-        /* Captions carry no special tokens: the prompt holds them. */
-        st = dlv_tokenizer_encode(tok, texts[i], strlen(texts[i]), 0, &ids[i]);
+        /* The caption inside the text prompt, tokenized as one string. */
+        st = dlv_prompts_text_ids(p->prompts, tok, texts[i], strlen(texts[i]), &ids[i]);
         if (st) {
             st = dlv_error_prefix(st, "texts[%zu]", i);
             break;
         }
-        /* An empty caption is an empty ids part, not a rows part. */
-        const dlv_seq_part mid = {ids[i].v ? ids[i].v : none_ids, NULL, (int64_t)ids[i].n, NULL};
         const dlv_seq_part none = {0};
-        dlv_llava_side_parts(p, 0, &bos, mid, none, NULL, parts[i]);
+        dlv_llava_side_parts(p, 0, &bos, none, &ids[i], none, NULL, parts[i]);
         seqs[i] = (dlv_seq){parts[i], DLV_LLAVA_SEQ_PARTS};
     }
     if (!st) st = dlv_buffer_alloc(be, n * (size_t)H * sizeof(float), &buf);
     if (!st) st = dlv_llava_run_seqs(m, be, p, seqs, (int64_t)n, 1, dlv_buffer_ptr(&buf));
-    for (size_t i = 0; ids && i < n; i++) dlv_ids_free(&ids[i]);
+    for (size_t i = 0; ids && i < n; i++) dlv_text_ids_free(&ids[i]);
     free(ids);
     free(parts);
     free(seqs);
