@@ -25,6 +25,10 @@ int cli_run_opt(const char *cmd, int argc, char **argv, int *i, cli_run_opts *o)
 {
     const char *a = argv[*i];
     const char **slot = NULL;
+    if (strcmp(a, "--truncate") == 0) {
+        o->truncate = 1;
+        return 1;
+    }
     if (strcmp(a, "--model") == 0)
         slot = &o->model_dir;
     else if (strcmp(a, "--adapter") == 0)
@@ -64,6 +68,7 @@ int cli_open(const char *cmd, const cli_run_opts *o, dlv_model **model, dlv_sess
         dlv_model_load(o->model_dir, mopts, model) != DLV_OK ||
         dlv_model_embed_dim(*model, dim) != DLV_OK || dlv_session_options_new(&sopts) != DLV_OK ||
         (o->threads >= 0 && dlv_session_options_set_threads(sopts, o->threads) != DLV_OK) ||
+        dlv_session_options_set_truncate(sopts, o->truncate) != DLV_OK ||
         dlv_session_new(*model, sopts, session) != DLV_OK ||
         (o->adapter_dir && dlv_adapter_load(*session, o->adapter_dir) != DLV_OK))
         rc = cli_fail(cmd);
@@ -153,6 +158,40 @@ int cli_encode_texts(const char *cmd, dlv_session *session, const char *const *t
         progress_update(&pr, off + k, n);
     }
     progress_end(&pr);
+    return 0;
+}
+
+int cli_check_texts(const char *cmd, dlv_session *session, const char *const *texts, size_t n,
+                    int truncate, const char *file)
+{
+    size_t cut = 0, first_cut = 0, max = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t pos = 0;
+        if (dlv_text_positions(session, texts[i], DLV_POSITIONS_TEXT, &pos, &max) != DLV_OK)
+            return cli_fail(cmd);
+        if (pos <= max) continue;
+        if (!cut++) first_cut = i;
+        if (truncate) continue;
+        if (file)
+            fprintf(stderr, "disclvlm: %s: %s:%zu: the text's sequence has %zu positions, more "
+                            "than the model's max_position_embeddings (%zu); shorten it, or "
+                            "--truncate\n", cmd, file, i + 1, pos, max);
+        else
+            fprintf(stderr, "disclvlm: %s: text %zu: the text's sequence has %zu positions, "
+                            "more than the model's max_position_embeddings (%zu); shorten it, "
+                            "or --truncate\n", cmd, i + 1, pos, max);
+        return 1;
+    }
+    if (cut) {
+        if (file)
+            fprintf(stderr, "disclvlm: %s: note: %zu text(s) longer than the model's %zu "
+                            "positions are truncated (the first: %s:%zu)\n", cmd, cut, max,
+                    file, first_cut + 1);
+        else
+            fprintf(stderr, "disclvlm: %s: note: %zu text(s) longer than the model's %zu "
+                            "positions are truncated (the first: text %zu)\n", cmd, cut, max,
+                    first_cut + 1);
+    }
     return 0;
 }
 
@@ -537,7 +576,8 @@ int cmd_encode_text(int argc, char **argv)
         rc = 1;
         goto done;
     }
-    rc = cli_encode_texts("encode-text", session, texts, n, dim, e);
+    rc = cli_check_texts("encode-text", session, texts, n, o.truncate, file);
+    if (!rc) rc = cli_encode_texts("encode-text", session, texts, n, dim, e);
     if (rc) goto done;
     size_t shape[2] = {n, dim};
     rc = npy_write_f32("encode-text", out_path, e, shape, 2);

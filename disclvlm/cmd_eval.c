@@ -409,6 +409,9 @@ static int encode_unique_images(eval_ctx *c, const dlv_sample *imgs, size_t n, f
 
 static int encode_unique_texts(eval_ctx *c, const char *const *texts, size_t n, float *out)
 {
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "eval %s", c->task);
+    if (cli_check_texts(cmd, c->session, texts, n, c->run.truncate, NULL)) return 1;
     progress pr;
     progress_start(&pr, c->task, "texts", n);
     for (size_t off = 0; off < n; off += TEXTS_PER_CALL) {

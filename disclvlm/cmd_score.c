@@ -274,7 +274,8 @@ int cmd_score(int argc, char **argv)
         rc = 1;
         goto done;
     }
-    if ((rc = cli_encode_image_files("score", session, images, n_img, dim, img)) ||
+    if ((rc = cli_check_texts("score", session, texts, n_txt, o.truncate, NULL)) ||
+        (rc = cli_encode_image_files("score", session, images, n_img, dim, img)) ||
         (rc = cli_encode_texts("score", session, texts, n_txt, dim, txt)))
         goto done;
     if (dlv_score(session, img, n_img, txt, n_txt, dim, s, n_img * n_txt) != DLV_OK) {

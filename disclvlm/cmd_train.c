@@ -81,6 +81,7 @@ typedef struct train_cli {
     long long save_every; /* 0: only at the end */
     uint64_t seed;
     int shuffle, on_bad_fail;
+    int ntp_off;          /* --ntp-weight 0: long captions are not used */
     dlv_train_options *topts;
     char lib_given[256];  /* the optimisation options given, for the --resume note */
 } train_cli;
@@ -188,6 +189,8 @@ static int parse(int argc, char **argv, train_cli *c)
         const char *v = argv[++i];
         if (lib_key) {
             if (lib_set(c, a, lib_key, v)) return 2;
+            /* Long captions are checked only when the next-token loss uses them. */
+            if (!strcmp(lib_key, "ntp_weight")) c->ntp_off = strtod(v, NULL) == 0.0;
             continue;
         }
         if (!strcmp(a, "--data")) c->data = v;
@@ -497,7 +500,9 @@ int cmd_train(int argc, char **argv)
         rc = cli_fail("train: --init");
         goto done;
     }
-    if ((rc = train_data_load(c.data, model, c.on_bad_fail, c.steps != 0, &d))) goto done;
+    const train_check tcheck = {session, c.run.truncate, !c.ntp_off};
+    if ((rc = train_data_load(c.data, model, &tcheck, c.on_bad_fail, c.steps != 0, &d)))
+        goto done;
 
     const size_t n = d.n_good, B = (size_t)c.batch;
     long long total = c.steps >= 0 ? c.steps : (long long)((n + B - 1) / B) * c.epochs;

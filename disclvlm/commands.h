@@ -30,16 +30,19 @@ typedef struct cli_run_opts {
     const char *adapter_dir; /* NULL: no adapter */
     const char *backend;     /* "cpu" unless given */
     int threads;             /* -1: the library's default */
+    int truncate;            /* --truncate: cut texts that do not fit the model */
 } cli_run_opts;
 
-#define CLI_RUN_OPTS_INIT {NULL, NULL, "cpu", -1}
+#define CLI_RUN_OPTS_INIT {NULL, NULL, "cpu", -1, 0}
 
 /* The usage lines of the options above, for the commands' --help. */
 #define CLI_RUN_OPTS_HELP                                                                \
     "  --model DIR        the Hugging Face LLaVA model directory (required)\n"         \
     "  --adapter DIR      an adapter directory (docs/adapter-format.md)\n"              \
     "  --backend NAME     cpu (default), cuda or auto\n"                               \
-    "  --threads N        CPU worker threads (default 0: one per online CPU)\n"
+    "  --threads N        CPU worker threads (default 0: one per online CPU)\n"         \
+    "  --truncate         cut texts longer than the model's max_position_embeddings\n"  \
+    "                     (default: refuse them, naming the first)\n"
 
 /* If argv[*i] is one of the options above, consumes it and its value and
  * returns 1; returns 0 if it is none of them; prints a usage error and
@@ -59,5 +62,13 @@ int cli_encode_image_files(const char *cmd, dlv_session *session, const char *co
                            size_t n, size_t dim, float *out);
 int cli_encode_texts(const char *cmd, dlv_session *session, const char *const *texts, size_t n,
                      size_t dim, float *out);
+
+/* Before anything runs: every text's sequence must fit the model's
+ * positions (dlv_text_positions). Without truncate the first that does not
+ * is an error naming it ("FILE:LINE" when file is given, text i+1 being
+ * line i+1, else "text N") and the limit; with it, a note says how many
+ * will be cut. Returns 0, or prints the error and returns 1. */
+int cli_check_texts(const char *cmd, dlv_session *session, const char *const *texts, size_t n,
+                    int truncate, const char *file);
 
 #endif

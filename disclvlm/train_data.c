@@ -47,14 +47,42 @@ static int add_bad(train_data *d, const char *where, const char *reason)
     return 0;
 }
 
-/* Why sample s cannot be trained on (into why), or 0 when it can. */
-static int check_sample(const dlv_sample *s, const dlv_model *model, float *scratch,
-                        size_t scratch_len, char *why, size_t cap)
+/* Whether text's sequence fits the model: 0 when it does (or is cut by
+ * --truncate, counted in *cut), 1 with the reason in why, -1 on a library
+ * error (printed). */
+static int check_positions(dlv_session *session, const char *text, int what, const char *label,
+                           int truncate, size_t *cut, char *why, size_t cap)
+{
+    size_t pos = 0, max = 0;
+    dlv_status st = dlv_text_positions(session, text, what, &pos, &max);
+    if (st == DLV_E_UNSUPPORTED && what == DLV_POSITIONS_AFTER_IMAGE) return 0;
+    if (st != DLV_OK) return cli_fail("train"), -1;
+    if (pos <= max) return 0;
+    if (truncate) {
+        (*cut)++;
+        return 0;
+    }
+    snprintf(why, cap, "%s: the sequence has %zu positions, more than the model's "
+                       "max_position_embeddings (%zu); shorten it, or --truncate", label, pos, max);
+    return 1;
+}
+
+/* Why sample s cannot be trained on (into why), or 0 when it can; -1 on a
+ * library error (printed). */
+static int check_sample(const dlv_sample *s, const dlv_model *model, const train_check *tc,
+                        float *scratch, size_t scratch_len, size_t *cut, char *why, size_t cap)
 {
     if (blank(s->caption)) {
         snprintf(why, cap, "%s", s->caption ? "empty caption" : "no caption");
         return 1;
     }
+    int r = check_positions(tc->session, s->caption, DLV_POSITIONS_TEXT, "caption", tc->truncate,
+                            cut, why, cap);
+    if (r) return r;
+    if (tc->long_captions && s->long_caption && *s->long_caption &&
+        (r = check_positions(tc->session, s->long_caption, DLV_POSITIONS_AFTER_IMAGE,
+                             "long caption", tc->truncate, cut, why, cap)))
+        return r;
     if (!scratch) return 0;
     dlv_image *im = NULL;
     dlv_status st = train_sample_image(s, &im);
@@ -68,8 +96,8 @@ static int check_sample(const dlv_sample *s, const dlv_model *model, float *scra
     return 0;
 }
 
-int train_data_load(const char *path, const dlv_model *model, int on_bad_fail,
-                    int check_images, train_data *d)
+int train_data_load(const char *path, const dlv_model *model, const train_check *tc,
+                    int on_bad_fail, int check_images, train_data *d)
 {
     if (dlv_dataset_read(path, NULL, &d->ds) != DLV_OK) {
         fprintf(stderr, "disclvlm train: %s\n", dlv_error_message());
@@ -93,11 +121,15 @@ int train_data_load(const char *path, const dlv_model *model, int on_bad_fail,
         }
     }
     int tty = isatty(2), shown = 0, rc = 0;
+    size_t cut = 0;
     double t0 = now_s(), last = t0;
     for (size_t i = 0; i < d->ds.n && rc == 0; i++) {
         const dlv_sample *s = &d->ds.items[i];
         char why[1024];
-        if (!check_sample(s, model, scratch, scratch_len, why, sizeof why)) {
+        const int bad = check_sample(s, model, tc, scratch, scratch_len, &cut, why, sizeof why);
+        if (bad < 0) {
+            rc = 1;
+        } else if (!bad) {
             d->good[d->n_good++] = i;
         } else if (on_bad_fail) {
             if (shown) fputc('\n', stderr);
@@ -118,6 +150,9 @@ int train_data_load(const char *path, const dlv_model *model, int on_bad_fail,
         }
     }
     if (shown) fputc('\n', stderr);
+    if (!rc && cut)
+        fprintf(stderr, "disclvlm train: note: %zu caption(s) longer than the model's positions "
+                        "are truncated (--truncate)\n", cut);
     free(scratch);
     return rc;
 }

@@ -2,7 +2,7 @@
  * The data file is read with lib/data (compiled into the tool, see
  * eval_error.c); every example is checked before training starts (its
  * image decodes and preprocesses for the model, its caption is not
- * empty), so that the usable set, and with it the step -> batch mapping,
+ * empty, its sequences fit the model's positions), so that the usable set, and with it the step -> batch mapping,
  * is fixed for the whole run and for every resumed run. */
 #ifndef DISCLVLM_TRAIN_DATA_H
 #define DISCLVLM_TRAIN_DATA_H
@@ -29,13 +29,22 @@ typedef struct train_data {
 
 #define TRAIN_DATA_INIT {DLV_DATASET_INIT, NULL, 0, NULL, 0}
 
+/* What the check asks of the session: every caption's sequence (and, with
+ * long_captions, every long caption's next-token sequence) must fit the
+ * model's positions, or be cut with truncate. */
+typedef struct train_check {
+    dlv_session *session;
+    int truncate;
+    int long_captions;   /* the next-token loss is on */
+} train_check;
+
 /* Reads the JSONL file and checks every example against the model.
  * on_bad_fail: stop at the first bad example (returns 1 after printing
  * "disclvlm train: FILE:LINE: reason"). check_images 0 skips the image
  * decode (used for --steps 0, where no image is read). Returns 0, or 1
  * after printing the error. */
-int train_data_load(const char *path, const dlv_model *model, int on_bad_fail,
-                    int check_images, train_data *d);
+int train_data_load(const char *path, const dlv_model *model, const train_check *tc,
+                    int on_bad_fail, int check_images, train_data *d);
 void train_data_free(train_data *d);
 
 /* Prints "disclvlm train: skipped K bad example(s): where (reason), ..."

@@ -145,6 +145,15 @@ DLV_API void dlv_session_options_free(dlv_session_options *opts);
 DLV_API dlv_status dlv_session_options_set_threads(dlv_session_options *opts,
                                                    int n_threads);
 
+/* Texts whose sequence is longer than the model's max_position_embeddings:
+ * 0 (the default) refuses them (DLV_E_INVALID_ARG naming the text and the
+ * limit); 1 cuts the caption's last tokens until the sequence fits, in
+ * dlv_encode_text and in training (short and long captions). A CLIPModel
+ * always truncates, as Hugging Face's CLIP pipelines do.
+ * dlv_text_positions tells which texts are too long. */
+DLV_API dlv_status dlv_session_options_set_truncate(dlv_session_options *opts,
+                                                    int truncate);
+
 /* A session on a model; opts may be NULL. The model must outlive it. */
 DLV_API dlv_status dlv_session_new(dlv_model *model,
                                    const dlv_session_options *opts,
@@ -191,6 +200,18 @@ DLV_API dlv_status dlv_encode_image_rgb(dlv_session *session,
 DLV_API dlv_status dlv_encode_text(dlv_session *session,
                                    const char *const *texts, size_t n,
                                    float *out, size_t out_len);
+
+/* How many positions (tokens, image features included) the model runs for
+ * text, and the model's limit (max_position_embeddings), before any
+ * truncation: what = DLV_POSITIONS_TEXT for the text's own prompt
+ * (dlv_encode_text, a training caption), DLV_POSITIONS_AFTER_IMAGE for an
+ * image prompt followed by text, the sequence of training's next-token loss
+ * on a long caption (DLV_E_UNSUPPORTED for a CLIPModel). Lets a caller find
+ * and name the texts that are too long before running anything. */
+#define DLV_POSITIONS_TEXT 0
+#define DLV_POSITIONS_AFTER_IMAGE 1
+DLV_API dlv_status dlv_text_positions(dlv_session *session, const char *text, int what,
+                                      size_t *positions, size_t *max_positions);
 
 /* Flag for dlv_embed_tokens: write the raw final hidden state (after the
  * final norm) instead of its L2-normalised form. */

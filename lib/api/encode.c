@@ -118,14 +118,30 @@ DLV_API dlv_status dlv_encode_text(dlv_session *session, const char *const *text
     for (size_t i = 0; i < n; i += TEXT_CHUNK) {
         if ((st = dlv_session_check_cancel(session, fn))) return st;
         size_t c = n - i < TEXT_CHUNK ? n - i : TEXT_CHUNK;
-        st = kind->encode_texts(session->model, session->backend, view, texts + i, c,
-                                out + i * dim);
-        if (st) {
-            /* Messages name texts by their index in the caller's array. */
-            return dlv_error_prefix(st, "%s: texts %zu..%zu", fn, i, i + c - 1);
-        }
+        /* Messages name texts by their index in the caller's array. */
+        st = kind->encode_texts(session->model, session->backend, view, texts + i, c, i,
+                                session->opts.truncate, out + i * dim);
+        if (st) return dlv_error_prefix(st, "%s", fn);
     }
     return DLV_OK;
+}
+
+DLV_API dlv_status dlv_text_positions(dlv_session *session, const char *text, int what,
+                                      size_t *positions, size_t *max_positions)
+{
+    static const char fn[] = "dlv_text_positions";
+    if (!session || !text || !positions || !max_positions)
+        return dlv_error(DLV_E_INVALID_ARG, "%s: session, text, positions and max_positions "
+                         "must not be NULL", fn);
+    if (what != DLV_POSITIONS_TEXT && what != DLV_POSITIONS_AFTER_IMAGE)
+        return dlv_error(DLV_E_INVALID_ARG, "%s: what = %d is not DLV_POSITIONS_TEXT (0) or "
+                         "DLV_POSITIONS_AFTER_IMAGE (1)", fn, what);
+    const void *view;
+    dlv_status st = dlv_session_view(session, &view);
+    if (!st)
+        st = dlv_model_kind_of(session->model)->text_positions(session->model, view, text, what,
+                                                               positions, max_positions);
+    return st ? dlv_error_prefix(st, "%s", fn) : DLV_OK;
 }
 
 DLV_API dlv_status dlv_embed_tokens(dlv_session *session, const int32_t *ids, size_t n_ids,

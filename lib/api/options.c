@@ -18,6 +18,7 @@ void dlv_session_options_defaults(dlv_session_options *o)
 {
     memset(o, 0, sizeof *o);
     o->n_threads = 0;
+    o->truncate = 0;
 }
 
 DLV_API dlv_status dlv_model_options_new(dlv_model_options **out)
@@ -62,6 +63,17 @@ DLV_API dlv_status dlv_session_options_new(dlv_session_options **out)
 }
 
 DLV_API void dlv_session_options_free(dlv_session_options *opts) { free(opts); }
+
+DLV_API dlv_status dlv_session_options_set_truncate(dlv_session_options *opts, int truncate)
+{
+    if (!opts)
+        return dlv_error(DLV_E_INVALID_ARG, "dlv_session_options_set_truncate: opts is NULL");
+    if (truncate != 0 && truncate != 1)
+        return dlv_error(DLV_E_INVALID_ARG,
+                         "dlv_session_options_set_truncate: %d is not 0 or 1", truncate);
+    opts->truncate = truncate;
+    return DLV_OK;
+}
 
 DLV_API dlv_status dlv_session_options_set_threads(dlv_session_options *opts, int n_threads)
 {

@@ -12,6 +12,7 @@ struct dlv_model_options {
 
 struct dlv_session_options {
     int n_threads;      /* 0 = online CPUs */
+    int truncate;       /* 1: cut captions that do not fit the model's positions */
 };
 
 /* The defaults used when a caller passes NULL. */

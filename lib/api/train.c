@@ -81,6 +81,7 @@ DLV_API dlv_status dlv_train_begin(dlv_session *session, const dlv_train_options
     dlv_trainer *t = NULL;
     if (!st) st = dlv_trainer_new(session->model, session->backend, &cfg, a, &t);
     if (st) return dlv_error_prefix(st, "dlv_train_begin");
+    dlv_trainer_set_truncate(t, session->opts.truncate);
     dlv_trainer_free(session->trainer);
     session->trainer = t;
     return DLV_OK;
@@ -128,6 +129,7 @@ DLV_API dlv_status dlv_train_checkpoint_load(dlv_session *session, const char *d
     dlv_trainer *t = NULL;
     dlv_status st = dlv_trainer_load(session->model, session->backend, dir, &t);
     if (st) return dlv_error_prefix(st, "dlv_train_checkpoint_load");
+    dlv_trainer_set_truncate(t, session->opts.truncate);
     dlv_trainer_free(session->trainer);
     session->trainer = t;
     return DLV_OK;

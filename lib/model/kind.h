@@ -28,8 +28,15 @@ typedef struct dlv_model_kind {
      * [n, embed dim]), in micro-batches so that memory stays bounded. */
     dlv_status (*encode_images)(const dlv_model *m, dlv_backend *be, const void *view,
                                 const dlv_image *const *images, size_t n, float *out);
+    /* first: the index of texts[0] in the caller's array (for messages);
+     * truncate: cut captions that do not fit (dlv_session_options_set_truncate). */
     dlv_status (*encode_texts)(const dlv_model *m, dlv_backend *be, const void *view,
-                               const char *const *texts, size_t n, float *out);
+                               const char *const *texts, size_t n, size_t first,
+                               int truncate, float *out);
+    /* dlv_text_positions: the positions of text's sequence (what: a
+     * DLV_POSITIONS_* value) and the limit. */
+    dlv_status (*text_positions)(const dlv_model *m, const void *view, const char *text,
+                                 int what, size_t *positions, size_t *max_positions);
     /* dlv_embed_tokens: one sequence of raw ids with at most one image
      * token, whose position takes the image's features (ids and image
      * validated by the caller); out host [embed dim], L2-normalised when

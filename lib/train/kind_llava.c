@@ -393,17 +393,42 @@ static dlv_status prepare(void *state, dlv_trainer *t, const dlv_train_example *
     k->s.longs = calloc(n, sizeof *k->s.longs);
     const size_t px = (size_t)(k->d.vision.channels * k->d.vision.image_size *
                                k->d.vision.image_size);
+    const int64_t max_pos = tc->max_position_embeddings;
+    const int64_t img_pos = dlv_llava_image_positions(&k->params, k->d.n_features);
+    if (img_pos > max_pos)
+        return dlv_error(DLV_E_INVALID_ARG, "%s: the image prompt has %lld positions (%lld "
+                         "image features and the prompt), more than the model's "
+                         "max_position_embeddings (%lld)", dlv_model_dir(m), (long long)img_pos,
+                         (long long)k->d.n_features, (long long)max_pos);
     float *host_px = malloc(n * px * sizeof *host_px);
     dlv_status st = k->s.caps && k->s.longs && host_px ? DLV_OK
                                                          : dlv_error_nomem("batch", n * px * 4);
     for (size_t i = 0; i < n && !st; i++) {
+        int64_t cut = 0;
         st = dlv_prompts_text_ids(&k->prompts, tok, ex[i].caption, strlen(ex[i].caption),
                                   &k->s.caps[i]);
+        if (!st) st = dlv_llava_text_fit(&k->params, &k->s.caps[i], max_pos, cfg->truncate, &cut);
         if (st) st = dlv_error_prefix(st, "example %zu: caption", i);
         if (!st && ntp && ex[i].long_caption) {
             st = tokenize(tok, ex[i].long_caption, (int32_t)tc->eos_token_id, "long caption", i,
                           &k->s.longs[i]);
-            k->s.ntp_total += (int64_t)k->s.longs[i].n;
+            /* The next-token sequence is the image prompt, then the long
+             * caption's ids but its EOS (which is only a target). */
+            dlv_ids *lc = &k->s.longs[i];
+            const int64_t n_seq = img_pos + (int64_t)lc->n - 1;
+            if (!st && n_seq > max_pos && cfg->truncate && img_pos + 1 <= max_pos) {
+                /* Keep the first ids that fit, then the EOS target. */
+                const size_t keep = (size_t)(max_pos - img_pos + 1);
+                lc->v[keep - 1] = lc->v[lc->n - 1];
+                lc->n = keep;
+            } else if (!st && n_seq > max_pos)
+                st = dlv_error(DLV_E_INVALID_ARG, "example %zu: long caption: the next-token "
+                               "sequence (image prompt and long caption) has %lld positions, "
+                               "more than the model's max_position_embeddings (%lld): shorten "
+                               "it by %lld tokens, or truncate (--truncate, "
+                               "dlv_session_options_set_truncate)", i, (long long)n_seq,
+                               (long long)max_pos, (long long)(n_seq - max_pos));
+            if (!st) k->s.ntp_total += (int64_t)lc->n;
         }
         if (!st) st = dlv_image_to_pixels(pc, ex[i].image, NULL, host_px + i * px, px);
         if (st) st = dlv_error_prefix(st, "example %zu", i);

@@ -49,6 +49,8 @@ void dlv_train_config_defaults(dlv_train_config *c)
 const dlv_model *dlv_trainer_model(const dlv_trainer *t) { return t->m; }
 dlv_backend *dlv_trainer_backend(const dlv_trainer *t) { return t->be; }
 const dlv_train_config *dlv_trainer_config(const dlv_trainer *t) { return &t->cfg; }
+
+void dlv_trainer_set_truncate(dlv_trainer *t, int truncate) { t->cfg.truncate = truncate; }
 int64_t dlv_trainer_steps(const dlv_trainer *t) { return t ? t->step : 0; }
 
 /* xoshiro256** seeded through splitmix64. */

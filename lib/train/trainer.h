@@ -45,6 +45,8 @@ typedef struct dlv_train_config {
     int64_t micro_batch;        /* 0: the whole batch at once */
     int recompute;              /* activation recomputation per layer */
     int cache_features;         /* cache frozen image features by file */
+    int truncate;               /* cut captions that do not fit the positions: the
+                                 * session's option, not saved in checkpoints */
 } dlv_train_config;
 
 void dlv_train_config_defaults(dlv_train_config *c);
@@ -57,6 +59,9 @@ typedef struct dlv_train_example {
 } dlv_train_example;
 
 typedef struct dlv_trainer dlv_trainer;
+
+/* Sets the trainer's truncation (the session's option) after new or load. */
+void dlv_trainer_set_truncate(dlv_trainer *t, int truncate);
 
 /* A trainer for model m (its kind picked from the model) computing on be,
  * starting from adapter `from` (kinds with adapters; may be NULL: the

@@ -205,6 +205,24 @@ try:
     rc, o, e = run("encode-text", *M, "--file", lines, "--out", out)
     check(rc == 1 and lines in e and "line 2" in e and one_line(e),
           "encode-text: a NUL byte is an error naming the file and line")
+    # A text longer than the model's 256 positions: refused before any
+    # encoding, naming FILE:LINE and the limit; --truncate cuts it and says so.
+    huge = " ".join(["word"] * 300)
+    with open(lines, "w") as f:
+        f.write("ok\nfine\n" + huge + "\n")
+    if os.path.exists(out):
+        os.unlink(out)
+    rc, o, e = run("encode-text", *M, "--file", lines, "--out", out)
+    check(rc == 1 and (lines + ":3:") in e and "(256)" in e and "--truncate" in e and
+          one_line(e) and not os.path.exists(out),
+          "encode-text: a text longer than max_position_embeddings is refused naming FILE:LINE")
+    rc, o, e = run("encode-text", *M, "--truncate", "--file", lines, "--out", out)
+    shape, fl = npy() if rc == 0 else ((), [])
+    check(rc == 0 and shape == (3, D) and "truncated" in e and (lines + ":3") in e,
+          "encode-text --truncate: the long text is cut, with a note naming it")
+    rc, o, e = run("score", *M, "--image", img_a, "--text", "ok", huge)
+    check(rc == 1 and "text 2" in e and "(256)" in e and one_line(e),
+          "score: a text longer than max_position_embeddings is refused naming it")
 
     # ---- score ---------------------------------------------------------
     s_imgs, s_txts = [img_a, img_b, img_c], texts[:4]

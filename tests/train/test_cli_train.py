@@ -248,6 +248,26 @@ try:
     rc, _, e = run("train", *B, "--out", out("badf"), "--on-bad-example", "fail")
     check(rc == 1 and "bad.jsonl:2" in e and "bad example" in e and not os.path.exists(out("badf")),
           "--on-bad-example fail: exit 1 naming line 2, nothing written: " + e.strip())
+    # Captions longer than the model's 256 positions (issue 15): a bad example
+    # naming FILE:LINE and the limit before any step runs, or cut with --truncate.
+    huge = " ".join(["word"] * 300)
+    long_rows = [rows[0], {"image": "img/1.png", "caption": huge}, rows[2],
+                 {"image": "img/3.png", "caption": "fine", "long_caption": huge}]
+    longd = os.path.join(tmp, "long.jsonl")
+    with open(longd, "w") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in long_rows))
+    L = ["--model", model, "--data", longd, "--threads", "2", "--batch", "2"]
+    rc, _, e = run("train", *L, "--out", out("longf"), "--on-bad-example", "fail")
+    check(rc == 1 and "long.jsonl:2" in e and "caption" in e and "(256)" in e
+          and not os.path.exists(out("longf")),
+          "a caption longer than the model: exit 1 naming line 2 and the limit: " + e.strip())
+    rc, _, e = run("train", *L, "--out", out("longs"), "--steps", "1")
+    check(rc == 0 and "long.jsonl:2" in e and "long.jsonl:4" in e and "long caption" in e,
+          "too-long captions and long captions are skipped as bad examples: " + e.strip()[-300:])
+    rc, _, e = run("train", *L, "--out", out("longt"), "--truncate", "--steps", "2")
+    check(rc == 0 and "2 caption(s) longer than the model's positions are truncated" in e
+          and "skipped" not in e,
+          "--truncate: the long captions are cut, with a note: " + e.strip()[-300:])
     with open(out("allbad.jsonl"), "w") as f:
         f.write(json.dumps({"image": "img/missing.png", "caption": "x"}) + "\n")
     rc, _, e = run("train", "--model", model, "--data", out("allbad.jsonl"), "--out",

@@ -319,6 +319,103 @@ static void test_errors(void **state)
     rm_tree(root);
 }
 
+/* A caption of about n tokens (the tiny tokenizer has few merges). */
+static char *long_text(size_t words, const char *tail)
+{
+    size_t cap = words * 6 + strlen(tail) + 1;
+    char *t = malloc(cap);
+    assert_non_null(t);
+    t[0] = '\0';
+    for (size_t i = 0; i < words; i++) strcat(t, i ? " word" : "word");
+    strcat(t, tail);
+    return t;
+}
+
+static dlv_session *truncating_session(int truncate)
+{
+    dlv_session_options *so = NULL;
+    check(dlv_session_options_new(&so), "session options");
+    check(dlv_session_options_set_truncate(so, truncate), "truncate");
+    dlv_session *s = NULL;
+    check(dlv_session_new(model, so, &s), "session");
+    dlv_session_options_free(so);
+    return s;
+}
+
+/* Issue 15: a text whose sequence is longer than max_position_embeddings
+ * (256 here) is refused naming it and the limit, or cut from its end with
+ * the truncate option; the same in training, for short and long captions;
+ * dlv_text_positions tells before anything runs. */
+static void test_sequence_limits(void **state)
+{
+    (void)state;
+    char *longer = long_text(200, ""), *other = long_text(200, " and then something else");
+    dlv_session *s = truncating_session(0);
+    size_t pos = 0, max = 0;
+    check(dlv_text_positions(s, "sky", DLV_POSITIONS_TEXT, &pos, &max), "positions");
+    assert_int_equal(max, 256);
+    assert_true(pos > 3 && pos < 64);
+    check(dlv_text_positions(s, longer, DLV_POSITIONS_TEXT, &pos, &max), "positions");
+    assert_true(pos > max);
+    size_t after = 0;
+    check(dlv_text_positions(s, "sky", DLV_POSITIONS_AFTER_IMAGE, &after, &max), "positions");
+    assert_true(after > 3);
+    assert_int_equal(dlv_text_positions(s, "sky", 7, &pos, &max), DLV_E_INVALID_ARG);
+
+    float *e = malloc(3 * dim * sizeof *e);
+    assert_non_null(e);
+    const char *texts[3] = {"sky", longer, other};
+    assert_int_equal(dlv_encode_text(s, texts, 2, e, 2 * dim), DLV_E_INVALID_ARG);
+    assert_non_null(strstr(dlv_last_error(), "texts[1]"));
+    assert_non_null(strstr(dlv_last_error(), "max_position_embeddings (256)"));
+
+    /* Training refuses it too, naming the example, before any compute. */
+    dlv_train_options *o = NULL;
+    check(dlv_train_options_new(&o), "options");
+    check(dlv_train_begin(s, o), "dlv_train_begin");
+    dlv_image *img = NULL;
+    char p[4096];
+    snprintf(p, sizeof p, "%s/img0.png", images_dir);
+    check(dlv_image_from_file(p, &img), p);
+    dlv_batch *b = NULL;
+    check(dlv_batch_new(&b), "batch");
+    check(dlv_batch_add(b, img, "sky", NULL), "add");
+    check(dlv_batch_add(b, img, longer, NULL), "add");
+    dlv_train_stats st = DLV_TRAIN_STATS_INIT;
+    assert_int_equal(dlv_train_step(s, b, &st), DLV_E_INVALID_ARG);
+    assert_non_null(strstr(dlv_last_error(), "example 1: caption"));
+    assert_non_null(strstr(dlv_last_error(), "(256)"));
+    dlv_batch_free(b);
+    check(dlv_batch_new(&b), "batch");
+    check(dlv_batch_add(b, img, "sky", longer), "add");
+    check(dlv_batch_add(b, img, "a cat", NULL), "add");
+    assert_int_equal(dlv_train_step(s, b, &st), DLV_E_INVALID_ARG);
+    assert_non_null(strstr(dlv_last_error(), "example 0: long caption"));
+    dlv_session_free(s);
+
+    /* With truncate: the caption is cut from its end, so texts that agree
+     * up to the limit have one embedding; training runs. */
+    s = truncating_session(1);
+    check(dlv_encode_text(s, texts, 3, e, 3 * dim), "encode with truncate");
+    /* (rows of one batch agree to rounding: GEMM blocking differs by row) */
+    const double same = max_diff(e + dim, e + 2 * dim, dim);
+    assert_true(same < 1e-5);
+    assert_true(max_diff(e, e + dim, dim) > 1e-3);
+    check(dlv_train_begin(s, o), "dlv_train_begin");
+    check(dlv_batch_add(b, img, longer, other), "add");
+    check(dlv_train_step(s, b, &st), "a step with truncated captions");
+    assert_true(isfinite(st.loss));
+    printf("sequence limits: a %zu-position text refused at 256 (encode, caption, long caption); "
+           "truncated, two texts equal up to the limit embed alike (|diff| %.1e)\n", pos, same);
+    dlv_batch_free(b);
+    dlv_image_free(img);
+    dlv_train_options_free(o);
+    dlv_session_free(s);
+    free(e);
+    free(longer);
+    free(other);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -338,6 +435,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_feature_cache),
         cmocka_unit_test(test_kill_during_save),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_sequence_limits),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     dlv_model_free(model);

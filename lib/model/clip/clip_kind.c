@@ -83,8 +83,10 @@ static dlv_status encode_images(const dlv_model *m, dlv_backend *be, const void 
 }
 
 static dlv_status encode_texts(const dlv_model *m, dlv_backend *be, const void *view,
-                               const char *const *texts, size_t n, float *out)
+                               const char *const *texts, size_t n, size_t first, int truncate,
+                               float *out)
 {
+    (void)truncate; /* CLIP always truncates (dlv_clip_tokenize) */
     const dlv_clip_config *cfg = dlv_model_clip(m);
     const size_t P = (size_t)cfg->projection_dim;
     int32_t **ids = calloc(n, sizeof *ids);
@@ -93,7 +95,7 @@ static dlv_status encode_texts(const dlv_model *m, dlv_backend *be, const void *
     dlv_status st = ids && lens ? DLV_OK : dlv_error_nomem("text batch", n * 16);
     for (size_t i = 0; i < n && !st; i++) {
         st = dlv_clip_tokenize(m, texts[i], &ids[i], &lens[i]);
-        if (st) st = dlv_error_prefix(st, "texts[%zu]", i);
+        if (st) st = dlv_error_prefix(st, "texts[%zu]", first + i);
     }
     if (!st) st = dlv_buffer_alloc(be, n * P * sizeof(float), &buf);
     float *demb = dlv_buffer_ptr(&buf);
@@ -107,6 +109,25 @@ static dlv_status encode_texts(const dlv_model *m, dlv_backend *be, const void *
     free(ids);
     free(lens);
     return st ? dlv_error_prefix(st, "%s", dlv_model_dir(m)) : DLV_OK;
+}
+
+static dlv_status text_positions(const dlv_model *m, const void *view, const char *text,
+                                 int what, size_t *positions, size_t *max_positions)
+{
+    (void)view;
+    if (what != DLV_POSITIONS_TEXT)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: a CLIPModel has no image-then-text sequences",
+                         dlv_model_dir(m));
+    const dlv_tokenizer *tok = dlv_model_get_tokenizer(m);
+    if (!tok)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s has no tokenizer (tokenizer.json) to tokenize "
+                         "texts with", dlv_model_dir(m));
+    dlv_ids ids = {0};
+    dlv_status st = dlv_tokenizer_encode(tok, text, strlen(text), 1, &ids);
+    *positions = ids.n;
+    *max_positions = (size_t)dlv_model_clip(m)->text.max_position_embeddings;
+    dlv_ids_free(&ids);
+    return st;
 }
 
 static dlv_status model_logit_scale(const dlv_model *m, float *out)
@@ -124,6 +145,7 @@ const dlv_model_kind dlv_model_kind_clip = {
     .view_free = view_free,
     .encode_images = encode_images,
     .encode_texts = encode_texts,
+    .text_positions = text_positions,
     .embed_tokens = NULL,
     .model_logit_scale = model_logit_scale,
 };

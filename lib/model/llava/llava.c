@@ -49,6 +49,43 @@ int64_t dlv_llava_embed_position(const dlv_seq_part parts[DLV_LLAVA_SEQ_PARTS])
     return n - 1;
 }
 
+int64_t dlv_llava_text_positions(const dlv_llava_params *p, const dlv_text_ids *t)
+{
+    const int64_t soft = p->text_prompt ? p->n_text_prompt : (int64_t)t->instr.n;
+    return (p->prompts->add_bos ? 1 : 0) + (int64_t)t->head.n + soft + (int64_t)t->tail.n;
+}
+
+int64_t dlv_llava_image_positions(const dlv_llava_params *p, int64_t n_features)
+{
+    const dlv_prompt_side *s = &p->prompts->image;
+    const int64_t soft = p->image_prompt ? p->n_image_prompt : (int64_t)s->instruction.n;
+    return (p->prompts->add_bos ? 1 : 0) + (int64_t)s->prefix.n + n_features + soft +
+           (int64_t)s->suffix.n;
+}
+
+dlv_status dlv_llava_text_fit(const dlv_llava_params *p, dlv_text_ids *t, int64_t max_positions,
+                              int truncate, int64_t *cut)
+{
+    *cut = 0;
+    const int64_t n = dlv_llava_text_positions(p, t);
+    if (n <= max_positions) return DLV_OK;
+    const int64_t over = n - max_positions, keep = (int64_t)p->prompts->text.prefix.n;
+    if (truncate && (int64_t)t->head.n - over >= keep) {
+        t->head.n -= (size_t)over;
+        *cut = over;
+        return DLV_OK;
+    }
+    if (truncate)
+        return dlv_error(DLV_E_INVALID_ARG, "the text prompt has %lld positions without any "
+                         "caption, more than the model's max_position_embeddings (%lld)",
+                         (long long)(n - ((int64_t)t->head.n - keep)),
+                         (long long)max_positions);
+    return dlv_error(DLV_E_INVALID_ARG, "the text prompt has %lld positions, more than the "
+                     "model's max_position_embeddings (%lld): shorten the text by %lld "
+                     "tokens, or truncate (--truncate, dlv_session_options_set_truncate)",
+                     (long long)n, (long long)max_positions, (long long)over);
+}
+
 dlv_status dlv_llava_run_seqs(const dlv_model *m, dlv_backend *be, const dlv_llava_params *p,
                               const dlv_seq *seqs, int64_t n, int normalize, float *out)
 {

@@ -47,6 +47,18 @@ void dlv_llava_side_parts(const dlv_llava_params *p, int image_side, const int32
  * continuation) in a sequence of these parts. */
 int64_t dlv_llava_embed_position(const dlv_seq_part parts[DLV_LLAVA_SEQ_PARTS]);
 
+/* The positions of a text side's sequence for t, and of the image side's
+ * (n_features image rows) before any continuation. */
+int64_t dlv_llava_text_positions(const dlv_llava_params *p, const dlv_text_ids *t);
+int64_t dlv_llava_image_positions(const dlv_llava_params *p, int64_t n_features);
+
+/* Makes t's sequence fit max_positions: nothing when it does; with truncate
+ * the caption's last tokens are cut (never the prompt's prefix: *cut says
+ * how many); else, or when even that cannot fit, DLV_E_INVALID_ARG naming
+ * both numbers. */
+dlv_status dlv_llava_text_fit(const dlv_llava_params *p, dlv_text_ids *t, int64_t max_positions,
+                              int truncate, int64_t *cut);
+
 /* Inference: the sequences -> out [n, hidden] (device), the final-norm
  * hidden state at each sequence's last position, L2-normalised when
  * normalize. */

@@ -84,6 +84,22 @@ static dlv_status finish_out(dlv_buffer *buf, size_t off_floats, size_t n_floats
     return st;
 }
 
+/* The image side must fit the model's positions: a model whose features
+ * and image prompt are longer is refused before anything runs. */
+static dlv_status check_image_positions(const dlv_model *m, const dlv_llava_params *p)
+{
+    dlv_llava_dims d;
+    dlv_llava_dims_of(dlv_model_config(m), &d);
+    const int64_t n = dlv_llava_image_positions(p, d.n_features);
+    const int64_t max = dlv_model_config(m)->text.max_position_embeddings;
+    if (n > max)
+        return dlv_error(DLV_E_INVALID_ARG, "%s: the image prompt has %lld positions (%lld "
+                         "image features and the prompt), more than the model's "
+                         "max_position_embeddings (%lld)", dlv_model_dir(m), (long long)n,
+                         (long long)d.n_features, (long long)max);
+    return DLV_OK;
+}
+
 static dlv_status encode_images(const dlv_model *m, dlv_backend *be, const void *view,
                                 const dlv_image *const *images, size_t n, float *out)
 {
@@ -92,6 +108,8 @@ static dlv_status encode_images(const dlv_model *m, dlv_backend *be, const void 
     if (!pc)
         return dlv_error(DLV_E_UNSUPPORTED, "%s has no preprocessor_config.json",
                          dlv_model_dir(m));
+    dlv_status pst = check_image_positions(m, p);
+    if (pst) return pst;
     dlv_llava_dims d;
     dlv_llava_dims_of(dlv_model_config(m), &d);
     const int64_t H = d.text.hidden, F = d.n_features;
@@ -126,7 +144,8 @@ static dlv_status encode_images(const dlv_model *m, dlv_backend *be, const void 
 }
 
 static dlv_status encode_texts(const dlv_model *m, dlv_backend *be, const void *view,
-                               const char *const *texts, size_t n, float *out)
+                               const char *const *texts, size_t n, size_t first, int truncate,
+                               float *out)
 {
     const dlv_llava_params *p = view;
     const dlv_tokenizer *tok = dlv_model_get_tokenizer(m);
@@ -143,8 +162,12 @@ static dlv_status encode_texts(const dlv_model *m, dlv_backend *be, const void *
     for (size_t i = 0; i < n && !st; i++) {
         /* The caption inside the text prompt, tokenized as one string. */
         st = dlv_prompts_text_ids(p->prompts, tok, texts[i], strlen(texts[i]), &ids[i]);
+        int64_t cut = 0;
+        if (!st)
+            st = dlv_llava_text_fit(p, &ids[i], dlv_model_config(m)->text.max_position_embeddings,
+                                    truncate, &cut);
         if (st) {
-            st = dlv_error_prefix(st, "texts[%zu]", i);
+            st = dlv_error_prefix(st, "texts[%zu]", first + i);
             break;
         }
         const dlv_seq_part none = {0};
@@ -158,6 +181,34 @@ static dlv_status encode_texts(const dlv_model *m, dlv_backend *be, const void *
     free(parts);
     free(seqs);
     return finish_out(&buf, 0, n * (size_t)H, out, st);
+}
+
+static dlv_status text_positions(const dlv_model *m, const void *view, const char *text,
+                                 int what, size_t *positions, size_t *max_positions)
+{
+    const dlv_llava_params *p = view;
+    const dlv_tokenizer *tok = dlv_model_get_tokenizer(m);
+    if (!tok)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s has no tokenizer (tokenizer.json or "
+                         "tokenizer.model) to tokenize texts with", dlv_model_dir(m));
+    *max_positions = (size_t)dlv_model_config(m)->text.max_position_embeddings;
+    dlv_status st;
+    if (what == DLV_POSITIONS_TEXT) {
+        dlv_text_ids t;
+        st = dlv_prompts_text_ids(p->prompts, tok, text, strlen(text), &t);
+        if (!st) *positions = (size_t)dlv_llava_text_positions(p, &t);
+        dlv_text_ids_free(&t);
+        return st;
+    }
+    /* Training's next-token sequence: the image prompt, then the long
+     * caption's ids (its EOS is only a target). */
+    dlv_llava_dims d;
+    dlv_llava_dims_of(dlv_model_config(m), &d);
+    dlv_ids ids = {0};
+    st = dlv_tokenizer_encode(tok, text, strlen(text), 0, &ids);
+    if (!st) *positions = (size_t)dlv_llava_image_positions(p, d.n_features) + ids.n;
+    dlv_ids_free(&ids);
+    return st;
 }
 
 static dlv_status embed_tokens(const dlv_model *m, dlv_backend *be, const void *view,
@@ -204,5 +255,6 @@ const dlv_model_kind dlv_model_kind_llava = {
     .view_free = view_free,
     .encode_images = encode_images,
     .encode_texts = encode_texts,
+    .text_positions = text_positions,
     .embed_tokens = embed_tokens,
 };

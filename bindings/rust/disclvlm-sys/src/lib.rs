@@ -46,6 +46,8 @@ pub const DLV_E_BUFFER_TOO_SMALL: dlv_status = 10;
 pub const DLV_EMBED_HIDDEN: c_uint = 1;
 pub const DLV_TOKENIZE_ADD_SPECIAL: c_uint = 1;
 pub const DLV_DETOKENIZE_SKIP_SPECIAL: c_uint = 1;
+pub const DLV_POSITIONS_TEXT: c_int = 0;
+pub const DLV_POSITIONS_AFTER_IMAGE: c_int = 1;
 
 // ---- Handles ---------------------------------------------------------------
 
@@ -137,6 +139,10 @@ extern "C" {
         opts: *mut dlv_session_options,
         n_threads: c_int,
     ) -> dlv_status;
+    pub fn dlv_session_options_set_truncate(
+        opts: *mut dlv_session_options,
+        truncate: c_int,
+    ) -> dlv_status;
     pub fn dlv_session_new(
         model: *mut dlv_model,
         opts: *const dlv_session_options,
@@ -197,6 +203,13 @@ extern "C" {
         n: usize,
         out: *mut f32,
         out_len: usize,
+    ) -> dlv_status;
+    pub fn dlv_text_positions(
+        session: *mut dlv_session,
+        text: *const c_char,
+        what: c_int,
+        positions: *mut usize,
+        max_positions: *mut usize,
     ) -> dlv_status;
     pub fn dlv_embed_tokens(
         session: *mut dlv_session,
