@@ -23,7 +23,13 @@ from ._core import (Batch, Model, Session, Tokenizer, TrainStats, build_features
                     library_version)
 from ._ffi import library_path
 
-__version__ = "0.1.0"
+try:
+    # Written by the build from meson.build's version (python/_version.py.in).
+    from ._version import __version__
+except ImportError:
+    # The source tree used in place (PYTHONPATH=python with DISCLVLM_LIBRARY)
+    # has no _version.py: it is the version of the library it runs with.
+    __version__ = library_version()
 
 __all__ = [
     "Model", "Session", "Batch", "Tokenizer", "TrainStats", "library_version", "build_features",

@@ -2,9 +2,12 @@
 
 The library is looked up, in order, at:
 
-1. ``disclvlm/_lib/libdisclvlm.so.1`` next to this file (the copy a wheel
-   bundles);
-2. the path in the ``DISCLVLM_LIBRARY`` environment variable;
+1. ``disclvlm/_lib/libdisclvlm.so.1`` next to this file (the copy the wheel
+   installs, built with the package: pyproject.toml, lib/meson.build; a
+   manylinux wheel finds its dependencies through its run path in
+   ``disclvlm.libs/``);
+2. the path in the ``DISCLVLM_LIBRARY`` environment variable (developers:
+   the source tree's package with a build tree's library);
 3. ``ctypes.util.find_library("disclvlm")`` (an installed copy).
 
 ``ctypes.CDLL`` releases the GIL for the duration of every foreign call, so

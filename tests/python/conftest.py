@@ -1,7 +1,7 @@
 """Fixtures for the disclvlm Python package tests: tiny generated checkpoints
 and small PNG files written with zlib + struct (no Pillow needed).
 
-Environment (set by run_python_tests.sh; defaults work from a source tree):
+Environment (set by run_python_tests.sh and wheel_ci.sh; defaults work from a source tree):
   DISCLVLM_GEN_TINY   tests/gen_tiny_checkpoint.py
   DISCLVLM_CLI        the disclvlm tool of the same build (for exact comparisons)
   DISCLVLM_TEST_DATA  tests/image/data (sample JPEGs)

@@ -1,6 +1,8 @@
 """Tests of the installed disclvlm package (ctypes + NumPy over libdisclvlm).
 
-Run by run_python_tests.sh against the wheel installed in a fresh venv. The
+Run against the installed package in a fresh venv: by run_python_tests.sh
+(meson test `python`: the package copied in with the build tree's library)
+and by wheel_ci.sh (CI: the repaired manylinux wheel). The
 embeddings are compared bit for bit with the `disclvlm encode-image /
 encode-text` CLI of the same build (same library code, same inputs, same
 thread count).
