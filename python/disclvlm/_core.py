@@ -314,9 +314,12 @@ class Model(_Owner):
             self._tokenizer = Tokenizer._borrowed(h.value, self)
         return self._tokenizer
 
-    def session(self, threads: Optional[int] = None) -> "Session":
-        """A new Session on this model (threads: None = the model's default)."""
-        return Session(self, threads=self.threads if threads is None else threads)
+    def session(self, threads: Optional[int] = None, truncate: bool = False) -> "Session":
+        """A new Session on this model (threads: None = the model's default;
+        truncate: cut texts longer than the model's positions instead of
+        raising InvalidArgumentError)."""
+        return Session(self, threads=self.threads if threads is None else threads,
+                       truncate=truncate)
 
     def preprocess(self, image: "ImageLike", pad_square: bool = False, exif_rotate: bool = False,
                    max_pixels: Optional[int] = None) -> np.ndarray:
@@ -395,7 +398,8 @@ class Session(_Owner):
 
     _what = "Session"
 
-    def __init__(self, model: Model, threads: Optional[int] = None) -> None:
+    def __init__(self, model: Model, threads: Optional[int] = None,
+                 truncate: bool = False) -> None:
         super().__init__()
         self.model = model  # keeps the model alive while the session is
         self._lock = threading.Lock()
@@ -404,6 +408,7 @@ class Session(_Owner):
         check(_lib.dlv_session_options_new(byref(opts)))
         try:
             check(_lib.dlv_session_options_set_threads(opts, int(threads or 0)))
+            check(_lib.dlv_session_options_set_truncate(opts, 1 if truncate else 0))
             h = c_void_p()
             with model._count_lock:
                 check(_lib.dlv_session_new(model._ptr(), opts, byref(h)))
@@ -471,6 +476,20 @@ class Session(_Owner):
         with self._lock:
             check(_lib.dlv_encode_text(self._ptr(), arr, len(bs), out.ctypes.data, out.size))
         return out
+
+    def text_positions(self, text: str, after_image: bool = False) -> Tuple[int, int]:
+        """(positions, limit): how long the sequence the model runs for
+        ``text`` is (its text prompt; with ``after_image``, an image prompt
+        followed by it, as training's next-token loss runs a long caption)
+        and the model's max_position_embeddings. A text longer than the
+        limit raises InvalidArgumentError when encoded, unless the session
+        truncates."""
+        (b,) = _texts(text)
+        n, m = c_size_t(), c_size_t()
+        with self._lock:
+            check(_lib.dlv_text_positions(self._ptr(), b, 1 if after_image else 0, byref(n),
+                                          byref(m)))
+        return n.value, m.value
 
     def embed_tokens(self, ids: Sequence[int], image: Any = None, hidden: bool = False) -> np.ndarray:
         """The final hidden state at the last position of exactly these token

@@ -269,6 +269,20 @@ def test_bad_texts_and_scores(session):
     assert "not finite" in str(err.value) and err.value.status == 8
 
 
+def test_sequence_limit(model, session):
+    import disclvlm
+    huge = " ".join(["word"] * 300)
+    n, limit = session.text_positions(huge)
+    assert limit == 256 and n > limit
+    assert session.text_positions(huge, after_image=True)[0] > n
+    with pytest.raises(disclvlm.InvalidArgumentError) as e:
+        session.encode_text(["sky", huge])
+    assert "texts[1]" in str(e.value) and "(256)" in str(e.value)
+    with model.session(truncate=True) as s:
+        e2 = s.encode_text([huge, huge + " and more"])
+    assert np.abs(e2[0] - e2[1]).max() < 1e-5
+
+
 def test_text_without_tokenizer(tmp_path):
     d = gen_tiny(tmp_path / "notok", "--vision", "clip", "--text", "llama")
     with disclvlm.Model(d) as m, m.session() as s:
