@@ -82,6 +82,7 @@ typedef struct train_cli {
     uint64_t seed;
     int shuffle, on_bad_fail;
     int ntp_off;          /* --ntp-weight 0: long captions are not used */
+    int no_contrastive;   /* --no-contrastive */
     dlv_train_options *topts;
     char lib_given[256];  /* the optimisation options given, for the --resume note */
 } train_cli;
@@ -173,6 +174,7 @@ static int parse(int argc, char **argv, train_cli *c)
             continue;
         }
         if (!strcmp(a, "--no-contrastive")) {
+            c->no_contrastive = 1;
             if (lib_set(c, a, "contrastive", "0")) return 2;
             continue;
         }
@@ -537,6 +539,35 @@ int cmd_train(int argc, char **argv)
             rc = cli_fail("train");
             goto done;
         }
+    }
+    /* Every output is checked before the first step: a foreign file in
+     * --out, OUT.ckpt or --save-model would otherwise fail after all of them. */
+    if (dlv_train_check_outputs(session, c.out, ckpt, c.save_model) != DLV_OK) {
+        rc = cli_fail("train");
+        goto done;
+    }
+    /* A batch of one example has nothing to contrast with: its contrastive
+     * loss is identically zero, so only the next-token loss can train. */
+    const size_t eff = n < B ? n : B;
+    if (total > 0 && eff == 1 && !c.no_contrastive) {
+        int has_long = 0;
+        for (size_t i = 0; i < n && !has_long; i++) {
+            const dlv_sample *sm = &d.ds.items[d.good[i]];
+            has_long = sm->long_caption && *sm->long_caption;
+        }
+        if (c.ntp_off || !has_long) {
+            fprintf(stderr, "disclvlm train: %s: every batch has one example, whose contrastive "
+                            "loss is identically zero, and there is no next-token loss: nothing "
+                            "would be learned (use --batch 2 or more, and 2 or more examples)\n",
+                    n == 1 ? c.data : "--batch 1");
+            rc = 1;
+            goto done;
+        }
+        fprintf(stderr, "disclvlm train: note: every batch has one example: the contrastive "
+                        "loss is identically zero and only the next-token loss trains\n");
+    } else if (total > 0 && !c.no_contrastive && n > 1 && n % B == 1) {
+        fprintf(stderr, "disclvlm train: note: the last batch of each epoch has one example, "
+                        "whose contrastive loss is zero\n");
     }
     fprintf(stderr, "disclvlm train: %zu examples, batch %zu, %lld steps (%lld per epoch)%s\n", n,
             B, total, n ? (long long)((n + B - 1) / B) : 0LL,

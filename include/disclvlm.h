@@ -316,6 +316,17 @@ DLV_API dlv_status dlv_train_step(dlv_session *session, const dlv_batch *batch,
 DLV_API dlv_status dlv_train_checkpoint_save(dlv_session *session, const char *dir);
 DLV_API dlv_status dlv_train_checkpoint_load(dlv_session *session, const char *dir);
 
+/* Before the first step: whether dlv_adapter_save(adapter_dir),
+ * dlv_train_checkpoint_save(checkpoint_dir) and dlv_train_save_model(model_dir)
+ * would be allowed (any may be NULL: not asked; adapter_dir is ignored for a
+ * model without adapters): each directory absent with a writable parent,
+ * or holding only the files that save writes. The error is the one the save
+ * would give (DLV_E_IO naming the directory and the foreign file), so a run
+ * can fail before its work rather than after. The checkpoint and model
+ * directories need a training session (dlv_train_begin or _checkpoint_load). */
+DLV_API dlv_status dlv_train_check_outputs(dlv_session *session, const char *adapter_dir,
+                                           const char *checkpoint_dir, const char *model_dir);
+
 /* Writes the model as it is being trained (the "projector", "llm" and
  * "vision" sets change the model's own weights) as a Hugging Face LLaVA
  * directory that dlv_model_load and transformers load: config.json,

@@ -6,6 +6,8 @@
 #include "api/train_options.h"
 #include "core/array.h"
 #include "core/error.h"
+#include "core/fs.h"
+#include "model/adapter.h"
 #include "model/kind.h"
 #include "model/model.h"
 #include "train/trainer.h"
@@ -133,6 +135,23 @@ DLV_API dlv_status dlv_train_checkpoint_load(dlv_session *session, const char *d
     dlv_trainer_free(session->trainer);
     session->trainer = t;
     return DLV_OK;
+}
+
+DLV_API dlv_status dlv_train_check_outputs(dlv_session *session, const char *adapter_dir,
+                                          const char *checkpoint_dir, const char *model_dir)
+{
+    static const char fn[] = "dlv_train_check_outputs";
+    if (!session) return dlv_error(DLV_E_INVALID_ARG, "%s: session is NULL", fn);
+    if ((checkpoint_dir || model_dir) && !session->trainer)
+        return dlv_error(DLV_E_INVALID_ARG, "%s: the session is not training (call "
+                         "dlv_train_begin or dlv_train_checkpoint_load first)", fn);
+    dlv_status st = DLV_OK;
+    /* A model without adapters saves none: nothing to check. */
+    if (adapter_dir && dlv_model_kind_of(session->model)->has_adapters)
+        st = dlv_dir_save_check(adapter_dir, dlv_adapter_files);
+    if (!st && session->trainer)
+        st = dlv_trainer_check_outputs(session->trainer, checkpoint_dir, model_dir);
+    return st ? dlv_error_prefix(st, "%s", fn) : DLV_OK;
 }
 
 DLV_API dlv_status dlv_train_save_model(dlv_session *session, const char *dir, const char *dtype)

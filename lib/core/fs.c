@@ -234,6 +234,29 @@ static char *parent_of(const char *path)
     return parent;
 }
 
+dlv_status dlv_dir_save_check(const char *dir, const char *const *known)
+{
+    struct stat sb;
+    if (stat(dir, &sb) == 0) {
+        if (!S_ISDIR(sb.st_mode))
+            return dlv_error(DLV_E_IO, "%s: exists and is not a directory", dir);
+        dlv_status st = check_only_known(dir, known);
+        if (st) return st;
+    } else if (errno != ENOENT)
+        return dlv_error(DLV_E_IO, "%s: %s", dir, strerror(errno));
+    /* The save makes a sibling temporary and renames it: the parent must be
+     * a writable directory. */
+    char *parent = parent_of(dir);
+    if (!parent) return dlv_error_nomem("a path", strlen(dir) + 1);
+    dlv_status st = DLV_OK;
+    if (stat(parent, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        st = dlv_error(DLV_E_IO, "%s: the directory %s does not exist", dir, parent);
+    else if (access(parent, W_OK | X_OK) != 0)
+        st = dlv_error(DLV_E_IO, "%s: cannot write in %s: %s", dir, parent, strerror(errno));
+    free(parent);
+    return st;
+}
+
 dlv_status dlv_dir_save_begin(const char *dir, const char *const *known, char **tmp)
 {
     *tmp = NULL;

@@ -37,6 +37,10 @@ dlv_status dlv_write_file_atomic(const char *path, const void *data, size_t n);
  * it) rather than deleted. begin creates the temporary (*tmp, free() it). */
 dlv_status dlv_dir_save_begin(const char *dir, const char *const *known, char **tmp);
 dlv_status dlv_dir_save_commit(const char *tmp, const char *dir, const char *const *known);
+/* Whether a save into dir would be allowed, checked before any work: dir
+ * absent with a writable parent directory, or a writable directory holding
+ * only entries named in known. The error is the one the save would give. */
+dlv_status dlv_dir_save_check(const char *dir, const char *const *known);
 /* Removes the temporary directory and the known files in it. */
 void dlv_dir_save_abort(const char *tmp, const char *const *known);
 

@@ -24,6 +24,7 @@ typedef struct dlv_train_kind {
     const char *name;                /* "llava", "clip" */
     /* Files a checkpoint directory may hold (NULL-terminated). */
     const char *const *checkpoint_files;
+    const char *const *model_files;       /* what save_model writes */
 
     /* Set-up: validates cfg for the model, reserves the trainable set
      * (dlv_trainer_reserve), and after the core allocated the buffers,

@@ -276,6 +276,7 @@ static const void *encode_view(void *state) { return &((clip_state *)state)->w; 
 const dlv_train_kind dlv_train_kind_clip = {
     .name = "clip",
     .checkpoint_files = checkpoint_files,
+    .model_files = model_files,
     .create = create,
     .init = init,
     .destroy = destroy,

@@ -691,6 +691,7 @@ static const void *encode_view(void *state) { return &((llava_state *)state)->pa
 const dlv_train_kind dlv_train_kind_llava = {
     .name = "llava",
     .checkpoint_files = checkpoint_files,
+    .model_files = model_files,
     .create = create,
     .init = init,
     .destroy = destroy,

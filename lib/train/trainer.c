@@ -491,6 +491,15 @@ static dlv_status save_state(const dlv_trainer *t, const char *dir)
     return st;
 }
 
+dlv_status dlv_trainer_check_outputs(const dlv_trainer *t, const char *ckpt_dir,
+                                     const char *model_dir)
+{
+    dlv_status st = DLV_OK;
+    if (ckpt_dir) st = dlv_dir_save_check(ckpt_dir, t->kind->checkpoint_files);
+    if (!st && model_dir) st = dlv_dir_save_check(model_dir, t->kind->model_files);
+    return st;
+}
+
 dlv_status dlv_trainer_save(dlv_trainer *t, const char *dir)
 {
     const char *const *files = t->kind->checkpoint_files;

@@ -60,6 +60,11 @@ typedef struct dlv_train_example {
 
 typedef struct dlv_trainer dlv_trainer;
 
+/* Whether saving a checkpoint into ckpt_dir and the model into model_dir
+ * (either NULL: not asked) would be allowed (dlv_dir_save_check). */
+dlv_status dlv_trainer_check_outputs(const dlv_trainer *t, const char *ckpt_dir,
+                                     const char *model_dir);
+
 /* Sets the trainer's truncation (the session's option) after new or load. */
 void dlv_trainer_set_truncate(dlv_trainer *t, int truncate);
 

@@ -268,6 +268,31 @@ try:
     check(rc == 0 and "2 caption(s) longer than the model's positions are truncated" in e
           and "skipped" not in e,
           "--truncate: the long captions are cut, with a note: " + e.strip()[-300:])
+    # Outputs are checked before the first step (issue 15): a foreign file in
+    # --out or --save-model fails at once, and no OUT.ckpt is left behind.
+    os.makedirs(out("foreign"))
+    with open(out("foreign/notes.txt"), "w") as f:
+        f.write("mine\n")
+    rc, _, e = run("train", *M, "--out", out("foreign"), "--steps", "2", "--log",
+                   out("foreign.jsonl"))
+    check(rc == 1 and "notes.txt" in e and "step 1/" not in e
+          and not os.path.exists(out("foreign.ckpt")) and os.path.exists(out("foreign/notes.txt")),
+          "a foreign file in --out: exit 1 before any step, no checkpoint left: " + e.strip())
+    rc, _, e = run("train", *M, "--out", out("fine"), "--steps", "2", "--save-model",
+                   out("foreign"))
+    check(rc == 1 and "notes.txt" in e and "step 1/" not in e and not os.path.exists(out("fine")),
+          "a foreign file in --save-model: exit 1 before any step: " + e.strip())
+    # One example per batch: the contrastive loss is identically zero.
+    with open(out("one.jsonl"), "w") as f:
+        f.write(json.dumps(rows[0]) + "\n")
+    rc, _, e = run("train", "--model", model, "--data", out("one.jsonl"), "--out", out("one"),
+                   "--ntp-weight", "0")
+    check(rc == 1 and "identically zero" in e and "nothing would be learned" in e,
+          "one example, no next-token loss: exit 1 saying the loss is zero: " + e.strip())
+    rc, _, e = run("train", *M, "--out", out("b1"), "--batch", "1", "--steps", "1")
+    check(rc == 0 and "identically zero" in e,
+          "--batch 1 with long captions: a note that only the next-token loss trains: "
+          + e.strip()[-200:])
     with open(out("allbad.jsonl"), "w") as f:
         f.write(json.dumps({"image": "img/missing.png", "caption": "x"}) + "\n")
     rc, _, e = run("train", "--model", model, "--data", out("allbad.jsonl"), "--out",

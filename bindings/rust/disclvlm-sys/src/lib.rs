@@ -257,6 +257,12 @@ extern "C" {
     ) -> dlv_status;
     pub fn dlv_train_checkpoint_save(session: *mut dlv_session, dir: *const c_char) -> dlv_status;
     pub fn dlv_train_checkpoint_load(session: *mut dlv_session, dir: *const c_char) -> dlv_status;
+    pub fn dlv_train_check_outputs(
+        session: *mut dlv_session,
+        adapter_dir: *const c_char,
+        checkpoint_dir: *const c_char,
+        model_dir: *const c_char,
+    ) -> dlv_status;
     pub fn dlv_train_save_model(
         session: *mut dlv_session,
         dir: *const c_char,
