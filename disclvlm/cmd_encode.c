@@ -38,7 +38,7 @@ int cli_run_opt(const char *cmd, int argc, char **argv, int *i, cli_run_opts *o)
     else if (strcmp(a, "--threads") != 0)
         return 0;
     if (*i + 1 >= argc) {
-        fprintf(stderr, "disclvlm %s: option '%s' needs a value\n", cmd, a);
+        fprintf(stderr, "disclvlm: %s: option '%s' needs a value\n", cmd, a);
         return -1;
     }
     const char *v = argv[++*i];
@@ -49,8 +49,9 @@ int cli_run_opt(const char *cmd, int argc, char **argv, int *i, cli_run_opts *o)
     char *end = NULL;
     errno = 0;
     long n = strtol(v, &end, 10);
-    if (errno || end == v || *end || n < 0 || n > INT_MAX) {
-        fprintf(stderr, "disclvlm %s: --threads: '%s' is not a non-negative integer\n", cmd, v);
+    if (errno || end == v || *end || n < 0 || n > 4096) {
+        fprintf(stderr, "disclvlm: %s: --threads: '%s' is not an integer in 0..4096 (0: one "
+                        "per online CPU)\n", cmd, v);
         return -1;
     }
     o->threads = (int)n;
@@ -104,7 +105,7 @@ static void progress_update(progress *p, size_t done, size_t total)
 {
     if (!p->on) return;
     double dt = now_seconds() - p->t0;
-    fprintf(stderr, "\rdisclvlm %s: encoded %zu/%zu %s, %.1f %s/s\033[K", p->cmd, done, total,
+    fprintf(stderr, "\rdisclvlm: %s: encoded %zu/%zu %s, %.1f %s/s\033[K", p->cmd, done, total,
             p->what, dt > 0 ? (double)done / dt : 0.0, p->what);
     fflush(stderr);
     p->shown = 1;
@@ -270,12 +271,12 @@ int cmd_embed(int argc, char **argv)
         } else if ((strcmp(argv[i], "--tokens") == 0 || strcmp(argv[i], "--image") == 0 ||
                     strcmp(argv[i], "--out") == 0) &&
                    i + 1 >= argc) {
-            fprintf(stderr, "disclvlm embed: option '%s' needs a value\n", argv[i]);
+            fprintf(stderr, "disclvlm: embed: option '%s' needs a value\n", argv[i]);
             goto usage_error;
         } else if (strcmp(argv[i], "--tokens") == 0) {
             have_tokens = 1;
             if (!parse_ids(argv[++i], &ids, &n_ids, &cap)) {
-                fprintf(stderr, "disclvlm embed: --tokens: '%s' is not a list of token ids\n",
+                fprintf(stderr, "disclvlm: embed: --tokens: '%s' is not a list of token ids\n",
                         argv[i]);
                 goto usage_error;
             }
@@ -284,19 +285,20 @@ int cmd_embed(int argc, char **argv)
         } else if (strcmp(argv[i], "--out") == 0) {
             out_path = argv[++i];
         } else if (argv[i][0] == '-') {
-            fprintf(stderr, "disclvlm embed: unknown option '%s'\n", argv[i]);
+            fprintf(stderr, "disclvlm: embed: unknown option '%s'\n", argv[i]);
             goto usage_error;
         } else {
-            fprintf(stderr, "disclvlm embed: unexpected argument '%s'\n", argv[i]);
+            fprintf(stderr, "disclvlm: embed: unexpected argument '%s'\n", argv[i]);
             goto usage_error;
         }
     }
     if (!o.model_dir || !have_tokens || !out_path) {
-        embed_usage(stderr);
+        cli_missing("embed", !o.model_dir ? "--model DIR" : !have_tokens ? "--tokens IDS"
+                                                                         : "--out E.npy");
         goto usage_error;
     }
     if (n_ids == 0) {
-        fprintf(stderr, "disclvlm embed: --tokens: no token ids given\n");
+        fprintf(stderr, "disclvlm: embed: --tokens: no token ids given\n");
         goto usage_error;
     }
 
@@ -373,15 +375,16 @@ int cmd_encode_image(int argc, char **argv)
         } else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) {
             out_path = argv[++i];
         } else if (strcmp(argv[i], "--out") == 0) {
-            fprintf(stderr, "disclvlm encode-image: option '--out' needs a value\n");
+            fprintf(stderr, "disclvlm: encode-image: option '--out' needs a value\n");
             goto usage_error;
         } else {
-            fprintf(stderr, "disclvlm encode-image: unknown option '%s'\n", argv[i]);
+            fprintf(stderr, "disclvlm: encode-image: unknown option '%s'\n", argv[i]);
             goto usage_error;
         }
     }
     if (!o.model_dir || !out_path || n == 0) {
-        encode_image_usage(stderr);
+        cli_missing("encode-image", !o.model_dir ? "--model DIR" : !out_path ? "--out E.npy"
+                                                                              : "an IMAGE");
         goto usage_error;
     }
 
@@ -534,23 +537,25 @@ int cmd_encode_text(int argc, char **argv)
             return 0;
         } else if ((strcmp(argv[i], "--out") == 0 || strcmp(argv[i], "--file") == 0) &&
                    i + 1 >= argc) {
-            fprintf(stderr, "disclvlm encode-text: option '%s' needs a value\n", argv[i]);
+            fprintf(stderr, "disclvlm: encode-text: option '%s' needs a value\n", argv[i]);
             goto usage_error;
         } else if (strcmp(argv[i], "--out") == 0) {
             out_path = argv[++i];
         } else if (strcmp(argv[i], "--file") == 0) {
             file = argv[++i];
         } else {
-            fprintf(stderr, "disclvlm encode-text: unknown option '%s'\n", argv[i]);
+            fprintf(stderr, "disclvlm: encode-text: unknown option '%s'\n", argv[i]);
             goto usage_error;
         }
     }
     if (file && n > 0) {
-        fprintf(stderr, "disclvlm encode-text: give TEXT arguments or --file, not both\n");
+        fprintf(stderr, "disclvlm: encode-text: give TEXT arguments or --file, not both\n");
         goto usage_error;
     }
     if (!o.model_dir || !out_path || (n == 0 && !file)) {
-        encode_text_usage(stderr);
+        cli_missing("encode-text", !o.model_dir ? "--model DIR"
+                                   : !out_path  ? "--out E.npy"
+                                                : "a TEXT or --file LINES");
         goto usage_error;
     }
 

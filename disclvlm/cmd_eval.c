@@ -42,7 +42,7 @@ int eval_interrupted(void) { return interrupted != 0; }
 
 static int interrupted_exit(const eval_ctx *c)
 {
-    fprintf(stderr, "\ndisclvlm eval %s: interrupted\n", c->task);
+    fprintf(stderr, "\ndisclvlm: eval %s: interrupted\n", c->task);
     return 130;
 }
 
@@ -50,7 +50,7 @@ int eval_fail(const eval_ctx *c)
 {
     if (interrupted) return interrupted_exit(c);
     const char *m = dlv_error_message();
-    fprintf(stderr, "disclvlm eval %s: %s\n", c->task, *m ? m : "unknown error");
+    fprintf(stderr, "disclvlm: eval %s: %s\n", c->task, *m ? m : "unknown error");
     return 1;
 }
 
@@ -58,7 +58,7 @@ int eval_fail_api(const eval_ctx *c, const char *what)
 {
     if (interrupted) return interrupted_exit(c);
     const char *m = dlv_last_error();
-    fprintf(stderr, "disclvlm eval %s: %s: %s\n", c->task, what, (m && *m) ? m : "unknown error");
+    fprintf(stderr, "disclvlm: eval %s: %s: %s\n", c->task, what, (m && *m) ? m : "unknown error");
     return 1;
 }
 
@@ -66,7 +66,7 @@ int eval_failf(const eval_ctx *c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "disclvlm eval %s: ", c->task);
+    fprintf(stderr, "disclvlm: eval %s: ", c->task);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
@@ -221,10 +221,10 @@ static void progress_tick(progress *p, size_t done)
         size_t fill = p->total ? done * 30 / p->total : 30;
         for (size_t i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
         bar[30] = '\0';
-        fprintf(stderr, "\rdisclvlm eval %s: %s [%s] %zu/%zu, %.1f/s, ETA %s\033[K", p->task,
+        fprintf(stderr, "\rdisclvlm: eval %s: %s [%s] %zu/%zu, %.1f/s, ETA %s\033[K", p->task,
                 p->what, bar, done, p->total, rate, eta);
     } else {
-        fprintf(stderr, "disclvlm eval %s: %s %zu/%zu, %.1f/s, ETA %s\n", p->task, p->what, done,
+        fprintf(stderr, "disclvlm: eval %s: %s %zu/%zu, %.1f/s, ETA %s\n", p->task, p->what, done,
                 p->total, rate, eta);
     }
     fflush(stderr);
@@ -291,7 +291,7 @@ static int cache_load(const eval_ctx *c, const char *path, size_t n, float *out)
              fread(hdr, sizeof hdr[0], 2, f) == 2 && hdr[0] == n && hdr[1] == c->dim &&
              fread(out, sizeof *out, n * c->dim, f) == n * c->dim && fgetc(f) == EOF;
     fclose(f);
-    if (!ok) fprintf(stderr, "disclvlm eval %s: %s: not a valid cache file, recomputing\n", c->task, path);
+    if (!ok) fprintf(stderr, "disclvlm: eval %s: %s: not a valid cache file, recomputing\n", c->task, path);
     return ok;
 }
 
@@ -300,7 +300,7 @@ static void cache_store(const eval_ctx *c, const char *path, size_t n, const flo
     uint64_t hdr[2] = {n, c->dim};
     dlv_atomic_file *f = NULL;
     if (mkdir(c->cache, 0777) != 0 && errno != EEXIST) {
-        fprintf(stderr, "disclvlm eval %s: %s: cannot create the cache folder: %s\n", c->task,
+        fprintf(stderr, "disclvlm: eval %s: %s: cannot create the cache folder: %s\n", c->task,
                 c->cache, strerror(errno));
         return;
     }
@@ -315,7 +315,7 @@ static void cache_store(const eval_ctx *c, const char *path, size_t n, const flo
             dlv_atomic_abort(f);
     }
     if (st != DLV_OK)
-        fprintf(stderr, "disclvlm eval %s: cache not written: %s\n", c->task, dlv_error_message());
+        fprintf(stderr, "disclvlm: eval %s: cache not written: %s\n", c->task, dlv_error_message());
 }
 
 /* ---- Encoding ----------------------------------------------------------- */
@@ -654,7 +654,7 @@ int eval_json_print(json_t *obj)
     char *s = json_dumps(obj, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
     json_decref(obj);
     if (!s) {
-        fprintf(stderr, "disclvlm eval: out of memory writing JSON\n");
+        fprintf(stderr, "disclvlm: eval: out of memory writing JSON\n");
         return 1;
     }
     puts(s);
@@ -701,16 +701,14 @@ static void eval_usage(FILE *to)
 static int need_value(const char *task, int argc, char **argv, int i)
 {
     if (i + 1 < argc && !(argv[i + 1][0] == '-' && argv[i + 1][1] == '-')) return 1;
-    fprintf(stderr, "disclvlm eval %s: option '%s' needs a value\n", task, argv[i]);
+    fprintf(stderr, "disclvlm: eval %s: option '%s' needs a value\n", task, argv[i]);
     return 0;
 }
 
 int cmd_eval(int argc, char **argv)
 {
-    if (argc < 2) {
-        eval_usage(stderr);
-        return 2;
-    }
+    if (argc < 2)
+        return cli_missing("eval", "a TASK (retrieval, sugarcrepe, winoground, classify)");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         eval_usage(stdout);
         return 0;
@@ -732,14 +730,14 @@ int cmd_eval(int argc, char **argv)
             c.task = tasks[t].name;
         }
     if (!run) {
-        fprintf(stderr, "disclvlm eval: unknown task '%s' (retrieval, sugarcrepe, winoground, "
+        fprintf(stderr, "disclvlm: eval: unknown task '%s' (retrieval, sugarcrepe, winoground, "
                         "classify)\n",
                 argv[1]);
         return 2;
     }
     c.data = calloc((size_t)argc, sizeof *c.data);
     if (!c.data) {
-        fprintf(stderr, "disclvlm eval: out of memory\n");
+        fprintf(stderr, "disclvlm: eval: out of memory\n");
         return 1;
     }
     int is_sc = strcmp(c.task, "sugarcrepe") == 0;
@@ -779,34 +777,34 @@ int cmd_eval(int argc, char **argv)
                 errno = 0;
                 unsigned long long n = strtoull(v, &end, 10);
                 if (errno || end == v || *end || v[0] == '-' || n == 0) {
-                    fprintf(stderr, "disclvlm eval %s: --limit: '%s' is not a positive integer\n",
+                    fprintf(stderr, "disclvlm: eval %s: --limit: '%s' is not an integer >= 1\n",
                             c.task, v);
                     goto usage_error;
                 }
                 c.limit = (size_t)n;
             } else {
-                fprintf(stderr, "disclvlm eval %s: option '%s' does not apply to this task\n",
+                fprintf(stderr, "disclvlm: eval %s: option '%s' does not apply to this task\n",
                         c.task, a);
                 goto usage_error;
             }
         } else {
-            fprintf(stderr, "disclvlm eval %s: %s '%s'\n", c.task,
+            fprintf(stderr, "disclvlm: eval %s: %s '%s'\n", c.task,
                     a[0] == '-' ? "unknown option" : "unexpected argument", a);
             goto usage_error;
         }
     }
     if (!c.run.model_dir || c.n_data == 0) {
-        fprintf(stderr, "disclvlm eval %s: --model and --data are required (see 'disclvlm eval "
+        fprintf(stderr, "disclvlm: eval %s: --model and --data are required (see 'disclvlm eval "
                         "--help')\n",
                 c.task);
         goto usage_error;
     }
     if (c.n_data > 1 && !is_sc) {
-        fprintf(stderr, "disclvlm eval %s: give one --data\n", c.task);
+        fprintf(stderr, "disclvlm: eval %s: give one --data\n", c.task);
         goto usage_error;
     }
     if (strcmp(c.task, "classify") == 0 && !c.classes) {
-        fprintf(stderr, "disclvlm eval classify: --classes NAMES.txt is required\n");
+        fprintf(stderr, "disclvlm: eval classify: --classes NAMES.txt is required\n");
         goto usage_error;
     }
     if (strcmp(c.task, "retrieval") == 0 && !c.split) c.split = "test";

@@ -27,19 +27,16 @@ int cmd_info(int argc, char **argv)
         } else if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc) {
             backend = argv[++i];
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            fprintf(stderr, "disclvlm info: unknown option '%s'\n", argv[i]);
+            fprintf(stderr, "disclvlm: info: unknown option '%s'\n", argv[i]);
             return 2;
         } else if (!dir) {
             dir = argv[i];
         } else {
-            fprintf(stderr, "disclvlm info: one MODEL_DIR expected, got '%s' too\n", argv[i]);
+            fprintf(stderr, "disclvlm: info: one MODEL_DIR expected, got '%s' too\n", argv[i]);
             return 2;
         }
     }
-    if (!dir) {
-        info_usage(stderr);
-        return 2;
-    }
+    if (!dir) return cli_missing("info", "MODEL_DIR");
 
     dlv_model_options *opts = NULL;
     dlv_model *model = NULL;

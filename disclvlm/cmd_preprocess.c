@@ -2,6 +2,7 @@
  * would see for one image, as a NumPy .npy file (format 1.0, little-endian,
  * C order), written atomically (temporary file, fsync, rename: npy.c). */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,22 +47,24 @@ int cmd_preprocess(int argc, char **argv)
             errno = 0;
             max_pixels = strtoull(argv[++i], &end, 10);
             if (errno || !end || *end || max_pixels == 0 || argv[i][0] == '-') {
-                fprintf(stderr, "disclvlm preprocess: --max-pixels: '%s' is not a positive "
-                                "integer\n", argv[i]);
+                fprintf(stderr, "disclvlm: preprocess: --max-pixels: '%s' is not an integer "
+                                "in 1..%llu\n", argv[i], (unsigned long long)ULLONG_MAX);
                 return 2;
             }
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            fprintf(stderr, "disclvlm preprocess: unknown option '%s'\n", argv[i]);
+            fprintf(stderr, "disclvlm: preprocess: unknown option '%s'\n", argv[i]);
             return 2;
         } else if (!image_path) {
             image_path = argv[i];
         } else {
-            fprintf(stderr, "disclvlm preprocess: one IMAGE expected, got '%s' too\n", argv[i]);
+            fprintf(stderr, "disclvlm: preprocess: one IMAGE expected, got '%s' too\n", argv[i]);
             return 2;
         }
     }
     if (!model_dir || !image_path || !out_path) {
-        preprocess_usage(stderr);
+        cli_missing("preprocess", !model_dir    ? "--model MODEL_DIR"
+                                  : !image_path ? "IMAGE"
+                                                : "--out PIXELS.npy");
         return 2;
     }
 

@@ -215,7 +215,7 @@ int cmd_score(int argc, char **argv)
         const char *a = argv[i];
         if (options_done || a[0] != '-' || a[1] == '\0') {
             if (!list) {
-                fprintf(stderr, "disclvlm score: '%s': give images after --image and texts "
+                fprintf(stderr, "disclvlm: score: '%s': give images after --image and texts "
                                 "after --text\n", a);
                 goto usage_error;
             }
@@ -250,12 +250,14 @@ int cmd_score(int argc, char **argv)
             logits = 1;
             list = NULL;
         } else {
-            fprintf(stderr, "disclvlm score: unknown option '%s'\n", a);
+            fprintf(stderr, "disclvlm: score: unknown option '%s'\n", a);
             goto usage_error;
         }
     }
     if (!o.model_dir || n_img == 0 || n_txt == 0) {
-        score_usage(stderr);
+        cli_missing("score", !o.model_dir ? "--model DIR"
+                             : !n_img     ? "--image IMAGE..."
+                                          : "--text TEXT...");
         goto usage_error;
     }
 

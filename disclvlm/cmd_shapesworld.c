@@ -15,7 +15,7 @@
 #include "disclvlm.h"
 #include "shapesworld/shapesworld.h"
 
-#define SW_CMD "disclvlm shapesworld"
+#define SW_CMD "disclvlm: shapesworld"
 
 static void shapesworld_usage(FILE *to)
 {
@@ -446,10 +446,7 @@ int cmd_shapesworld(int argc, char **argv)
             g.n[strcmp(a, "--train") == 0 ? 0 : strcmp(a, "--val") == 0 ? 1 : 2] = x;
         }
     }
-    if (!g.dir) {
-        shapesworld_usage(stderr);
-        return 2;
-    }
+    if (!g.dir) return cli_missing("shapesworld", "--out DIR");
     if (generate(&g)) return 1;
     printf("shapesworld: %llu train, %llu val, %llu test images (%d px, seed %llu) in %s\n",
            (unsigned long long)g.n[0], (unsigned long long)g.n[1], (unsigned long long)g.n[2],

@@ -65,17 +65,17 @@ int cmd_tokenize(int argc, char **argv)
         } else if (strcmp(argv[i], "-") == 0 && !text && !from_stdin) {
             from_stdin = 1;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            fprintf(stderr, "disclvlm tokenize: unknown option '%s'\n", argv[i]);
+            fprintf(stderr, "disclvlm: tokenize: unknown option '%s'\n", argv[i]);
             return 2;
         } else if (!text && !from_stdin) {
             text = argv[i];
         } else {
-            fprintf(stderr, "disclvlm tokenize: one TEXT expected, got '%s' too\n", argv[i]);
+            fprintf(stderr, "disclvlm: tokenize: one TEXT expected, got '%s' too\n", argv[i]);
             return 2;
         }
     }
     if (!path) {
-        tokenize_usage(stderr);
+        cli_missing("tokenize", "--tokenizer PATH");
         return 2;
     }
     size_t len = 0;
@@ -83,7 +83,7 @@ int cmd_tokenize(int argc, char **argv)
     if (!text) {
         owned = read_stdin(&len);
         if (!owned) {
-            fprintf(stderr, "disclvlm tokenize: cannot read stdin: %s\n", strerror(errno));
+            fprintf(stderr, "disclvlm: tokenize: cannot read stdin: %s\n", strerror(errno));
             return 1;
         }
         text = owned;
@@ -101,7 +101,7 @@ int cmd_tokenize(int argc, char **argv)
     }
     ids = malloc((n ? n : 1) * sizeof *ids);
     if (!ids) {
-        fprintf(stderr, "disclvlm tokenize: out of memory\n");
+        fprintf(stderr, "disclvlm: tokenize: out of memory\n");
         rc = 1;
         goto done;
     }
@@ -159,17 +159,17 @@ int cmd_detokenize(int argc, char **argv)
         } else if (strcmp(argv[i], "--skip-special") == 0) {
             flags |= DLV_DETOKENIZE_SKIP_SPECIAL;
         } else if (argv[i][0] == '-' && (argv[i][1] < '0' || argv[i][1] > '9')) {
-            fprintf(stderr, "disclvlm detokenize: unknown option '%s'\n", argv[i]);
+            fprintf(stderr, "disclvlm: detokenize: unknown option '%s'\n", argv[i]);
             free(ids);
             return 2;
         } else if (!parse_ids(argv[i], &ids, &n, &cap)) {
-            fprintf(stderr, "disclvlm detokenize: '%s' is not a list of token ids\n", argv[i]);
+            fprintf(stderr, "disclvlm: detokenize: '%s' is not a list of token ids\n", argv[i]);
             free(ids);
             return 2;
         }
     }
     if (!path) {
-        detokenize_usage(stderr);
+        cli_missing("detokenize", "--tokenizer PATH");
         free(ids);
         return 2;
     }

@@ -94,7 +94,7 @@ static int usage_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "disclvlm train: ");
+    fprintf(stderr, "disclvlm: train: ");
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, " (see 'disclvlm train --help')\n");
     va_end(ap);
@@ -107,7 +107,7 @@ static int parse_count(const char *opt, const char *v, long long lo, long long *
     errno = 0;
     long long n = strtoll(v, &end, 10);
     if (errno || end == v || *end || n < lo) {
-        fprintf(stderr, "disclvlm train: %s: '%s' is not an integer >= %lld (see 'disclvlm "
+        fprintf(stderr, "disclvlm: train: %s: '%s' is not an integer >= %lld (see 'disclvlm "
                         "train --help')\n", opt, v, lo);
         return 2;
     }
@@ -137,7 +137,7 @@ static int lib_set(train_cli *c, const char *opt, const char *key, const char *v
 {
     note_given(c, opt);
     if (dlv_train_options_set(c->topts, key, value) != DLV_OK) {
-        fprintf(stderr, "disclvlm train: %s: %s\n", opt, dlv_last_error());
+        fprintf(stderr, "disclvlm: train: %s: %s\n", opt, dlv_last_error());
         return 2;
     }
     return 0;
@@ -218,7 +218,7 @@ static int parse(int argc, char **argv, train_cli *c)
                 return usage_error("--seed: '%s' is not an unsigned integer", v);
             c->seed = s; /* the shuffle's seed too: not noted as ignored on --resume */
             if (dlv_train_options_set(c->topts, "seed", v) != DLV_OK) {
-                fprintf(stderr, "disclvlm train: %s: %s\n", a, dlv_last_error());
+                fprintf(stderr, "disclvlm: train: %s: %s\n", a, dlv_last_error());
                 return 2;
             }
         } else if (!strcmp(a, "--on-bad-example")) {
@@ -245,7 +245,7 @@ static int checkpoint_info(const char *dir, long long *step, long long *total)
 {
     size_t n = strlen(dir) + 32;
     char *path = malloc(n);
-    if (!path) return fprintf(stderr, "disclvlm train: out of memory\n"), 1;
+    if (!path) return fprintf(stderr, "disclvlm: train: out of memory\n"), 1;
     snprintf(path, n, "%s/train_state.safetensors", dir);
     FILE *f = fopen(path, "rb");
     unsigned char len8[8];
@@ -254,7 +254,7 @@ static int checkpoint_info(const char *dir, long long *step, long long *total)
     int rc = 1;
     uint64_t hlen = 0;
     if (!f) {
-        fprintf(stderr, "disclvlm train: --resume: %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "disclvlm: train: --resume: %s: %s\n", path, strerror(errno));
         goto out;
     }
     if (fread(len8, 1, 8, f) != 8) goto bad;
@@ -279,7 +279,7 @@ static int checkpoint_info(const char *dir, long long *step, long long *total)
     rc = 0;
     goto out;
 bad:
-    fprintf(stderr, "disclvlm train: --resume: %s: no readable training step in its header\n",
+    fprintf(stderr, "disclvlm: train: --resume: %s: no readable training step in its header\n",
             path);
 out:
     if (f) fclose(f);
@@ -335,7 +335,7 @@ static void print_progress(const step_report *r)
     char eta[32];
     fmt_duration(r->eta_s, eta, sizeof eta);
     fprintf(stderr,
-            "disclvlm train: step %lld/%lld epoch %lld loss %.6f (contrastive %.6f, ntp %.6f) "
+            "disclvlm: train: step %lld/%lld epoch %lld loss %.6f (contrastive %.6f, ntp %.6f) "
             "lr %.3g grad_norm %.4g scale %.4g %.2f ex/s ETA %s\n",
             r->step, r->total, r->epoch + 1, r->st->loss, r->st->loss_contrastive,
             r->st->loss_ntp, r->st->learning_rate, r->st->grad_norm, r->st->logit_scale,
@@ -382,18 +382,18 @@ static int check_out(const char *opt, const char *out)
 {
     struct stat sb;
     if (stat(out, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
-        fprintf(stderr, "disclvlm train: %s %s: exists and is not a directory\n", opt, out);
+        fprintf(stderr, "disclvlm: train: %s %s: exists and is not a directory\n", opt, out);
         return 1;
     }
     char *parent = strdup(out);
-    if (!parent) return fprintf(stderr, "disclvlm train: out of memory\n"), 1;
+    if (!parent) return fprintf(stderr, "disclvlm: train: out of memory\n"), 1;
     size_t n = strlen(parent);
     while (n > 1 && parent[n - 1] == '/') parent[--n] = '\0';
     char *slash = strrchr(parent, '/');
     const char *dir = slash ? (slash == parent ? "/" : (*slash = '\0', parent)) : ".";
     int rc = 0;
     if (access(dir, W_OK | X_OK) != 0) {
-        fprintf(stderr, "disclvlm train: %s %s: cannot write in %s: %s\n", opt, out, dir,
+        fprintf(stderr, "disclvlm: train: %s %s: cannot write in %s: %s\n", opt, out, dir,
                 strerror(errno));
         rc = 1;
     }
@@ -416,7 +416,7 @@ static int run_step(dlv_session *s, const train_data *d, const size_t *order, si
     dlv_image **imgs = calloc(k, sizeof *imgs);
     dlv_batch *b = NULL;
     int rc = 0;
-    if (!imgs) return fprintf(stderr, "disclvlm train: out of memory\n"), 1;
+    if (!imgs) return fprintf(stderr, "disclvlm: train: out of memory\n"), 1;
     if (dlv_batch_new(&b) != DLV_OK) rc = cli_fail("train");
     for (size_t i = 0; i < k && !rc; i++) {
         const dlv_sample *sm = &d->ds.items[d->good[order[i]]];
@@ -438,7 +438,7 @@ static int train_loop(const train_cli *c, dlv_session *s, const train_data *d, l
     const size_t n = d->n_good, B = (size_t)c->batch;
     const long long per_epoch = (long long)((n + B - 1) / B);
     size_t *perm = malloc((n ? n : 1) * sizeof *perm);
-    if (!perm) return fprintf(stderr, "disclvlm train: out of memory\n"), 1;
+    if (!perm) return fprintf(stderr, "disclvlm: train: out of memory\n"), 1;
     long long epoch = -1;
     double t0 = now_s();
     int rc = 0;
@@ -458,13 +458,13 @@ static int train_loop(const train_cli *c, dlv_session *s, const train_data *d, l
                          (te - t0) / (double)done * (double)(total - step - 1), &st};
         print_progress(&r);
         if (log && write_log(log, &r)) {
-            fprintf(stderr, "disclvlm train: --log %s: %s\n", c->log, strerror(errno));
+            fprintf(stderr, "disclvlm: train: --log %s: %s\n", c->log, strerror(errno));
             rc = 1;
             break;
         }
         if (interrupted) {
             if (save_checkpoint(s, ckpt) == 0)
-                fprintf(stderr, "disclvlm train: interrupted after step %lld; checkpoint in %s "
+                fprintf(stderr, "disclvlm: train: interrupted after step %lld; checkpoint in %s "
                                 "(continue with --resume %s)\n", step + 1, ckpt, ckpt);
             rc = 130;
             break;
@@ -509,7 +509,7 @@ int cmd_train(int argc, char **argv)
     const size_t n = d.n_good, B = (size_t)c.batch;
     long long total = c.steps >= 0 ? c.steps : (long long)((n + B - 1) / B) * c.epochs;
     if (c.steps != 0 && n == 0) {
-        fprintf(stderr, "disclvlm train: %s: no usable examples\n", c.data);
+        fprintf(stderr, "disclvlm: train: %s: no usable examples\n", c.data);
         rc = 1;
         goto done;
     }
@@ -522,13 +522,13 @@ int cmd_train(int argc, char **argv)
         }
         if ((rc = checkpoint_info(c.resume, &start, &saved_total))) goto done;
         if (c.lib_given[0])
-            fprintf(stderr, "disclvlm train: --resume: the training options come from the "
+            fprintf(stderr, "disclvlm: train: --resume: the training options come from the "
                             "checkpoint; ignoring %s\n", c.lib_given);
         if (saved_total >= 0 && saved_total != total)
-            fprintf(stderr, "disclvlm train: --resume: warning: this run plans %lld steps, the "
+            fprintf(stderr, "disclvlm: train: --resume: warning: this run plans %lld steps, the "
                             "checkpoint's run %lld (are --data, --batch, --epochs and --steps "
                             "the same?)\n", total, saved_total);
-        fprintf(stderr, "disclvlm train: resuming at step %lld of %lld\n", start, total);
+        fprintf(stderr, "disclvlm: train: resuming at step %lld of %lld\n", start, total);
     } else {
         /* The cosine schedule's length. dlv_train_begin wants it above warmup
          * even when no step will run: a --steps 0 run records 2^40. */
@@ -556,26 +556,26 @@ int cmd_train(int argc, char **argv)
             has_long = sm->long_caption && *sm->long_caption;
         }
         if (c.ntp_off || !has_long) {
-            fprintf(stderr, "disclvlm train: %s: every batch has one example, whose contrastive "
+            fprintf(stderr, "disclvlm: train: %s: every batch has one example, whose contrastive "
                             "loss is identically zero, and there is no next-token loss: nothing "
                             "would be learned (use --batch 2 or more, and 2 or more examples)\n",
                     n == 1 ? c.data : "--batch 1");
             rc = 1;
             goto done;
         }
-        fprintf(stderr, "disclvlm train: note: every batch has one example: the contrastive "
+        fprintf(stderr, "disclvlm: train: note: every batch has one example: the contrastive "
                         "loss is identically zero and only the next-token loss trains\n");
     } else if (total > 0 && !c.no_contrastive && n > 1 && n % B == 1) {
-        fprintf(stderr, "disclvlm train: note: the last batch of each epoch has one example, "
+        fprintf(stderr, "disclvlm: train: note: the last batch of each epoch has one example, "
                         "whose contrastive loss is zero\n");
     }
-    fprintf(stderr, "disclvlm train: %zu examples, batch %zu, %lld steps (%lld per epoch)%s\n", n,
+    fprintf(stderr, "disclvlm: train: %zu examples, batch %zu, %lld steps (%lld per epoch)%s\n", n,
             B, total, n ? (long long)((n + B - 1) / B) : 0LL,
             c.shuffle ? ", shuffled" : "");
     if (c.log) {
         log = fopen(c.log, c.resume ? "a" : "w");
         if (!log) {
-            fprintf(stderr, "disclvlm train: --log %s: %s\n", c.log, strerror(errno));
+            fprintf(stderr, "disclvlm: train: --log %s: %s\n", c.log, strerror(errno));
             rc = 1;
             goto done;
         }
@@ -594,7 +594,7 @@ int cmd_train(int argc, char **argv)
      * in the checkpoint and, with --save-model, in a model directory. */
     dlv_status ast = dlv_adapter_save(session, c.out);
     if (ast == DLV_E_UNSUPPORTED) {
-        fprintf(stderr, "disclvlm train: note: this model has no adapter, so nothing is "
+        fprintf(stderr, "disclvlm: train: note: this model has no adapter, so nothing is "
                         "written to %s; the trained weights are in the checkpoint%s%s%s\n",
                 c.out, c.save_model ? "" : " (a model directory: --resume ",
                 c.save_model ? "" : ckpt, c.save_model ? "" : " --save-model DIR)");
@@ -608,12 +608,12 @@ int cmd_train(int argc, char **argv)
         goto done;
     }
     /* Name only what was written (a CLIPModel has no adapter). */
-    fprintf(stderr, "disclvlm train: %s%s%scheckpoint in %s%s%s\n", ast == DLV_OK ? "adapter in " : "",
+    fprintf(stderr, "disclvlm: train: %s%s%scheckpoint in %s%s%s\n", ast == DLV_OK ? "adapter in " : "",
             ast == DLV_OK ? c.out : "", ast == DLV_OK ? ", " : "", ckpt,
             c.save_model ? ", model in " : "", c.save_model ? c.save_model : "");
 done:
     if (log && fclose(log) != 0 && !rc) {
-        fprintf(stderr, "disclvlm train: --log %s: %s\n", c.log, strerror(errno));
+        fprintf(stderr, "disclvlm: train: --log %s: %s\n", c.log, strerror(errno));
         rc = 1;
     }
     if (rc != 2) train_data_report(&d);

@@ -44,6 +44,10 @@ typedef struct cli_run_opts {
     "  --truncate         cut texts longer than the model's max_position_embeddings\n"  \
     "                     (default: refuse them, naming the first)\n"
 
+/* "disclvlm: CMD: WHAT is required (see 'disclvlm CMD --help')" on stderr;
+ * returns 2 (a usage error). */
+int cli_missing(const char *cmd, const char *what);
+
 /* If argv[*i] is one of the options above, consumes it and its value and
  * returns 1; returns 0 if it is none of them; prints a usage error and
  * returns -1 (exit 2) for a missing or bad value. */

@@ -39,6 +39,12 @@ static void usage(FILE *to)
     fprintf(to, "\n'disclvlm COMMAND --help' describes one command.\n");
 }
 
+int cli_missing(const char *cmd, const char *what)
+{
+    fprintf(stderr, "disclvlm: %s: %s is required (see 'disclvlm %s --help')\n", cmd, what, cmd);
+    return 2;
+}
+
 int cli_fail(const char *context)
 {
     const char *msg = dlv_last_error();

@@ -100,12 +100,12 @@ int train_data_load(const char *path, const dlv_model *model, const train_check 
                     int on_bad_fail, int check_images, train_data *d)
 {
     if (dlv_dataset_read(path, NULL, &d->ds) != DLV_OK) {
-        fprintf(stderr, "disclvlm train: %s\n", dlv_error_message());
+        fprintf(stderr, "disclvlm: train: %s\n", dlv_error_message());
         return 1;
     }
     d->good = malloc((d->ds.n ? d->ds.n : 1) * sizeof *d->good);
     if (!d->good) {
-        fprintf(stderr, "disclvlm train: out of memory\n");
+        fprintf(stderr, "disclvlm: train: out of memory\n");
         return 1;
     }
     float *scratch = NULL;
@@ -116,7 +116,7 @@ int train_data_load(const char *path, const dlv_model *model, const train_check 
         scratch_len = c * h * w;
         scratch = malloc((scratch_len ? scratch_len : 1) * sizeof *scratch);
         if (!scratch) {
-            fprintf(stderr, "disclvlm train: out of memory\n");
+            fprintf(stderr, "disclvlm: train: out of memory\n");
             return 1;
         }
     }
@@ -134,16 +134,16 @@ int train_data_load(const char *path, const dlv_model *model, const train_check 
         } else if (on_bad_fail) {
             if (shown) fputc('\n', stderr);
             shown = 0;
-            fprintf(stderr, "disclvlm train: %s: bad example: %s (--on-bad-example fail)\n",
+            fprintf(stderr, "disclvlm: train: %s: bad example: %s (--on-bad-example fail)\n",
                     s->where ? s->where : path, why);
             rc = 1;
         } else if (add_bad(d, s->where, why)) {
-            fprintf(stderr, "disclvlm train: out of memory\n");
+            fprintf(stderr, "disclvlm: train: out of memory\n");
             rc = 1;
         }
         double t = now_s();
         if (tty && scratch && (t - last > 0.5 || i + 1 == d->ds.n)) {
-            fprintf(stderr, "\rdisclvlm train: checked %zu/%zu examples, %.0f/s\033[K", i + 1,
+            fprintf(stderr, "\rdisclvlm: train: checked %zu/%zu examples, %.0f/s\033[K", i + 1,
                     d->ds.n, (double)(i + 1) / (t - t0 > 0 ? t - t0 : 1e-9));
             shown = 1;
             last = t;
@@ -151,7 +151,7 @@ int train_data_load(const char *path, const dlv_model *model, const train_check 
     }
     if (shown) fputc('\n', stderr);
     if (!rc && cut)
-        fprintf(stderr, "disclvlm train: note: %zu caption(s) longer than the model's positions "
+        fprintf(stderr, "disclvlm: train: note: %zu caption(s) longer than the model's positions "
                         "are truncated (--truncate)\n", cut);
     free(scratch);
     return rc;
@@ -172,7 +172,7 @@ void train_data_free(train_data *d)
 void train_data_report(const train_data *d)
 {
     if (!d->n_bad) return;
-    fprintf(stderr, "disclvlm train: skipped %zu bad example%s of %zu:", d->n_bad,
+    fprintf(stderr, "disclvlm: train: skipped %zu bad example%s of %zu:", d->n_bad,
             d->n_bad == 1 ? "" : "s", d->ds.n);
     for (size_t i = 0; i < d->n_bad && i < 10; i++)
         fprintf(stderr, "%s %s (%s)", i ? ";" : "", d->bad[i].where, d->bad[i].reason);

@@ -3,8 +3,10 @@
  * are in vision/image_source.c. */
 #include "image/image_source.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/error.h"
 #include "core/fs.h"
@@ -17,8 +19,14 @@ DLV_API dlv_status dlv_image_from_file(const char *path, dlv_image **out)
     *out = NULL;
     if (!path || !*path)
         return dlv_error(DLV_E_INVALID_ARG, "dlv_image_from_file: path is NULL or empty");
-    if (!dlv_is_file(path))
-        return dlv_error(DLV_E_IO, "%s: no such image file", path);
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return dlv_error(DLV_E_IO, "%s: %s", path,
+                         errno == ENOENT ? "no such image file" : strerror(errno));
+    if (S_ISDIR(sb.st_mode))
+        return dlv_error(DLV_E_IO, "%s: is a directory, not an image file", path);
+    if (!S_ISREG(sb.st_mode))
+        return dlv_error(DLV_E_IO, "%s: is not a regular file (an image must be a file)", path);
     dlv_image *im = calloc(1, sizeof *im);
     if (im) im->path = strdup(path);
     if (!im || !im->path) {

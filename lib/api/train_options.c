@@ -1,6 +1,8 @@
 /* dlv_train_options: key = value settings over dlv_train_config. */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,8 +33,15 @@ static dlv_status parse_real(const char *key, const char *value, double lo, doub
     char *end = NULL;
     errno = 0;
     double d = strtod(value, &end);
-    if (end == value || *end || errno || !isfinite(d) || d < lo || d > hi)
-        return bad(key, value, "a number in range");
+    if (end == value || *end || errno || !isfinite(d) || d < lo || d > hi) {
+        /* The message gives the range the key accepts. */
+        char want[96];
+        if (isfinite(hi) && hi < 1e300)
+            snprintf(want, sizeof want, "a number in [%g, %g]", lo, hi);
+        else
+            snprintf(want, sizeof want, "a finite number >= %g", lo);
+        return bad(key, value, want);
+    }
     *out = d;
     return DLV_OK;
 }
@@ -43,8 +52,14 @@ static dlv_status parse_int(const char *key, const char *value, long long lo, lo
     char *end = NULL;
     errno = 0;
     long long v = strtoll(value, &end, 10);
-    if (end == value || *end || errno || v < lo || v > hi)
-        return bad(key, value, "an integer in range");
+    if (end == value || *end || errno || v < lo || v > hi) {
+        char want[96];
+        if (hi < LLONG_MAX)
+            snprintf(want, sizeof want, "an integer in %lld..%lld", lo, hi);
+        else
+            snprintf(want, sizeof want, "an integer >= %lld", lo);
+        return bad(key, value, want);
+    }
     *out = v;
     return DLV_OK;
 }
@@ -68,7 +83,14 @@ static dlv_status parse_list(const char *key, const char *value, const char *con
         size_t i = 0;
         for (; i < n_names; i++)
             if (strlen(names[i]) == len && !strncmp(p, names[i], len)) break;
-        if (i == n_names) return bad(key, value, "a comma list of known names");
+        if (i == n_names) {
+            char want[256];
+            size_t used = (size_t)snprintf(want, sizeof want, "a comma list of");
+            for (size_t k = 0; k < n_names && used < sizeof want; k++)
+                used += (size_t)snprintf(want + used, sizeof want - used, "%s %s",
+                                         k ? "," : "", names[k]);
+            return bad(key, value, want);
+        }
         mask |= 1u << i;
         p += len;
         if (*p == ',') p++;

@@ -32,7 +32,12 @@ dlv_status dlv_adapter_init_default(const dlv_model *m, dlv_adapter *out)
 static dlv_status read_prompt(const dlv_st_tensor *t, int64_t hidden, const char *path,
                               float **out, int64_t *rows)
 {
-    if (t->ndim != 2 || t->shape[0] < 1 || t->shape[1] != hidden)
+    if (t->ndim == 2 && t->shape[0] >= 1 && t->shape[1] != hidden)
+        return dlv_error(DLV_E_FORMAT, "%s: tensor '%s' has rows of %lld: made for a model with "
+                         "hidden_size %lld, this model has %lld (an adapter of another model?)",
+                         path, t->name, (long long)t->shape[1], (long long)t->shape[1],
+                         (long long)hidden);
+    if (t->ndim != 2 || t->shape[0] < 1)
         return dlv_error(DLV_E_FORMAT, "%s: tensor '%s': shape [n >= 1, %lld] expected "
                          "(hidden_size)", path, t->name, (long long)hidden);
     *out = malloc((size_t)t->n_elements * sizeof **out);

@@ -258,8 +258,9 @@ static dlv_status check_ids(const dlv_model *m, const dlv_prompts *p, const char
             for (size_t i = 0; i < pieces[k]->n; i++) {
                 int32_t id = pieces[k]->ids[i];
                 if (id < 0 || id >= cfg->text.vocab_size)
-                    return dlv_error(DLV_E_FORMAT, "%s: %s.%s[%zu] = %d is outside the "
-                                     "vocabulary [0, %lld)", label, side_names[s],
+                    return dlv_error(DLV_E_FORMAT, "%s: %s.%s[%zu] = %d is outside this "
+                                     "model's vocabulary of %lld tokens (prompts made for "
+                                     "another model?)", label, side_names[s],
                                      piece_names[k], i, (int)id,
                                      (long long)cfg->text.vocab_size);
                 if (id == cfg->image_token_index)
@@ -307,6 +308,7 @@ dlv_status dlv_prompts_default(const dlv_model *m, dlv_prompts *out)
         dlv_prompts_free(out);
         return dlv_error_prefix(st, "default prompts");
     }
+    out->vocab_size = cfg->text.vocab_size;
     return DLV_OK;
 }
 
@@ -420,9 +422,9 @@ dlv_status dlv_prompts_load(const dlv_model *m, const char *path, dlv_prompts *o
     json_t *val;
     json_object_foreach(root, key, val) {
         if (strcmp(key, "add_bos") && strcmp(key, "image") && strcmp(key, "text") &&
-            strcmp(key, "tokenize")) {
+            strcmp(key, "tokenize") && strcmp(key, "vocab_size")) {
             st = dlv_error(DLV_E_FORMAT, "%s: field '%s' is not a prompts.json field (add_bos, "
-                           "tokenize, image, text)", path, key);
+                           "tokenize, vocab_size, image, text)", path, key);
             break;
         }
     }
@@ -439,6 +441,19 @@ dlv_status dlv_prompts_load(const dlv_model *m, const char *path, dlv_prompts *o
             st = dlv_error(DLV_E_FORMAT, "%s: field 'tokenize': expected \"whole\" or "
                            "\"pieces\"", path);
     }
+    /* Written since 0.1.0: the ids' vocabulary, so that an adapter of
+     * another model is named as such rather than by an id out of range. */
+    const json_t *vs = json_object_get(root, "vocab_size");
+    if (!st && vs && !json_is_null(vs)) {
+        if (!json_is_integer(vs) || json_integer_value(vs) < 1)
+            st = dlv_error(DLV_E_FORMAT, "%s: field 'vocab_size': expected an integer >= 1",
+                           path);
+        else if (json_integer_value(vs) != cfg->text.vocab_size)
+            st = dlv_error(DLV_E_FORMAT, "%s: made for a vocabulary of %lld tokens, this model "
+                           "has %lld (an adapter of another model?)", path,
+                           (long long)json_integer_value(vs), (long long)cfg->text.vocab_size);
+    }
+    out->vocab_size = cfg->text.vocab_size;
     if (!st) st = dlv_json_bool(root, "add_bos", d.add_bos, path, &out->add_bos);
     if (!st) st = parse_side(m, root, "image", path, out->whole, &out->image);
     if (!st) st = parse_side(m, root, "text", path, out->whole, &out->text);
@@ -480,7 +495,9 @@ dlv_status dlv_prompts_save(const dlv_prompts *p, const char *path)
     json_t *root = json_object();
     if (!root) return dlv_error(DLV_E_NOMEM, "%s: cannot build the JSON", path);
     dlv_status st = DLV_OK;
-    if (json_object_set_new(root, "add_bos", json_boolean(p->add_bos)) ||
+    if ((p->vocab_size > 0 &&
+         json_object_set_new(root, "vocab_size", json_integer((json_int_t)p->vocab_size))) ||
+        json_object_set_new(root, "add_bos", json_boolean(p->add_bos)) ||
         (p->whole && json_object_set_new(root, "tokenize", json_string("whole"))))
         st = dlv_error(DLV_E_NOMEM, "%s: cannot build the JSON", path);
     const dlv_prompt_side *sides[2] = {&p->image, &p->text};
@@ -521,6 +538,7 @@ dlv_status dlv_prompts_copy(const dlv_prompts *src, dlv_prompts *dst)
 {
     memset(dst, 0, sizeof *dst);
     dst->whole = src->whole;
+    dst->vocab_size = src->vocab_size;
     dst->add_bos = src->add_bos;
     dst->bos_id = src->bos_id;
     const dlv_prompt_side *ss[2] = {&src->image, &src->text};

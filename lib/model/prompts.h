@@ -35,6 +35,7 @@ typedef struct dlv_prompt_side {
 
 typedef struct dlv_prompts {
     int whole;          /* 1: sides tokenized as one string (above); 0: pieces */
+    int64_t vocab_size; /* the vocabulary the ids are for (prompts.json); 0: unknown */
     int add_bos;
     int32_t bos_id;     /* the model's bos_token_id, used when add_bos */
     dlv_prompt_side image, text;

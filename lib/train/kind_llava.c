@@ -325,11 +325,11 @@ static dlv_status init(void *state, dlv_trainer *t)
 /* ---- the step --------------------------------------------------------------- */
 
 static dlv_status tokenize(const dlv_tokenizer *tok, const char *text, int32_t eos,
-                           const char *what, size_t idx, dlv_ids *out)
+                           const char *what, dlv_ids *out)
 {
     dlv_status st = dlv_tokenizer_encode(tok, text, strlen(text), 0, out);
     if (!st && eos >= 0) st = dlv_ids_push(out, eos);
-    return st ? dlv_error_prefix(st, "example %zu: %s", idx, what) : DLV_OK;
+    return st ? dlv_error_prefix(st, "%s", what) : DLV_OK;
 }
 
 /* The batch's features [n, F, H] on the device: with cache_features and a
@@ -408,9 +408,9 @@ static dlv_status prepare(void *state, dlv_trainer *t, const dlv_train_example *
         st = dlv_prompts_text_ids(&k->prompts, tok, ex[i].caption, strlen(ex[i].caption),
                                   &k->s.caps[i]);
         if (!st) st = dlv_llava_text_fit(&k->params, &k->s.caps[i], max_pos, cfg->truncate, &cut);
-        if (st) st = dlv_error_prefix(st, "example %zu: caption", i);
+        if (st) st = dlv_error_prefix(st, "caption");
         if (!st && ntp && ex[i].long_caption) {
-            st = tokenize(tok, ex[i].long_caption, (int32_t)tc->eos_token_id, "long caption", i,
+            st = tokenize(tok, ex[i].long_caption, (int32_t)tc->eos_token_id, "long caption",
                           &k->s.longs[i]);
             /* The next-token sequence is the image prompt, then the long
              * caption's ids but its EOS (which is only a target). */
@@ -422,11 +422,11 @@ static dlv_status prepare(void *state, dlv_trainer *t, const dlv_train_example *
                 lc->v[keep - 1] = lc->v[lc->n - 1];
                 lc->n = keep;
             } else if (!st && n_seq > max_pos)
-                st = dlv_error(DLV_E_INVALID_ARG, "example %zu: long caption: the next-token "
-                               "sequence (image prompt and long caption) has %lld positions, "
-                               "more than the model's max_position_embeddings (%lld): shorten "
-                               "it by %lld tokens, or truncate (--truncate, "
-                               "dlv_session_options_set_truncate)", i, (long long)n_seq,
+                st = dlv_error(DLV_E_INVALID_ARG, "long caption: the next-token sequence "
+                               "(image prompt and long caption) has %lld positions, more than "
+                               "the model's max_position_embeddings (%lld): shorten it by %lld "
+                               "tokens, or truncate (--truncate, "
+                               "dlv_session_options_set_truncate)", (long long)n_seq,
                                (long long)max_pos, (long long)(n_seq - max_pos));
             if (!st) k->s.ntp_total += (int64_t)lc->n;
         }

@@ -393,7 +393,7 @@ def main():
     for bad_args in (["--size", "16"], ["--train", "x"], ["--seed", "-1"], ["--bogus", "1"],
                      ["--test"]):
         rc, _, se = run("shapesworld", "--out", os.path.join(tmp, "u"), *bad_args)
-        check(rc == 2 and se.startswith("disclvlm shapesworld:") and se.count("\n") == 1,
+        check(rc == 2 and se.startswith("disclvlm: shapesworld:") and se.count("\n") == 1,
               "%s: exit 2 with one line" % " ".join(bad_args))
     blocker = os.path.join(tmp, "file")
     open(blocker, "w").close()

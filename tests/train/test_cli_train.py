@@ -164,7 +164,7 @@ try:
               % (losses[0], losses[-1]))
         check(all(abs(r["loss"] - r["loss_c"] - r["loss_ntp"]) < 1e-4 for r in log),
               "loss = loss_c + loss_ntp (ntp weight 1)")
-        check(sum(ln.startswith("disclvlm train: step ") for ln in e.split("\n")) == 8
+        check(sum(ln.startswith("disclvlm: train: step ") for ln in e.split("\n")) == 8
               and "step 8/8" in e and "ETA" in e and "ex/s" in e,
               "a progress line per step on stderr")
 
