@@ -21,8 +21,9 @@ static void preprocess_usage(FILE *to)
             "image processor does (preprocessor_config.json), writing the float32 tensor\n"
             "[3, H, W] as a NumPy .npy file. --pad-square pads to a square of the mean\n"
             "colour first (LLaVA-1.5 image_aspect_ratio \"pad\"); --exif-rotate applies\n"
-            "the EXIF orientation; --max-pixels refuses larger images (default: Pillow's\n"
-            "decompression-bomb limit, 178956970).\n");
+            "the EXIF orientation; --max-pixels sets the most pixels an image may have,\n"
+            "lower or higher than the default (Pillow's decompression-bomb limit,\n"
+            "178956970).\n");
 }
 
 int cmd_preprocess(int argc, char **argv)

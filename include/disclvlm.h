@@ -370,7 +370,9 @@ DLV_API dlv_status dlv_preprocess_options_set_exif_rotate(dlv_preprocess_options
                                                           int on);
 /* Images (and resized intermediates) with more pixels are refused before
  * their pixels are allocated. Default 178956970, the count above which
- * Pillow raises DecompressionBombError (2 * Image.MAX_IMAGE_PIXELS). */
+ * Pillow raises DecompressionBombError (2 * Image.MAX_IMAGE_PIXELS). Any
+ * value > 0 is accepted: a larger one raises the limit, and memory then
+ * grows with the image. */
 DLV_API dlv_status dlv_preprocess_options_set_max_pixels(dlv_preprocess_options *opts,
                                                          uint64_t max_pixels);
 

@@ -3,9 +3,19 @@
  * colour conversion to RGB or gray, and raw CMYK for 4-component files,
  * which Pillow reads as Adobe-inverted ("CMYK;I") and converts to RGB with
  * its cmyk2rgb formula. libjpeg's error_exit longjmps back into read_pixels,
- * the only setjmp; nothing escapes this file. A premature end of data is an
- * error (Pillow raises "image file is truncated"); other corrupt-data
- * warnings are tolerated as Pillow tolerates them. */
+ * the only setjmp; nothing escapes this file.
+ *
+ * What is refused is what Pillow's Image.open + load() refuses
+ * (docs/images.md "Hostile input"): Pillow's decoder (JpegDecode.c) ignores
+ * every libjpeg warning, turns every libjpeg error into "broken data
+ * stream", and feeds the data through a suspending source, so running out
+ * of data before the last row is "image file is truncated". After the last
+ * row it calls jpeg_finish_decompress, which reads the markers up to EOI:
+ * an error there (an unknown marker met in the scan, a second scan in a
+ * baseline file) is refused too, while running out of data there is not.
+ * libjpeg's memory source meets a premature end with a warning
+ * (JWRN_JPEG_EOF) and a fake EOI instead of suspending, so that warning is
+ * the truncation before the last row and harmless after it. */
 #include <limits.h>
 #include <setjmp.h>
 #include <stdio.h>
@@ -22,7 +32,11 @@ typedef struct jpeg_ctx {
     struct jpeg_error_mgr pub; /* first: libjpeg hands back this pointer */
     jmp_buf jump;
     char msg[JMSG_LENGTH_MAX];
+    char warning[JMSG_LENGTH_MAX]; /* the first warning, for context in messages */
     int truncated;
+    int in_header;     /* inside jpeg_read_header */
+    int tem_in_header; /* a TEM marker came before the first scan */
+    int rows_done;     /* every row read: only jpeg_finish_decompress is left */
     JSAMPLE *row;
     dlv_rgb8 *out;
     int orientation;
@@ -38,9 +52,20 @@ static void on_error_exit(j_common_ptr cinfo)
 static void on_emit(j_common_ptr cinfo, int level)
 {
     jpeg_ctx *c = (jpeg_ctx *)(void *)cinfo->err;
+    int code = cinfo->err->msg_code;
     if (level < 0) {
         cinfo->err->num_warnings++;
-        if (cinfo->err->msg_code == JWRN_JPEG_EOF) c->truncated = 1;
+        if (code == JWRN_JPEG_EOF) {
+            if (!c->rows_done) c->truncated = 1;
+        } else if (c->warning[0] == '\0') {
+            (*cinfo->err->format_message)(cinfo, c->warning);
+        }
+    } else if (c->in_header && code == JTRC_PARMLESS_MARKER &&
+               cinfo->err->msg_parm.i[0] == 0x01) {
+        /* libjpeg skips TEM (0xFF01); Pillow's own header parser, which
+         * walks the markers up to the first SOS, knows no such marker and
+         * refuses the file ("no marker found"). */
+        c->tem_in_header = 1;
     }
 }
 
@@ -94,12 +119,20 @@ static dlv_status read_pixels(struct jpeg_decompress_struct *cinfo, jpeg_ctx *c,
     jpeg_create_decompress(cinfo);
     jpeg_mem_src(cinfo, data, (unsigned long)n);
     jpeg_save_markers(cinfo, JPEG_APP0 + 1, 0xFFFF);
-    if (jpeg_read_header(cinfo, TRUE) != JPEG_HEADER_OK) {
+    c->in_header = 1;
+    int header = jpeg_read_header(cinfo, TRUE);
+    c->in_header = 0;
+    if (header != JPEG_HEADER_OK) {
         snprintf(c->msg, sizeof c->msg, "no image in the data");
         return DLV_E_FORMAT;
     }
     if (c->truncated) {
         snprintf(c->msg, sizeof c->msg, "truncated data (premature end in the header)");
+        return DLV_E_FORMAT;
+    }
+    if (c->tem_in_header) {
+        snprintf(c->msg, sizeof c->msg, "a TEM marker (0xFF01) before the first scan (Pillow "
+                 "refuses it: no marker found)");
         return DLV_E_FORMAT;
     }
     dlv_status st = dlv_decode_check_size(label, "JPEG", cinfo->image_width,
@@ -143,7 +176,12 @@ static dlv_status read_pixels(struct jpeg_decompress_struct *cinfo, jpeg_ctx *c,
         }
         convert_row(comps, c->row, c->out->px + (size_t)y * w * 3, w);
     }
-    /* Pillow stops after the last row; trailing data is not read. */
+    /* As Pillow does: the markers after the scan data, up to EOI, are read
+     * and an error among them refuses the image (on_error_exit). A marker
+     * met inside a baseline scan is only read here: libjpeg zero-fills the
+     * rest of the scan with a warning and leaves the marker for later. */
+    c->rows_done = 1;
+    (void)jpeg_finish_decompress(cinfo); /* no suspension with a memory source */
     return DLV_OK;
 }
 
@@ -173,6 +211,10 @@ dlv_status dlv_decode_jpeg(const unsigned char *data, size_t n, const char *labe
          * image, so its later error ("contains no image") hides the cause. */
         if (st == DLV_E_FORMAT && c.truncated && strncmp(c.msg, "truncated", 9) != 0)
             return dlv_error(DLV_E_FORMAT, "%s: invalid JPEG: truncated data (%s)", label, c.msg);
+        if (st == DLV_E_FORMAT && c.rows_done)
+            return dlv_error(DLV_E_FORMAT, "%s: invalid JPEG: %s (in the markers after the "
+                             "image data%s%s)", label, c.msg,
+                             c.warning[0] ? "; libjpeg had warned: " : "", c.warning);
         if (st == DLV_E_FORMAT && c.msg[0])
             return dlv_error(DLV_E_FORMAT, "%s: invalid JPEG: %s", label, c.msg);
         return st;

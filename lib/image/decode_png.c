@@ -3,15 +3,28 @@
  * ever leaves this file. Transformations are chosen to give what Pillow's
  * PNG plugin followed by convert("RGB") gives: no gamma, tRNS ignored,
  * 1/2/4-bit gray scaled to 0..255, 16-bit samples reduced to their high
- * byte except plain 16-bit gray (Pillow's I;16), which is clipped to 255. */
+ * byte except plain 16-bit gray (Pillow's I;16), which is clipped to 255.
+ *
+ * Memory (docs/images.md "Hostile input"): the whole input is in memory, so
+ * every chunk's declared length is checked against the bytes that follow it
+ * before libpng runs (libpng 1.6 allocates and zeroes a text chunk's
+ * declared length before reading it, and only warns about its own limits);
+ * the ancillary chunks this decoder never uses are skipped unread; and every
+ * libpng allocation comes from a budget proportional to the input size and
+ * the image width. */
 #include <png.h>
 #include <setjmp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
 #include "image/decode.h"
+
+/* libpng's allocations beyond twice the input stay under this: its structs,
+ * the zlib state and window, the IDAT read buffer, palettes. */
+#define PNG_MEM_BASE ((size_t)1 << 20)
 
 typedef struct png_ctx {
     const unsigned char *data;
@@ -20,7 +33,104 @@ typedef struct png_ctx {
     unsigned char *buf;   /* one row, or the whole image when interlaced */
     dlv_rgb8 *out;
     int orientation;
+    /* The allocation budget (budget_malloc): bytes libpng holds, the most
+     * it may hold, and the request refused when it would have gone over. */
+    size_t mem_live, mem_cap, mem_refused;
 } png_ctx;
+
+#ifdef PNG_USER_MEM_SUPPORTED
+/* Each block libpng gets is preceded by its size, so that budget_free can
+ * give it back to the budget; the union keeps the block maximally aligned. */
+typedef union mem_head {
+    max_align_t align;
+    size_t size;
+} mem_head;
+
+static size_t add_sat(size_t a, size_t b) { return a > SIZE_MAX - b ? SIZE_MAX : a + b; }
+
+/* libpng's malloc_fn: refuses (NULL) what would take libpng past mem_cap.
+ * libpng turns a refusal into png_error("Out of Memory"), or, for an
+ * ancillary chunk, into a warning and skips the chunk. */
+static png_voidp budget_malloc(png_structp png, png_alloc_size_t size)
+{
+    png_ctx *c = png_get_mem_ptr(png);
+    if (size == 0 || size > c->mem_cap - c->mem_live || size > SIZE_MAX - sizeof(mem_head)) {
+        if (size > c->mem_refused) c->mem_refused = size;
+        return NULL;
+    }
+    mem_head *h = malloc(sizeof *h + size);
+    if (!h) return NULL;
+    h->size = size;
+    c->mem_live += size;
+    return h + 1;
+}
+
+static void budget_free(png_structp png, png_voidp p)
+{
+    if (!p) return;
+    png_ctx *c = png_get_mem_ptr(png);
+    mem_head *h = (mem_head *)p - 1;
+    c->mem_live -= h->size;
+    free(h);
+}
+#endif
+
+static uint32_t be32(const unsigned char *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static int is_chunk_type(const unsigned char *t)
+{
+    for (int i = 0; i < 4; i++)
+        if (!((t[i] >= 'A' && t[i] <= 'Z') || (t[i] >= 'a' && t[i] <= 'z'))) return 0;
+    return 1;
+}
+
+/* Walks the chunk headers from the signature to IEND and refuses a chunk
+ * whose declared length is more than the bytes after its header, before
+ * libpng allocates for it. Pillow reads every chunk up to IEND, those after
+ * the image data too, and refuses one that runs past the end of the file
+ * ("Truncated File Read"), so the walk goes as far as Pillow's reading
+ * does: to IEND, or in an animated PNG (an acTL before the image data
+ * announcing more than one frame) to the fcTL of the second frame, where
+ * Pillow stops loading the first. A cut inside a chunk header or a CRC, or
+ * a type that is not four letters, ends the walk: libpng reports those if
+ * they come before the image data, and neither libpng nor Pillow looks at
+ * them after it. Returns 0, or -1 with c->msg set. */
+static int check_chunk_lengths(png_ctx *c)
+{
+    size_t pos = 8; /* after the signature */
+    int seen_idat = 0, n_actl = 0;
+    uint32_t n_frames = 0;
+    while (c->n - pos >= 8) {
+        uint32_t len = be32(c->data + pos);
+        const unsigned char *type = c->data + pos + 4;
+        size_t left = c->n - pos - 8;
+        if (!is_chunk_type(type) || memcmp(type, "IEND", 4) == 0) return 0;
+        /* Pillow's animated test: one acTL, 2 to 2^31 frames. */
+        if (seen_idat && memcmp(type, "fcTL", 4) == 0 && n_actl == 1 && n_frames > 1 &&
+            n_frames <= 0x80000000u)
+            return 0;
+        if (len > left) {
+            snprintf(c->msg, sizeof c->msg,
+                     "truncated data: the %.4s chunk at offset %zu declares %lu bytes of "
+                     "data, only %zu follow its header", (const char *)type, pos,
+                     (unsigned long)len, left);
+            return -1;
+        }
+        if (memcmp(type, "IDAT", 4) == 0) {
+            seen_idat = 1;
+        } else if (!seen_idat && memcmp(type, "acTL", 4) == 0 && len >= 8) {
+            n_actl++;
+            n_frames = be32(c->data + pos + 8);
+        }
+        pos += 8 + (size_t)len;
+        if (c->n - pos < 4) return 0;
+        pos += 4; /* CRC */
+    }
+    return 0;
+}
 
 static void on_error(png_structp png, png_const_charp msg)
 {
@@ -81,6 +191,10 @@ static dlv_status read_pixels(png_structp png, png_infop info, png_ctx *c, const
     png_get_IHDR(png, info, &w, &h, &depth, &color, &interlace, NULL, NULL);
     dlv_status st = dlv_decode_check_size(label, "PNG", w, h, max_pixels);
     if (st != DLV_OK) return st;
+    /* libpng's two row buffers (png_read_start_row) are at most 8 bytes a
+     * pixel (RGBA 16-bit) plus a few dozen bytes each; room for four. */
+    uint64_t rows = 4 * (8 * (uint64_t)w + 256);
+    c->mem_cap = add_sat(c->mem_cap, rows > SIZE_MAX ? SIZE_MAX : (size_t)rows);
 
 #ifdef PNG_eXIf_SUPPORTED
     png_uint_32 n_exif = 0;
@@ -171,7 +285,19 @@ dlv_status dlv_decode_png(const unsigned char *data, size_t n, const char *label
     c.n = n;
     c.out = out;
     c.orientation = 1;
+    /* What libpng may hold at once: twice the input (a chunk's read buffer
+     * and the copy it stores, eXIf being the largest we keep), a constant,
+     * and the row buffers, added once the width is known. */
+    c.mem_cap = add_sat(PNG_MEM_BASE, add_sat(n, n));
+    if (check_chunk_lengths(&c) != 0)
+        return dlv_error(DLV_E_FORMAT, "%s: invalid PNG: %s", label, c.msg);
+#ifdef PNG_USER_MEM_SUPPORTED
+    png_structp png = png_create_read_struct_2(PNG_LIBPNG_VER_STRING, &c, on_error, on_warning,
+                                               &c, budget_malloc, budget_free);
+#else
+    /* No budget: the length check and the skipped chunks bound libpng. */
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &c, on_error, on_warning);
+#endif
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!png || !info) {
         png_destroy_read_struct(png ? &png : NULL, NULL, NULL);
@@ -181,11 +307,34 @@ dlv_status dlv_decode_png(const unsigned char *data, size_t n, const char *label
     /* libpng's default 1,000,000-pixel side limit is not Pillow's; the pixel
      * count limit is checked after the header instead. */
     png_set_user_limits(png, PNG_UINT_31_MAX, PNG_UINT_31_MAX);
+#ifdef PNG_HANDLE_AS_UNKNOWN_SUPPORTED
+    /* Chunks read past unbuffered (png_crc_finish): the unknown ones, as by
+     * default, and those libpng would buffer, inflate or store that nothing
+     * here reads: text, suggested palettes, ICC profiles (Pillow keeps one
+     * in info, but convert("RGB") does no colour management), pCAL, sCAL.
+     * None changes a pixel under the transformations used here; gAMA,
+     * cHRM, sRGB, tRNS, sBIT and the rest are small and stay handled, eXIf
+     * is read for the orientation. CRC errors in skipped chunks are
+     * warnings, as before. */
+    static const png_byte skipped[] = "iCCP\0iTXt\0pCAL\0sCAL\0sPLT\0tEXt\0zTXt";
+    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, NULL, 0);
+    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, skipped, (int)(sizeof skipped / 5));
+#endif
+    /* For a libpng without the skip list: a chunk inflated to more than the
+     * input (zTXt, iTXt, iCCP) is dropped with a warning, and at most a few
+     * text or unknown chunks are stored. The budget holds either way. */
+    png_set_chunk_malloc_max(png, add_sat(n, (size_t)64 << 10));
+    png_set_chunk_cache_max(png, 32);
     dlv_status st = read_pixels(png, info, &c, label, max_pixels);
     png_destroy_read_struct(&png, &info, NULL);
     free(c.buf);
     if (st != DLV_OK) {
         dlv_rgb8_free(out);
+        if (st == DLV_E_FORMAT && c.mem_refused)
+            return dlv_error(DLV_E_FORMAT, "%s: invalid PNG: libpng asked for %zu bytes, more "
+                             "than this file warrants (at most %zu at once for a %zu-byte "
+                             "file: twice its size, 1 MiB and the row buffers): %s", label,
+                             c.mem_refused, c.mem_cap, n, c.msg);
         if (st == DLV_E_FORMAT && c.msg[0])
             return dlv_error(DLV_E_FORMAT, "%s: invalid PNG: %s", label, c.msg);
         return st;

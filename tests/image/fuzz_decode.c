@@ -4,8 +4,10 @@
  *   CC=clang meson setup build-fuzz -Dcuda=disabled -Db_lundef=false \
  *       -Db_sanitize=address,undefined -Dc_args=-fsanitize=fuzzer-no-link
  *   ninja -C build-fuzz tests/image/fuzz_decode
- *   mkdir -p corpus-img && cp tests/image/data/* corpus-img/
+ *   cp -r tests/image/data corpus-img
  *   build-fuzz/tests/image/fuzz_decode -max_len=65536 -rss_limit_mb=4096 corpus-img
+ *
+ * (The corpus includes the crafted files of tests/image/data/limits.)
  *
  * Inputs are PNG or JPEG bytes; the first byte's low bit also turns EXIF
  * rotation on. A decoded image must have the size it claims; a crash, a

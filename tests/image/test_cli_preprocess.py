@@ -96,6 +96,17 @@ try:
     rc, o, e = run("preprocess", "--model", clip_dir, "--max-pixels", "100", img, "--out", out)
     check(rc == 1 and "limit of 100" in e, "--max-pixels: exit 1 over the limit")
     check(not os.path.exists(out), "failures write no output")
+    # The limit can be raised as well as lowered (docs/cli.md).
+    rc, o, e = run("preprocess", "--model", clip_dir, "--max-pixels", str(10 ** 12), img,
+                   "--out", out)
+    check(rc == 0 and os.path.exists(out), "--max-pixels above the default: exit 0")
+    if os.path.exists(out):
+        os.remove(out)
+    # A 41-byte PNG declaring a 2 GiB tEXt chunk (tests/image/data/limits).
+    bomb = os.path.join(data, "limits", "png_bomb_tEXt.png")
+    rc, o, e = run("preprocess", "--model", clip_dir, bomb, "--out", out)
+    check(rc == 1 and bomb in e and "tEXt chunk" in e and len(e.strip().splitlines()) == 1,
+          "PNG chunk past the end: exit 1, one line naming the file and the chunk")
     nopre = os.path.join(tmp, "nopre")
     shutil.copytree(clip_dir, nopre)
     os.remove(os.path.join(nopre, "preprocessor_config.json"))
