@@ -794,9 +794,8 @@ int cmd_eval(int argc, char **argv)
         }
     }
     if (!c.run.model_dir || c.n_data == 0) {
-        fprintf(stderr, "disclvlm: eval %s: --model and --data are required (see 'disclvlm eval "
-                        "--help')\n",
-                c.task);
+        fprintf(stderr, "disclvlm: eval %s: %s is required (see 'disclvlm eval --help')\n",
+                c.task, !c.run.model_dir ? "--model DIR" : "--data FILE");
         goto usage_error;
     }
     if (c.n_data > 1 && !is_sc) {

@@ -228,7 +228,9 @@ static int parse(int argc, char **argv, train_cli *c)
         }
     }
     if (!c->run.model_dir || !c->data || !c->out)
-        return usage_error("--model, --data and --out are required");
+        return usage_error("%s is required", !c->run.model_dir ? "--model DIR"
+                                             : !c->data        ? "--data FILE"
+                                                               : "--out ADAPTER_DIR");
     if (c->init && c->resume)
         return usage_error("--init and --resume exclude each other (a checkpoint holds its "
                            "adapter)");

@@ -328,8 +328,26 @@ try:
                  ("score", "--image", img_a, "--text", "x"),
                  ("score", *M, "--image", img_a, "--text", "x", "--bogus")]:
         rc, o, e = run(*args)
-        check(rc == 2 and o == "" and e != "", "usage error exits 2: " + " ".join(
-            a.replace(tmp, "TMP") for a in args))
+        check(rc == 2 and o == "" and e.startswith("disclvlm: " + args[0] + ": ")
+              and e.count("\n") == 1,
+              "usage error exits 2 with one line 'disclvlm: COMMAND: ...': " + " ".join(
+                  a.replace(tmp, "TMP") for a in args) + " -> " + e.strip())
+    # A missing required option is named, not answered with the whole help.
+    for args, what in [(("encode-text", *M, "--out", out), "a TEXT or --file LINES"),
+                       (("encode-text", "hi", "--out", out), "--model DIR"),
+                       (("encode-image", *M, img_a), "--out E.npy"),
+                       (("encode-image", *M, "--out", out), "an IMAGE"),
+                       (("score", *M, "--image", img_a), "--text TEXT..."),
+                       (("score", "--image", img_a, "--text", "x"), "--model DIR"),
+                       (("embed", *M, "--out", out), "--tokens IDS")]:
+        rc, o, e = run(*args)
+        check(rc == 2 and e == "disclvlm: %s: %s is required (see 'disclvlm %s --help')\n"
+              % (args[0], what, args[0]), "missing %s named: %s" % (what, e.strip()))
+    rc, o, e = run("encode-image", *M, "--threads", "99999", img_a, "--out", out)
+    check(rc == 2 and "0..4096" in e, "a range error gives the range: " + e.strip())
+    rc, o, e = run("encode-image", *M, tmp, "--out", out)
+    check(rc == 1 and "is a directory" in e and one_line(e),
+          "a directory given as an image says so: " + e.strip())
 
     # ---- failures: exit 1, one line naming the file, no output file -------
     os.path.exists(out) and os.remove(out)

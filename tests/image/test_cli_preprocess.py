@@ -80,7 +80,8 @@ try:
     img = os.path.join(data, "png_rgb8.png")
     out = os.path.join(tmp, "y.npy")
     rc, o, e = run("preprocess", "--model", clip_dir, img)
-    check(rc == 2 and "usage:" in e, "no --out: exit 2 with usage")
+    check(rc == 2 and "--out PIXELS.npy is required" in e and e.count("\n") == 1,
+          "no --out: exit 2, one line naming it")
     rc, o, e = run("preprocess", "--model", clip_dir, img, "--out", out, "--bogus")
     check(rc == 2 and "--bogus" in e, "unknown option: exit 2 naming it")
     rc, o, e = run("preprocess", "--model", clip_dir, img, "--out", out, "--max-pixels", "x")

@@ -912,6 +912,10 @@ static void test_prompts_whole(void **state)
     expect_status(dlv_adapter_load(s, tmp), DLV_E_FORMAT, "ids another tokenizer made");
     assert_non_null(strstr(dlv_last_error(), "image.prefix_ids"));
     assert_non_null(strstr(dlv_last_error(), "another tokenizer"));
+    write_text(pj, "{\"vocab_size\": 32064, \"image\": {}, \"text\": {}}");
+    expect_status(dlv_adapter_load(s, tmp), DLV_E_FORMAT, "another model's vocabulary");
+    assert_non_null(strstr(dlv_last_error(), "made for a vocabulary of 32064 tokens, this "
+                                             "model has 128"));
     write_text(pj, "{\"tokenize\": \"sometimes\", \"image\": {}, \"text\": {}}");
     expect_status(dlv_adapter_load(s, tmp), DLV_E_FORMAT, "unknown tokenize mode");
     assert_non_null(strstr(dlv_last_error(), "'tokenize'"));

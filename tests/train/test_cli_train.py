@@ -321,7 +321,7 @@ try:
             ("--init with --resume", [*M, *O, "--init", out("a0"), "--resume", out("a0.ckpt")]),
             ("--adapter", [*M, *O, "--adapter", out("a0")])]:
         rc, _, e = run("train", *args)
-        check(rc == 2 and e.startswith("disclvlm train") and e.count("\n") == 1
+        check(rc == 2 and e.startswith("disclvlm: train: ") and e.count("\n") == 1
               and ("unknown" in e) == label.startswith("unknown"),
               "usage error (%s): exit 2, one line: %s" % (label, e.strip()))
     check(not os.path.exists(out("u")), "usage errors write nothing")
