@@ -7,9 +7,14 @@
    captions the numbers in docs/shapesworld.md were measured on);
 2. scores a few test images against their caption and hard negatives with
    the CLIP-style baseline and the fine-tuned LVLM (prints them);
-3. prints the comparison table: image->text and text->image R@1 and the
+3. evaluates every model (the eval progress lines show on stderr), then
+   prints the comparison table: image->text and text->image R@1 and the
    accuracy per hard-negative type, for the CLIP-style baseline, the base
-   LVLM with handcrafted prompts and each fine-tuned variant.
+   LVLM with handcrafted prompts and each fine-tuned variant;
+4. keeps the results in the output folder: results.json (the table) and
+   hard_negatives.png (a bar chart of the hard-negative accuracies per
+   model, the chance line drawn). Embeddings are cached there (cache/), so
+   a rerun is fast.
 
 Everything runs through the disclvlm tool (`eval retrieval`, `eval
 sugarcrepe`, `score`); Python 3 standard library only.
@@ -22,6 +27,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from chart import bar_chart  # noqa: E402
 TYPES = ["attribute_swap", "object_swap", "relation_flip", "attribute_replace", "object_replace",
          "count_change"]
 # (label, model dir, adapter dir or None)
@@ -35,10 +42,14 @@ ROWS = [
 ]
 
 
-def run(cmd):
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def run(cmd, show_progress=False):
+    """The command's stdout; its stderr (progress lines) passes through when
+    show_progress, else is shown only when it fails."""
+    r = subprocess.run(cmd, stdout=subprocess.PIPE,
+                       stderr=None if show_progress else subprocess.PIPE, text=True)
     if r.returncode != 0:
-        sys.stderr.write(r.stderr)
+        if not show_progress:
+            sys.stderr.write(r.stderr)
         raise SystemExit("demo: %s failed (exit %d)" % (" ".join(cmd[:3]), r.returncode))
     return r.stdout
 
@@ -56,7 +67,8 @@ def main(argv):
     ap.add_argument("--out", default="build/shapesworld-demo")
     ap.add_argument("--test", type=int, default=500)
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--json", help="also write the table as JSON here")
+    ap.add_argument("--json", help="also write the table as JSON here (it is always written "
+                    "to OUT/results.json)")
     a = ap.parse_args(argv)
     t0 = time.time()
     data = a.out
@@ -99,13 +111,18 @@ def main(argv):
             break
 
     rows = []
-    for label, model, adapter in ROWS:
-        ma = model_args(model, adapter, a.threads)
+    cache = os.path.join(data, "cache")
+    for k, (label, model, adapter) in enumerate(ROWS):
+        # The cache holds each model's embeddings: the hard negatives reuse
+        # the retrieval run's images, and a rerun encodes nothing.
+        ma = model_args(model, adapter, a.threads) + ["--cache", cache]
+        print("[%d/%d] %s" % (k + 1, len(ROWS), label), flush=True)
         r = json.loads(run([a.exe, "eval", "retrieval"] + ma + [
-            "--images", data, "--data", os.path.join(data, "retrieval_test.json"), "--json"]))
+            "--images", data, "--data", os.path.join(data, "retrieval_test.json"), "--json"],
+            show_progress=True))
         s = json.loads(run([a.exe, "eval", "sugarcrepe"] + ma + [
             "--images", data, "--json", "--data"] +
-            [os.path.join(data, "sugarcrepe", t + ".json") for t in TYPES]))
+            [os.path.join(data, "sugarcrepe", t + ".json") for t in TYPES], show_progress=True))
         acc = {os.path.basename(x["data"])[:-5]: x["accuracy"] for x in s["subsets"]}
         rows.append({"model": label, "i2t_R@1": r["metrics"]["image_to_text"]["R@1"],
                      "t2i_R@1": r["metrics"]["text_to_image"]["R@1"],
@@ -118,10 +135,18 @@ def main(argv):
             row["model"], row["i2t_R@1"], row["t2i_R@1"], *[row[t] for t in TYPES]))
     print("\nR@1 over %d images x 5 captions; accuracy = %% of (image, caption, negative) "
           "triples where the caption scores strictly higher (chance 50)." % a.test)
+    result = {"test_images": a.test, "seed": 0, "chance": 50.0,
+              "metrics": "R@1 in %; hard-negative accuracy in % (chance 50)", "rows": rows}
+    paths = [os.path.join(data, "results.json")] + ([a.json] if a.json else [])
+    for p in paths:
+        with open(p, "w") as f:
+            json.dump(result, f, indent=2)
+            f.write("\n")
+    png = os.path.join(data, "hard_negatives.png")
+    bar_chart(png, "ShapesWorld hard negatives: accuracy (%%), %d test images" % a.test,
+              TYPES, [(row["model"], [row[t] for t in TYPES]) for row in rows])
+    print("\nresults: %s, chart: %s" % (paths[0], png))
     print("demo: %.1f s" % (time.time() - t0))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(rows, f, indent=2)
 
 
 if __name__ == "__main__":
