@@ -234,21 +234,28 @@ static char *parent_of(const char *path)
     return parent;
 }
 
-dlv_status dlv_dir_save_check(const char *dir, const char *const *known)
+/* DLV_OK if dir is absent, or a directory holding only known entries. */
+static dlv_status check_replaceable(const char *dir, const char *const *known)
 {
     struct stat sb;
     if (stat(dir, &sb) == 0) {
         if (!S_ISDIR(sb.st_mode))
             return dlv_error(DLV_E_IO, "%s: exists and is not a directory", dir);
-        dlv_status st = check_only_known(dir, known);
-        if (st) return st;
-    } else if (errno != ENOENT)
-        return dlv_error(DLV_E_IO, "%s: %s", dir, strerror(errno));
+        return check_only_known(dir, known);
+    }
+    if (errno != ENOENT) return dlv_error(DLV_E_IO, "%s: %s", dir, strerror(errno));
+    return DLV_OK;
+}
+
+dlv_status dlv_dir_save_check(const char *dir, const char *const *known)
+{
+    dlv_status st = check_replaceable(dir, known);
+    if (st) return st;
+    struct stat sb;
     /* The save makes a sibling temporary and renames it: the parent must be
      * a writable directory. */
     char *parent = parent_of(dir);
     if (!parent) return dlv_error_nomem("a path", strlen(dir) + 1);
-    dlv_status st = DLV_OK;
     if (stat(parent, &sb) != 0 || !S_ISDIR(sb.st_mode))
         st = dlv_error(DLV_E_IO, "%s: the directory %s does not exist", dir, parent);
     else if (access(parent, W_OK | X_OK) != 0)
@@ -260,15 +267,8 @@ dlv_status dlv_dir_save_check(const char *dir, const char *const *known)
 dlv_status dlv_dir_save_begin(const char *dir, const char *const *known, char **tmp)
 {
     *tmp = NULL;
-    struct stat sb;
-    if (stat(dir, &sb) == 0) {
-        if (!S_ISDIR(sb.st_mode))
-            return dlv_error(DLV_E_IO, "%s: exists and is not a directory", dir);
-        dlv_status st = check_only_known(dir, known);
-        if (st) return st;
-    } else if (errno != ENOENT) {
-        return dlv_error(DLV_E_IO, "%s: %s", dir, strerror(errno));
-    }
+    dlv_status st = check_replaceable(dir, known);
+    if (st) return st;
     size_t n = strlen(dir);
     while (n > 1 && dir[n - 1] == '/') n--;
     char *t = malloc(n + 16);
@@ -276,8 +276,8 @@ dlv_status dlv_dir_save_begin(const char *dir, const char *const *known, char **
     memcpy(t, dir, n);
     memcpy(t + n, ".tmp-XXXXXX", 12);
     if (!mkdtemp(t)) {
-        dlv_status st = dlv_error(DLV_E_IO, "%s: cannot create a temporary directory beside it: "
-                                  "%s", dir, strerror(errno));
+        st = dlv_error(DLV_E_IO, "%s: cannot create a temporary directory beside it: %s", dir,
+                       strerror(errno));
         free(t);
         return st;
     }
