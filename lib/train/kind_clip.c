@@ -30,10 +30,12 @@ typedef struct clip_state {
     int64_t *lens;
     uint64_t tokens;
     dlv_buffer pixels;
-    /* the chunk */
-    dlv_clip_tape *tape;
-    dlv_buffer ebuf;                /* E raw [count, P] */
-    size_t count;
+    /* the chunk, per side ([1]: images): both tapes may be held at once */
+    struct clip_chunk {
+        dlv_clip_tape *tape;
+        dlv_buffer ebuf;            /* E raw [count, P] */
+        size_t count;
+    } c[2];
 } clip_state;
 
 static const char *const checkpoint_files[] = {"train_state.safetensors", NULL};
@@ -52,17 +54,18 @@ static int in_sets(unsigned sets, const char *name)
     return 0;
 }
 
-static void chunk_free(clip_state *k)
+static void chunk_free(struct clip_chunk *c)
 {
-    dlv_clip_tape_free(k->tape);
-    k->tape = NULL;
-    dlv_buffer_free(&k->ebuf);
+    dlv_clip_tape_free(c->tape);
+    c->tape = NULL;
+    dlv_buffer_free(&c->ebuf);
 }
 
 static void end_step(void *state)
 {
     clip_state *k = state;
-    chunk_free(k);
+    chunk_free(&k->c[0]);
+    chunk_free(&k->c[1]);
     for (size_t i = 0; k->ids && i < k->n; i++) free(k->ids[i]);
     free(k->ids);
     free(k->lens);
@@ -199,10 +202,11 @@ static dlv_status forward(void *state, dlv_trainer *t, int image_side, size_t fi
     clip_state *k = state;
     dlv_backend *be = dlv_trainer_backend(t);
     const int64_t P = k->cfg->projection_dim;
-    chunk_free(k);
-    k->count = count;
-    dlv_status st = dlv_buffer_alloc(be, count * (size_t)P * sizeof(float), &k->ebuf);
-    float *E = dlv_buffer_ptr(&k->ebuf);
+    struct clip_chunk *c = &k->c[image_side != 0];
+    chunk_free(c);
+    c->count = count;
+    dlv_status st = dlv_buffer_alloc(be, count * (size_t)P * sizeof(float), &c->ebuf);
+    float *E = dlv_buffer_ptr(&c->ebuf);
     const dlv_vision_config *v = &k->cfg->vision;
     const size_t px = (size_t)(v->num_channels * v->image_size * v->image_size);
     /* A frozen tower keeps only its head's tape (nothing else to
@@ -211,33 +215,33 @@ static dlv_status forward(void *state, dlv_trainer *t, int image_side, size_t fi
         st = dlv_clip_image_forward(be, k->cfg, &k->w,
                                     (const float *)dlv_buffer_ptr(&k->pixels) + first * px,
                                     (int64_t)count, !k->train_vision,
-                                    with_tape ? &k->tape : NULL, E);
+                                    with_tape ? &c->tape : NULL, E);
     if (!st && !image_side)
         st = dlv_clip_text_forward(be, k->cfg, &k->w, (const int32_t *const *)k->ids + first,
                                    k->lens + first, (int64_t)count, !k->train_text,
-                                   with_tape ? &k->tape : NULL, E);
+                                   with_tape ? &c->tape : NULL, E);
     if (!st) st = dlv_copy(be, out, E, count * (size_t)P * sizeof(float));
     if (!st) st = dlv_l2_normalize(be, out, out, (int64_t)count, P);
-    if (!with_tape) chunk_free(k);
+    if (!with_tape) chunk_free(c);
     return st;
 }
 
 static dlv_status backward(void *state, dlv_trainer *t, int image_side, const float *dEn)
 {
-    (void)image_side;
     clip_state *k = state;
+    struct clip_chunk *c = &k->c[image_side != 0];
     dlv_backend *be = dlv_trainer_backend(t);
     const int64_t P = k->cfg->projection_dim;
     dlv_buffer gb = {0};
-    dlv_status st = dlv_buffer_alloc(be, k->count * (size_t)P * sizeof(float), &gb);
+    dlv_status st = dlv_buffer_alloc(be, c->count * (size_t)P * sizeof(float), &gb);
     float *dE = dlv_buffer_ptr(&gb);
     if (!st) st = dlv_buffer_zero(&gb, 0, gb.size);
     if (!st && dEn)
-        st = dlv_l2_normalize_backward(be, dE, dEn, dlv_buffer_ptr(&k->ebuf), (int64_t)k->count,
+        st = dlv_l2_normalize_backward(be, dE, dEn, dlv_buffer_ptr(&c->ebuf), (int64_t)c->count,
                                        P);
-    if (!st) st = dlv_clip_backward(be, &k->w, &k->gw, k->tape, dE);
+    if (!st) st = dlv_clip_backward(be, &k->w, &k->gw, c->tape, dE);
     dlv_buffer_free(&gb);
-    chunk_free(k);
+    chunk_free(c);
     return st;
 }
 

@@ -79,7 +79,9 @@ typedef struct llava_state {
     dlv_llava_params params;      /* the encode view */
     dlv_feature_cache *cache;
     step_data s;
-    chunk_tape c;
+    /* The chunk with its tape, per side ([1]: images): the core may hold
+     * both sides' tapes at once (one pass when the batch is one chunk). */
+    chunk_tape c[2];
 } llava_state;
 
 static const char *const checkpoint_files[] = {
@@ -115,7 +117,8 @@ static void chunk_free(chunk_tape *c)
 static void end_step(void *state)
 {
     llava_state *k = state;
-    chunk_free(&k->c);
+    chunk_free(&k->c[0]);
+    chunk_free(&k->c[1]);
     for (size_t i = 0; i < k->s.n; i++) {
         if (k->s.caps) dlv_text_ids_free(&k->s.caps[i]);
         if (k->s.longs) dlv_ids_free(&k->s.longs[i]);
@@ -448,7 +451,7 @@ static dlv_status prepare(void *state, dlv_trainer *t, const dlv_train_example *
 static dlv_status chunk_forward(llava_state *k, dlv_trainer *t, int image_side, size_t first,
                                 size_t count, int with_tape)
 {
-    chunk_tape *c = &k->c;
+    chunk_tape *c = &k->c[image_side != 0];
     chunk_free(c);
     dlv_backend *be = dlv_trainer_backend(t);
     const int64_t H = k->H, F = k->d.n_features;
@@ -519,9 +522,10 @@ static dlv_status forward(void *state, dlv_trainer *t, int image_side, size_t fi
 {
     llava_state *k = state;
     dlv_status st = chunk_forward(k, t, image_side, first, count, with_tape);
-    if (!st) st = dlv_copy(dlv_trainer_backend(t), out, k->c.E, count * (size_t)k->H * sizeof(float));
+    chunk_tape *c = &k->c[image_side != 0];
+    if (!st) st = dlv_copy(dlv_trainer_backend(t), out, c->E, count * (size_t)k->H * sizeof(float));
     if (!st) st = dlv_l2_normalize(dlv_trainer_backend(t), out, out, (int64_t)count, k->H);
-    if (!with_tape) chunk_free(&k->c);
+    if (!with_tape) chunk_free(c);
     return st;
 }
 
@@ -565,7 +569,7 @@ static dlv_status ntp(llava_state *k, dlv_trainer *t, size_t e, const float *x, 
 static dlv_status backward(void *state, dlv_trainer *t, int image_side, const float *dEn)
 {
     llava_state *k = state;
-    chunk_tape *c = &k->c;
+    chunk_tape *c = &k->c[image_side != 0];
     dlv_backend *be = dlv_trainer_backend(t);
     const int64_t H = k->H, len = c->batch.len;
     const size_t rows = c->count * (size_t)len;

@@ -218,19 +218,15 @@ static void fill_stats(dlv_train_stats *s, const dlv_train_stats *v)
 #undef PUT
 }
 
-/* Phases 1 and 2 of the contrastive loss: the normalised embeddings of both
- * sides without tapes, then the loss and its gradient on the host, whose
- * result goes back to the device as dE [2, n, dim]. */
-static dlv_status contrastive(dlv_trainer *t, size_t n, int64_t dim, dlv_buffer *emb,
-                              double *loss)
+/* Phase 2 of the contrastive loss: from the normalised embeddings of both
+ * sides in emb [2, n, dim], the loss and its gradient on the host, which
+ * goes back to the device as dE [2, n, dim] in emb. */
+static dlv_status contrastive_grad(dlv_trainer *t, size_t n, int64_t dim, dlv_buffer *emb,
+                                   double *loss)
 {
-    const size_t chunk = dlv_trainer_chunk(t, n), side_floats = n * (size_t)dim;
+    const size_t side_floats = n * (size_t)dim;
     dlv_status st = DLV_OK;
-    for (int side = 0; side < 2 && !st; side++)
-        for (size_t f = 0; f < n && !st; f += chunk)
-            st = t->kind->forward(t->ks, t, side == 0, f, n - f < chunk ? n - f : chunk, 0,
-                                  at(emb, side * side_floats + f * (size_t)dim));
-    float *host = st ? NULL : malloc(4 * side_floats * sizeof *host);
+    float *host = malloc(4 * side_floats * sizeof *host);
     if (!st && !host) st = dlv_error_nomem("embeddings", 4 * side_floats * sizeof(float));
     float ls = 0;
     if (!st) st = dlv_buffer_download(host, emb, 0, 2 * side_floats * sizeof *host);
@@ -333,11 +329,30 @@ dlv_status dlv_trainer_step(dlv_trainer *t, const dlv_train_example *ex, size_t 
     if (!st) st = dlv_buffer_alloc(t->be, dlv_trainer_chunk(t, n) * dim * sizeof(float), &scratch);
     if (!st) st = dlv_buffer_zero(&t->grads, 0, (t->n ? t->n : 1) * sizeof(float));
     double lc = 0;
-    if (!st && t->cfg.contrastive) st = contrastive(t, n, (int64_t)dim, &emb, &lc);
+    const size_t chunk = dlv_trainer_chunk(t, n), side_floats = n * dim;
+    /* GradCache (Gao et al. 2021) when the batch is cut into micro-batches:
+     * phase 1 embeds both sides without tapes, phase 2 computes the loss and
+     * dE, phase 3 runs each micro-batch again with its tape and backward.
+     * When the batch is one micro-batch, phase 1 would repeat phase 3's
+     * forwards: both sides run once with their tapes (the kinds keep one
+     * per side), then the loss, then both backwards. */
+    const int one_pass = t->cfg.contrastive && chunk >= n;
+    if (!st && one_pass) {
+        for (int side = 0; side < 2 && !st; side++)
+            st = t->kind->forward(t->ks, t, side == 0, 0, n, 1, at(&emb, side * side_floats));
+        if (!st) st = contrastive_grad(t, n, (int64_t)dim, &emb, &lc);
+        for (int side = 0; side < 2 && !st; side++)
+            st = t->kind->backward(t->ks, t, side == 0, at(&emb, side * side_floats));
+    } else if (!st && t->cfg.contrastive) {
+        for (int side = 0; side < 2 && !st; side++)
+            for (size_t f = 0; f < n && !st; f += chunk)
+                st = t->kind->forward(t->ks, t, side == 0, f, n - f < chunk ? n - f : chunk, 0,
+                                      at(&emb, side * side_floats + f * dim));
+        if (!st) st = contrastive_grad(t, n, (int64_t)dim, &emb, &lc);
+    }
     /* Phase 3: micro-batches with tapes. The image side also carries the
      * kind's own losses, so it runs without the contrastive loss too. */
-    const size_t chunk = dlv_trainer_chunk(t, n);
-    for (int side = 0; side < 2 && !st; side++) {
+    for (int side = 0; side < 2 && !st && !one_pass; side++) {
         if (side == 1 && !t->cfg.contrastive) break;
         for (size_t f = 0; f < n && !st; f += chunk) {
             const size_t count = n - f < chunk ? n - f : chunk;
