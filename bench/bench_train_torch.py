@@ -128,6 +128,17 @@ def main():
     def ids(s):
         return tok.encode(s, add_special_tokens=False).ids
 
+    def split(prefix, middle, instr, suffix):
+        """The library's default prompts (docs/adapter-format.md): the whole
+        string tokenized at once, cut by character offsets into the tokens
+        before the instruction, the instruction's and the rest."""
+        enc = tok.encode(prefix + middle + instr + suffix, add_special_tokens=False)
+        a = len(prefix) + len(middle)
+        parts = ([], [], [])
+        for i, (_, end) in zip(enc.ids, enc.offsets):
+            parts[0 if end <= a else 2 if end > a + len(instr) else 1].append(i)
+        return parts
+
     bos, eos = c.text_config.bos_token_id, c.text_config.eos_token_id
     pm = get_peft_model(model, LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0,
                                           target_modules=TARGETS))
@@ -138,8 +149,12 @@ def main():
     lora = [p for n, p in pm.named_parameters() if p.requires_grad]
     assert lora and all("lora_" in n for n, p in pm.named_parameters() if p.requires_grad)
     assert all(".language_model." in n for n, p in pm.named_parameters() if p.requires_grad)
-    ipre, iins, isuf = (ids(s) for s in PIECES["image"])
-    tpre, tins, tsuf = (ids(s) for s in PIECES["text"])
+    # This tokenizer has no <image> token: the image prefix is tokenized on
+    # its own, the rest as one string; the text prompt's instruction starts
+    # as its ids around a one-letter caption (as the library does).
+    ipre = ids(PIECES["image"][0])
+    _, iins, isuf = split("", "", *PIECES["image"][1:])
+    _, tins, _ = split(PIECES["text"][0], "x", *PIECES["text"][1:])
     with torch.no_grad():
         image_prompt = torch.nn.Parameter(emb(torch.tensor(iins)).clone())
         text_prompt = torch.nn.Parameter(emb(torch.tensor(tins)).clone())
@@ -153,7 +168,8 @@ def main():
     B = a.batch
     proc = CLIPImageProcessor.from_pretrained(a.model_dir)
     pv = proc(images=[image(k) for k in range(B)], return_tensors="pt")["pixel_values"]
-    short_ids = [ids(caption(k, SHORT_WORDS)) for k in range(B)]
+    short = [split(PIECES["text"][0], caption(k, SHORT_WORDS), *PIECES["text"][1:])
+             for k in range(B)]
     long_ids = [ids(caption(k + 100, LONG_WORDS)) + [eos] for k in range(B)]
     b = [bos]
 
@@ -187,7 +203,7 @@ def main():
         tgt = torch.tensor([t for k in range(B) for t in long_ids[k]])
         L_ntp = F.cross_entropy(lm.lm_head(pred), tgt)  # mean over the batch's tokens
         tokens = sum(lens)
-        rows = [torch.cat([e(b + tpre + short_ids[k]), text_prompt, e(tsuf)], 0)
+        rows = [torch.cat([e(b + short[k][0]), text_prompt, e(short[k][2])], 0)
                 for k in range(B)]
         x, m, tl = padded(rows)
         hs = body(inputs_embeds=x, attention_mask=m, use_cache=False).last_hidden_state
