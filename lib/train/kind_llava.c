@@ -37,7 +37,9 @@ typedef struct step_data {
     double ntp_sum;
     uint64_t tokens;
     dlv_buffer feats;             /* [n, F, H] features for the step (no tape) */
-    dlv_buffer pixels;            /* [n, C, S, S] when the tower / projector is trained */
+    dlv_buffer pixels;            /* [n, C, S, S] when the tower is trained */
+    dlv_buffer selected;          /* [n, F, D] the frozen tower's rows when only the
+                                   * projector trains: it does not run again */
 } step_data;
 
 /* The tape of the current chunk (forward with_tape -> backward). */
@@ -127,6 +129,7 @@ static void end_step(void *state)
     free(k->s.longs);
     dlv_buffer_free(&k->s.feats);
     dlv_buffer_free(&k->s.pixels);
+    dlv_buffer_free(&k->s.selected);
     memset(&k->s, 0, sizeof k->s);
 }
 
@@ -337,6 +340,12 @@ static dlv_status tokenize(const dlv_tokenizer *tok, const char *text, int32_t e
 
 /* The batch's features [n, F, H] on the device: with cache_features and a
  * frozen tower + projector, images seen before come from the (host) cache. */
+/* The projector trains but no stage of the tower does. */
+static int projector_only(const llava_state *k)
+{
+    return k->vision_grad && k->vision_from >= k->d.vision_run;
+}
+
 static dlv_status features(llava_state *k, dlv_trainer *t, const dlv_train_example *ex,
                            size_t n, const float *host_px, size_t px)
 {
@@ -350,6 +359,14 @@ static dlv_status features(llava_state *k, dlv_trainer *t, const dlv_train_examp
     if (!st && !host) st = dlv_error_nomem("features", per * sizeof(float));
     dlv_buffer one = {0};
     if (!st) st = dlv_buffer_alloc(be, px * sizeof(float), &one);
+    /* A frozen tower under a trained projector: its selected rows are kept,
+     * so the taped forward runs the projector alone (projector_only). */
+    const size_t sel_per = (size_t)(k->d.n_features * k->d.vision.enc.hidden);
+    float *sel = NULL;
+    if (!st && projector_only(k)) {
+        st = dlv_buffer_alloc(be, n * sel_per * sizeof(float), &k->s.selected);
+        sel = dlv_buffer_ptr(&k->s.selected);
+    }
     for (size_t i = 0; i < n && !st; i++) {
         const float *hit = cache ? dlv_feature_cache_get(k->cache, ex[i].image) : NULL;
         if (hit) {
@@ -359,9 +376,10 @@ static dlv_status features(llava_state *k, dlv_trainer *t, const dlv_train_examp
         /* Images run one at a time: every GEMM of the tower is per image
          * anyway, and the scratch stays one image's. */
         st = dlv_buffer_upload(&one, 0, host_px + i * px, px * sizeof(float));
+        const dlv_llava_vision_trace trace = {NULL, sel ? sel + i * sel_per : NULL};
         if (!st)
             st = dlv_llava_vision_forward(be, &k->d, &k->w, dlv_buffer_ptr(&one), 1, 0, 0, NULL,
-                                          feats + i * per, NULL);
+                                          feats + i * per, sel ? &trace : NULL);
         if (!st && cache) {
             st = dlv_buffer_download(host, &k->s.feats, i * per * sizeof(float),
                                      per * sizeof(float));
@@ -438,7 +456,7 @@ static dlv_status prepare(void *state, dlv_trainer *t, const dlv_train_example *
     }
     if (!st) st = features(k, t, ex, n, host_px, px);
     /* The tower is differentiated: its pixels stay on the device. */
-    if (!st && k->vision_grad) {
+    if (!st && k->vision_grad && !projector_only(k)) {
         st = dlv_buffer_alloc(dlv_trainer_backend(t), n * px * sizeof(float), &k->s.pixels);
         if (!st) st = dlv_buffer_upload(&k->s.pixels, 0, host_px, n * px * sizeof(float));
     }
@@ -471,7 +489,13 @@ static dlv_status chunk_forward(llava_state *k, dlv_trainer *t, int image_side, 
         const size_t px = (size_t)(k->d.vision.channels * k->d.vision.image_size *
                                    k->d.vision.image_size);
         if (!st) st = dlv_zero(be, c->dfeats, count * per * sizeof(float));
-        if (!st)
+        const size_t sel_per = (size_t)(k->d.n_features * k->d.vision.enc.hidden);
+        if (!st && projector_only(k))
+            st = dlv_llava_projector_forward(be, &k->d, &k->w,
+                                             (const float *)dlv_buffer_ptr(&k->s.selected) +
+                                                 first * sel_per,
+                                             (int64_t)count, &c->vis, c->feats);
+        else if (!st)
             st = dlv_llava_vision_forward(be, &k->d, &k->w,
                                           (const float *)dlv_buffer_ptr(&k->s.pixels) + first * px,
                                           (int64_t)count, k->vision_from,

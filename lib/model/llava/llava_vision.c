@@ -54,6 +54,10 @@ static dlv_status per_image_bw(dlv_backend *be, float *dx, const float *dy, cons
     return DLV_OK;
 }
 
+static dlv_status projector(dlv_backend *be, const dlv_llava_dims *d, const dlv_llava_w *w,
+                            dlv_llava_vision_tape *t, dlv_llava_vision_tape **tape,
+                            float *features);
+
 dlv_status dlv_llava_vision_forward(dlv_backend *be, const dlv_llava_dims *d,
                                     const dlv_llava_w *w, const float *pixels, int64_t n,
                                     int64_t from, int recompute, dlv_llava_vision_tape **tape,
@@ -94,7 +98,17 @@ dlv_status dlv_llava_vision_forward(dlv_backend *be, const dlv_llava_dims *d,
                       (size_t)(F * D) * sizeof(float));
     if (!st && trace && trace->selected)
         st = dlv_copy(be, trace->selected, t->sel, (size_t)(n * F * D) * sizeof(float));
-    if (!st) st = per_image(be, t->mid, t->sel, n, F, &w->proj1);
+    return projector(be, d, w, t, tape, features);
+}
+
+/* The projector from t->sel into features; hands t over to *tape (or frees
+ * it), and frees it on failure. */
+static dlv_status projector(dlv_backend *be, const dlv_llava_dims *d, const dlv_llava_w *w,
+                            dlv_llava_vision_tape *t, dlv_llava_vision_tape **tape,
+                            float *features)
+{
+    const int64_t n = t->n, F = d->n_features, T = d->text.hidden;
+    dlv_status st = per_image(be, t->mid, t->sel, n, F, &w->proj1);
     if (!st) st = dlv_activation(be, d->projector_act, t->g, t->mid, n * F * T);
     if (!st) st = per_image(be, features, t->g, n, F, &w->proj2);
     if (st) st = dlv_error_prefix(st, "vision features");
@@ -104,6 +118,34 @@ dlv_status dlv_llava_vision_forward(dlv_backend *be, const dlv_llava_dims *d,
     }
     *tape = t;
     return DLV_OK;
+}
+
+dlv_status dlv_llava_projector_forward(dlv_backend *be, const dlv_llava_dims *d,
+                                       const dlv_llava_w *w, const float *selected, int64_t n,
+                                       dlv_llava_vision_tape **tape, float *features)
+{
+    if (tape) *tape = NULL;
+    if (!be || !d || !w || !selected || !features || n < 1)
+        return dlv_error(DLV_E_INVALID_ARG, "projector: bad arguments");
+    dlv_llava_vision_tape *t = calloc(1, sizeof *t);
+    if (!t) return dlv_error_nomem("vision tape", sizeof *t);
+    t->d = *d;
+    t->n = n;
+    const int64_t F = d->n_features, D = d->vision.enc.hidden, T = d->text.hidden;
+    /* No tower rows: the backward stops at the projector (t->vit is NULL). */
+    dlv_status st = dlv_buffer_alloc(be, (size_t)(n * F * D + 2 * n * F * T) * sizeof(float),
+                                     &t->buf);
+    if (!st) {
+        t->sel = PF(t->buf);
+        t->mid = t->sel + n * F * D;
+        t->g = t->mid + n * F * T;
+        st = dlv_copy(be, t->sel, selected, (size_t)(n * F * D) * sizeof(float));
+    }
+    if (st) {
+        dlv_llava_vision_tape_free(t);
+        return dlv_error_prefix(st, "projector");
+    }
+    return projector(be, d, w, t, tape, features);
 }
 
 dlv_status dlv_llava_vision_backward(dlv_backend *be, const dlv_llava_w *w, const dlv_llava_w *gw,

@@ -31,6 +31,14 @@ dlv_status dlv_llava_vision_forward(dlv_backend *be, const dlv_llava_dims *d,
                                     int64_t from, int recompute, dlv_llava_vision_tape **tape,
                                     float *features, const dlv_llava_vision_trace *trace);
 
+/* The projector alone, from the selected tower rows selected [n F, D]
+ * (device; as dlv_llava_vision_forward's trace gives them) -> features [n F,
+ * T]: for a frozen tower, whose rows need not be computed again. The tape's
+ * backward stops at the projector. */
+dlv_status dlv_llava_projector_forward(dlv_backend *be, const dlv_llava_dims *d,
+                                       const dlv_llava_w *w, const float *selected, int64_t n,
+                                       dlv_llava_vision_tape **tape, float *features);
+
 /* Accumulates the gradients gw marks present (projector and tower) for
  * dfeatures [n F, T] (device). w must be the forward's. */
 dlv_status dlv_llava_vision_backward(dlv_backend *be, const dlv_llava_w *w, const dlv_llava_w *gw,
