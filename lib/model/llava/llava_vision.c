@@ -98,6 +98,10 @@ dlv_status dlv_llava_vision_forward(dlv_backend *be, const dlv_llava_dims *d,
                       (size_t)(F * D) * sizeof(float));
     if (!st && trace && trace->selected)
         st = dlv_copy(be, trace->selected, t->sel, (size_t)(n * F * D) * sizeof(float));
+    if (st) {
+        dlv_llava_vision_tape_free(t);
+        return dlv_error_prefix(st, "vision features");
+    }
     return projector(be, d, w, t, tape, features);
 }
 
