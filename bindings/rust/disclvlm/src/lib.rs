@@ -478,6 +478,15 @@ impl SessionOptions {
     pub fn set_threads(&mut self, n_threads: i32) -> Result<()> {
         check(unsafe { sys::dlv_session_options_set_threads(self.ptr.as_ptr(), n_threads) })
     }
+
+    /// Texts longer than the model's `max_position_embeddings`: refused
+    /// (`false`, the default, an error naming the text and the limit) or cut
+    /// from the caption's end (`true`), in encoding and training.
+    pub fn set_truncate(&mut self, truncate: bool) -> Result<()> {
+        check(unsafe {
+            sys::dlv_session_options_set_truncate(self.ptr.as_ptr(), i32::from(truncate))
+        })
+    }
 }
 
 impl Drop for SessionOptions {
@@ -738,6 +747,18 @@ impl<'m> Session<'m> {
         })
     }
 
+    /// `(positions, limit)`: how long the sequence the model runs for `text`
+    /// is (its text prompt; with `after_image`, an image prompt followed by
+    /// it, as training's next-token loss runs a long caption) and the
+    /// model's `max_position_embeddings`.
+    pub fn text_positions(&mut self, text: &str, after_image: bool) -> Result<(usize, usize)> {
+        let t = c_string("Session::text_positions", text)?;
+        let what = if after_image { sys::DLV_POSITIONS_AFTER_IMAGE } else { sys::DLV_POSITIONS_TEXT };
+        let (mut n, mut max) = (0usize, 0usize);
+        check(unsafe { sys::dlv_text_positions(self.raw(), t.as_ptr(), what, &mut n, &mut max) })?;
+        Ok((n, max))
+    }
+
     /// Runs exactly these token ids (no BOS, prompt or soft prompt is added)
     /// and returns the final hidden state at the last position: L2-normalised,
     /// or raw when `hidden`. An id equal to the model's image_token_index takes
@@ -866,6 +887,23 @@ impl<'m> Session<'m> {
     pub fn checkpoint_load<P: AsRef<Path>>(&mut self, dir: P) -> Result<()> {
         let dir = c_path("Session::checkpoint_load", dir.as_ref())?;
         check(unsafe { sys::dlv_train_checkpoint_load(self.raw(), dir.as_ptr()) })
+    }
+
+    /// Before the first step: whether saving the adapter, a checkpoint and
+    /// the model into these directories (each optional) would be allowed,
+    /// so a run fails at its start rather than at its end.
+    pub fn train_check_outputs(
+        &mut self,
+        adapter_dir: Option<&Path>,
+        checkpoint_dir: Option<&Path>,
+        model_dir: Option<&Path>,
+    ) -> Result<()> {
+        let what = "Session::train_check_outputs";
+        let a = adapter_dir.map(|d| c_path(what, d)).transpose()?;
+        let c = checkpoint_dir.map(|d| c_path(what, d)).transpose()?;
+        let m = model_dir.map(|d| c_path(what, d)).transpose()?;
+        let p = |x: &Option<CString>| x.as_ref().map_or(ptr::null(), |s| s.as_ptr());
+        check(unsafe { sys::dlv_train_check_outputs(self.raw(), p(&a), p(&c), p(&m)) })
     }
 
     /// Writes the model as it is being trained (the "projector", "llm" and

@@ -798,3 +798,32 @@ fn one_model_many_threads() {
         std::thread::scope(|sc| sc.spawn(move || s.encode_texts(&TEXTS).unwrap()).join().unwrap());
     assert_eq!(got, want_txt);
 }
+
+#[test]
+fn long_texts_refused_or_truncated_and_outputs_checked() {
+    let model = load();
+    let mut s = session(&model);
+    let huge = vec!["word"; 300].join(" ");
+    let (n, limit) = s.text_positions(&huge, false).unwrap();
+    assert!(limit == 256 && n > limit, "{} positions, limit {}", n, limit);
+    assert!(s.text_positions(&huge, true).unwrap().0 > n);
+    let err = s.encode_texts(&["sky", huge.as_str()]).unwrap_err();
+    assert!(err.message().contains("texts[1]") && err.message().contains("(256)"), "{}", err);
+
+    let mut o = SessionOptions::new().unwrap();
+    o.set_truncate(true).unwrap();
+    let mut t = Session::new(&model, Some(&o)).unwrap();
+    let longer = format!("{} and more", huge);
+    let e = t.encode_texts(&[huge.as_str(), longer.as_str()]).unwrap();
+    let d = e.row(0).iter().zip(e.row(1)).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(d < 1e-5, "truncated texts differ by {}", d);
+
+    // Outputs checked before training: a foreign file is named.
+    s.train_begin(&train_options()).unwrap();
+    let dir = work_dir().join("foreign-out");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+    let err = s.train_check_outputs(Some(&dir), None, None).unwrap_err();
+    assert!(err.message().contains("notes.txt"), "{}", err);
+    s.train_check_outputs(Some(&work_dir().join("fresh-out")), None, None).unwrap();
+}
