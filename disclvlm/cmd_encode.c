@@ -162,37 +162,42 @@ int cli_encode_texts(const char *cmd, dlv_session *session, const char *const *t
     return 0;
 }
 
+int cli_text_fits(const char *cmd, dlv_session *session, const char *text, int what,
+                  char *why, size_t cap)
+{
+    size_t pos = 0, max = 0;
+    dlv_status st = dlv_text_positions(session, text, what, &pos, &max);
+    if (st != DLV_OK) {
+        if (st == DLV_E_UNSUPPORTED && what == DLV_POSITIONS_AFTER_IMAGE) return 0;
+        cli_fail(cmd);
+        return -1;
+    }
+    if (pos <= max) return 0;
+    snprintf(why, cap, "the sequence has %zu positions, more than the model's "
+                       "max_position_embeddings (%zu); shorten it, or --truncate", pos, max);
+    return 1;
+}
+
 int cli_check_texts(const char *cmd, dlv_session *session, const char *const *texts, size_t n,
                     int truncate, const char *file)
 {
-    size_t cut = 0, first_cut = 0, max = 0;
+    size_t cut = 0;
+    char first[4200] = "", why[256];
     for (size_t i = 0; i < n; i++) {
-        size_t pos = 0;
-        if (dlv_text_positions(session, texts[i], DLV_POSITIONS_TEXT, &pos, &max) != DLV_OK)
-            return cli_fail(cmd);
-        if (pos <= max) continue;
-        if (!cut++) first_cut = i;
-        if (truncate) continue;
-        if (file)
-            fprintf(stderr, "disclvlm: %s: %s:%zu: the text's sequence has %zu positions, more "
-                            "than the model's max_position_embeddings (%zu); shorten it, or "
-                            "--truncate\n", cmd, file, i + 1, pos, max);
-        else
-            fprintf(stderr, "disclvlm: %s: text %zu: the text's sequence has %zu positions, "
-                            "more than the model's max_position_embeddings (%zu); shorten it, "
-                            "or --truncate\n", cmd, i + 1, pos, max);
-        return 1;
+        const int r = cli_text_fits(cmd, session, texts[i], DLV_POSITIONS_TEXT, why, sizeof why);
+        if (r < 0) return 1;
+        if (r == 0 || cut++ > 0) continue;
+        /* The first text that does not fit: "FILE:LINE" (text i is line i + 1) or "text N". */
+        if (file) snprintf(first, sizeof first, "%s:%zu", file, i + 1);
+        else snprintf(first, sizeof first, "text %zu", i + 1);
+        if (!truncate) {
+            fprintf(stderr, "disclvlm: %s: %s: %s\n", cmd, first, why);
+            return 1;
+        }
     }
-    if (cut) {
-        if (file)
-            fprintf(stderr, "disclvlm: %s: note: %zu text(s) longer than the model's %zu "
-                            "positions are truncated (the first: %s:%zu)\n", cmd, cut, max,
-                    file, first_cut + 1);
-        else
-            fprintf(stderr, "disclvlm: %s: note: %zu text(s) longer than the model's %zu "
-                            "positions are truncated (the first: text %zu)\n", cmd, cut, max,
-                    first_cut + 1);
-    }
+    if (cut)
+        fprintf(stderr, "disclvlm: %s: note: %zu text(s) longer than the model's positions are "
+                        "truncated (the first: %s)\n", cmd, cut, first);
     return 0;
 }
 

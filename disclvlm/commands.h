@@ -72,6 +72,12 @@ int cli_encode_texts(const char *cmd, dlv_session *session, const char *const *t
  * is an error naming it ("FILE:LINE" when file is given, text i+1 being
  * line i+1, else "text N") and the limit; with it, a note says how many
  * will be cut. Returns 0, or prints the error and returns 1. */
+/* Whether text's sequence (what: DLV_POSITIONS_*) fits the model: 0, or 1
+ * with the reason in why; -1 after printing a library error. An
+ * image-then-text sequence the model does not have (a CLIPModel) fits. */
+int cli_text_fits(const char *cmd, dlv_session *session, const char *text, int what,
+                  char *why, size_t cap);
+
 int cli_check_texts(const char *cmd, dlv_session *session, const char *const *texts, size_t n,
                     int truncate, const char *file);
 

@@ -53,17 +53,14 @@ static int add_bad(train_data *d, const char *where, const char *reason)
 static int check_positions(dlv_session *session, const char *text, int what, const char *label,
                            int truncate, size_t *cut, char *why, size_t cap)
 {
-    size_t pos = 0, max = 0;
-    dlv_status st = dlv_text_positions(session, text, what, &pos, &max);
-    if (st == DLV_E_UNSUPPORTED && what == DLV_POSITIONS_AFTER_IMAGE) return 0;
-    if (st != DLV_OK) return cli_fail("train"), -1;
-    if (pos <= max) return 0;
+    char reason[256];
+    const int r = cli_text_fits("train", session, text, what, reason, sizeof reason);
+    if (r <= 0) return r;
     if (truncate) {
         (*cut)++;
         return 0;
     }
-    snprintf(why, cap, "%s: the sequence has %zu positions, more than the model's "
-                       "max_position_embeddings (%zu); shorten it, or --truncate", label, pos, max);
+    snprintf(why, cap, "%s: %s", label, reason);
     return 1;
 }
 

@@ -147,6 +147,12 @@ static dlv_status template_split(const dlv_tokenizer *tok, const char *prefix,
 
 static const char *or_empty(const char *s) { return s ? s : ""; }
 
+/* Appends the ids of text (NULL: empty), no special tokens added. */
+static dlv_status encode_text(const dlv_tokenizer *tok, const char *text, dlv_ids *out)
+{
+    return dlv_tokenizer_encode(tok, or_empty(text), strlen(or_empty(text)), 0, out);
+}
+
 dlv_status dlv_prompts_text_ids(const dlv_prompts *p, const dlv_tokenizer *tok,
                                 const char *caption, size_t len, dlv_text_ids *out)
 {
@@ -205,21 +211,11 @@ dlv_status dlv_prompts_tokenize_whole(dlv_prompts *p, const dlv_tokenizer *tok,
                            "to its prefix, then the image token %d", (int)image_id);
         if (!st) t.head.n--;
     } else {
-        st = dlv_tokenizer_encode(tok, or_empty(s->prefix.text), strlen(or_empty(s->prefix.text)),
-                                  0, &t.head);
-        dlv_text_ids rest = {0};
-        if (!st)
-            st = template_split(tok, "", "", 0, or_empty(s->instruction.text),
-                                or_empty(s->suffix.text), &rest);
-        if (!st) {
-            dlv_ids_free(&t.instr);
-            dlv_ids_free(&t.tail);
-            t.instr = rest.instr;
-            t.tail = rest.tail;
-            memset(&rest.instr, 0, sizeof rest.instr);
-            memset(&rest.tail, 0, sizeof rest.tail);
-        }
-        dlv_text_ids_free(&rest);
+        /* Instruction + suffix as one string (its head is empty), then the
+         * prefix on its own. */
+        st = template_split(tok, "", "", 0, or_empty(s->instruction.text),
+                            or_empty(s->suffix.text), &t);
+        if (!st) st = encode_text(tok, s->prefix.text, &t.head);
     }
     if (!st) {
         piece_take(&s->prefix, &t.head);
@@ -232,9 +228,7 @@ dlv_status dlv_prompts_tokenize_whole(dlv_prompts *p, const dlv_tokenizer *tok,
     st = template_split(tok, or_empty(s->prefix.text), "x", 1, or_empty(s->instruction.text),
                         or_empty(s->suffix.text), &t);
     dlv_ids prefix = {0};
-    if (!st)
-        st = dlv_tokenizer_encode(tok, or_empty(s->prefix.text), strlen(or_empty(s->prefix.text)),
-                                  0, &prefix);
+    if (!st) st = encode_text(tok, s->prefix.text, &prefix);
     if (!st) {
         piece_take(&s->prefix, &prefix);
         piece_take(&s->instruction, &t.instr);

@@ -409,18 +409,15 @@ static dlv_status prepare(void *state, dlv_trainer *t, const dlv_train_example *
     if (!pc)
         return dlv_error(DLV_E_UNSUPPORTED, "%s has no preprocessor_config.json",
                          dlv_model_dir(m));
+    const int64_t max_pos = tc->max_position_embeddings;
+    int64_t img_pos = 0;
+    dlv_status fit = dlv_llava_image_fit(m, &k->params, &img_pos);
+    if (fit) return fit;
     k->s.n = n;
     k->s.caps = calloc(n, sizeof *k->s.caps);
     k->s.longs = calloc(n, sizeof *k->s.longs);
     const size_t px = (size_t)(k->d.vision.channels * k->d.vision.image_size *
                                k->d.vision.image_size);
-    const int64_t max_pos = tc->max_position_embeddings;
-    const int64_t img_pos = dlv_llava_image_positions(&k->params, k->d.n_features);
-    if (img_pos > max_pos)
-        return dlv_error(DLV_E_INVALID_ARG, "%s: the image prompt has %lld positions (%lld "
-                         "image features and the prompt), more than the model's "
-                         "max_position_embeddings (%lld)", dlv_model_dir(m), (long long)img_pos,
-                         (long long)k->d.n_features, (long long)max_pos);
     float *host_px = malloc(n * px * sizeof *host_px);
     dlv_status st = k->s.caps && k->s.longs && host_px ? DLV_OK
                                                          : dlv_error_nomem("batch", n * px * 4);

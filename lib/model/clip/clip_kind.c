@@ -12,25 +12,32 @@
 #include "tokenizer/tokenizer.h"
 #include "image/image_source.h"
 
+/* The text's ids with the post-processor's special tokens, untruncated. */
+static dlv_status clip_ids(const dlv_model *m, const char *text, dlv_ids *out)
+{
+    memset(out, 0, sizeof *out);
+    const dlv_tokenizer *tok = dlv_model_get_tokenizer(m);
+    if (!dlv_model_clip(m))
+        return dlv_error(DLV_E_INVALID_ARG, "%s is not a CLIPModel", dlv_model_dir(m));
+    if (!tok)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s has no tokenizer (tokenizer.json) to tokenize "
+                         "texts with", dlv_model_dir(m));
+    dlv_status st = dlv_tokenizer_encode(tok, text, strlen(text), 1, out);
+    if (!st && out->n == 0)
+        st = dlv_error(DLV_E_FORMAT, "%s: the tokenizer gives no ids for a text (CLIP needs "
+                       "its post-processor's <|startoftext|> / <|endoftext|>)", dlv_model_dir(m));
+    if (st) dlv_ids_free(out);
+    return st;
+}
+
 dlv_status dlv_clip_tokenize(const dlv_model *m, const char *text, int32_t **ids, int64_t *n)
 {
     *ids = NULL;
     *n = 0;
-    const dlv_clip_config *cfg = dlv_model_clip(m);
-    const dlv_tokenizer *tok = dlv_model_get_tokenizer(m);
-    if (!cfg) return dlv_error(DLV_E_INVALID_ARG, "%s is not a CLIPModel", dlv_model_dir(m));
-    if (!tok)
-        return dlv_error(DLV_E_UNSUPPORTED, "%s has no tokenizer (tokenizer.json) to tokenize "
-                         "texts with", dlv_model_dir(m));
-    dlv_ids out = {0};
-    dlv_status st = dlv_tokenizer_encode(tok, text, strlen(text), 1, &out);
+    dlv_ids out;
+    dlv_status st = clip_ids(m, text, &out);
     if (st) return st;
-    if (out.n == 0) {
-        dlv_ids_free(&out);
-        return dlv_error(DLV_E_FORMAT, "%s: the tokenizer gives no ids for a text (CLIP needs "
-                         "its post-processor's <|startoftext|> / <|endoftext|>)",
-                         dlv_model_dir(m));
-    }
+    const dlv_clip_config *cfg = dlv_model_clip(m);
     /* truncation=True, max_length=max: the first max - 1 ids, then the
      * last one (the post-processor's EOS). */
     size_t cnt = out.n, max = (size_t)cfg->text.max_position_embeddings;
@@ -118,12 +125,8 @@ static dlv_status text_positions(const dlv_model *m, const void *view, const cha
     if (what != DLV_POSITIONS_TEXT)
         return dlv_error(DLV_E_UNSUPPORTED, "%s: a CLIPModel has no image-then-text sequences",
                          dlv_model_dir(m));
-    const dlv_tokenizer *tok = dlv_model_get_tokenizer(m);
-    if (!tok)
-        return dlv_error(DLV_E_UNSUPPORTED, "%s has no tokenizer (tokenizer.json) to tokenize "
-                         "texts with", dlv_model_dir(m));
-    dlv_ids ids = {0};
-    dlv_status st = dlv_tokenizer_encode(tok, text, strlen(text), 1, &ids);
+    dlv_ids ids;
+    dlv_status st = clip_ids(m, text, &ids);
     *positions = ids.n;
     *max_positions = (size_t)dlv_model_clip(m)->text.max_position_embeddings;
     dlv_ids_free(&ids);

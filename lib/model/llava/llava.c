@@ -49,18 +49,42 @@ int64_t dlv_llava_embed_position(const dlv_seq_part parts[DLV_LLAVA_SEQ_PARTS])
     return n - 1;
 }
 
+/* A side's length before any continuation, counted over the parts the
+ * sequence is built from (so the two cannot disagree). */
+static int64_t side_positions(const dlv_llava_params *p, int image_side, int64_t n_features,
+                              const dlv_text_ids *t)
+{
+    static const int32_t bos = 0;
+    const dlv_seq_part features = {NULL, NULL, n_features, NULL}, none = {0};
+    dlv_seq_part parts[DLV_LLAVA_SEQ_PARTS];
+    dlv_llava_side_parts(p, image_side, &bos, features, t, none, NULL, parts);
+    return dlv_llava_embed_position(parts) + 1;
+}
+
 int64_t dlv_llava_text_positions(const dlv_llava_params *p, const dlv_text_ids *t)
 {
-    const int64_t soft = p->text_prompt ? p->n_text_prompt : (int64_t)t->instr.n;
-    return (p->prompts->add_bos ? 1 : 0) + (int64_t)t->head.n + soft + (int64_t)t->tail.n;
+    return side_positions(p, 0, 0, t);
 }
 
 int64_t dlv_llava_image_positions(const dlv_llava_params *p, int64_t n_features)
 {
-    const dlv_prompt_side *s = &p->prompts->image;
-    const int64_t soft = p->image_prompt ? p->n_image_prompt : (int64_t)s->instruction.n;
-    return (p->prompts->add_bos ? 1 : 0) + (int64_t)s->prefix.n + n_features + soft +
-           (int64_t)s->suffix.n;
+    return side_positions(p, 1, n_features, NULL);
+}
+
+dlv_status dlv_llava_image_fit(const dlv_model *m, const dlv_llava_params *p,
+                               int64_t *positions)
+{
+    dlv_llava_dims d;
+    dlv_llava_dims_of(dlv_model_config(m), &d);
+    const int64_t n = dlv_llava_image_positions(p, d.n_features);
+    const int64_t max = dlv_model_config(m)->text.max_position_embeddings;
+    if (positions) *positions = n;
+    if (n > max)
+        return dlv_error(DLV_E_INVALID_ARG, "%s: the image prompt has %lld positions (%lld "
+                         "image features and the prompt), more than the model's "
+                         "max_position_embeddings (%lld)", dlv_model_dir(m), (long long)n,
+                         (long long)d.n_features, (long long)max);
+    return DLV_OK;
 }
 
 dlv_status dlv_llava_text_fit(const dlv_llava_params *p, dlv_text_ids *t, int64_t max_positions,

@@ -52,6 +52,12 @@ int64_t dlv_llava_embed_position(const dlv_seq_part parts[DLV_LLAVA_SEQ_PARTS]);
 int64_t dlv_llava_text_positions(const dlv_llava_params *p, const dlv_text_ids *t);
 int64_t dlv_llava_image_positions(const dlv_llava_params *p, int64_t n_features);
 
+/* The image side must fit the model's max_position_embeddings:
+ * DLV_E_INVALID_ARG naming both numbers otherwise; *positions (may be NULL)
+ * receives its length. */
+dlv_status dlv_llava_image_fit(const dlv_model *m, const dlv_llava_params *p,
+                               int64_t *positions);
+
 /* Makes t's sequence fit max_positions: nothing when it does; with truncate
  * the caption's last tokens are cut (never the prompt's prefix: *cut says
  * how many); else, or when even that cannot fit, DLV_E_INVALID_ARG naming

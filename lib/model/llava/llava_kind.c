@@ -84,22 +84,6 @@ static dlv_status finish_out(dlv_buffer *buf, size_t off_floats, size_t n_floats
     return st;
 }
 
-/* The image side must fit the model's positions: a model whose features
- * and image prompt are longer is refused before anything runs. */
-static dlv_status check_image_positions(const dlv_model *m, const dlv_llava_params *p)
-{
-    dlv_llava_dims d;
-    dlv_llava_dims_of(dlv_model_config(m), &d);
-    const int64_t n = dlv_llava_image_positions(p, d.n_features);
-    const int64_t max = dlv_model_config(m)->text.max_position_embeddings;
-    if (n > max)
-        return dlv_error(DLV_E_INVALID_ARG, "%s: the image prompt has %lld positions (%lld "
-                         "image features and the prompt), more than the model's "
-                         "max_position_embeddings (%lld)", dlv_model_dir(m), (long long)n,
-                         (long long)d.n_features, (long long)max);
-    return DLV_OK;
-}
-
 static dlv_status encode_images(const dlv_model *m, dlv_backend *be, const void *view,
                                 const dlv_image *const *images, size_t n, float *out)
 {
@@ -108,7 +92,7 @@ static dlv_status encode_images(const dlv_model *m, dlv_backend *be, const void 
     if (!pc)
         return dlv_error(DLV_E_UNSUPPORTED, "%s has no preprocessor_config.json",
                          dlv_model_dir(m));
-    dlv_status pst = check_image_positions(m, p);
+    dlv_status pst = dlv_llava_image_fit(m, p, NULL);
     if (pst) return pst;
     dlv_llava_dims d;
     dlv_llava_dims_of(dlv_model_config(m), &d);
@@ -143,15 +127,24 @@ static dlv_status encode_images(const dlv_model *m, dlv_backend *be, const void 
     return finish_out(&buf, n * px + n * feat, n * (size_t)H, out, st);
 }
 
+/* The model's tokenizer, or DLV_E_UNSUPPORTED saying texts need one. */
+static dlv_status text_tokenizer(const dlv_model *m, const dlv_tokenizer **out)
+{
+    *out = dlv_model_get_tokenizer(m);
+    if (!*out)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s has no tokenizer (tokenizer.json or "
+                         "tokenizer.model) to tokenize texts with", dlv_model_dir(m));
+    return DLV_OK;
+}
+
 static dlv_status encode_texts(const dlv_model *m, dlv_backend *be, const void *view,
                                const char *const *texts, size_t n, size_t first, int truncate,
                                float *out)
 {
     const dlv_llava_params *p = view;
-    const dlv_tokenizer *tok = dlv_model_get_tokenizer(m);
-    if (!tok)
-        return dlv_error(DLV_E_UNSUPPORTED, "%s has no tokenizer (tokenizer.json or "
-                         "tokenizer.model) to tokenize texts with", dlv_model_dir(m));
+    const dlv_tokenizer *tok = NULL;
+    dlv_status tst = text_tokenizer(m, &tok);
+    if (tst) return tst;
     const int64_t H = dlv_model_config(m)->text.hidden_size;
     dlv_text_ids *ids = calloc(n, sizeof *ids);
     dlv_seq_part (*parts)[DLV_LLAVA_SEQ_PARTS] = calloc(n, sizeof *parts);
@@ -187,10 +180,9 @@ static dlv_status text_positions(const dlv_model *m, const void *view, const cha
                                  int what, size_t *positions, size_t *max_positions)
 {
     const dlv_llava_params *p = view;
-    const dlv_tokenizer *tok = dlv_model_get_tokenizer(m);
-    if (!tok)
-        return dlv_error(DLV_E_UNSUPPORTED, "%s has no tokenizer (tokenizer.json or "
-                         "tokenizer.model) to tokenize texts with", dlv_model_dir(m));
+    const dlv_tokenizer *tok = NULL;
+    dlv_status tst = text_tokenizer(m, &tok);
+    if (tst) return tst;
     *max_positions = (size_t)dlv_model_config(m)->text.max_position_embeddings;
     dlv_status st;
     if (what == DLV_POSITIONS_TEXT) {
