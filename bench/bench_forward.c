@@ -6,10 +6,11 @@
  * for batch sizes 1 and 8, median of `reps` after one warm-up. GFLOP/s counts
  * the GEMM FLOPs of the forward analytically (2*M*N*K per GEMM, attention's
  * two products included at full, unmasked size as computed); it is set next
- * to plain OpenBLAS sgemm on the largest weight GEMM of the run.
+ * to the backend's matmul alone on the largest weight GEMM of the run, with
+ * the model's weight dtype (the ceiling the forward can reach).
  *
- * Usage: bench_forward MODEL_DIR [reps] [n_threads]  (defaults 5, 0 = CPUs) */
-#include <cblas.h>
+ * Usage: bench_forward MODEL_DIR [reps] [n_threads] [f32|bf16]
+ *        (defaults 5, 0 = CPUs, f32: the compute dtype) */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 
 #include "backend/backend.h"
 #include "model/model.h"
+#include "model/weights.h"
 #include "model/llava/text_model.h"
 #include "model/llava/vision_tower.h"
 
@@ -168,24 +170,37 @@ typedef struct shape {
     const char *what;
 } shape;
 
-/* Plain OpenBLAS sgemm, C = A * B^T as the weight GEMMs are; GFLOP/s. */
-static double sgemm_gflops(shape s, int reps)
+/* The backend's matmul alone, C = A * B^T as the weight GEMMs are, B in
+ * the checkpoint's dtype; GFLOP/s. */
+static double matmul_gflops(dlv_backend *be, shape s, dlv_dtype wdt, int reps)
 {
+    size_t es = dlv_dtype_size(wdt);
     float *a = xmalloc((size_t)(s.m * s.k) * sizeof(float));
-    float *w = xmalloc((size_t)(s.n * s.k) * sizeof(float));
+    float *w32 = xmalloc((size_t)(s.n * s.k) * sizeof(float));
+    unsigned char *w = xmalloc((size_t)(s.n * s.k) * es);
     float *o = xmalloc((size_t)(s.m * s.n) * sizeof(float));
     double t[MAX_REPS];
     fill(a, (size_t)(s.m * s.k), 1);
-    fill(w, (size_t)(s.n * s.k), 2);
+    fill(w32, (size_t)(s.n * s.k), 2);
+    for (size_t i = 0; i < (size_t)(s.n * s.k); i++) {
+        uint16_t h = wdt == DLV_DTYPE_BF16 ? dlv_f32_to_bf16(w32[i]) : dlv_f32_to_f16(w32[i]);
+        if (wdt == DLV_DTYPE_F32)
+            memcpy(w + 4 * i, &w32[i], 4);
+        else
+            memcpy(w + 2 * i, &h, 2);
+    }
+    dlv_matmul_args ma = {.struct_size = sizeof ma, .trans_a = DLV_NO_TRANS,
+                          .trans_b = DLV_TRANS, .m = s.m, .n = s.n, .k = s.k, .alpha = 1.0f,
+                          .beta = 0.0f, .a = a, .a_dtype = DLV_DTYPE_F32, .lda = s.k, .b = w,
+                          .b_dtype = wdt, .ldb = s.k, .c = o, .ldc = s.n};
     for (int r = -1; r < reps; r++) {
         double t0 = now_ms();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)s.m, (blasint)s.n,
-                    (blasint)s.k, 1.0f, a, (blasint)s.k, w, (blasint)s.k, 0.0f, o,
-                    (blasint)s.n);
+        check(dlv_matmul(be, &ma), "matmul");
         if (r >= 0) t[r] = now_ms() - t0;
     }
     qsort(t, (size_t)reps, sizeof *t, cmp_double);
     free(a);
+    free(w32);
     free(w);
     free(o);
     return gemm((double)s.m, (double)s.n, (double)s.k) / (t[reps / 2] * 1e6);
@@ -194,7 +209,7 @@ static double sgemm_gflops(shape s, int reps)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s MODEL_DIR [reps] [n_threads]\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL_DIR [reps] [n_threads] [f32|bf16]\n", argv[0]);
         return 2;
     }
     int reps = argc > 2 ? atoi(argv[2]) : 5;
@@ -204,7 +219,13 @@ int main(int argc, char **argv)
 
     dlv_model *model = NULL;
     check(dlv_model_load(argv[1], NULL, &model), "load");
-    dlv_backend_config bc = {0, threads};
+    int bf16 = argc > 4 && strcmp(argv[4], "bf16") == 0;
+    if (argc > 4 && !bf16 && strcmp(argv[4], "f32") != 0) {
+        fprintf(stderr, "compute dtype '%s' is not f32 or bf16\n", argv[4]);
+        return 2;
+    }
+    dlv_backend_config bc = {.device = 0, .n_threads = threads,
+                             .compute = bf16 ? DLV_DTYPE_BF16 : DLV_DTYPE_F32};
     dlv_backend *be = NULL;
     check(dlv_backend_create("cpu", &bc, &be), "backend");
     const dlv_llava_config *c = dlv_model_config(model);
@@ -213,8 +234,6 @@ int main(int argc, char **argv)
     int64_t px = c->vision.num_channels * c->vision.image_size * c->vision.image_size;
 
     printf("backend %s\n", dlv_backend_describe(be));
-    printf("OpenBLAS core %s, OpenBLAS threads %d\n", openblas_get_corename(),
-           openblas_get_num_threads());
     printf("image: %lld image tokens, LLM sequence %lld; text: LLM sequence %d\n\n",
            (long long)f, (long long)img_seq, TEXT_LEN);
     printf("%-22s %5s %10s %10s %10s\n", "C (libdisclvlm)", "batch", "ms/batch", "items/s",
@@ -269,9 +288,15 @@ int main(int argc, char **argv)
         if (gemm((double)cand[i].m, (double)cand[i].n, (double)cand[i].k) >
             gemm((double)best.m, (double)best.n, (double)best.k))
             best = cand[i];
-    printf("\nOpenBLAS sgemm %s [%lld x %lld] x [%lld x %lld]^T: %.1f GFLOP/s\n", best.what,
+    /* The checkpoint's most common dtype. */
+    const dlv_weights *ws = dlv_model_weights(model);
+    dlv_dtype wdt = DLV_DTYPE_F32;
+    const dlv_dtype floats[3] = {DLV_DTYPE_F32, DLV_DTYPE_BF16, DLV_DTYPE_F16};
+    for (int i = 1; i < 3; i++)
+        if (ws->dtype_count[floats[i]] > ws->dtype_count[wdt]) wdt = floats[i];
+    printf("\nmatmul alone, %s [%lld x %lld] x [%lld x %lld %s]^T: %.1f GFLOP/s\n", best.what,
            (long long)best.m, (long long)best.k, (long long)best.n, (long long)best.k,
-           sgemm_gflops(best, reps));
+           dlv_dtype_name(wdt), matmul_gflops(be, best, wdt, reps));
     dlv_backend_destroy(be);
     dlv_model_free(model);
     return 0;

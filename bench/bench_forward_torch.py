@@ -10,10 +10,13 @@ for batch sizes 1 and 8, median of REPS after one warm-up.
 
 First writes MODEL_DIR (if it has no config.json): a random ~125M-parameter
 LLaVA (CLIP ViT-B/32-like tower at 224 px, 12 layers x 768; 12-layer Llama,
-hidden 512, vocab 32064), seed 0, float32 safetensors. Then, when the C binary
-is given, runs it on the same directory so both tables print together:
-    /tmp/ref-llm/bin/python bench/bench_forward_torch.py /tmp/bench-llava \
-        [build/bench/bench_forward] [--reps 5] [--threads 2]
+hidden 512, vocab 32064), seed 0, float32 safetensors; with --width realistic
+llava-1.5's widths with fewer layers (ViT-L/14 at 224 px, 6 layers; Llama
+2048 hidden / 5632 MLP, 4 layers; 352M parameters), --weights bf16 to store
+them as real checkpoints are. Then, when the C binary is given, runs it on
+the same directory with the same --compute so both tables print together:
+    /tmp/ref-embed/bin/python bench/bench_forward_torch.py /tmp/bench-llava \
+        [build/bench/bench_forward] [--reps 5] [--threads 2] [--compute bf16]
 """
 import argparse
 import os
@@ -28,25 +31,41 @@ from transformers import (CLIPVisionConfig, LlamaConfig, LlavaConfig,
 N_PREFIX, N_SUFFIX, TEXT_LEN = 8, 12, 20
 
 
-def make_config():
-    vision = CLIPVisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                              num_attention_heads=12, image_size=224, patch_size=32,
-                              projection_dim=512, hidden_act="quick_gelu")
-    text = LlamaConfig(vocab_size=32064, hidden_size=512, intermediate_size=1408,
-                       num_hidden_layers=12, num_attention_heads=8, num_key_value_heads=8,
-                       max_position_embeddings=2048, rms_norm_eps=1e-5, bos_token_id=1,
-                       eos_token_id=2, pad_token_id=0)
+def make_config(width):
+    if width == "realistic":
+        # llava-1.5's widths with fewer layers: a CLIP ViT-L/14 tower at 224 px
+        # (1024 hidden, 4096 MLP, 256 patches) and a Llama with TinyLlama's
+        # widths (2048 hidden, 5632 MLP, 16 heads of 128).
+        vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=6,
+                                  num_attention_heads=16, image_size=224, patch_size=14,
+                                  projection_dim=768, hidden_act="quick_gelu")
+        text = LlamaConfig(vocab_size=32064, hidden_size=2048, intermediate_size=5632,
+                           num_hidden_layers=4, num_attention_heads=16, num_key_value_heads=16,
+                           max_position_embeddings=2048, rms_norm_eps=1e-5, bos_token_id=1,
+                           eos_token_id=2, pad_token_id=0)
+        n_img = 256
+    else:
+        vision = CLIPVisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                  num_attention_heads=12, image_size=224, patch_size=32,
+                                  projection_dim=512, hidden_act="quick_gelu")
+        text = LlamaConfig(vocab_size=32064, hidden_size=512, intermediate_size=1408,
+                           num_hidden_layers=12, num_attention_heads=8, num_key_value_heads=8,
+                           max_position_embeddings=2048, rms_norm_eps=1e-5, bos_token_id=1,
+                           eos_token_id=2, pad_token_id=0)
+        n_img = 49
     return LlavaConfig(vision_config=vision, text_config=text, image_token_index=32000,
                        vision_feature_layer=-2, vision_feature_select_strategy="default",
-                       projector_hidden_act="gelu", image_seq_length=49)
+                       projector_hidden_act="gelu", image_seq_length=n_img)
 
 
-def write_model(out):
+def write_model(out, width, dtype):
     torch.manual_seed(0)
-    model = LlavaForConditionalGeneration(make_config()).float().eval()
+    model = LlavaForConditionalGeneration(make_config(width)).float().eval()
+    if dtype == "bf16":
+        model = model.to(torch.bfloat16)
     model.save_pretrained(out, safe_serialization=True)
     n = sum(p.numel() for p in model.parameters())
-    print("wrote %s: %.1fM parameters" % (out, n / 1e6))
+    print("wrote %s: %.1fM parameters, %s" % (out, n / 1e6, dtype))
 
 
 def median_ms(fn, reps):
@@ -90,12 +109,20 @@ def main():
     ap.add_argument("c_bench", nargs="?")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--width", choices=("small", "realistic"), default="small",
+                    help="the model written when MODEL_DIR has none")
+    ap.add_argument("--weights", choices=("f32", "bf16"), default="f32",
+                    help="the dtype of the model written when MODEL_DIR has none")
+    ap.add_argument("--compute", choices=("f32", "bf16"), default="f32",
+                    help="f32: the model in float32; bf16: the model in bfloat16 "
+                         "(model.to(torch.bfloat16)); the C run gets the same")
     a = ap.parse_args()
     if not os.path.exists(os.path.join(a.model_dir, "config.json")):
-        write_model(a.model_dir)
+        write_model(a.model_dir, a.width, a.weights)
     torch.set_num_threads(a.threads)
+    dt = torch.bfloat16 if a.compute == "bf16" else torch.float32
     model = LlavaForConditionalGeneration.from_pretrained(
-        a.model_dir, torch_dtype=torch.float32, attn_implementation="eager").eval()
+        a.model_dir, torch_dtype=dt, attn_implementation="eager").eval()
     c = model.config
     lm = model.language_model.model
     embed = lm.embed_tokens
@@ -121,16 +148,16 @@ def main():
     def text_path(tok):
         return lm(input_ids=tok, attention_mask=torch.ones_like(tok))
 
-    print("torch %s, %d threads (%s)" % (torch.__version__, torch.get_num_threads(),
-                                         torch.backends.mkldnn.is_available()
-                                         and "oneDNN available" or "no oneDNN"))
+    print("torch %s, %d threads (%s), %s" % (torch.__version__, torch.get_num_threads(),
+                                             torch.backends.mkldnn.is_available()
+                                             and "oneDNN available" or "no oneDNN", dt))
     print("%-22s %5s %10s %10s %10s" % ("PyTorch", "batch", "ms/batch", "items/s", "GFLOP/s"))
     with torch.no_grad():
         for name in ("images", "texts"):
             for b in (1, 8):
                 if name == "images":
                     g = torch.Generator().manual_seed(7)
-                    px = torch.rand(b, 3, v.image_size, v.image_size, generator=g) * 2 - 1
+                    px = (torch.rand(b, 3, v.image_size, v.image_size, generator=g) * 2 - 1).to(dt)
                     tok = ids(b, img_seq)
                     ms = median_ms(lambda: image_path(px, tok), a.reps)
                     fl = b * (vision_flops(c, n_feat) + text_flops(c.text_config, img_seq))
@@ -143,7 +170,8 @@ def main():
     if a.c_bench:
         print()
         sys.stdout.flush()
-        subprocess.run([a.c_bench, a.model_dir, str(a.reps), str(a.threads)], check=True)
+        subprocess.run([a.c_bench, a.model_dir, str(a.reps), str(a.threads), a.compute],
+                       check=True)
 
 
 if __name__ == "__main__":

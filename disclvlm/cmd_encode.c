@@ -35,6 +35,8 @@ int cli_run_opt(const char *cmd, int argc, char **argv, int *i, cli_run_opts *o)
         slot = &o->adapter_dir;
     else if (strcmp(a, "--backend") == 0)
         slot = &o->backend;
+    else if (strcmp(a, "--compute") == 0)
+        slot = &o->compute;
     else if (strcmp(a, "--threads") != 0)
         return 0;
     if (*i + 1 >= argc) {
@@ -42,6 +44,10 @@ int cli_run_opt(const char *cmd, int argc, char **argv, int *i, cli_run_opts *o)
         return -1;
     }
     const char *v = argv[++*i];
+    if (slot == &o->compute && strcmp(v, "f32") != 0 && strcmp(v, "bf16") != 0) {
+        fprintf(stderr, "disclvlm: %s: --compute: '%s' is not f32 or bf16\n", cmd, v);
+        return -1;
+    }
     if (slot) {
         *slot = v;
         return 1;
@@ -70,6 +76,7 @@ int cli_open(const char *cmd, const cli_run_opts *o, dlv_model **model, dlv_sess
         dlv_model_embed_dim(*model, dim) != DLV_OK || dlv_session_options_new(&sopts) != DLV_OK ||
         (o->threads >= 0 && dlv_session_options_set_threads(sopts, o->threads) != DLV_OK) ||
         dlv_session_options_set_truncate(sopts, o->truncate) != DLV_OK ||
+        dlv_session_options_set_compute(sopts, o->compute) != DLV_OK ||
         dlv_session_new(*model, sopts, session) != DLV_OK ||
         (o->adapter_dir && dlv_adapter_load(*session, o->adapter_dir) != DLV_OK))
         rc = cli_fail(cmd);
@@ -219,7 +226,8 @@ static float *alloc_rows(const char *cmd, size_t n, size_t dim)
 static void embed_usage(FILE *to)
 {
     fprintf(to, "usage: disclvlm embed --model DIR [--adapter DIR] --tokens IDS [--image IMAGE]\n"
-                "                      [--hidden] [--backend NAME] [--threads N] --out E.npy\n"
+                "                      [--hidden] [--backend NAME] [--threads N] [--compute DTYPE]\n"
+                "                      --out E.npy\n"
                 "\n"
                 "Runs exactly the token ids IDS (decimal, separated by commas or spaces; no\n"
                 "BOS, prompt or soft prompt is added; the adapter's LoRA applies) and writes\n"
@@ -342,7 +350,7 @@ usage_error:
 static void encode_image_usage(FILE *to)
 {
     fprintf(to, "usage: disclvlm encode-image --model DIR [--adapter DIR] [--backend NAME]\n"
-                "                             [--threads N] IMAGE... --out E.npy\n"
+                "                             [--threads N] [--compute DTYPE] IMAGE... --out E.npy\n"
                 "\n"
                 "Embeds each IMAGE (PNG or JPEG) with the model's (or the adapter's) image\n"
                 "prompt and writes the L2-normalised embeddings as float32 [N, D] in a .npy\n"
@@ -423,7 +431,8 @@ usage_error:
 static void encode_text_usage(FILE *to)
 {
     fprintf(to, "usage: disclvlm encode-text --model DIR [--adapter DIR] [--backend NAME]\n"
-                "                            [--threads N] (TEXT... | --file LINES) --out E.npy\n"
+                "                            [--threads N] [--compute DTYPE] (TEXT... | --file LINES)\n"
+                "                            --out E.npy\n"
                 "\n"
                 "Embeds each TEXT (UTF-8) with the model's (or the adapter's) text prompt and\n"
                 "writes the L2-normalised embeddings as float32 [N, D] in a .npy file, one row\n"

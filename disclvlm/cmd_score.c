@@ -17,6 +17,7 @@ static void score_usage(FILE *to)
 {
     fprintf(to, "usage: disclvlm score --model DIR [--adapter DIR] --image IMAGE... --text TEXT...\n"
                 "                      [--json] [--logits] [--backend NAME] [--threads N]\n"
+                "                      [--compute DTYPE]\n"
                 "\n"
                 "Embeds the images and the texts and prints their cosine similarities: one\n"
                 "row per IMAGE, one column per TEXT, labelled with the image's file name and\n"

@@ -67,7 +67,8 @@ static void usage(FILE *to)
             "  --save-model-dtype f32|bf16|f16\n"
             "                       convert its float tensors (default: as the checkpoint)\n"
             "  --backend NAME       cpu (default), cuda, auto, or sim (test builds)\n"
-            "  --threads N          CPU worker threads (default 0: one per online CPU)\n",
+            "  --threads N          CPU worker threads (default 0: one per online CPU)\n"
+            "  --compute f32|bf16   what the matrix products compute in (default f32)\n",
             DEFAULT_BATCH);
 }
 

@@ -154,6 +154,17 @@ DLV_API dlv_status dlv_session_options_set_threads(dlv_session_options *opts,
 DLV_API dlv_status dlv_session_options_set_truncate(dlv_session_options *opts,
                                                     int truncate);
 
+/* What the model's matrix products compute in (docs/backends.md, "Compute
+ * dtype"): "f32" (the default: exact, what the reference goldens check) or
+ * "bf16": weights and matmul inputs rounded to bf16, accumulation in f32,
+ * as PyTorch's bf16 autocast; norms, softmax, attention and everything else
+ * stay f32. Embeddings agree with f32 mode to cosine >= 0.9999. About 2x
+ * faster on CPUs with AVX512-BF16 or AMX, and no faster (but still correct)
+ * elsewhere. The cpu backend only for now; dlv_session_new fails with
+ * DLV_E_UNSUPPORTED on cuda. Any other name is DLV_E_INVALID_ARG. */
+DLV_API dlv_status dlv_session_options_set_compute(dlv_session_options *opts,
+                                                   const char *dtype);
+
 /* A session on a model; opts may be NULL. The model must outlive it. */
 DLV_API dlv_status dlv_session_new(dlv_model *model,
                                    const dlv_session_options *opts,

@@ -75,6 +75,22 @@ DLV_API dlv_status dlv_session_options_set_truncate(dlv_session_options *opts, i
     return DLV_OK;
 }
 
+DLV_API dlv_status dlv_session_options_set_compute(dlv_session_options *opts, const char *dtype)
+{
+    if (!opts)
+        return dlv_error(DLV_E_INVALID_ARG, "dlv_session_options_set_compute: opts is NULL");
+    if (!dtype)
+        return dlv_error(DLV_E_INVALID_ARG, "dlv_session_options_set_compute: dtype is NULL");
+    if (strcmp(dtype, "f32") == 0)
+        opts->compute_bf16 = 0;
+    else if (strcmp(dtype, "bf16") == 0)
+        opts->compute_bf16 = 1;
+    else
+        return dlv_error(DLV_E_INVALID_ARG,
+                         "dlv_session_options_set_compute: '%.40s' is not f32 or bf16", dtype);
+    return DLV_OK;
+}
+
 DLV_API dlv_status dlv_session_options_set_threads(dlv_session_options *opts, int n_threads)
 {
     if (!opts)

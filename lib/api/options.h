@@ -13,6 +13,7 @@ struct dlv_model_options {
 struct dlv_session_options {
     int n_threads;      /* 0 = online CPUs */
     int truncate;       /* 1: cut captions that do not fit the model's positions */
+    int compute_bf16;   /* 1: matmuls in bf16 (dlv_session_options_set_compute) */
 };
 
 /* The defaults used when a caller passes NULL. */

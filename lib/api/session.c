@@ -27,7 +27,8 @@ DLV_API dlv_status dlv_session_new(dlv_model *model, const dlv_session_options *
     /* The session computes on the backend the model's weights live on, with
      * its own instance (its own stream and thread count). */
     const dlv_backend *mbe = dlv_model_backend(model);
-    dlv_backend_config cfg = {.device = mbe ? mbe->device : 0, .n_threads = s->opts.n_threads};
+    dlv_backend_config cfg = {.device = mbe ? mbe->device : 0, .n_threads = s->opts.n_threads,
+                              .compute = s->opts.compute_bf16 ? DLV_DTYPE_BF16 : DLV_DTYPE_F32};
     dlv_status st = dlv_backend_create(mbe ? mbe->ops->name : "cpu", &cfg, &s->backend);
     if (st != DLV_OK) {
         free(s);

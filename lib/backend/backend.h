@@ -1,5 +1,5 @@
 /* The compute backend interface. Model code is written once against this
- * vtable; each backend (CPU: OpenBLAS + threads, CUDA: cuBLAS + kernels)
+ * vtable; each backend (CPU: oneDNN or OpenBLAS + threads, CUDA: cuBLAS + kernels)
  * fills it. Like sqlite3_io_methods, the table starts with its version and
  * size and new slots are only appended, so code compiled against an older
  * table keeps working: callers check DLV_BACKEND_HAS(ops, slot) before using
@@ -165,7 +165,7 @@ typedef struct dlv_backend_ops {
     uint32_t caps;        /* DLV_BACKEND_CAP_* */
 
     void (*destroy)(dlv_backend *be);
-    /* A human description: "cpu (OpenBLAS 0.3.21, 2 threads)", "cuda: H100". */
+    /* A human description: "cpu (oneDNN 2.6.3, 2 threads, f32 compute)", "cuda: H100". */
     const char *(*describe)(const dlv_backend *be);
 
     dlv_status (*buffer_alloc)(dlv_backend *be, size_t size, dlv_buffer *out);
@@ -259,13 +259,19 @@ struct dlv_backend {
     ((ops_)->size >= offsetof(dlv_backend_ops, slot_) + sizeof((ops_)->slot_) && \
      (ops_)->slot_ != NULL)
 
-/* NULL means all defaults (device 0, n_threads 0). */
+/* NULL means all defaults (device 0, n_threads 0, f32 compute). */
 typedef struct dlv_backend_config {
     int device;           /* device ordinal for device backends; the CPU ignores it */
     /* CPU threads for the backend's own pool, the caller included; 0 =
-     * online CPUs; < 0 or > 4096 invalid. OpenBLAS keeps its own setting
+     * online CPUs; < 0 or > 4096 invalid. In the oneDNN build the GEMMs run
+     * on these threads too; OpenBLAS keeps its own setting
      * (docs/backends.md, "Threads"). */
     int n_threads;
+    /* What the products compute in (docs/backends.md "Compute dtype"):
+     * DLV_DTYPE_F32 (0, the default: exact) or DLV_DTYPE_BF16 (matmul
+     * inputs rounded to bf16, f32 accumulation, as PyTorch's bf16
+     * autocast). A backend that cannot compute in it refuses to start. */
+    dlv_dtype compute;
 } dlv_backend_config;
 
 /* The registry. name: "cpu", "sim" (test builds), "cuda" or "auto".

@@ -120,7 +120,7 @@ dlv_status dlv_model_open(const char *dir, const char *backend, int device, dlv_
                      : dlv_weights_resolve(&m->config, m->checkpoint, dir, &m->weights);
     if (st == DLV_OK) st = load_tokenizer(m);
     if (st == DLV_OK) {
-        dlv_backend_config cfg = {device, 0};
+        dlv_backend_config cfg = {.device = device, .n_threads = 0};
         st = dlv_backend_create(backend, &cfg, &m->backend);
     }
     if (st == DLV_OK) st = dlv_device_weights_create(m->backend, &m->weights, dir, &m->dweights);

@@ -314,12 +314,14 @@ class Model(_Owner):
             self._tokenizer = Tokenizer._borrowed(h.value, self)
         return self._tokenizer
 
-    def session(self, threads: Optional[int] = None, truncate: bool = False) -> "Session":
+    def session(self, threads: Optional[int] = None, truncate: bool = False,
+                compute: str = "f32") -> "Session":
         """A new Session on this model (threads: None = the model's default;
         truncate: cut texts longer than the model's positions instead of
-        raising InvalidArgumentError)."""
+        raising InvalidArgumentError; compute: "f32" or "bf16", what the
+        matrix products compute in)."""
         return Session(self, threads=self.threads if threads is None else threads,
-                       truncate=truncate)
+                       truncate=truncate, compute=compute)
 
     def preprocess(self, image: "ImageLike", pad_square: bool = False, exif_rotate: bool = False,
                    max_pixels: Optional[int] = None) -> np.ndarray:
@@ -399,7 +401,7 @@ class Session(_Owner):
     _what = "Session"
 
     def __init__(self, model: Model, threads: Optional[int] = None,
-                 truncate: bool = False) -> None:
+                 truncate: bool = False, compute: str = "f32") -> None:
         super().__init__()
         self.model = model  # keeps the model alive while the session is
         self._lock = threading.Lock()
@@ -409,6 +411,7 @@ class Session(_Owner):
         try:
             check(_lib.dlv_session_options_set_threads(opts, int(threads or 0)))
             check(_lib.dlv_session_options_set_truncate(opts, 1 if truncate else 0))
+            check(_lib.dlv_session_options_set_compute(opts, str(compute).encode()))
             h = c_void_p()
             with model._count_lock:
                 check(_lib.dlv_session_new(model._ptr(), opts, byref(h)))

@@ -99,6 +99,7 @@ _SIGNATURES = {
     "dlv_session_options_free": (None, [_handle]),
     "dlv_session_options_set_threads": (_status, [_handle, c_int]),
     "dlv_session_options_set_truncate": (_status, [_handle, c_int]),
+    "dlv_session_options_set_compute": (_status, [_handle, c_char_p]),
     "dlv_text_positions": (_status, [_handle, c_char_p, c_int, POINTER(c_size_t),
                                      POINTER(c_size_t)]),
     "dlv_session_new": (_status, [_handle, _handle, POINTER(_handle)]),

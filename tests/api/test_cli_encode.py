@@ -144,6 +144,17 @@ try:
           "encode-image of 2 images: each row equals the image encoded alone")
     check(not close(singles[0], singles[1], 1e-3), "different images, different embeddings")
 
+    # --compute bf16: close to f32 (docs/backends.md), not equal; a bad name
+    # is a usage error naming it.
+    rc, o, e = run("encode-image", *M, "--compute", "bf16", img_a, "--out", out)
+    shape, b16 = npy() if rc == 0 else ((), [])
+    check(rc == 0 and shape == (1, D) and dot(b16, singles[0]) > 0.999 and
+          not close(b16, singles[0], 0.0),
+          "encode-image --compute bf16: within cosine 0.999 of f32, not bit-equal")
+    rc, o, e = run("encode-image", *M, "--compute", "f8", img_a, "--out", out)
+    check(rc == 2 and "--compute" in e and "'f8'" in e and one_line(e),
+          "encode-image --compute f8: a usage error naming the value")
+
     # 10 images: more than one chunk of 8.
     ten = [img_a, img_b, img_c] * 3 + [img_b]
     rc, o, e = run("encode-image", *M, *ten, "--out", out)

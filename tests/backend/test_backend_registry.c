@@ -9,6 +9,8 @@
 #include <cmocka.h>
 
 #include "backend/backend.h"
+#include "core/error.h"
+#include "dlv_build_config.h"
 
 static void assert_error_mentions(const char *needle)
 {
@@ -29,14 +31,29 @@ static void test_cpu_create(void **state)
     assert_int_equal(be->device, 0);
     const char *d = dlv_backend_describe(be);
     assert_non_null(strstr(d, "cpu ("));
+    /* The GEMM provider this build chose (meson option gemm). */
+#ifdef DLV_HAVE_ONEDNN
+    assert_non_null(strstr(d, "oneDNN"));
+#else
     assert_non_null(strstr(d, "OpenBLAS"));
+#endif
     assert_non_null(strstr(d, "thread"));
+    assert_non_null(strstr(d, "f32 compute"));
     dlv_backend_destroy(be);
 
     dlv_backend_config cfg = {.device = 0, .n_threads = 3};
     assert_int_equal(dlv_backend_create("cpu", &cfg, &be), DLV_OK);
-    assert_non_null(strstr(dlv_backend_describe(be), ", 3 threads)"));
+    assert_non_null(strstr(dlv_backend_describe(be), ", 3 threads, f32 compute)"));
     dlv_backend_destroy(be);
+
+    /* bf16 compute is a CPU choice; another dtype is refused by name. */
+    cfg.compute = DLV_DTYPE_BF16;
+    assert_int_equal(dlv_backend_create("cpu", &cfg, &be), DLV_OK);
+    assert_non_null(strstr(dlv_backend_describe(be), "bf16 compute"));
+    dlv_backend_destroy(be);
+    cfg.compute = DLV_DTYPE_F16;
+    assert_int_equal(dlv_backend_create("cpu", &cfg, &be), DLV_E_INVALID_ARG);
+    assert_non_null(strstr(dlv_error_message(), "F16"));
 }
 
 static void test_bad_arguments(void **state)

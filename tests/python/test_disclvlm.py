@@ -283,6 +283,19 @@ def test_sequence_limit(model, session):
     assert np.abs(e2[0] - e2[1]).max() < 1e-5
 
 
+def test_bf16_compute(model, session):
+    texts = ["a red square", "two blue circles"]
+    e32 = session.encode_text(texts)
+    with model.session(compute="bf16") as s:
+        e16 = s.encode_text(texts)
+    cos = (e32 * e16).sum(1) / (np.linalg.norm(e32, axis=1) * np.linalg.norm(e16, axis=1))
+    assert (cos > 0.999).all(), cos
+    assert not np.array_equal(e32, e16)
+    with pytest.raises(disclvlm.InvalidArgumentError) as e:
+        model.session(compute="f8")
+    assert "'f8'" in str(e.value)
+
+
 def test_text_without_tokenizer(tmp_path):
     d = gen_tiny(tmp_path / "notok", "--vision", "clip", "--text", "llama")
     with disclvlm.Model(d) as m, m.session() as s:

@@ -121,12 +121,16 @@ case "$tag" in
   py3-none-manylinux_*) ;;
   *) fail "auditwheel gave $(basename "$repaired"), not a py3-none manylinux wheel" ;;
 esac
+# The GEMM library the build picked (meson option gemm=auto: oneDNN where
+# its headers are installed, as ./run deps does; else OpenBLAS).
+if [ -f /usr/include/oneapi/dnnl/dnnl.h ]; then gemm_lib=dnnl; else gemm_lib=openblas; fi
+export gemm_lib
 step "$bpy" - "$repaired" <<'PY'
-import sys, zipfile
+import os, sys, zipfile
 names = zipfile.ZipFile(sys.argv[1]).namelist()
 print("repaired:", names)
 libs = [n for n in names if n.startswith("disclvlm.libs/")]
-assert any("openblas" in n for n in libs), libs
+assert any(os.environ["gemm_lib"] in n for n in libs), libs
 assert not any("cuda" in n or "cublas" in n for n in libs), libs
 PY
 
@@ -149,8 +153,8 @@ assert pkg == os.path.join(site, "disclvlm"), (pkg, site)
 assert lib == os.path.join(pkg, "_lib", "libdisclvlm.so.1"), lib
 with open("/proc/self/maps") as f:
     maps = {line.split()[-1] for line in f if "/" in line}
-blas = sorted(m for m in maps if "openblas" in m)
-print("OpenBLAS:", blas)
+blas = sorted(m for m in maps if os.environ["gemm_lib"] in os.path.basename(m))
+print("GEMM library:", blas)
 # The grafted copy, not the system's (numpy brings its own, under another name).
 assert any(m.startswith(os.path.join(site, "disclvlm.libs") + "/") for m in blas), blas
 assert not any(m.startswith(("/usr/", "/lib")) for m in blas), blas

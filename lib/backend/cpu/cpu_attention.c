@@ -1,9 +1,7 @@
 /* Attention on the CPU, one (sequence, head) at a time: the scores
- * S = scale * Q K^T and the output P V are OpenBLAS GEMMs straight on the
- * strided head slices (no transposed copies), and the masked softmax of S's
- * rows runs on the worker pool between them, so BLAS threads and ours never
- * run together. The scratch is one [n_q, n_kv] score matrix per call. */
-#include <cblas.h>
+ * S = scale * Q K^T and the output P V are GEMMs (cpu_gemm.c) straight on
+ * the strided head slices (no transposed copies), and the masked softmax of
+ * S's rows runs on the worker pool between them. The scratch is one [n_q, n_kv] score matrix per call. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -60,7 +58,8 @@ dlv_status dlv_cpu_attention(dlv_backend *be, const dlv_attention_args *a)
     if (!s) return dlv_error_nomem("attention scores", bytes);
     dlv_cpu_pool *pool = dlv_cpu_pool_of(be);
     int64_t grain = 8192 / a->n_kv + 1;
-    for (int64_t b = 0; b < a->batch; b++) {
+    dlv_status st = DLV_OK;
+    for (int64_t b = 0; b < a->batch && st == DLV_OK; b++) {
         const float *qb = a->q + b * a->n_q * ldq;
         const float *kb = a->k + b * a->n_kv * ldk;
         const float *vb = a->v + b * a->n_kv * ldk;
@@ -68,17 +67,16 @@ dlv_status dlv_cpu_attention(dlv_backend *be, const dlv_attention_args *a)
         dlv_cpu_softmax_job job = {.s = s, .mask = a->key_mask ? a->key_mask + b * a->n_kv : NULL,
                                    .n_kv = a->n_kv, .causal_offset = a->n_kv - a->n_q,
                                    .causal = a->causal};
-        for (int64_t h = 0; h < a->n_heads; h++) {
+        for (int64_t h = 0; h < a->n_heads && st == DLV_OK; h++) {
             int64_t g = h / group;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)a->n_q,
-                        (blasint)a->n_kv, (blasint)d, a->scale, qb + h * d, (blasint)ldq,
-                        kb + g * d, (blasint)ldk, 0.0f, s, (blasint)a->n_kv);
+            st = dlv_cpu_sgemm(be, 0, 1, a->n_q, a->n_kv, d, a->scale, qb + h * d, ldq,
+                               kb + g * d, ldk, 0.0f, s, a->n_kv);
+            if (st != DLV_OK) break;
             dlv_cpu_pool_run(pool, a->n_q, grain, dlv_cpu_softmax_rows, &job);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)a->n_q, (blasint)d,
-                        (blasint)a->n_kv, 1.0f, s, (blasint)a->n_kv, vb + g * d, (blasint)ldk,
-                        0.0f, ob + h * d, (blasint)ldq);
+            st = dlv_cpu_sgemm(be, 0, 0, a->n_q, d, a->n_kv, 1.0f, s, a->n_kv, vb + g * d, ldk,
+                               0.0f, ob + h * d, ldq);
         }
     }
     free(s);
-    return DLV_OK;
+    return st;
 }

@@ -6,12 +6,11 @@
  *   dS    = P . (dP - rowsum(dP . P))     (softmax backward; rows on the pool)
  *   dQ_h += scale dS K_g      dK_g += scale dS^T Q_h
  * with g = h / (n_heads / n_kv_heads), so a kv head's dK, dV sum over its
- * query heads (in head order). The GEMMs are OpenBLAS calls straight on the
+ * query heads (in head order). The GEMMs (cpu_gemm.c) run straight on the
  * strided head slices, accumulating with beta = 1; the row passes run on the
  * pool between them (never both at once). Scratch: two [n_q, n_kv] f32
  * matrices per call. Masked keys and empty rows have P = 0, hence dS = 0:
  * they receive and pass on no gradient. */
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -53,9 +52,9 @@ dlv_status dlv_cpu_attention_backward(dlv_backend *be, const dlv_attention_bw_ar
     float *dp = s + plane;
     dlv_cpu_pool *pool = dlv_cpu_pool_of(be);
     int64_t grain = 8192 / a->n_kv + 1;
-    blasint nq = (blasint)a->n_q, nkv = (blasint)a->n_kv, bd = (blasint)d;
-    blasint bldq = (blasint)ldq, bldk = (blasint)ldk;
-    for (int64_t b = 0; b < a->batch; b++) {
+    int64_t nq = a->n_q, nkv = a->n_kv;
+    dlv_status st = DLV_OK;
+    for (int64_t b = 0; b < a->batch && st == DLV_OK; b++) {
         const float *qb = a->q + b * a->n_q * ldq, *dob = a->dout + b * a->n_q * ldq;
         const float *kb = a->k + b * a->n_kv * ldk, *vb = a->v + b * a->n_kv * ldk;
         float *dqb = a->dq + b * a->n_q * ldq;
@@ -64,28 +63,30 @@ dlv_status dlv_cpu_attention_backward(dlv_backend *be, const dlv_attention_bw_ar
                                  .n_kv = a->n_kv, .causal_offset = a->n_kv - a->n_q,
                                  .causal = a->causal},
                            .dp = dp};
-        for (int64_t h = 0; h < a->n_heads; h++) {
+        for (int64_t h = 0; h < a->n_heads && st == DLV_OK; h++) {
             int64_t g = h / group;
             const float *qh = qb + h * d, *doh = dob + h * d;
             const float *kg = kb + g * d, *vg = vb + g * d;
             /* P, as the forward. */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nkv, bd, a->scale, qh,
-                        bldq, kg, bldk, 0.0f, s, nkv);
+            st = dlv_cpu_sgemm(be, 0, 1, nq, nkv, d, a->scale, qh, ldq, kg, ldk, 0.0f, s, nkv);
+            if (st != DLV_OK) break;
             dlv_cpu_pool_run(pool, a->n_q, grain, dlv_cpu_softmax_rows, &job.p);
             /* dV_g += P^T dO_h */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nkv, bd, nq, 1.0f, s, nkv,
-                        doh, bldq, 1.0f, dvb + g * d, bldk);
+            st = dlv_cpu_sgemm(be, 1, 0, nkv, d, nq, 1.0f, s, nkv, doh, ldq, 1.0f, dvb + g * d,
+                               ldk);
             /* dP = dO_h V_g^T, then dS in place */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nkv, bd, 1.0f, doh, bldq,
-                        vg, bldk, 0.0f, dp, nkv);
+            if (st == DLV_OK)
+                st = dlv_cpu_sgemm(be, 0, 1, nq, nkv, d, 1.0f, doh, ldq, vg, ldk, 0.0f, dp, nkv);
+            if (st != DLV_OK) break;
             dlv_cpu_pool_run(pool, a->n_q, grain, dsoftmax_rows, &job);
             /* dQ_h += scale dS K_g;  dK_g += scale dS^T Q_h */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, bd, nkv, a->scale, dp,
-                        nkv, kg, bldk, 1.0f, dqb + h * d, bldq);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nkv, bd, nq, a->scale, dp,
-                        nkv, qh, bldq, 1.0f, dkb + g * d, bldk);
+            st = dlv_cpu_sgemm(be, 0, 0, nq, d, nkv, a->scale, dp, nkv, kg, ldk, 1.0f,
+                               dqb + h * d, ldq);
+            if (st == DLV_OK)
+                st = dlv_cpu_sgemm(be, 1, 0, nkv, d, nq, a->scale, dp, nkv, qh, ldq, 1.0f,
+                                   dkb + g * d, ldk);
         }
     }
     free(s);
-    return DLV_OK;
+    return st;
 }

@@ -1,9 +1,9 @@
-/* The CPU backend: host memory, OpenBLAS and a worker pool. Buffers are
+/* The CPU backend: host memory, a GEMM provider (oneDNN or OpenBLAS,
+ * cpu_gemm.c) and a worker pool. Buffers are
  * ordinary host allocations, so "device pointers" are host pointers and
  * every op is synchronous. The checked wrappers (backend/buffer.c,
  * backend/matmul.c, backend/ops.c) have validated all arguments before a
  * slot here is called; the compute slots live in the other cpu_*.c files. */
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +20,7 @@ static void cpu_destroy(dlv_backend *be)
 {
     dlv_cpu_backend *cpu = (dlv_cpu_backend *)be;
     dlv_cpu_pool_destroy(cpu->pool);
+    dlv_cpu_gemm_ctx_destroy(cpu->gemm);
     free(cpu);
 }
 
@@ -149,19 +150,27 @@ dlv_status dlv_cpu_backend_create(const dlv_backend_config *cfg, dlv_backend **o
     }
     if (n_threads > 4096)
         return dlv_error(DLV_E_INVALID_ARG, "n_threads %d is more than 4096", n_threads);
+    if (cfg->compute != DLV_DTYPE_F32 && cfg->compute != DLV_DTYPE_BF16)
+        return dlv_error(DLV_E_INVALID_ARG, "compute dtype %s: the CPU computes in f32 or bf16",
+                         dlv_dtype_name(cfg->compute));
     dlv_cpu_backend *cpu = calloc(1, sizeof *cpu);
     if (!cpu) return dlv_error_nomem("cpu backend", sizeof *cpu);
     dlv_status st = dlv_cpu_pool_create(n_threads, &cpu->pool);
+    if (st == DLV_OK) st = dlv_cpu_gemm_ctx_create(&cpu->gemm);
     if (st != DLV_OK) {
+        dlv_cpu_pool_destroy(cpu->pool);
         free(cpu);
         return st;
     }
     cpu->base.ops = &cpu_ops;
     cpu->base.device = 0;
     cpu->n_threads = n_threads;
-    /* openblas_get_config() already begins with "OpenBLAS <version>". */
-    snprintf(cpu->desc, sizeof cpu->desc, "cpu (%s, %d thread%s)", openblas_get_config(),
-             n_threads, n_threads == 1 ? "" : "s");
+    cpu->compute = cfg->compute;
+    char provider[200];
+    dlv_cpu_gemm_provider(provider, sizeof provider);
+    snprintf(cpu->desc, sizeof cpu->desc, "cpu (%s, %d thread%s, %s compute)", provider,
+             n_threads, n_threads == 1 ? "" : "s",
+             cfg->compute == DLV_DTYPE_BF16 ? "bf16" : "f32");
     *out = &cpu->base;
     return DLV_OK;
 }

@@ -7,13 +7,15 @@
 
 #include "backend/backend.h"
 
-/* A fixed set of worker threads that split a range of independent items
- * (rows, tokens, heads) between themselves and the calling thread.
+/* The worker threads that split a range of independent items (rows,
+ * tokens, heads) between themselves and the calling thread.
  *
- * Oversubscription rule: the pool only ever runs our own loops. BLAS is
- * called from the calling thread outside any pool run, so OpenBLAS's threads
- * and ours never compute at the same time; idle workers sleep on a condition
- * variable. */
+ * With oneDNN (cpu_threads_omp.c) the pool is an OpenMP team of the
+ * backend's n_threads, and oneDNN's GEMMs run on that same team: one set of
+ * threads for every op. With OpenBLAS (cpu_threads.c) it is our own pthread
+ * pool; BLAS is called from the calling thread outside any pool run, so
+ * OpenBLAS's threads and ours never compute at the same time, and idle
+ * workers sleep on a condition variable. */
 typedef struct dlv_cpu_pool dlv_cpu_pool;
 
 /* Processes items [begin, end). Must not fail: every input was validated
@@ -25,19 +27,31 @@ dlv_status dlv_cpu_pool_create(int n_threads, dlv_cpu_pool **out);
 void dlv_cpu_pool_destroy(dlv_cpu_pool *pool);
 /* Runs fn over [0, n) in contiguous chunks of at least `grain` items (so
  * small jobs stay on the calling thread) and returns when all are done.
- * Concurrent callers are serialised. */
+ * Safe to call from several threads at once. */
 void dlv_cpu_pool_run(dlv_cpu_pool *pool, int64_t n, int64_t grain, dlv_cpu_task_fn fn,
                       void *ctx);
 
+/* The GEMM provider's per-instance state (cpu_gemm.c). */
+typedef struct dlv_cpu_gemm_ctx dlv_cpu_gemm_ctx;
+dlv_status dlv_cpu_gemm_ctx_create(dlv_cpu_gemm_ctx **out);
+void dlv_cpu_gemm_ctx_destroy(dlv_cpu_gemm_ctx *ctx);
+/* "oneDNN 2.6.3" or OpenBLAS's configuration string, for describe(). */
+void dlv_cpu_gemm_provider(char *buf, size_t cap);
+
 typedef struct dlv_cpu_backend {
     dlv_backend base; /* first: the registry sees a dlv_backend */
-    /* OpenBLAS's thread count is deliberately NOT set from here:
+    /* The oneDNN build runs its GEMMs on n_threads (cpu_gemm.c). In the
+     * OpenBLAS build, OpenBLAS's thread count is deliberately NOT set here:
      * openblas_set_num_threads is process-global, so one session asking for
      * 2 threads would silently change every other session (and the host
      * application's own BLAS use). OpenBLAS keeps whatever the process
      * configured (OPENBLAS_NUM_THREADS). */
     int n_threads;
+    /* F32 (exact) or BF16 (matmul inputs rounded to bf16, f32 accumulation;
+     * docs/backends.md "Compute dtype"). */
+    dlv_dtype compute;
     dlv_cpu_pool *pool;
+    dlv_cpu_gemm_ctx *gemm;
     char desc[256];
 } dlv_cpu_backend;
 
@@ -46,6 +60,26 @@ static inline dlv_cpu_pool *dlv_cpu_pool_of(dlv_backend *be)
     /* The backend header is the first member. */
     return ((dlv_cpu_backend *)be)->pool;
 }
+
+/* One GEMM on the build's provider (cpu_gemm.c): C[m,n] = alpha op(A) op(B)
+ * + beta C, row-major, as dlv_matmul_args says; A and B both of dtype dt
+ * (F32 or BF16, aligned for it), C f32. Every product of the CPU backend
+ * goes through here. */
+typedef struct dlv_cpu_gemm_args {
+    int trans_a, trans_b;
+    int64_t m, n, k;
+    float alpha, beta;
+    const void *a; int64_t lda;
+    const void *b; int64_t ldb;
+    dlv_dtype dt;
+    float *c; int64_t ldc;
+} dlv_cpu_gemm_args;
+dlv_status dlv_cpu_gemm(dlv_backend *be, const dlv_cpu_gemm_args *g);
+/* The same for f32 operands in BLAS's argument order (attention's
+ * products). */
+dlv_status dlv_cpu_sgemm(dlv_backend *be, int trans_a, int trans_b, int64_t m, int64_t n,
+                         int64_t k, float alpha, const float *a, int64_t lda, const float *b,
+                         int64_t ldb, float beta, float *c, int64_t ldc);
 
 /* Checks of index arguments inside the ops (cpu_index_check.c): the
  * wrappers cannot read device memory. Messages name the op and the index. */
@@ -56,6 +90,9 @@ dlv_status dlv_cpu_check_targets(const char *op, const int32_t *targets, int64_t
 
 /* Widens n elements of an F32/BF16/F16 parameter at any alignment. */
 void dlv_cpu_widen(float *dst, const void *src, dlv_dtype dt, int64_t n);
+/* Rounds n elements of an F32/BF16/F16 value at any alignment to bf16
+ * (round to nearest even, as PyTorch's .to(torch.bfloat16)). */
+void dlv_cpu_to_bf16(uint16_t *dst, const void *src, dlv_dtype dt, int64_t n);
 
 dlv_status dlv_cpu_matmul(dlv_backend *be, const dlv_matmul_args *a);
 dlv_status dlv_cpu_add(dlv_backend *be, float *out, const float *a, const void *b,

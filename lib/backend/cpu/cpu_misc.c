@@ -39,6 +39,26 @@ void dlv_cpu_widen(float *dst, const void *src, dlv_dtype dt, int64_t n)
     }
 }
 
+void dlv_cpu_to_bf16(uint16_t *dst, const void *src, dlv_dtype dt, int64_t n)
+{
+    const unsigned char *p = src;
+    if (dt == DLV_DTYPE_BF16) {
+        memcpy(dst, p, (size_t)n * 2);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        float f;
+        if (dt == DLV_DTYPE_F16) {
+            uint16_t h;
+            memcpy(&h, p + 2 * i, 2);
+            f = dlv_f16_to_f32(h);
+        } else {
+            memcpy(&f, p + 4 * i, 4);
+        }
+        dst[i] = dlv_f32_to_bf16(f);
+    }
+}
+
 /* ---- add --------------------------------------------------------------- */
 
 typedef struct add_job {

@@ -252,6 +252,9 @@ dlv_status dlv_cuda_backend_create(const dlv_backend_config *cfg, dlv_backend **
         return dlv_error(DLV_E_BACKEND, "device ordinal %d is out of range (%d CUDA device%s)",
                          cfg->device, n, n == 1 ? "" : "s");
 
+    if (cfg->compute != DLV_DTYPE_F32)
+        return dlv_error(DLV_E_UNSUPPORTED, "compute dtype %s: the cuda backend computes in f32 "
+                         "only so far", dlv_dtype_name(cfg->compute));
     cuda_backend *cu = calloc(1, sizeof *cu);
     if (!cu) return dlv_error_nomem("cuda backend", sizeof *cu);
     cu->base.ops = &cuda_ops;

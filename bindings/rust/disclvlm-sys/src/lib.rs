@@ -139,6 +139,10 @@ extern "C" {
         opts: *mut dlv_session_options,
         n_threads: c_int,
     ) -> dlv_status;
+    pub fn dlv_session_options_set_compute(
+        opts: *mut dlv_session_options,
+        dtype: *const c_char,
+    ) -> dlv_status;
     pub fn dlv_session_options_set_truncate(
         opts: *mut dlv_session_options,
         truncate: c_int,

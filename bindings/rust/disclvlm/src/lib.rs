@@ -479,6 +479,14 @@ impl SessionOptions {
         check(unsafe { sys::dlv_session_options_set_threads(self.ptr.as_ptr(), n_threads) })
     }
 
+    /// What the matrix products compute in: `"f32"` (the default, exact)
+    /// or `"bf16"` (inputs rounded to bf16, f32 accumulation; embeddings
+    /// within cosine 0.9999 of f32). Another name is an error.
+    pub fn set_compute(&mut self, dtype: &str) -> Result<()> {
+        let c = c_string("set_compute", dtype)?;
+        check(unsafe { sys::dlv_session_options_set_compute(self.ptr.as_ptr(), c.as_ptr()) })
+    }
+
     /// Texts longer than the model's `max_position_embeddings`: refused
     /// (`false`, the default, an error naming the text and the limit) or cut
     /// from the caption's end (`true`), in encoding and training.

@@ -812,6 +812,10 @@ fn long_texts_refused_or_truncated_and_outputs_checked() {
 
     let mut o = SessionOptions::new().unwrap();
     o.set_truncate(true).unwrap();
+    let err = o.set_compute("f8").unwrap_err();
+    assert!(err.message().contains("'f8'"), "{}", err);
+    o.set_compute("bf16").unwrap();
+    o.set_compute("f32").unwrap();
     let mut t = Session::new(&model, Some(&o)).unwrap();
     let longer = format!("{} and more", huge);
     let e = t.encode_texts(&[huge.as_str(), longer.as_str()]).unwrap();
@@ -826,4 +830,25 @@ fn long_texts_refused_or_truncated_and_outputs_checked() {
     let err = s.train_check_outputs(Some(&dir), None, None).unwrap_err();
     assert!(err.message().contains("notes.txt"), "{}", err);
     s.train_check_outputs(Some(&work_dir().join("fresh-out")), None, None).unwrap();
+}
+
+#[test]
+fn bf16_compute_is_close_to_f32() {
+    let model = load();
+    let mut s = session(&model);
+    let mut o = SessionOptions::new().unwrap();
+    o.set_compute("bf16").unwrap();
+    let mut b = Session::new(&model, Some(&o)).unwrap();
+    let texts = ["a red square", "two blue circles"];
+    let e = s.encode_texts(&texts).unwrap();
+    let f = b.encode_texts(&texts).unwrap();
+    for i in 0..texts.len() {
+        let (x, y) = (e.row(i), f.row(i));
+        let dot: f32 = x.iter().zip(y).map(|(a, b)| a * b).sum();
+        let nx: f32 = x.iter().map(|a| a * a).sum::<f32>().sqrt();
+        let ny: f32 = y.iter().map(|a| a * a).sum::<f32>().sqrt();
+        let cos = dot / (nx * ny);
+        assert!(cos > 0.999 && cos <= 1.0001, "text {}: cosine {}", i, cos);
+        assert!(x != y, "bf16 gave the f32 embedding bit for bit");
+    }
 }
