@@ -8,9 +8,11 @@
  * /proc/self/status) and the peak (getrusage ru_maxrss).
  *
  * Usage: smoke_7b MODEL_DIR [--image PATH] [--text TEXT] [--threads N]
- *                 [--load-only]
+ *                 [--compute f32|bf16] [--check-f32] [--load-only]
  *   defaults: ../shared/assets/images/chelsea.png, "a photo of a cat",
- *   0 threads (one per online CPU)
+ *   0 threads (one per online CPU), f32 compute. --check-f32 (with
+ *   --compute bf16) encodes both again in an f32 session and prints the
+ *   cosine between the two modes' embeddings (failing below 0.9999).
  * Exit status: 0 pass; 1 a check failed or a call returned an error;
  * 2 usage; 3 encoding is not implemented in this build (the load part
  * still ran and was checked). */
@@ -113,22 +115,66 @@ static int fail(const char *what, dlv_status st)
     return 1;
 }
 
+/* Encodes image and text again in an f32 session and prints the cosine of
+ * each with the embedding given; 1 below MIN_COSINE or on an error. */
+#define MIN_COSINE 0.9999
+static int compare_f32(dlv_model *model, int threads, const char *image, const char *text,
+                       const float *img, const float *txt, size_t dim)
+{
+    dlv_session_options *o = NULL;
+    dlv_session *s = NULL;
+    float *e = malloc(2 * dim * sizeof *e);
+    int rc = 0;
+    dlv_status st = DLV_OK;
+    if (!e || (st = dlv_session_options_new(&o)) != DLV_OK ||
+        (st = dlv_session_options_set_threads(o, threads)) != DLV_OK ||
+        (st = dlv_session_new(model, o, &s)) != DLV_OK ||
+        (st = dlv_encode_image_file(s, image, e, dim)) != DLV_OK ||
+        (st = dlv_encode_text(s, &text, 1, e + dim, dim)) != DLV_OK) {
+        rc = e ? fail("the f32 session", st) : 1;
+    } else {
+        for (int k = 0; k < 2; k++) {
+            const float *a = k ? txt : img, *b = e + (size_t)k * dim;
+            double dot = 0, na = 0, nb = 0;
+            for (size_t i = 0; i < dim; i++) {
+                dot += (double)a[i] * (double)b[i];
+                na += (double)a[i] * (double)a[i];
+                nb += (double)b[i] * (double)b[i];
+            }
+            double cos = dot / sqrt(na * nb);
+            printf("  %s vs f32      cosine %.6f\n", k ? "text " : "image", cos);
+            if (!(cos >= MIN_COSINE)) {
+                printf("FAIL: %s embedding: cosine with f32 %.6f < %.4f\n", k ? "text" : "image",
+                       cos, MIN_COSINE);
+                rc = 1;
+            }
+        }
+    }
+    dlv_session_free(s);
+    dlv_session_options_free(o);
+    free(e);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = NULL, *image = "../shared/assets/images/chelsea.png";
     const char *text = "a photo of a cat";
-    int threads = 0, load_only = 0;
+    int threads = 0, load_only = 0, check_f32 = 0;
+    const char *compute = "f32";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--image") && i + 1 < argc) image = argv[++i];
         else if (!strcmp(argv[i], "--text") && i + 1 < argc) text = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--compute") && i + 1 < argc) compute = argv[++i];
+        else if (!strcmp(argv[i], "--check-f32")) check_f32 = 1;
         else if (!strcmp(argv[i], "--load-only")) load_only = 1;
         else if (argv[i][0] != '-' && !dir) dir = argv[i];
         else dir = NULL, i = argc;
     }
     if (!dir) {
         fprintf(stderr, "usage: smoke_7b MODEL_DIR [--image PATH] [--text TEXT] "
-                        "[--threads N] [--load-only]\n");
+                        "[--threads N] [--compute f32|bf16] [--check-f32] [--load-only]\n");
         return 2;
     }
 
@@ -173,10 +219,12 @@ int main(int argc, char **argv)
 
     if ((st = dlv_session_options_new(&sopts)) != DLV_OK ||
         (st = dlv_session_options_set_threads(sopts, threads)) != DLV_OK ||
+        (st = dlv_session_options_set_compute(sopts, compute)) != DLV_OK ||
         (st = dlv_session_new(model, sopts, &session)) != DLV_OK) {
         rc = fail("creating the session", st);
         goto done;
     }
+    printf("  compute        %s\n", compute);
     print_rss("after session");
     img = malloc(dim * sizeof *img);
     txt = malloc(dim * sizeof *txt);
@@ -216,6 +264,7 @@ int main(int argc, char **argv)
     float score = 0;
     if (dlv_score(session, img, 1, txt, 1, dim, &score, 1) == DLV_OK)
         printf("  score          %.6f\n", (double)score);
+    if (check_f32 && !rc) rc = compare_f32(model, threads, image, text, img, txt, dim);
 
 done:
     dlv_session_free(session);

@@ -12,6 +12,8 @@
  * Embedding lookup and im2col are copies and must be exact. */
 #include "ops_test_util.h"
 
+#include "backend/cpu/cpu_internal.h"
+
 typedef struct fixture {
     dlv_backend *be;
     int n_threads;
@@ -793,6 +795,50 @@ static void test_im2col_conv(void **state)
     free(wsrc);
 }
 
+/* ---- the block cache ---------------------------------------------------- */
+
+/* Freed large buffers are kept (up to DLV_CPU_CACHE_SLOTS blocks and
+ * DLV_CPU_CACHE_MAX_BYTES) and handed back for the same size; small ones go
+ * back to malloc; destroying the backend frees them (ASan checks). */
+static void test_block_cache(void **state)
+{
+    (void)state;
+    dlv_backend *be = NULL;
+    dlv_backend_config cfg = {.n_threads = 1};
+    assert_int_equal(dlv_backend_create("cpu", &cfg, &be), DLV_OK);
+    const dlv_cpu_block_cache *c = &((dlv_cpu_backend *)be)->cache;
+    dlv_buffer a, b, small;
+    assert_int_equal(dlv_buffer_alloc(be, (1u << 20) + 3, &a), DLV_OK);
+    void *pa = a.ptr;
+    memset(a.ptr, 1, a.size);
+    dlv_buffer_free(&a);
+    assert_int_equal(c->n, 1);
+    assert_int_equal(c->bytes, (1u << 20) + 64);
+    assert_int_equal(dlv_buffer_alloc(be, (1u << 20) + 1, &b), DLV_OK); /* same rounded size */
+    assert_ptr_equal(b.ptr, pa);
+    assert_int_equal(c->n, 0);
+    assert_int_equal(dlv_buffer_alloc(be, 100, &small), DLV_OK);
+    dlv_buffer_free(&small);
+    assert_int_equal(c->n, 0);
+    /* More blocks than slots: the oldest go. */
+    dlv_buffer many[DLV_CPU_CACHE_SLOTS + 3];
+    for (int i = 0; i < DLV_CPU_CACHE_SLOTS + 3; i++)
+        assert_int_equal(dlv_buffer_alloc(be, DLV_CPU_CACHE_MIN * (size_t)(i + 1), &many[i]),
+                         DLV_OK);
+    for (int i = 0; i < DLV_CPU_CACHE_SLOTS + 3; i++) dlv_buffer_free(&many[i]);
+    assert_int_equal(c->n, DLV_CPU_CACHE_SLOTS);
+    assert_int_equal(c->size[0], DLV_CPU_CACHE_MIN * 4);
+    /* The byte bound: two blocks of 300 MiB are never kept together. */
+    dlv_buffer big[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(dlv_buffer_alloc(be, (size_t)300 << 20, &big[i]), DLV_OK);
+    for (int i = 0; i < 2; i++) dlv_buffer_free(&big[i]);
+    assert_true(c->bytes <= DLV_CPU_CACHE_MAX_BYTES);
+    assert_int_equal(c->size[c->n - 1], (size_t)300 << 20);
+    dlv_buffer_free(&b);
+    dlv_backend_destroy(be);
+}
+
 /* ---- threads ------------------------------------------------------------ */
 
 /* Row splitting must not change any row's arithmetic: 1 and 4 threads
@@ -884,7 +930,8 @@ int main(void)
     static int one = 1, four = 4;
     const struct CMUnitTest t1[] = OP_TESTS(&one);
     const struct CMUnitTest t4[] = OP_TESTS(&four);
-    const struct CMUnitTest shared[] = {cmocka_unit_test(test_threads_bitwise)};
+    const struct CMUnitTest shared[] = {cmocka_unit_test(test_threads_bitwise),
+                                        cmocka_unit_test(test_block_cache)};
     int failed = cmocka_run_group_tests_name("ops_cpu_1_thread", t1, NULL, NULL);
     failed += cmocka_run_group_tests_name("ops_cpu_4_threads", t4, NULL, NULL);
     failed += cmocka_run_group_tests_name("ops_cpu_threads", shared, NULL, NULL);

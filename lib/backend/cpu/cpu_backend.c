@@ -16,9 +16,66 @@
 /* Cache-line alignment, which is also what AVX-512 loads like. */
 #define CPU_ALIGN ((size_t)64)
 
+/* ---- the block cache (cpu_internal.h) ---------------------------------- */
+
+static void *cache_take(dlv_cpu_block_cache *c, size_t rounded)
+{
+    void *p = NULL;
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < c->n; i++)
+        if (c->size[i] == rounded) {
+            p = c->ptr[i];
+            c->bytes -= rounded;
+            c->n--;
+            c->ptr[i] = c->ptr[c->n];
+            c->size[i] = c->size[c->n];
+            break;
+        }
+    pthread_mutex_unlock(&c->mu);
+    return p;
+}
+
+/* Keeps p unless it is small or the cache is full; evicts the oldest blocks
+ * to stay under DLV_CPU_CACHE_MAX_BYTES. */
+static void cache_put(dlv_cpu_block_cache *c, void *p, size_t rounded)
+{
+    if (rounded < DLV_CPU_CACHE_MIN || rounded > DLV_CPU_CACHE_MAX_BYTES) {
+        free(p);
+        return;
+    }
+    void *evicted[DLV_CPU_CACHE_SLOTS];
+    int n_evicted = 0;
+    pthread_mutex_lock(&c->mu);
+    while (c->n > 0 && (c->n == DLV_CPU_CACHE_SLOTS ||
+                        c->bytes + rounded > DLV_CPU_CACHE_MAX_BYTES)) {
+        evicted[n_evicted++] = c->ptr[0];
+        c->bytes -= c->size[0];
+        c->n--;
+        for (int i = 0; i < c->n; i++) {
+            c->ptr[i] = c->ptr[i + 1];
+            c->size[i] = c->size[i + 1];
+        }
+    }
+    c->ptr[c->n] = p;
+    c->size[c->n] = rounded;
+    c->n++;
+    c->bytes += rounded;
+    pthread_mutex_unlock(&c->mu);
+    for (int i = 0; i < n_evicted; i++) free(evicted[i]);
+}
+
+static void cache_clear(dlv_cpu_block_cache *c)
+{
+    for (int i = 0; i < c->n; i++) free(c->ptr[i]);
+    c->n = 0;
+    c->bytes = 0;
+}
+
 static void cpu_destroy(dlv_backend *be)
 {
     dlv_cpu_backend *cpu = (dlv_cpu_backend *)be;
+    cache_clear(&cpu->cache);
+    pthread_mutex_destroy(&cpu->cache.mu);
     dlv_cpu_pool_destroy(cpu->pool);
     dlv_cpu_gemm_ctx_destroy(cpu->gemm);
     free(cpu);
@@ -32,15 +89,20 @@ static const char *cpu_describe(const dlv_backend *be)
     return cpu->desc;
 }
 
+/* aligned_alloc needs a multiple of the alignment; a zero-byte buffer still
+ * gets one block so that its ptr is unique and non-NULL. */
+static size_t rounded_size(size_t size)
+{
+    return size == 0 ? CPU_ALIGN : (size + CPU_ALIGN - 1) / CPU_ALIGN * CPU_ALIGN;
+}
+
 static dlv_status cpu_buffer_alloc(dlv_backend *be, size_t size, dlv_buffer *out)
 {
-    (void)be;
-    /* aligned_alloc needs a multiple of the alignment; a zero-byte buffer
-     * still gets one block so that its ptr is unique and non-NULL. */
     if (size > SIZE_MAX - (CPU_ALIGN - 1))
         return dlv_error_nomem("cpu buffer", size);
-    size_t rounded = size == 0 ? CPU_ALIGN : (size + CPU_ALIGN - 1) / CPU_ALIGN * CPU_ALIGN;
-    void *p = aligned_alloc(CPU_ALIGN, rounded);
+    size_t rounded = rounded_size(size);
+    void *p = cache_take(&((dlv_cpu_backend *)be)->cache, rounded);
+    if (!p) p = aligned_alloc(CPU_ALIGN, rounded);
     if (!p) return dlv_error_nomem("cpu buffer", rounded);
     out->ptr = p;
     return DLV_OK;
@@ -48,8 +110,7 @@ static dlv_status cpu_buffer_alloc(dlv_backend *be, size_t size, dlv_buffer *out
 
 static void cpu_buffer_free(dlv_backend *be, dlv_buffer *buf)
 {
-    (void)be;
-    free(buf->ptr);
+    cache_put(&((dlv_cpu_backend *)be)->cache, buf->ptr, rounded_size(buf->size));
 }
 
 static dlv_status cpu_upload(dlv_backend *be, dlv_buffer *dst, size_t offset,
@@ -162,6 +223,7 @@ dlv_status dlv_cpu_backend_create(const dlv_backend_config *cfg, dlv_backend **o
         free(cpu);
         return st;
     }
+    pthread_mutex_init(&cpu->cache.mu, NULL);
     cpu->base.ops = &cpu_ops;
     cpu->base.device = 0;
     cpu->n_threads = n_threads;
