@@ -19,7 +19,8 @@ word-list captions) is the same formula as bench_train.c. Images are
 preprocessed once, outside the timed step (libdisclvlm preprocesses inside
 its step; a few ms of the total).
 
-MODEL_DIR is bench_forward_torch.py's model (written here if absent) plus a
+MODEL_DIR is bench_forward_torch.py's model (written here if absent, f32, of
+--width small or realistic) plus a
 tokenizer (copied from --tokenizer-dir if absent) and a CLIP
 preprocessor_config.json for 224 px (written if absent). With the C binary
 given it runs it first on the same directory, before this process imports
@@ -73,10 +74,10 @@ def image(k):
     return out
 
 
-def prepare_dir(d, tok_dir):
+def prepare_dir(d, tok_dir, width):
     if not os.path.exists(os.path.join(d, "config.json")):
         import bench_forward_torch
-        bench_forward_torch.write_model(d)
+        bench_forward_torch.write_model(d, width, "f32")
     for fn in ("tokenizer.json", "tokenizer_config.json"):
         if not os.path.exists(os.path.join(d, fn)):
             shutil.copy(os.path.join(tok_dir, fn), d)
@@ -98,8 +99,10 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--tokenizer-dir", default=os.path.join(
         HERE, "..", "..", "shared", "assets", "tokenizers", "llama2"))
+    ap.add_argument("--width", choices=("small", "realistic"), default="small",
+                    help="the model written when MODEL_DIR has none (bench_forward_torch.py)")
     a = ap.parse_args()
-    prepare_dir(a.model_dir, a.tokenizer_dir)
+    prepare_dir(a.model_dir, a.tokenizer_dir, a.width)
     if a.c_bench:
         # First, from this still small process: a child inherits the
         # parent's peak RSS through fork + exec (Linux keeps ru_maxrss
