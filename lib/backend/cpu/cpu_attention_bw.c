@@ -1,7 +1,8 @@
 /* Attention backward on the CPU, one (sequence, head) at a time, without a
- * saved probability matrix: P is recomputed exactly as cpu_attention.c
- * computes it (the same sgemm for S = scale Q K^T, the same masked f32
- * softmax, zeros for a query with no allowed key), then
+ * saved probability matrix: P is recomputed from Q and K (S = scale Q K^T,
+ * the masked f32 softmax normalised per row, zeros for a query with no
+ * allowed key: the function the fused forward evaluates, which rounds its
+ * online softmax within 1e-6 relative of this), then
  *   dV_g += P^T dO_h          dP = dO_h V_g^T
  *   dS    = P . (dP - rowsum(dP . P))     (softmax backward; rows on the pool)
  *   dQ_h += scale dS K_g      dK_g += scale dS^T Q_h
@@ -18,11 +19,55 @@
 #include "backend/cpu/cpu_internal.h"
 #include "core/error.h"
 
-/* P comes from cpu_attention.c's dlv_cpu_softmax_rows (the same code, so
- * the very same probabilities); dP is replaced by dS here. */
+/* The masked softmax of score rows [begin, end) of s, in place (a pool
+ * job): P as the forward defines it (cpu_flash.c computes the same
+ * function tile by tile). */
+typedef struct softmax_job {
+    float *s;               /* [n_q, n_kv] scores, replaced by probabilities */
+    const uint8_t *mask;    /* [n_kv] or NULL */
+    int64_t n_kv;
+    int64_t causal_offset;  /* key j allowed for j <= i + offset */
+    int causal;
+} softmax_job;
+
+static int allowed(const softmax_job *j, int64_t i, int64_t k)
+{
+    if (j->mask && !j->mask[k]) return 0;
+    return !j->causal || k <= i + j->causal_offset;
+}
+
+static void softmax_rows(void *ctx, int64_t begin, int64_t end)
+{
+    const softmax_job *j = ctx;
+    for (int64_t i = begin; i < end; i++) {
+        float *row = j->s + i * j->n_kv;
+        float mx = -INFINITY;
+        int any = 0;
+        for (int64_t k = 0; k < j->n_kv; k++)
+            if (allowed(j, i, k)) {
+                if (!any || row[k] > mx) mx = row[k];
+                any = 1;
+            }
+        if (!any) {
+            /* No key to attend to: zeros (documented), not 0/0. */
+            for (int64_t k = 0; k < j->n_kv; k++) row[k] = 0.0f;
+            continue;
+        }
+        double sum = 0.0;
+        for (int64_t k = 0; k < j->n_kv; k++) {
+            float e = allowed(j, i, k) ? expf(row[k] - mx) : 0.0f;
+            row[k] = e;
+            sum += (double)e;
+        }
+        float inv = (float)sum;
+        for (int64_t k = 0; k < j->n_kv; k++) row[k] = row[k] / inv;
+    }
+}
+
+/* dP is replaced by dS here. */
 typedef struct attn_bw_job {
-    dlv_cpu_softmax_job p;  /* .s: [n_q, n_kv] scores, replaced by P */
-    float *dp;              /* [n_q, n_kv] dP, replaced by dS */
+    softmax_job p; /* .s: [n_q, n_kv] scores, replaced by P */
+    float *dp;     /* [n_q, n_kv] dP, replaced by dS */
 } attn_bw_job;
 
 /* dS = P . (dP - sum_k dP_k P_k), the sum in double. */
@@ -70,7 +115,7 @@ dlv_status dlv_cpu_attention_backward(dlv_backend *be, const dlv_attention_bw_ar
             /* P, as the forward. */
             st = dlv_cpu_sgemm(be, 0, 1, nq, nkv, d, a->scale, qh, ldq, kg, ldk, 0.0f, s, nkv);
             if (st != DLV_OK) break;
-            dlv_cpu_pool_run(pool, a->n_q, grain, dlv_cpu_softmax_rows, &job.p);
+            dlv_cpu_pool_run(pool, a->n_q, grain, softmax_rows, &job.p);
             /* dV_g += P^T dO_h */
             st = dlv_cpu_sgemm(be, 1, 0, nkv, d, nq, 1.0f, s, nkv, doh, ldq, 1.0f, dvb + g * d,
                                ldk);

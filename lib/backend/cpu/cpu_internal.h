@@ -125,6 +125,8 @@ dlv_status dlv_cpu_l2_normalize(dlv_backend *be, float *out, const float *inp, i
 dlv_status dlv_cpu_rope(dlv_backend *be, float *x, const int32_t *positions, int64_t n_tokens,
                         int64_t n_heads, int64_t head_dim, double theta);
 dlv_status dlv_cpu_attention(dlv_backend *be, const dlv_attention_args *args);
+/* The fused (flash-style) forward (cpu_flash.c); n_kv, head_dim >= 1. */
+dlv_status dlv_cpu_flash_attention(dlv_backend *be, const dlv_attention_args *args);
 /* Row statistics of the normalisations (cpu_norm.c), accumulated in double
  * and rounded to f32 once; the backward passes recompute them with these
  * very functions, so they differentiate what the forward evaluated.
@@ -134,17 +136,6 @@ void dlv_cpu_layernorm_stats(const float *x, int64_t n, float eps, float *mean, 
 float dlv_cpu_l2_norm(const float *x, int64_t n);
 int64_t dlv_cpu_norm_grain(int64_t cols);
 
-/* The masked softmax of attention score rows [begin, end) of s, in place
- * (a pool job; cpu_attention.c). The backward recomputes P with this very
- * function, so it differentiates exactly what the forward evaluated. */
-typedef struct dlv_cpu_softmax_job {
-    float *s;               /* [n_q, n_kv] scores, replaced by probabilities */
-    const uint8_t *mask;    /* [n_kv] or NULL */
-    int64_t n_kv;
-    int64_t causal_offset;  /* key j allowed for j <= i + offset */
-    int causal;
-} dlv_cpu_softmax_job;
-void dlv_cpu_softmax_rows(void *ctx, int64_t begin, int64_t end);
 dlv_status dlv_cpu_activation(dlv_backend *be, dlv_op_act act, float *out,
                               const float *inp, int64_t n);
 dlv_status dlv_cpu_swiglu(dlv_backend *be, float *out, const float *gate, const float *up,

@@ -1,0 +1,354 @@
+/* Fused attention forward on the CPU, flash-attention style: for a block of
+ * FLASH_QB query rows of one (sequence, head), the keys are visited in
+ * blocks of FLASH_KB; each block's scores S = scale * Q K^T live only in a
+ * FLASH_QB x FLASH_KB tile, the softmax is kept online (the running row
+ * maximum m, the running sum l of exp(s - m), the output rescaled by
+ * exp(m_old - m_new) when the maximum grows), and O = sum p V accumulates in
+ * a FLASH_QB x head_dim tile. Nothing of size n_q x n_kv exists; the working
+ * set (the Q, K^T, V, S and O tiles: ~100 KB at head_dim 128) stays in L2.
+ *
+ * The products are small register-blocked kernels (4 query rows x 32
+ * columns per step) written with GCC/clang vector extensions and cloned for
+ * AVX-512 and AVX2, so they reach a good part of the FMA peak without a
+ * BLAS call per tile. Work items (sequence, head, query block) are split
+ * over the backend's pool; each item writes only its own rows of `out`, so
+ * the result does not depend on the thread count.
+ *
+ * Numerics: s, m, p and O in f32, l in double; a row with no allowed key
+ * gets zeros (documented); out = O / l. This rounds differently from a
+ * softmax normalised before P V (within 1e-6 relative here). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_internal.h"
+#include "core/error.h"
+
+#if defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define FLASH_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+#endif
+#ifndef FLASH_CLONES
+#define FLASH_CLONES
+#endif
+
+/* Query rows per work item (a multiple of the kernels' 4 rows) and keys per
+ * block: the tiles then fit in L2 with room for the next block's loads. */
+#define FLASH_QB 32
+#define FLASH_KB 64
+
+/* 16 floats: one AVX-512 register, two AVX2 ones, four SSE ones. */
+typedef float v16 __attribute__((vector_size(64)));
+
+/* Unaligned loads and stores of 16 floats (memcpy: no aliasing or
+ * alignment assumption; compilers emit one vector move). Macros, not
+ * functions: a function passing a vector by value would change the ABI
+ * between the clones. */
+#define LOAD16(v, p) memcpy(&(v), (p), sizeof(v16))
+#define STORE16(p, v) memcpy((p), &(v), sizeof(v16))
+
+typedef int32_t i16v __attribute__((vector_size(64)));
+
+/* Round up to a multiple of 32 (the kernels' column step). */
+static int64_t pad32(int64_t n)
+{
+    return (n + 31) / 32 * 32;
+}
+
+/* C[4][ncols] = A . B with A(r, p) = a[r * lda + p * astep] (r < 4, p < kdim)
+ * and B row-major (leading dimension ldb, ncols a multiple of 32).
+ * Overwrites C (leading dimension ldc). */
+FLASH_CLONES static void kernel_4xn(float *c, int64_t ldc, const float *a, int64_t lda,
+                                    int64_t astep, const float *b, int64_t ldb, int64_t kdim,
+                                    int64_t ncols)
+{
+    for (int64_t col = 0; col < ncols; col += 32) {
+        v16 c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0};
+        v16 c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};
+        const float *bp = b + col, *ap = a;
+        for (int64_t p = 0; p < kdim; p++, bp += ldb, ap += astep) {
+            v16 b0, b1;
+            LOAD16(b0, bp);
+            LOAD16(b1, bp + 16);
+            float a0 = ap[0], a1 = ap[lda], a2 = ap[2 * lda], a3 = ap[3 * lda];
+            c00 += a0 * b0;
+            c01 += a0 * b1;
+            c10 += a1 * b0;
+            c11 += a1 * b1;
+            c20 += a2 * b0;
+            c21 += a2 * b1;
+            c30 += a3 * b0;
+            c31 += a3 * b1;
+        }
+        STORE16(c + col, c00);
+        STORE16(c + col + 16, c01);
+        STORE16(c + ldc + col, c10);
+        STORE16(c + ldc + col + 16, c11);
+        STORE16(c + 2 * ldc + col, c20);
+        STORE16(c + 2 * ldc + col + 16, c21);
+        STORE16(c + 3 * ldc + col, c30);
+        STORE16(c + 3 * ldc + col + 16, c31);
+    }
+}
+
+/* out = m ? x : y lane by lane (m from a vector comparison: all ones or
+ * zero); C has no vector ?:. */
+#define SELECT16(out, m, x, y)                                                        \
+    do {                                                                              \
+        i16v sm_ = (m), sx_, sy_;                                                     \
+        v16 sxv_ = (x), syv_ = (y);                                                   \
+        memcpy(&sx_, &sxv_, sizeof sx_);                                              \
+        memcpy(&sy_, &syv_, sizeof sy_);                                              \
+        sx_ = (sx_ & sm_) | (sy_ & ~sm_);                                             \
+        memcpy(&sxv_, &sx_, sizeof sx_);                                              \
+        (out) = sxv_;                                                                 \
+    } while (0)
+
+/* exp of 16 floats x <= 0 (scores minus their running maximum), Cephes'
+ * expf: x = n ln2 + r, |r| <= ln2 / 2, e^r by a degree-7 polynomial, 2^n
+ * put in the exponent; about 1 ulp from libm's expf. Below -87 (e^x under
+ * f32's normal range) it gives ~1e-38 instead of a denormal or 0: nothing
+ * downstream can tell. A macro for the reason LOAD16 is one. */
+#define EXP16(out, x_in)                                                              \
+    do {                                                                              \
+        v16 x_ = (x_in);                                                              \
+        SELECT16(x_, x_ < -87.0f, (v16){0} - 87.0f, x_);                              \
+        v16 n_ = (x_ * 1.44269504088896341f + 12582912.0f) - 12582912.0f;             \
+        v16 r_ = x_ - n_ * 0.693359375f + n_ * 2.12194440e-4f;                        \
+        v16 p_ = 1.9875691500e-4f * r_ + 1.3981999507e-3f;                            \
+        p_ = p_ * r_ + 8.3334519073e-3f;                                              \
+        p_ = p_ * r_ + 4.1665795894e-2f;                                              \
+        p_ = p_ * r_ + 1.6666665459e-1f;                                              \
+        p_ = p_ * r_ + 5.0000001201e-1f;                                              \
+        p_ = p_ * r_ * r_ + r_ + 1.0f;                                                \
+        i16v e_ = (__builtin_convertvector(n_, i16v) + 127) << 23;                    \
+        v16 s_;                                                                       \
+        memcpy(&s_, &e_, sizeof s_);                                                  \
+        (out) = p_ * s_;                                                              \
+    } while (0)
+
+/* Per-thread scratch of one task range. */
+typedef struct flash_tiles {
+    double *l;  /* [FLASH_QB]          running sums, per query */
+    float *qt;  /* [d][FLASH_QB]       the block's queries, transposed */
+    float *st;  /* [FLASH_KB][FLASH_QB] S^T, then P^T */
+    float *o;   /* [FLASH_QB][dp]      the running output */
+    float *pv;  /* [FLASH_QB][dp]      this key block's P V */
+    float *kpad;/* [4][d]              a last group of fewer than 4 keys */
+    float *vpad;/* [FLASH_KB][dp]      the key block's V, when d % 32 != 0 */
+    float *m;   /* [FLASH_QB]          running maxima */
+} flash_tiles;
+
+typedef struct flash_job {
+    const dlv_attention_args *a;
+    int64_t dp;        /* head_dim padded to 32 */
+    int64_t n_qblocks; /* per (sequence, head) */
+    int failed;        /* a worker could not allocate its tiles */
+} flash_job;
+
+static size_t tiles_floats(int64_t d, int64_t dp)
+{
+    return (size_t)(2 * FLASH_QB + d * FLASH_QB + FLASH_KB * FLASH_QB + 2 * FLASH_QB * dp +
+                    4 * d + FLASH_KB * dp + FLASH_QB);
+}
+
+static int tiles_alloc(flash_tiles *t, int64_t d, int64_t dp)
+{
+    float *f = malloc(tiles_floats(d, dp) * sizeof(float));
+    if (!f) return -1;
+    t->l = (double *)f; /* first: doubles need the stronger alignment */
+    t->qt = f + 2 * FLASH_QB;
+    t->st = t->qt + d * FLASH_QB;
+    t->o = t->st + FLASH_KB * FLASH_QB;
+    t->pv = t->o + FLASH_QB * dp;
+    t->kpad = t->pv + FLASH_QB * dp;
+    t->vpad = t->kpad + 4 * d;
+    t->m = t->vpad + FLASH_KB * dp;
+    return 0;
+}
+
+/* One (sequence b, head h, query block qb). The scores are computed
+ * transposed (S^T = K Q^T: keys in rows, the block's 32 queries across two
+ * vectors), so the softmax's per-query maxima, exps and sums run 16 queries
+ * per instruction, and K is read in place. Cloned too: its row loops
+ * vectorise as the kernels do. */
+FLASH_CLONES static void flash_item(const flash_job *j, flash_tiles *t, int64_t b, int64_t h,
+                                    int64_t qb)
+{
+    const dlv_attention_args *a = j->a;
+    const int64_t d = a->head_dim, dp = j->dp;
+    const int64_t g = h / (a->n_heads / a->n_kv_heads);
+    const int64_t ldq = a->n_heads * d, ldk = a->n_kv_heads * d;
+    const int64_t i0 = qb * FLASH_QB;
+    const int64_t nq = a->n_q - i0 < FLASH_QB ? a->n_q - i0 : FLASH_QB;
+    const int64_t off = a->n_kv - a->n_q; /* causal: key k allowed for k <= i + off */
+    const float *qsrc = a->q + (b * a->n_q + i0) * ldq + h * d;
+    const float *ksrc = a->k + b * a->n_kv * ldk + g * d;
+    const float *vsrc = a->v + b * a->n_kv * ldk + g * d;
+    const uint8_t *mask = a->key_mask ? a->key_mask + b * a->n_kv : NULL;
+    const int v_in_place = d == dp;
+
+    /* Q^T, queries past nq zero (their scores are computed and ignored). */
+    for (int64_t p = 0; p < d; p++)
+        for (int64_t r = 0; r < FLASH_QB; r++)
+            t->qt[p * FLASH_QB + r] = r < nq ? qsrc[r * ldq + p] : 0.0f;
+    memset(t->o, 0, (size_t)(FLASH_QB * dp) * sizeof(float));
+    if (!v_in_place)
+        for (int64_t k = 0; k < FLASH_KB; k++) memset(t->vpad + k * dp + d, 0, (size_t)(dp - d) * 4);
+    for (int64_t r = 0; r < FLASH_QB; r++) {
+        t->m[r] = -INFINITY;
+        t->l[r] = 0.0;
+    }
+    const v16 zero = {0}, ninf = zero - INFINITY;
+    /* Query index of each lane, for the causal test. */
+    v16 lane0, lane1;
+    for (int r = 0; r < 16; r++) {
+        lane0[r] = (float)(i0 + r);
+        lane1[r] = (float)(i0 + 16 + r);
+    }
+    /* Keys past this bound are masked for every query of the block. */
+    int64_t k_end = a->n_kv;
+    if (a->causal) {
+        int64_t last = i0 + nq - 1 + off + 1;
+        if (last < k_end) k_end = last < 0 ? 0 : last;
+    }
+    for (int64_t k0 = 0; k0 < k_end; k0 += FLASH_KB) {
+        const int64_t nk = k_end - k0 < FLASH_KB ? k_end - k0 : FLASH_KB;
+        /* S^T, 4 keys at a time; a last group of fewer keys is copied to a
+         * zero-padded tile rather than read past the sequence. */
+        for (int64_t k = 0; k < nk; k += 4) {
+            const float *kr = ksrc + (k0 + k) * ldk;
+            int64_t lda = ldk;
+            if (nk - k < 4) {
+                memset(t->kpad, 0, (size_t)(4 * d) * 4);
+                for (int64_t r = 0; r < nk - k; r++)
+                    memcpy(t->kpad + r * d, kr + r * ldk, (size_t)d * 4);
+                kr = t->kpad;
+                lda = d;
+            }
+            kernel_4xn(t->st + k * FLASH_QB, FLASH_QB, kr, lda, 1, t->qt, FLASH_QB, d,
+                       FLASH_QB);
+        }
+        /* Scale, mask (-inf), and the block's maximum per query. */
+        v16 mx0 = ninf, mx1 = ninf;
+        for (int64_t k = 0; k < nk; k++) {
+            float *row = t->st + k * FLASH_QB;
+            v16 s0, s1;
+            LOAD16(s0, row);
+            LOAD16(s1, row + 16);
+            s0 *= a->scale;
+            s1 *= a->scale;
+            if (mask && !mask[k0 + k]) {
+                s0 = ninf;
+                s1 = ninf;
+            } else if (a->causal) { /* allowed for queries i >= k - off */
+                float first = (float)(k0 + k - off);
+                SELECT16(s0, lane0 >= first, s0, ninf);
+                SELECT16(s1, lane1 >= first, s1, ninf);
+            }
+            STORE16(row, s0);
+            STORE16(row + 16, s1);
+            SELECT16(mx0, s0 > mx0, s0, mx0);
+            SELECT16(mx1, s1 > mx1, s1, mx1);
+        }
+        v16 m0, m1;
+        LOAD16(m0, t->m);
+        LOAD16(m1, t->m + 16);
+        v16 n0, n1;
+        SELECT16(n0, mx0 > m0, mx0, m0);
+        SELECT16(n1, mx1 > m1, mx1, m1);
+        /* A query with nothing allowed so far keeps m = -inf: subtract 0
+         * there so that its (all -inf) scores give exp = 0, not NaN. */
+        v16 sub0, sub1;
+        SELECT16(sub0, n0 == ninf, zero, n0);
+        SELECT16(sub1, n1 == ninf, zero, n1);
+        v16 sum0 = {0}, sum1 = {0};
+        for (int64_t k = 0; k < nk; k++) {
+            float *row = t->st + k * FLASH_QB;
+            v16 s0, s1, e0, e1;
+            LOAD16(s0, row);
+            LOAD16(s1, row + 16);
+            EXP16(e0, s0 - sub0);
+            EXP16(e1, s1 - sub1);
+            SELECT16(e0, s0 == ninf, zero, e0);
+            SELECT16(e1, s1 == ninf, zero, e1);
+            STORE16(row, e0);
+            STORE16(row + 16, e1);
+            sum0 += e0;
+            sum1 += e1;
+        }
+        /* Rescale the running output and sums where the maximum grew. */
+        v16 c0, c1;
+        EXP16(c0, m0 - sub0);
+        EXP16(c1, m1 - sub1);
+        SELECT16(c0, m0 == ninf, zero, c0);
+        SELECT16(c1, m1 == ninf, zero, c1);
+        STORE16(t->m, n0);
+        STORE16(t->m + 16, n1);
+        float corr[FLASH_QB], sums[FLASH_QB];
+        STORE16(corr, c0);
+        STORE16(corr + 16, c1);
+        STORE16(sums, sum0);
+        STORE16(sums + 16, sum1);
+        for (int64_t r = 0; r < nq; r++) {
+            t->l[r] = t->l[r] * (double)corr[r] + (double)sums[r];
+            if (corr[r] != 1.0f) {
+                float *o = t->o + r * dp;
+                for (int64_t c = 0; c < dp; c++) o[c] *= corr[r];
+            }
+        }
+        /* P V: O's rows are queries; A(q, k) = P^T[k][q]. */
+        const float *vb = vsrc + k0 * ldk;
+        int64_t ldv = ldk;
+        if (!v_in_place) {
+            for (int64_t k = 0; k < nk; k++) memcpy(t->vpad + k * dp, vb + k * ldk, (size_t)d * 4);
+            vb = t->vpad;
+            ldv = dp;
+        }
+        for (int64_t r = 0; r < nq; r += 4)
+            kernel_4xn(t->pv + r * dp, dp, t->st + r, 1, FLASH_QB, vb, ldv, nk, dp);
+        for (int64_t r = 0; r < nq; r++) {
+            float *o = t->o + r * dp;
+            const float *pv = t->pv + r * dp;
+            for (int64_t c = 0; c < dp; c++) o[c] += pv[c];
+        }
+    }
+    float *dst = a->out + (b * a->n_q + i0) * ldq + h * d;
+    for (int64_t r = 0; r < nq; r++) {
+        float *row = dst + r * ldq;
+        if (t->l[r] == 0.0) { /* no key to attend to: zeros (documented) */
+            memset(row, 0, (size_t)d * 4);
+            continue;
+        }
+        float inv = (float)t->l[r];
+        for (int64_t c = 0; c < d; c++) row[c] = t->o[r * dp + c] / inv;
+    }
+}
+
+static void flash_range(void *ctx, int64_t begin, int64_t end)
+{
+    flash_job *j = ctx;
+    flash_tiles t;
+    if (tiles_alloc(&t, j->a->head_dim, j->dp) != 0) {
+        __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    for (int64_t item = begin; item < end; item++) {
+        int64_t qb = item % j->n_qblocks;
+        int64_t bh = item / j->n_qblocks;
+        flash_item(j, &t, bh / j->a->n_heads, bh % j->a->n_heads, qb);
+    }
+    free(t.l);
+}
+
+dlv_status dlv_cpu_flash_attention(dlv_backend *be, const dlv_attention_args *a)
+{
+    flash_job j = {.a = a, .dp = pad32(a->head_dim),
+                   .n_qblocks = (a->n_q + FLASH_QB - 1) / FLASH_QB};
+    int64_t items = a->batch * a->n_heads * j.n_qblocks;
+    dlv_cpu_pool_run(dlv_cpu_pool_of(be), items, 1, flash_range, &j);
+    if (j.failed)
+        return dlv_error_nomem("attention tiles", tiles_floats(a->head_dim, j.dp) * 4);
+    return DLV_OK;
+}
