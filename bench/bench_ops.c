@@ -70,6 +70,11 @@ static dlv_status run_attention(dlv_backend *be, void *ctx)
     return dlv_attention(be, ctx);
 }
 
+static dlv_status run_attention_bw(dlv_backend *be, void *ctx)
+{
+    return dlv_attention_backward(be, ctx);
+}
+
 typedef struct rows_ctx {
     float *out, *inp, *w;
     int32_t *pos;
@@ -153,6 +158,18 @@ int main(int argc, char **argv)
         double ms = time_op(be, run_attention, &a, reps);
         double gf = 4.0 * (double)(T * T * H * D) / (ms * 1e6);
         printf("\n%-28s %17.2f ms %8.1f GFLOP/s\n", "attention 577 tok 16x64", ms, gf);
+        /* Its backward: five products (S again, dV, dP, dQ, dK) of
+         * 2 T^2 D FLOPs per head each. */
+        float *dq = make((size_t)(T * H * D), 15), *dk = make((size_t)(T * H * D), 16);
+        float *dv = make((size_t)(T * H * D), 17);
+        dlv_attention_bw_args ab = {.struct_size = sizeof ab, .dq = dq, .dk = dk, .dv = dv,
+                                    .dout = o, .q = q, .k = k, .v = v, .batch = 1, .n_q = T,
+                                    .n_kv = T, .n_heads = H, .n_kv_heads = H, .head_dim = D,
+                                    .scale = 0.125f, .causal = 0};
+        ms = time_op(be, run_attention_bw, &ab, reps);
+        printf("%-28s %17.2f ms %8.1f GFLOP/s\n", "attention backward, same", ms,
+               10.0 * (double)(T * T * H * D) / (ms * 1e6));
+        free(dq); free(dk); free(dv);
         a.n_q = a.n_kv = 512; a.n_heads = 32; a.n_kv_heads = 8; a.head_dim = 128; a.causal = 1;
         free(q); free(k); free(v); free(o);
         q = make(512 * 32 * 128, 8); o = make(512 * 32 * 128, 9);
@@ -160,6 +177,15 @@ int main(int argc, char **argv)
         a.q = q; a.k = k; a.v = v; a.out = o;
         ms = time_op(be, run_attention, &a, reps);
         printf("%-28s %17.2f ms\n", "attention 512 causal 32/8x128", ms);
+        float *dq2 = make(512 * 32 * 128, 18), *dk2 = make(512 * 8 * 128, 19);
+        float *dv2 = make(512 * 8 * 128, 20);
+        dlv_attention_bw_args cb = {.struct_size = sizeof cb, .dq = dq2, .dk = dk2, .dv = dv2,
+                                    .dout = o, .q = q, .k = k, .v = v, .batch = 1, .n_q = 512,
+                                    .n_kv = 512, .n_heads = 32, .n_kv_heads = 8,
+                                    .head_dim = 128, .scale = 0.088f, .causal = 1};
+        ms = time_op(be, run_attention_bw, &cb, reps);
+        printf("%-28s %17.2f ms\n", "attention backward, causal", ms);
+        free(dq2); free(dk2); free(dv2);
         free(q); free(k); free(v); free(o);
     }
 

@@ -520,6 +520,11 @@ static void test_attention_backward(void **state)
         {1, 9, 9, 2, 1, 3, 0, 0, 0},
         {1, 6, 6, 2, 2, 4, 0, 0, 1},  /* scores +-120 */
         {2, 5, 5, 4, 2, 6, 1, 1, 1},  /* scores +-120, GQA, causal + padding */
+        /* Two query blocks (32 rows) and two key blocks (64 keys) of the
+         * fused kernels, partial last blocks, a padded head size (33) and
+         * one that is not (32). */
+        {1, 35, 67, 2, 1, 33, 1, 1, 0},
+        {2, 34, 66, 2, 2, 32, 0, 2, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_attention_case(*state, &cases[i], 600 + i);

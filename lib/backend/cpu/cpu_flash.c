@@ -24,44 +24,14 @@
 #include "backend/cpu/cpu_internal.h"
 #include "core/error.h"
 
-#if defined(__x86_64__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define FLASH_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-#endif
-#ifndef FLASH_CLONES
-#define FLASH_CLONES
-#endif
-
-/* Query rows per work item (a multiple of the kernels' 4 rows) and keys per
- * block: the tiles then fit in L2 with room for the next block's loads. */
-#define FLASH_QB 32
-#define FLASH_KB 64
-
-/* 16 floats: one AVX-512 register, two AVX2 ones, four SSE ones. */
-typedef float v16 __attribute__((vector_size(64)));
-
-/* Unaligned loads and stores of 16 floats (memcpy: no aliasing or
- * alignment assumption; compilers emit one vector move). Macros, not
- * functions: a function passing a vector by value would change the ABI
- * between the clones. */
-#define LOAD16(v, p) memcpy(&(v), (p), sizeof(v16))
-#define STORE16(p, v) memcpy((p), &(v), sizeof(v16))
-
-typedef int32_t i16v __attribute__((vector_size(64)));
-
-/* Round up to a multiple of 32 (the kernels' column step). */
-static int64_t pad32(int64_t n)
-{
-    return (n + 31) / 32 * 32;
-}
+#include "backend/cpu/cpu_flash.h"
 
 /* C[4][ncols] = A . B with A(r, p) = a[r * lda + p * astep] (r < 4, p < kdim)
  * and B row-major (leading dimension ldb, ncols a multiple of 32).
  * Overwrites C (leading dimension ldc). */
-FLASH_CLONES static void kernel_4xn(float *c, int64_t ldc, const float *a, int64_t lda,
-                                    int64_t astep, const float *b, int64_t ldb, int64_t kdim,
-                                    int64_t ncols)
+FLASH_HIDDEN FLASH_CLONES void flash_kernel_4xn(float *c, int64_t ldc, const float *a, int64_t lda,
+                                       int64_t astep, const float *b, int64_t ldb, int64_t kdim,
+                                       int64_t ncols)
 {
     for (int64_t col = 0; col < ncols; col += 32) {
         v16 c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0};
@@ -92,54 +62,6 @@ FLASH_CLONES static void kernel_4xn(float *c, int64_t ldc, const float *a, int64
     }
 }
 
-/* out = m ? x : y lane by lane (m from a vector comparison: all ones or
- * zero); C has no vector ?:. */
-#define SELECT16(out, m, x, y)                                                        \
-    do {                                                                              \
-        i16v sm_ = (m), sx_, sy_;                                                     \
-        v16 sxv_ = (x), syv_ = (y);                                                   \
-        memcpy(&sx_, &sxv_, sizeof sx_);                                              \
-        memcpy(&sy_, &syv_, sizeof sy_);                                              \
-        sx_ = (sx_ & sm_) | (sy_ & ~sm_);                                             \
-        memcpy(&sxv_, &sx_, sizeof sx_);                                              \
-        (out) = sxv_;                                                                 \
-    } while (0)
-
-/* exp of 16 floats x <= 0 (scores minus their running maximum), Cephes'
- * expf: x = n ln2 + r, |r| <= ln2 / 2, e^r by a degree-7 polynomial, 2^n
- * put in the exponent; about 1 ulp from libm's expf. Below -87 (e^x under
- * f32's normal range) it gives ~1e-38 instead of a denormal or 0: nothing
- * downstream can tell. A macro for the reason LOAD16 is one. */
-#define EXP16(out, x_in)                                                              \
-    do {                                                                              \
-        v16 x_ = (x_in);                                                              \
-        SELECT16(x_, x_ < -87.0f, (v16){0} - 87.0f, x_);                              \
-        v16 n_ = (x_ * 1.44269504088896341f + 12582912.0f) - 12582912.0f;             \
-        v16 r_ = x_ - n_ * 0.693359375f + n_ * 2.12194440e-4f;                        \
-        v16 p_ = 1.9875691500e-4f * r_ + 1.3981999507e-3f;                            \
-        p_ = p_ * r_ + 8.3334519073e-3f;                                              \
-        p_ = p_ * r_ + 4.1665795894e-2f;                                              \
-        p_ = p_ * r_ + 1.6666665459e-1f;                                              \
-        p_ = p_ * r_ + 5.0000001201e-1f;                                              \
-        p_ = p_ * r_ * r_ + r_ + 1.0f;                                                \
-        i16v e_ = (__builtin_convertvector(n_, i16v) + 127) << 23;                    \
-        v16 s_;                                                                       \
-        memcpy(&s_, &e_, sizeof s_);                                                  \
-        (out) = p_ * s_;                                                              \
-    } while (0)
-
-/* Per-thread scratch of one task range. */
-typedef struct flash_tiles {
-    double *l;  /* [FLASH_QB]          running sums, per query */
-    float *qt;  /* [d][FLASH_QB]       the block's queries, transposed */
-    float *st;  /* [FLASH_KB][FLASH_QB] S^T, then P^T */
-    float *o;   /* [FLASH_QB][dp]      the running output */
-    float *pv;  /* [FLASH_QB][dp]      this key block's P V */
-    float *kpad;/* [4][d]              a last group of fewer than 4 keys */
-    float *vpad;/* [FLASH_KB][dp]      the key block's V, when d % 32 != 0 */
-    float *m;   /* [FLASH_QB]          running maxima */
-} flash_tiles;
-
 typedef struct flash_job {
     const dlv_attention_args *a;
     int64_t dp;        /* head_dim padded to 32 */
@@ -147,15 +69,15 @@ typedef struct flash_job {
     int failed;        /* a worker could not allocate its tiles */
 } flash_job;
 
-static size_t tiles_floats(int64_t d, int64_t dp)
+size_t dlv_flash_tiles_floats(int64_t d, int64_t dp)
 {
     return (size_t)(2 * FLASH_QB + d * FLASH_QB + FLASH_KB * FLASH_QB + 2 * FLASH_QB * dp +
                     4 * d + FLASH_KB * dp + FLASH_QB);
 }
 
-static int tiles_alloc(flash_tiles *t, int64_t d, int64_t dp)
+int dlv_flash_tiles_alloc(flash_tiles *t, int64_t d, int64_t dp)
 {
-    float *f = malloc(tiles_floats(d, dp) * sizeof(float));
+    float *f = malloc(dlv_flash_tiles_floats(d, dp) * sizeof(float));
     if (!f) return -1;
     t->l = (double *)f; /* first: doubles need the stronger alignment */
     t->qt = f + 2 * FLASH_QB;
@@ -168,16 +90,16 @@ static int tiles_alloc(flash_tiles *t, int64_t d, int64_t dp)
     return 0;
 }
 
-/* One (sequence b, head h, query block qb). The scores are computed
+/* One (sequence b, head h, query block qb) up to O, l and m. The scores
+ * are computed
  * transposed (S^T = K Q^T: keys in rows, the block's 32 queries across two
  * vectors), so the softmax's per-query maxima, exps and sums run 16 queries
  * per instruction, and K is read in place. Cloned too: its row loops
  * vectorise as the kernels do. */
-FLASH_CLONES static void flash_item(const flash_job *j, flash_tiles *t, int64_t b, int64_t h,
-                                    int64_t qb)
+FLASH_HIDDEN FLASH_CLONES void flash_block(const dlv_attention_args *a, flash_tiles *t, int64_t b,
+                                  int64_t h, int64_t qb)
 {
-    const dlv_attention_args *a = j->a;
-    const int64_t d = a->head_dim, dp = j->dp;
+    const int64_t d = a->head_dim, dp = flash_pad32(d);
     const int64_t g = h / (a->n_heads / a->n_kv_heads);
     const int64_t ldq = a->n_heads * d, ldk = a->n_kv_heads * d;
     const int64_t i0 = qb * FLASH_QB;
@@ -195,7 +117,8 @@ FLASH_CLONES static void flash_item(const flash_job *j, flash_tiles *t, int64_t 
             t->qt[p * FLASH_QB + r] = r < nq ? qsrc[r * ldq + p] : 0.0f;
     memset(t->o, 0, (size_t)(FLASH_QB * dp) * sizeof(float));
     if (!v_in_place)
-        for (int64_t k = 0; k < FLASH_KB; k++) memset(t->vpad + k * dp + d, 0, (size_t)(dp - d) * 4);
+        for (int64_t k = 0; k < FLASH_KB; k++)
+            memset(t->vpad + k * dp + d, 0, (size_t)(dp - d) * 4);
     for (int64_t r = 0; r < FLASH_QB; r++) {
         t->m[r] = -INFINITY;
         t->l[r] = 0.0;
@@ -227,7 +150,7 @@ FLASH_CLONES static void flash_item(const flash_job *j, flash_tiles *t, int64_t 
                 kr = t->kpad;
                 lda = d;
             }
-            kernel_4xn(t->st + k * FLASH_QB, FLASH_QB, kr, lda, 1, t->qt, FLASH_QB, d,
+            flash_kernel_4xn(t->st + k * FLASH_QB, FLASH_QB, kr, lda, 1, t->qt, FLASH_QB, d,
                        FLASH_QB);
         }
         /* Scale, mask (-inf), and the block's maximum per query. */
@@ -307,13 +230,23 @@ FLASH_CLONES static void flash_item(const flash_job *j, flash_tiles *t, int64_t 
             ldv = dp;
         }
         for (int64_t r = 0; r < nq; r += 4)
-            kernel_4xn(t->pv + r * dp, dp, t->st + r, 1, FLASH_QB, vb, ldv, nk, dp);
+            flash_kernel_4xn(t->pv + r * dp, dp, t->st + r, 1, FLASH_QB, vb, ldv, nk, dp);
         for (int64_t r = 0; r < nq; r++) {
             float *o = t->o + r * dp;
             const float *pv = t->pv + r * dp;
             for (int64_t c = 0; c < dp; c++) o[c] += pv[c];
         }
     }
+}
+
+/* The block's rows of out = O / l. */
+static void flash_item(const flash_job *j, flash_tiles *t, int64_t b, int64_t h, int64_t qb)
+{
+    const dlv_attention_args *a = j->a;
+    const int64_t d = a->head_dim, dp = j->dp, ldq = a->n_heads * d;
+    const int64_t i0 = qb * FLASH_QB;
+    const int64_t nq = a->n_q - i0 < FLASH_QB ? a->n_q - i0 : FLASH_QB;
+    flash_block(a, t, b, h, qb);
     float *dst = a->out + (b * a->n_q + i0) * ldq + h * d;
     for (int64_t r = 0; r < nq; r++) {
         float *row = dst + r * ldq;
@@ -330,7 +263,7 @@ static void flash_range(void *ctx, int64_t begin, int64_t end)
 {
     flash_job *j = ctx;
     flash_tiles t;
-    if (tiles_alloc(&t, j->a->head_dim, j->dp) != 0) {
+    if (dlv_flash_tiles_alloc(&t, j->a->head_dim, j->dp) != 0) {
         __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
         return;
     }
@@ -344,11 +277,11 @@ static void flash_range(void *ctx, int64_t begin, int64_t end)
 
 dlv_status dlv_cpu_flash_attention(dlv_backend *be, const dlv_attention_args *a)
 {
-    flash_job j = {.a = a, .dp = pad32(a->head_dim),
+    flash_job j = {.a = a, .dp = flash_pad32(a->head_dim),
                    .n_qblocks = (a->n_q + FLASH_QB - 1) / FLASH_QB};
     int64_t items = a->batch * a->n_heads * j.n_qblocks;
     dlv_cpu_pool_run(dlv_cpu_pool_of(be), items, 1, flash_range, &j);
     if (j.failed)
-        return dlv_error_nomem("attention tiles", tiles_floats(a->head_dim, j.dp) * 4);
+        return dlv_error_nomem("attention tiles", dlv_flash_tiles_floats(a->head_dim, j.dp) * 4);
     return DLV_OK;
 }

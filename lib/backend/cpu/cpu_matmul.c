@@ -52,7 +52,8 @@ static void convert_rows(void *ctx, int64_t begin, int64_t end)
 {
     const convert_job *j = ctx;
     for (int64_t r = begin; r < end; r++) {
-        const unsigned char *row = j->src + ((size_t)r * (size_t)j->ld + (size_t)j->src_col) * j->es;
+        const unsigned char *row =
+            j->src + ((size_t)r * (size_t)j->ld + (size_t)j->src_col) * j->es;
         if (j->to == DLV_DTYPE_BF16)
             dlv_cpu_to_bf16((uint16_t *)j->tile + r * j->tile_ld, row, j->dt, j->row_len);
         else
