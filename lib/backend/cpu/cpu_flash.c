@@ -29,9 +29,9 @@
 /* C[4][ncols] = A . B with A(r, p) = a[r * lda + p * astep] (r < 4, p < kdim)
  * and B row-major (leading dimension ldb, ncols a multiple of 32).
  * Overwrites C (leading dimension ldc). */
-FLASH_HIDDEN FLASH_CLONES void flash_kernel_4xn(float *c, int64_t ldc, const float *a, int64_t lda,
-                                       int64_t astep, const float *b, int64_t ldb, int64_t kdim,
-                                       int64_t ncols)
+FLASH_CLONES static void kernel_4xn(float *c, int64_t ldc, const float *a, int64_t lda,
+                                    int64_t astep, const float *b, int64_t ldb, int64_t kdim,
+                                    int64_t ncols)
 {
     for (int64_t col = 0; col < ncols; col += 32) {
         v16 c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0};
@@ -96,8 +96,8 @@ int dlv_flash_tiles_alloc(flash_tiles *t, int64_t d, int64_t dp)
  * vectors), so the softmax's per-query maxima, exps and sums run 16 queries
  * per instruction, and K is read in place. Cloned too: its row loops
  * vectorise as the kernels do. */
-FLASH_HIDDEN FLASH_CLONES void flash_block(const dlv_attention_args *a, flash_tiles *t, int64_t b,
-                                  int64_t h, int64_t qb)
+FLASH_CLONES static void block_forward(const dlv_attention_args *a, flash_tiles *t, int64_t b,
+                                       int64_t h, int64_t qb)
 {
     const int64_t d = a->head_dim, dp = flash_pad32(d);
     const int64_t g = h / (a->n_heads / a->n_kv_heads);
@@ -150,7 +150,7 @@ FLASH_HIDDEN FLASH_CLONES void flash_block(const dlv_attention_args *a, flash_ti
                 kr = t->kpad;
                 lda = d;
             }
-            flash_kernel_4xn(t->st + k * FLASH_QB, FLASH_QB, kr, lda, 1, t->qt, FLASH_QB, d,
+            kernel_4xn(t->st + k * FLASH_QB, FLASH_QB, kr, lda, 1, t->qt, FLASH_QB, d,
                        FLASH_QB);
         }
         /* Scale, mask (-inf), and the block's maximum per query. */
@@ -230,13 +230,27 @@ FLASH_HIDDEN FLASH_CLONES void flash_block(const dlv_attention_args *a, flash_ti
             ldv = dp;
         }
         for (int64_t r = 0; r < nq; r += 4)
-            flash_kernel_4xn(t->pv + r * dp, dp, t->st + r, 1, FLASH_QB, vb, ldv, nk, dp);
+            kernel_4xn(t->pv + r * dp, dp, t->st + r, 1, FLASH_QB, vb, ldv, nk, dp);
         for (int64_t r = 0; r < nq; r++) {
             float *o = t->o + r * dp;
             const float *pv = t->pv + r * dp;
             for (int64_t c = 0; c < dp; c++) o[c] += pv[c];
         }
     }
+}
+
+/* The entry points the backward (another file) calls. Plain functions:
+ * clang resolves a target_clones function only inside its own translation
+ * unit, so the clones stay static here and these forward to them. */
+void flash_kernel_4xn(float *c, int64_t ldc, const float *a, int64_t lda, int64_t astep,
+                      const float *b, int64_t ldb, int64_t kdim, int64_t ncols)
+{
+    kernel_4xn(c, ldc, a, lda, astep, b, ldb, kdim, ncols);
+}
+
+void flash_block(const dlv_attention_args *a, flash_tiles *t, int64_t b, int64_t h, int64_t qb)
+{
+    block_forward(a, t, b, h, qb);
 }
 
 /* The block's rows of out = O / l. */
@@ -246,7 +260,7 @@ static void flash_item(const flash_job *j, flash_tiles *t, int64_t b, int64_t h,
     const int64_t d = a->head_dim, dp = j->dp, ldq = a->n_heads * d;
     const int64_t i0 = qb * FLASH_QB;
     const int64_t nq = a->n_q - i0 < FLASH_QB ? a->n_q - i0 : FLASH_QB;
-    flash_block(a, t, b, h, qb);
+    block_forward(a, t, b, h, qb);
     float *dst = a->out + (b * a->n_q + i0) * ldq + h * d;
     for (int64_t r = 0; r < nq; r++) {
         float *row = dst + r * ldq;

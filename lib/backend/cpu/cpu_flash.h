@@ -44,15 +44,11 @@ static inline int64_t flash_pad32(int64_t n)
 
 /* C[4][ncols] = A . B with A(r, p) = a[r * lda + p * astep] (r < 4, p < kdim)
  * and B row-major (leading dimension ldb, ncols a multiple of 32).
- * Overwrites C (leading dimension ldc). */
-/* Internal, hidden explicitly: gcc gives the resolver of a target_clones
- * function default visibility whatever -fvisibility says, so these two are
- * also named outside the dlv_ prefix that the version script exports. */
-#define FLASH_HIDDEN __attribute__((visibility("hidden")))
-
-FLASH_HIDDEN void flash_kernel_4xn(float *c, int64_t ldc, const float *a, int64_t lda,
-                                   int64_t astep, const float *b, int64_t ldb, int64_t kdim,
-                                   int64_t ncols);
+ * Overwrites C (leading dimension ldc). This and flash_block are internal
+ * (hidden by -fvisibility, outside the dlv_ prefix the version script
+ * exports): plain functions that forward to the cloned code. */
+void flash_kernel_4xn(float *c, int64_t ldc, const float *a, int64_t lda, int64_t astep,
+                      const float *b, int64_t ldb, int64_t kdim, int64_t ncols);
 
 /* out = m ? x : y lane by lane (m from a vector comparison: all ones or
  * zero); C has no vector ?:. */
@@ -109,7 +105,6 @@ int dlv_flash_tiles_alloc(flash_tiles *t, int64_t d, int64_t dp);
 /* The forward over query block qb (rows qb * FLASH_QB ...) of sequence b,
  * head h: leaves the unnormalised output in t->o, the maxima in t->m and
  * the sums in t->l (0: no allowed key). */
-FLASH_HIDDEN void flash_block(const dlv_attention_args *a, flash_tiles *t, int64_t b,
-                              int64_t h, int64_t qb);
+void flash_block(const dlv_attention_args *a, flash_tiles *t, int64_t b, int64_t h, int64_t qb);
 
 #endif
