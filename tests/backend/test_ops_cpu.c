@@ -125,8 +125,8 @@ static void run_weight_matmul(dlv_backend *be, const wmm_case *t, uint64_t seed)
 static void test_matmul_weight_dtypes(void **state)
 {
     fixture *fx = *state;
-    /* 5 x 1000 x 1100 spans two weight tiles (2^20 floats each). */
-    static const int64_t shapes[][3] = {{1, 1, 1}, {3, 7, 5}, {17, 33, 29}, {5, 1000, 1100}};
+    /* 5 x 2000 x 2200 spans two weight tiles (2^22 elements each). */
+    static const int64_t shapes[][3] = {{1, 1, 1}, {3, 7, 5}, {17, 33, 29}, {5, 2000, 2200}};
     int n = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (size_t d = 0; d < 3; d++)
@@ -150,7 +150,7 @@ static void test_matmul_weight_trans_a(void **state)
 {
     fixture *fx = *state;
     static const int64_t shapes[][3] = {{1, 1, 1}, {2, 3, 1}, {4, 5, 4}, {3, 7, 5},
-                                        {17, 33, 29}, {29, 6, 2}, {6, 1000, 1100}};
+                                        {17, 33, 29}, {29, 6, 2}, {6, 2000, 2200}};
     static const size_t misaligns[] = {0, 2};
     int n = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
@@ -176,7 +176,7 @@ static void test_matmul_bf16_compute(void **state)
     dlv_backend_config cfg = {.n_threads = fx->n_threads, .compute = DLV_DTYPE_BF16};
     dlv_backend *be = NULL;
     assert_int_equal(dlv_backend_create("cpu", &cfg, &be), DLV_OK);
-    static const int64_t shapes[][3] = {{1, 1, 1}, {3, 7, 5}, {17, 33, 29}, {5, 1000, 1100}};
+    static const int64_t shapes[][3] = {{1, 1, 1}, {3, 7, 5}, {17, 33, 29}, {5, 2000, 2200}};
     int n = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (size_t d = 0; d < 3; d++)
@@ -213,7 +213,7 @@ static void test_matmul_bf16_equals_widened(void **state)
 {
     fixture *fx = *state;
     rng r = {77};
-    enum { M = 9, N = 300, K = 4001 }; /* K * N > one tile */
+    enum { M = 9, N = 1100, K = 4001 }; /* K * N > one tile (2^22 elements) */
     float *w = rand_floats(&r, (size_t)N * K, -1.0f, 1.0f);
     unsigned char *wb = malloc((size_t)N * K * 2);
     double *wd = alloc_doubles((size_t)N * K);

@@ -30,9 +30,9 @@ static void widen_block(float *dst, const void *src, dlv_dtype dt, int64_t rows,
                       cols);
 }
 
-/* Output columns per widened block of B: about 4 MiB of f32, as the matmul
- * op's tiles (cpu_matmul.c), so a bf16 weight is never widened whole. */
-#define WIDEN_TILE_ELEMS ((int64_t)1 << 20)
+/* Output columns per widened block of B: 16 MiB of f32, as the matmul op's
+ * tiles (cpu_matmul.c), so a bf16 weight is never widened whole. */
+#define WIDEN_TILE_ELEMS ((int64_t)1 << 22)
 
 /* The same product with bf16 operands widened to f32 (the OpenBLAS build,
  * and oneDNN on a CPU without bf16 kernels): A whole (activations), B a
