@@ -113,6 +113,19 @@ static void cpu_buffer_free(dlv_backend *be, dlv_buffer *buf)
     cache_put(&((dlv_cpu_backend *)be)->cache, buf->ptr, rounded_size(buf->size));
 }
 
+void *dlv_cpu_scratch_take(dlv_backend *be, size_t bytes)
+{
+    if (bytes > SIZE_MAX - (CPU_ALIGN - 1)) return NULL;
+    size_t rounded = rounded_size(bytes);
+    void *p = cache_take(&((dlv_cpu_backend *)be)->cache, rounded);
+    return p ? p : aligned_alloc(CPU_ALIGN, rounded);
+}
+
+void dlv_cpu_scratch_give(dlv_backend *be, void *p, size_t bytes)
+{
+    if (p) cache_put(&((dlv_cpu_backend *)be)->cache, p, rounded_size(bytes));
+}
+
 static dlv_status cpu_upload(dlv_backend *be, dlv_buffer *dst, size_t offset,
                              const void *src, size_t size)
 {

@@ -55,6 +55,13 @@ typedef struct dlv_cpu_block_cache {
     size_t bytes;
 } dlv_cpu_block_cache;
 
+/* Scratch for one op call from the block cache (cpu_backend.c): the
+ * matmul's rounded activations and weight tiles come back every call with
+ * the same sizes. NULL when out of memory; give it back with the same
+ * size. */
+void *dlv_cpu_scratch_take(dlv_backend *be, size_t bytes);
+void dlv_cpu_scratch_give(dlv_backend *be, void *p, size_t bytes);
+
 typedef struct dlv_cpu_backend {
     dlv_backend base; /* first: the registry sees a dlv_backend */
     /* The oneDNN build runs its GEMMs on n_threads (cpu_gemm.c). In the

@@ -81,7 +81,7 @@ static dlv_status matmul_tiled(dlv_backend *be, const dlv_matmul_args *a, dlv_cp
     if (nb < 1) nb = 1;
     if (nb > a->n) nb = a->n;
     size_t bytes = (size_t)nb * (size_t)a->k * dlv_dtype_size(to);
-    void *tile = malloc(bytes);
+    void *tile = dlv_cpu_scratch_take(be, bytes);
     if (!tile) return dlv_error_nomem("matmul weight tile", bytes);
     size_t es = dlv_dtype_size(a->b_dtype);
     const unsigned char *b = a->b;
@@ -111,7 +111,7 @@ static dlv_status matmul_tiled(dlv_backend *be, const dlv_matmul_args *a, dlv_cp
         g.c = a->c + j0;
         st = dlv_cpu_gemm(be, &g);
     }
-    free(tile);
+    dlv_cpu_scratch_give(be, tile, bytes);
     return st;
 }
 
@@ -121,7 +121,7 @@ static dlv_status matmul_bf16(dlv_backend *be, const dlv_matmul_args *a, dlv_cpu
     int64_t rows = a->trans_a == DLV_TRANS ? a->k : a->m;
     int64_t cols = a->trans_a == DLV_TRANS ? a->m : a->k;
     size_t bytes = (size_t)rows * (size_t)cols * sizeof(uint16_t);
-    uint16_t *a16 = malloc(bytes);
+    uint16_t *a16 = dlv_cpu_scratch_take(be, bytes);
     if (!a16) return dlv_error_nomem("matmul: bf16 activations", bytes);
     convert_job job = {.tile = a16, .to = DLV_DTYPE_BF16, .src = a->a, .dt = DLV_DTYPE_F32,
                        .es = sizeof(float), .ld = a->lda, .src_col = 0, .row_len = cols,
@@ -135,7 +135,7 @@ static dlv_status matmul_bf16(dlv_backend *be, const dlv_matmul_args *a, dlv_cpu
         st = dlv_cpu_gemm(be, &g); /* the weights as they lie */
     else
         st = matmul_tiled(be, a, g, DLV_DTYPE_BF16);
-    free(a16);
+    dlv_cpu_scratch_give(be, a16, bytes);
     return st;
 }
 
