@@ -126,10 +126,7 @@ FLASH_CLONES static void block_forward(const dlv_attention_args *a, flash_tiles 
     const v16 zero = {0}, ninf = zero - INFINITY;
     /* Query index of each lane, for the causal test. */
     v16 lane0, lane1;
-    for (int r = 0; r < 16; r++) {
-        lane0[r] = (float)(i0 + r);
-        lane1[r] = (float)(i0 + 16 + r);
-    }
+    FLASH_LANES(lane0, lane1, i0);
     /* Keys past this bound are masked for every query of the block. */
     int64_t k_end = a->n_kv;
     if (a->causal) {
@@ -160,16 +157,7 @@ FLASH_CLONES static void block_forward(const dlv_attention_args *a, flash_tiles 
             v16 s0, s1;
             LOAD16(s0, row);
             LOAD16(s1, row + 16);
-            s0 *= a->scale;
-            s1 *= a->scale;
-            if (mask && !mask[k0 + k]) {
-                s0 = ninf;
-                s1 = ninf;
-            } else if (a->causal) { /* allowed for queries i >= k - off */
-                float first = (float)(k0 + k - off);
-                SELECT16(s0, lane0 >= first, s0, ninf);
-                SELECT16(s1, lane1 >= first, s1, ninf);
-            }
+            FLASH_SCALE_MASK(s0, s1, a, mask, k0 + k, off, lane0, lane1, ninf);
             STORE16(row, s0);
             STORE16(row + 16, s1);
             SELECT16(mx0, s0 > mx0, s0, mx0);

@@ -86,6 +86,33 @@ void flash_kernel_4xn(float *c, int64_t ldc, const float *a, int64_t lda, int64_
         (out) = p_ * s_;                                                              \
     } while (0)
 
+/* lane0, lane1: the query index of each lane of a block starting at i0,
+ * for the causal test. */
+#define FLASH_LANES(lane0, lane1, i0)                                                  \
+    do {                                                                              \
+        for (int r_ = 0; r_ < 16; r_++) {                                             \
+            (lane0)[r_] = (float)((i0) + r_);                                         \
+            (lane1)[r_] = (float)((i0) + 16 + r_);                                    \
+        }                                                                             \
+    } while (0)
+
+/* Scales key `key`'s row of 32 scores (s0, s1) and sets to -inf those the
+ * key mask or the causal rule forbids (key allowed for query i >= key -
+ * off). The forward and the backward both mask with this. */
+#define FLASH_SCALE_MASK(s0, s1, a, mask, key, off, lane0, lane1, ninf)               \
+    do {                                                                              \
+        (s0) *= (a)->scale;                                                           \
+        (s1) *= (a)->scale;                                                           \
+        if ((mask) && !(mask)[key]) {                                                 \
+            (s0) = (ninf);                                                            \
+            (s1) = (ninf);                                                            \
+        } else if ((a)->causal) {                                                     \
+            float first_ = (float)((key) - (off));                                    \
+            SELECT16(s0, (lane0) >= first_, s0, ninf);                                \
+            SELECT16(s1, (lane1) >= first_, s1, ninf);                                \
+        }                                                                             \
+    } while (0)
+
 /* Per-thread scratch of one task range. */
 typedef struct flash_tiles {
     double *l;   /* [FLASH_QB]           running sums, per query */

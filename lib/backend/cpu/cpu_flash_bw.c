@@ -94,10 +94,7 @@ FLASH_CLONES static void block_grads(const bw_job *j, flash_tiles *t, bw_tiles *
     const uint8_t *mask = a->key_mask ? a->key_mask + b * a->n_kv : NULL;
     const v16 zero = {0}, ninf = zero - INFINITY;
     v16 lane0, lane1;
-    for (int r = 0; r < 16; r++) {
-        lane0[r] = (float)(i0 + r);
-        lane1[r] = (float)(i0 + 16 + r);
-    }
+    FLASH_LANES(lane0, lane1, i0);
     /* S^T and dP^T, 4 keys at a time (a short last group from a padded
      * copy rather than past the sequence's end). */
     for (int64_t k = 0; k < nk; k += 4) {
@@ -132,16 +129,7 @@ FLASH_CLONES static void block_grads(const bw_job *j, flash_tiles *t, bw_tiles *
         v16 s0, s1, p0, p1, g0, g1;
         LOAD16(s0, srow);
         LOAD16(s1, srow + 16);
-        s0 *= a->scale;
-        s1 *= a->scale;
-        if (mask && !mask[k0 + k]) {
-            s0 = ninf;
-            s1 = ninf;
-        } else if (a->causal) {
-            float first = (float)(k0 + k - off);
-            SELECT16(s0, lane0 >= first, s0, ninf);
-            SELECT16(s1, lane1 >= first, s1, ninf);
-        }
+        FLASH_SCALE_MASK(s0, s1, a, mask, k0 + k, off, lane0, lane1, ninf);
         EXP16(p0, s0 - m0);
         EXP16(p1, s1 - m1);
         SELECT16(p0, s0 == ninf, zero, p0);
