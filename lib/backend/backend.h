@@ -247,6 +247,15 @@ typedef struct dlv_backend_ops {
     dlv_status (*sgd_update)(dlv_backend *be, float *params, const float *grads, int64_t n,
                              float lr, float weight_decay, float grad_scale);
     dlv_status (*sum_squares)(dlv_backend *be, double *out, const float *x, int64_t n);
+
+    /* Fused residual + norm (optional; the wrappers fall back to dlv_add
+     * and the norm): sum = a + b, out = norm(sum), one pass per row. */
+    dlv_status (*add_layernorm)(dlv_backend *be, float *sum, float *out, const float *a,
+                                const float *b, const void *weight, const void *bias,
+                                dlv_dtype param_dtype, int64_t rows, int64_t cols, float eps);
+    dlv_status (*add_rmsnorm)(dlv_backend *be, float *sum, float *out, const float *a,
+                              const float *b, const void *weight, dlv_dtype weight_dtype,
+                              int64_t rows, int64_t cols, float eps);
 } dlv_backend_ops;
 
 /* Every backend instance starts with this header. */
@@ -361,6 +370,18 @@ dlv_status dlv_layernorm(dlv_backend *be, float *out, const float *inp, const vo
  * weight may be NULL (1). out may alias inp. eps >= 0. */
 dlv_status dlv_rmsnorm(dlv_backend *be, float *out, const float *inp, const void *weight,
                        dlv_dtype weight_dtype, int64_t rows, int64_t cols, float eps);
+/* The residual add and the norm after it, as transformer blocks do them:
+ * sum = a + b (f32 rows, the residual stream), then out = layernorm(sum)
+ * or rmsnorm(sum) with the rules of dlv_layernorm / dlv_rmsnorm.
+ * Bit-identical to dlv_add followed by the norm; one pass over each row
+ * where the backend fuses it (the CPU does). sum may be a (in place); out
+ * must not overlap sum, a or b. */
+dlv_status dlv_add_layernorm(dlv_backend *be, float *sum, float *out, const float *a,
+                             const float *b, const void *weight, const void *bias,
+                             dlv_dtype param_dtype, int64_t rows, int64_t cols, float eps);
+dlv_status dlv_add_rmsnorm(dlv_backend *be, float *sum, float *out, const float *a,
+                           const float *b, const void *weight, dlv_dtype weight_dtype,
+                           int64_t rows, int64_t cols, float eps);
 /* Rotary position embedding in place, Hugging Face's rotate-half layout
  * (LlamaRotaryEmbedding, default rope type): x is [n_tokens, n_heads *
  * head_dim], head_dim even, positions[t] >= 0 per token (so left and right

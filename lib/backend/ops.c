@@ -98,6 +98,67 @@ dlv_status dlv_rmsnorm(dlv_backend *be, float *out, const float *inp, const void
     return be->ops->rmsnorm(be, out, inp, weight, weight_dtype, rows, cols, eps);
 }
 
+/* The checks of dlv_add (sum = a + b, sum may be a) and of the norm (out
+ * from sum, never overlapping sum, a or b). */
+static dlv_status check_add_norm(const char *op, float *sum, float *out, const float *a,
+                                 const float *b, int64_t rows, int64_t cols, float eps,
+                                 size_t *bytes)
+{
+    TRY(check_count(op, "rows", rows));
+    TRY(check_count(op, "cols", cols));
+    TRY(check_eps(op, eps));
+    TRY(check_bytes(op, "sum", rows, cols, sizeof(float), bytes));
+    TRY(check_ptr(op, "sum", sum, *bytes));
+    TRY(check_ptr(op, "out", out, *bytes));
+    TRY(check_ptr(op, "a", a, *bytes));
+    TRY(check_ptr(op, "b", b, *bytes));
+    TRY(check_overlap(op, "sum", sum, *bytes, "a", a, *bytes, true));
+    TRY(check_overlap(op, "sum", sum, *bytes, "b", b, *bytes, false));
+    TRY(check_overlap(op, "out", out, *bytes, "sum", sum, *bytes, false));
+    TRY(check_overlap(op, "out", out, *bytes, "a", a, *bytes, false));
+    return check_overlap(op, "out", out, *bytes, "b", b, *bytes, false);
+}
+
+dlv_status dlv_add_layernorm(dlv_backend *be, float *sum, float *out, const float *a,
+                             const float *b, const void *weight, const void *bias,
+                             dlv_dtype param_dtype, int64_t rows, int64_t cols, float eps)
+{
+    static const char op[] = "add_layernorm";
+    NEED_BE(op, be);
+    size_t bytes;
+    TRY(check_add_norm(op, sum, out, a, b, rows, cols, eps, &bytes));
+    if (weight || bias) {
+        TRY(check_param_dtype(op, "param_dtype", param_dtype));
+        TRY(check_vec_param(op, "weight", weight, param_dtype, cols, out, bytes));
+        TRY(check_vec_param(op, "bias", bias, param_dtype, cols, out, bytes));
+    }
+    if (!DLV_BACKEND_HAS(be->ops, add_layernorm)) {
+        TRY(dlv_add(be, sum, a, b, DLV_DTYPE_F32, 0, rows, cols));
+        return dlv_layernorm(be, out, sum, weight, bias, param_dtype, rows, cols, eps);
+    }
+    return be->ops->add_layernorm(be, sum, out, a, b, weight, bias, param_dtype, rows, cols,
+                                  eps);
+}
+
+dlv_status dlv_add_rmsnorm(dlv_backend *be, float *sum, float *out, const float *a,
+                           const float *b, const void *weight, dlv_dtype weight_dtype,
+                           int64_t rows, int64_t cols, float eps)
+{
+    static const char op[] = "add_rmsnorm";
+    NEED_BE(op, be);
+    size_t bytes;
+    TRY(check_add_norm(op, sum, out, a, b, rows, cols, eps, &bytes));
+    if (weight) {
+        TRY(check_param_dtype(op, "weight_dtype", weight_dtype));
+        TRY(check_vec_param(op, "weight", weight, weight_dtype, cols, out, bytes));
+    }
+    if (!DLV_BACKEND_HAS(be->ops, add_rmsnorm)) {
+        TRY(dlv_add(be, sum, a, b, DLV_DTYPE_F32, 0, rows, cols));
+        return dlv_rmsnorm(be, out, sum, weight, weight_dtype, rows, cols, eps);
+    }
+    return be->ops->add_rmsnorm(be, sum, out, a, b, weight, weight_dtype, rows, cols, eps);
+}
+
 dlv_status dlv_l2_normalize(dlv_backend *be, float *out, const float *inp, int64_t rows,
                             int64_t cols)
 {

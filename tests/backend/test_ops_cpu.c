@@ -806,6 +806,54 @@ static void test_im2col_conv(void **state)
     free(wsrc);
 }
 
+/* ---- fused residual + norm ----------------------------------------------- */
+
+/* add_rmsnorm / add_layernorm give, bit for bit, dlv_add followed by the
+ * norm (F32 and BF16 parameters, sum in place over a), and refuse an out
+ * that overlaps sum. */
+static void test_add_norm_fused(void **state)
+{
+    fixture *fx = *state;
+    enum { R = 37, C = 300, N = R * C };
+    rng r = {4242};
+    float *a = rand_floats(&r, N, -3.0f, 3.0f), *b = rand_floats(&r, N, -3.0f, 3.0f);
+    float *wf = rand_floats(&r, 2 * C, 0.5f, 1.5f);
+    uint16_t *wb = malloc(2 * C * sizeof *wb);
+    assert_non_null(wb);
+    for (int i = 0; i < 2 * C; i++) wb[i] = dlv_f32_to_bf16(wf[i]);
+    float *sum1 = alloc_floats(N, 0), *out1 = alloc_floats(N, 0);
+    float *sum2 = alloc_floats(N, 0), *out2 = alloc_floats(N, 0);
+    for (int dt = 0; dt < 2; dt++) {
+        const void *w = dt ? (const void *)wb : (const void *)wf;
+        const void *bias = dt ? (const void *)(wb + C) : (const void *)(wf + C);
+        dlv_dtype d = dt ? DLV_DTYPE_BF16 : DLV_DTYPE_F32;
+        for (int ln = 0; ln < 2; ln++) {
+            assert_int_equal(dlv_add(fx->be, sum1, a, b, DLV_DTYPE_F32, 0, R, C), DLV_OK);
+            if (ln)
+                assert_int_equal(dlv_layernorm(fx->be, out1, sum1, w, bias, d, R, C, 1e-5f),
+                                 DLV_OK);
+            else
+                assert_int_equal(dlv_rmsnorm(fx->be, out1, sum1, w, d, R, C, 1e-6f), DLV_OK);
+            /* In place: sum is a copy of a, overwritten with a + b. */
+            memcpy(sum2, a, N * sizeof(float));
+            if (ln)
+                assert_int_equal(dlv_add_layernorm(fx->be, sum2, out2, sum2, b, w, bias, d, R, C,
+                                                   1e-5f),
+                                 DLV_OK);
+            else
+                assert_int_equal(dlv_add_rmsnorm(fx->be, sum2, out2, sum2, b, w, d, R, C, 1e-6f),
+                                 DLV_OK);
+            assert_memory_equal(sum1, sum2, N * sizeof(float));
+            assert_memory_equal(out1, out2, N * sizeof(float));
+        }
+    }
+    assert_int_equal(dlv_add_rmsnorm(fx->be, sum2, sum2 + 5, a, b, wf, DLV_DTYPE_F32, R, C, 1e-6f),
+                     DLV_E_INVALID_ARG);
+    assert_non_null(strstr(dlv_last_error(), "add_rmsnorm"));
+    assert_non_null(strstr(dlv_last_error(), "out"));
+    free(a); free(b); free(wf); free(wb); free(sum1); free(out1); free(sum2); free(out2);
+}
+
 /* ---- the block cache ---------------------------------------------------- */
 
 /* Freed large buffers are kept (up to DLV_CPU_CACHE_SLOTS blocks and
@@ -912,6 +960,8 @@ static void test_threads_bitwise(void **state)
                                                  teardown, prestate),                       \
         cmocka_unit_test_prestate_setup_teardown(test_matmul_bf16_compute, setup,           \
                                                  teardown, prestate),                       \
+        cmocka_unit_test_prestate_setup_teardown(test_add_norm_fused, setup, teardown,      \
+                                                 prestate),                                 \
         cmocka_unit_test_prestate_setup_teardown(test_add, setup, teardown, prestate),      \
         cmocka_unit_test_prestate_setup_teardown(test_layernorm, setup, teardown, prestate), \
         cmocka_unit_test_prestate_setup_teardown(test_rmsnorm, setup, teardown, prestate),  \

@@ -211,6 +211,8 @@ static const dlv_backend_ops cpu_ops = {
     .adamw_update = dlv_cpu_adamw_update,
     .sgd_update = dlv_cpu_sgd_update,
     .sum_squares = dlv_cpu_sum_squares,
+    .add_layernorm = dlv_cpu_add_layernorm,
+    .add_rmsnorm = dlv_cpu_add_rmsnorm,
 };
 
 dlv_status dlv_cpu_backend_create(const dlv_backend_config *cfg, dlv_backend **out)

@@ -127,6 +127,12 @@ dlv_status dlv_cpu_layernorm(dlv_backend *be, float *out, const float *inp, cons
                              int64_t cols, float eps);
 dlv_status dlv_cpu_rmsnorm(dlv_backend *be, float *out, const float *inp, const void *weight,
                            dlv_dtype weight_dtype, int64_t rows, int64_t cols, float eps);
+dlv_status dlv_cpu_add_layernorm(dlv_backend *be, float *sum, float *out, const float *a,
+                                 const float *b, const void *weight, const void *bias,
+                                 dlv_dtype param_dtype, int64_t rows, int64_t cols, float eps);
+dlv_status dlv_cpu_add_rmsnorm(dlv_backend *be, float *sum, float *out, const float *a,
+                               const float *b, const void *weight, dlv_dtype weight_dtype,
+                               int64_t rows, int64_t cols, float eps);
 dlv_status dlv_cpu_l2_normalize(dlv_backend *be, float *out, const float *inp, int64_t rows,
                                 int64_t cols);
 dlv_status dlv_cpu_rope(dlv_backend *be, float *x, const int32_t *positions, int64_t n_tokens,

@@ -11,6 +11,10 @@
 typedef struct norm_job {
     float *out;
     const float *inp;
+    /* Fused residual (add_layernorm, add_rmsnorm): each row of sum is
+     * first inp + res, then normalised; NULL otherwise. */
+    const float *res;
+    float *sum;
     const float *weight; /* widened, or NULL */
     const float *bias;   /* widened, or NULL */
     int64_t cols;
@@ -107,12 +111,26 @@ static dlv_status run_rows(dlv_backend *be, norm_job *j, const void *weight, con
     return DLV_OK;
 }
 
+/* Row r of the norm's input: inp's, or with a fused residual sum's row,
+ * computed here (the f32 a + b of dlv_add, so the bits are the same) while
+ * it is in cache for the statistics and the transform that follow. */
+static const float *row_input(const norm_job *j, int64_t r)
+{
+    const int64_t n = j->cols;
+    const float *x = j->inp + r * n;
+    if (!j->res) return x;
+    const float *b = j->res + r * n;
+    float *s = j->sum + r * n;
+    for (int64_t c = 0; c < n; c++) s[c] = x[c] + b[c];
+    return s;
+}
+
 static void layernorm_rows(void *ctx, int64_t begin, int64_t end)
 {
     const norm_job *j = ctx;
     int64_t n = j->cols;
     for (int64_t r = begin; r < end; r++) {
-        const float *x = j->inp + r * n;
+        const float *x = row_input(j, r);
         float *o = j->out + r * n;
         float mean, rstd;
         dlv_cpu_layernorm_stats(x, n, j->eps, &mean, &rstd);
@@ -138,7 +156,7 @@ static void rmsnorm_rows(void *ctx, int64_t begin, int64_t end)
     const norm_job *j = ctx;
     int64_t n = j->cols;
     for (int64_t r = begin; r < end; r++) {
-        const float *x = j->inp + r * n;
+        const float *x = row_input(j, r);
         float *o = j->out + r * n;
         /* HF: x * torch.rsqrt(variance + eps); weight * that. */
         const float rs = dlv_cpu_rms_rstd(x, n, j->eps);
@@ -153,6 +171,22 @@ dlv_status dlv_cpu_rmsnorm(dlv_backend *be, float *out, const float *inp, const 
                            dlv_dtype weight_dtype, int64_t rows, int64_t cols, float eps)
 {
     norm_job j = {.out = out, .inp = inp, .cols = cols, .eps = eps};
+    return run_rows(be, &j, weight, NULL, weight_dtype, rows, rmsnorm_rows);
+}
+
+dlv_status dlv_cpu_add_layernorm(dlv_backend *be, float *sum, float *out, const float *a,
+                                 const float *b, const void *weight, const void *bias,
+                                 dlv_dtype param_dtype, int64_t rows, int64_t cols, float eps)
+{
+    norm_job j = {.out = out, .inp = a, .res = b, .sum = sum, .cols = cols, .eps = eps};
+    return run_rows(be, &j, weight, bias, param_dtype, rows, layernorm_rows);
+}
+
+dlv_status dlv_cpu_add_rmsnorm(dlv_backend *be, float *sum, float *out, const float *a,
+                               const float *b, const void *weight, dlv_dtype weight_dtype,
+                               int64_t rows, int64_t cols, float eps)
+{
+    norm_job j = {.out = out, .inp = a, .res = b, .sum = sum, .cols = cols, .eps = eps};
     return run_rows(be, &j, weight, NULL, weight_dtype, rows, rmsnorm_rows);
 }
 

@@ -187,6 +187,33 @@ static dlv_status sim_rmsnorm(dlv_backend *be, float *out, const float *inp, con
     return inner(be)->ops->rmsnorm(inner(be), out, inp, weight, weight_dtype, rows, cols, eps);
 }
 
+static dlv_status sim_add_layernorm(dlv_backend *be, float *sum, float *out, const float *a,
+                                    const float *b, const void *weight, const void *bias,
+                                    dlv_dtype param_dtype, int64_t rows, int64_t cols, float eps)
+{
+    UNTAG("add_layernorm", sum);
+    UNTAG("add_layernorm", out);
+    UNTAG("add_layernorm", a);
+    UNTAG("add_layernorm", b);
+    UNTAG("add_layernorm", weight);
+    UNTAG("add_layernorm", bias);
+    return inner(be)->ops->add_layernorm(inner(be), sum, out, a, b, weight, bias, param_dtype,
+                                         rows, cols, eps);
+}
+
+static dlv_status sim_add_rmsnorm(dlv_backend *be, float *sum, float *out, const float *a,
+                                  const float *b, const void *weight, dlv_dtype weight_dtype,
+                                  int64_t rows, int64_t cols, float eps)
+{
+    UNTAG("add_rmsnorm", sum);
+    UNTAG("add_rmsnorm", out);
+    UNTAG("add_rmsnorm", a);
+    UNTAG("add_rmsnorm", b);
+    UNTAG("add_rmsnorm", weight);
+    return inner(be)->ops->add_rmsnorm(inner(be), sum, out, a, b, weight, weight_dtype, rows,
+                                       cols, eps);
+}
+
 static dlv_status sim_rope(dlv_backend *be, float *x, const int32_t *positions,
                            int64_t n_tokens, int64_t n_heads, int64_t head_dim, double theta)
 {
@@ -457,6 +484,8 @@ static const dlv_backend_ops sim_ops = {
     .adamw_update = sim_adamw_update,
     .sgd_update = sim_sgd_update,
     .sum_squares = sim_sum_squares,
+    .add_layernorm = sim_add_layernorm,
+    .add_rmsnorm = sim_add_rmsnorm,
 };
 
 dlv_status dlv_sim_backend_create(const dlv_backend_config *cfg, dlv_backend **out)

@@ -206,11 +206,9 @@ static dlv_status layer_forward(dlv_backend *be, const dlv_decoder_tape *t,
     /* o_proj, then the residual add in HF's order (h + (o + b)). */
     if ((st = dlv_linear_forward(be, tmp, A->att, n, &w->lin[DLV_DEC_O], LORA(DLV_DEC_O), lt)))
         return dlv_error_prefix(st, "o_proj");
-    if ((st = dlv_add(be, A->h_mid, A->h_in, tmp, DLV_DTYPE_F32, 0, n, d->hidden)))
-        return dlv_error_prefix(st, "attention residual");
-    if ((st = dlv_rmsnorm(be, A->x2, A->h_mid, dlv_tensor_data(&w->ln2), w->ln2.dtype, n,
-                          d->hidden, d->eps)))
-        return dlv_error_prefix(st, "post_attention_layernorm");
+    if ((st = dlv_add_rmsnorm(be, A->h_mid, A->x2, A->h_in, tmp, dlv_tensor_data(&w->ln2),
+                              w->ln2.dtype, n, d->hidden, d->eps)))
+        return dlv_error_prefix(st, "attention residual + post_attention_layernorm");
     if ((st = dlv_linear_forward(be, A->gate, A->x2, n, &w->lin[DLV_DEC_GATE],
                                  LORA(DLV_DEC_GATE), lt)) ||
         (st = dlv_linear_forward(be, A->up, A->x2, n, &w->lin[DLV_DEC_UP], LORA(DLV_DEC_UP),

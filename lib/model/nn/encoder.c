@@ -139,9 +139,10 @@ static dlv_status layer_forward(dlv_backend *be, const dlv_encoder_tape *t,
     if ((st = dlv_attention(be, &aa))) return dlv_error_prefix(st, "self_attn");
     if ((st = lin_fw(be, t, t->o, A->a, &w->lin[DLV_ENC_O])))
         return dlv_error_prefix(st, "out_proj");
-    if ((st = dlv_add(be, A->x2, A->x_in, t->o, DLV_DTYPE_F32, 0, R, d->hidden)))
-        return dlv_error_prefix(st, "attention residual");
-    if ((st = ln(be, A->h2, A->x2, &w->ln2, R, d))) return dlv_error_prefix(st, "layer_norm2");
+    if ((st = dlv_add_layernorm(be, A->x2, A->h2, A->x_in, t->o, dlv_tensor_data(&w->ln2.w),
+                                dlv_tensor_data(&w->ln2.b), w->ln2.w.dtype, R, d->hidden,
+                                d->eps)))
+        return dlv_error_prefix(st, "attention residual + layer_norm2");
     if ((st = lin_fw(be, t, A->f, A->h2, &w->lin[DLV_ENC_FC1])))
         return dlv_error_prefix(st, "fc1");
     if (!x_out) return DLV_OK;
