@@ -81,6 +81,8 @@ enum {
     V_NO_PGRAD = 1 << 4,    /* norm backwards: dweight/dbias NULL; xent: dlogits NULL */
     V_ZERO_ROW = 1 << 5,    /* l2: row 0 is all zeros (the 1e-12 clamp) */
     V_UP_ALIAS = 1 << 6,    /* swiglu: out is up */
+    V_RESIDUAL = 1 << 7,    /* norms: the fused add_layernorm / add_rmsnorm, with
+                             * V_INPLACE the sum over the first input */
 };
 
 typedef struct mm_p {
@@ -367,6 +369,23 @@ static dlv_status run_norm(run_ctx *x, const op_case *c, int layer)
         CK(dev_garbage(x, n, &dout));
     const void *w = (p->variant & V_NO_WEIGHT) ? NULL : dptr(dw);
     const void *bias = (p->variant & (V_NO_WEIGHT | V_NO_BIAS)) ? NULL : dptr(dbias);
+    if (p->variant & V_RESIDUAL) { /* sum = inp + res, out = norm(sum) */
+        dlv_buffer *dres, *dsum;
+        CK(dev_in(x, host_rand(x, n, -2.0f, 2.0f), n * sizeof(float), &dres));
+        if (p->variant & V_INPLACE)
+            dsum = din;
+        else
+            CK(dev_garbage(x, n, &dsum));
+        CK(dev_garbage(x, n, &dout));
+        if (layer)
+            CK(dlv_add_layernorm(x->be, dptr(dsum), dptr(dout), dptr(din), dptr(dres), w, bias,
+                                 c->dt, p->rows, p->cols, 1e-5f));
+        else
+            CK(dlv_add_rmsnorm(x->be, dptr(dsum), dptr(dout), dptr(din), dptr(dres), w, c->dt,
+                               p->rows, p->cols, 1e-6f));
+        CK(dev_out(x, "sum", dsum, n, 1.0));
+        return dev_out(x, "out", dout, n, (double)p->cols);
+    }
     if (layer)
         CK(dlv_layernorm(x->be, dptr(dout), dptr(din), w, bias, c->dt, p->rows, p->cols,
                          1e-5f));
@@ -878,12 +897,16 @@ static const op_case op_cases[] = {
     ROWS("layernorm", run_layernorm, TOL_F32, 5, 31, F32, V_NO_WEIGHT),
     ROWS("layernorm", run_layernorm, TOL_F32, 3, 17, BF16, V_NO_BIAS | V_INPLACE),
     ROWS("layernorm", run_layernorm, TOL_F32, 64, 1024, F32, 0),
+    ROWS("add_layernorm", run_layernorm, TOL_F32, 7, 33, BF16, V_RESIDUAL),
+    ROWS("add_layernorm", run_layernorm, TOL_F32, 5, 31, F32, V_RESIDUAL | V_INPLACE),
 
     ROWS("rmsnorm", run_rmsnorm, TOL_F32, 1, 1, F32, 0),
     ROWS("rmsnorm", run_rmsnorm, TOL_F32, 1, 4096, BF16, 0),
     ROWS("rmsnorm", run_rmsnorm, TOL_F32, 7, 33, F16, 0),
     ROWS("rmsnorm", run_rmsnorm, TOL_F32, 5, 31, F32, V_NO_WEIGHT | V_INPLACE),
     ROWS("rmsnorm", run_rmsnorm, TOL_F32, 64, 1000, F32, 0),
+    ROWS("add_rmsnorm", run_rmsnorm, TOL_F32, 7, 33, F16, V_RESIDUAL),
+    ROWS("add_rmsnorm", run_rmsnorm, TOL_F32, 64, 1000, F32, V_RESIDUAL | V_INPLACE),
 
     ROWS("l2_normalize", run_l2_normalize, TOL_F32, 1, 1, F32, 0),
     ROWS("l2_normalize", run_l2_normalize, TOL_F32, 1, 512, F32, 0),
