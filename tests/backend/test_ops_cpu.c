@@ -10,6 +10,11 @@
  *   attention:                    atol 1e-5, rtol 1e-5
  *   GEMMs (matmul, conv):         k * (1e-6 + 1e-6 |ref|), k the dot length
  * Embedding lookup and im2col are copies and must be exact. */
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "ops_test_util.h"
 
 #include "backend/cpu/cpu_internal.h"
@@ -854,6 +859,57 @@ static void test_add_norm_fused(void **state)
     free(a); free(b); free(wf); free(wb); free(sum1); free(out1); free(sum2); free(out2);
 }
 
+/* ---- fork --------------------------------------------------------------- */
+
+/* A process forked after the backend computed with threads (Python's
+ * multiprocessing does this) must still compute: OpenMP's threads do not
+ * survive fork, and waiting on them hung the child. The child repeats a
+ * pool op and a GEMM and must give the parent's bits; the parent gives it
+ * 60 s. */
+static void test_fork_child_computes(void **state)
+{
+    (void)state;
+    dlv_backend *be = NULL;
+    dlv_backend_config cfg = {.n_threads = 2};
+    assert_int_equal(dlv_backend_create("cpu", &cfg, &be), DLV_OK);
+    enum { R = 2000, C = 300, M = 128 };
+    rng r = {777};
+    float *x = rand_floats(&r, R * C, -1.0f, 1.0f), *o = alloc_floats(R * C, 0);
+    float *a = rand_floats(&r, M * M, -1.0f, 1.0f), *c = alloc_floats(M * M, 0);
+    dlv_matmul_args mm = {.struct_size = sizeof mm, .trans_b = DLV_TRANS, .m = M, .n = M, .k = M,
+                          .alpha = 1.0f, .a = a, .a_dtype = DLV_DTYPE_F32, .lda = M, .b = a,
+                          .b_dtype = DLV_DTYPE_F32, .ldb = M, .c = c, .ldc = M};
+    assert_int_equal(dlv_layernorm(be, o, x, NULL, NULL, DLV_DTYPE_F32, R, C, 1e-5f), DLV_OK);
+    assert_int_equal(dlv_matmul(be, &mm), DLV_OK);
+    float *o2 = alloc_floats(R * C, 0), *c2 = alloc_floats(M * M, 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(60);
+        mm.c = c2;
+        int ok = dlv_layernorm(be, o2, x, NULL, NULL, DLV_DTYPE_F32, R, C, 1e-5f) == DLV_OK &&
+                 dlv_matmul(be, &mm) == DLV_OK && !memcmp(o, o2, sizeof(float) * R * C) &&
+                 !memcmp(c, c2, sizeof(float) * M * M);
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    int waited = 0;
+    while (waitpid(pid, &status, WNOHANG) == 0 && waited < 600) {
+        usleep(100000);
+        waited++;
+    }
+    if (waited >= 600) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        fail_msg("the forked child hung computing");
+    }
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    free(x); free(o); free(a); free(c); free(o2); free(c2);
+    dlv_backend_destroy(be);
+}
+
 /* ---- the block cache ---------------------------------------------------- */
 
 /* Freed large buffers are kept (up to DLV_CPU_CACHE_SLOTS blocks and
@@ -986,7 +1042,8 @@ int main(void)
     const struct CMUnitTest t1[] = OP_TESTS(&one);
     const struct CMUnitTest t4[] = OP_TESTS(&four);
     const struct CMUnitTest shared[] = {cmocka_unit_test(test_threads_bitwise),
-                                        cmocka_unit_test(test_block_cache)};
+                                        cmocka_unit_test(test_block_cache),
+                                        cmocka_unit_test(test_fork_child_computes)};
     int failed = cmocka_run_group_tests_name("ops_cpu_1_thread", t1, NULL, NULL);
     failed += cmocka_run_group_tests_name("ops_cpu_4_threads", t4, NULL, NULL);
     failed += cmocka_run_group_tests_name("ops_cpu_threads", shared, NULL, NULL);

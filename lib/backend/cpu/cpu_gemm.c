@@ -190,7 +190,7 @@ static dlv_status gemm_onednn(dlv_backend *be, const dlv_cpu_gemm_args *g, int *
          * the session's thread count for this call, the caller's own
          * setting restored after it. */
         int prev = omp_get_max_threads();
-        omp_set_num_threads(cpu->n_threads);
+        omp_set_num_threads(dlv_cpu_pool_threads(cpu->pool));
         s = dnnl_primitive_execute(prim, cpu->gemm->stream, 3, args);
         if (s == dnnl_success) s = dnnl_stream_wait(cpu->gemm->stream);
         omp_set_num_threads(prev);

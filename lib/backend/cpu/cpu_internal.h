@@ -31,6 +31,10 @@ void dlv_cpu_pool_destroy(dlv_cpu_pool *pool);
  * Safe to call from several threads at once. */
 void dlv_cpu_pool_run(dlv_cpu_pool *pool, int64_t n, int64_t grain, dlv_cpu_task_fn fn,
                       void *ctx);
+/* The threads a run (and, in the oneDNN build, a GEMM) may use now:
+ * n_threads, or 1 in a process forked from the one the pool was made in
+ * (cpu_threads_omp.c says why). */
+int dlv_cpu_pool_threads(const dlv_cpu_pool *pool);
 
 /* The GEMM provider's per-instance state (cpu_gemm.c). */
 typedef struct dlv_cpu_gemm_ctx dlv_cpu_gemm_ctx;

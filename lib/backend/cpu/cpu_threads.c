@@ -111,6 +111,14 @@ void dlv_cpu_pool_destroy(dlv_cpu_pool *p)
     free(p);
 }
 
+int dlv_cpu_pool_threads(const dlv_cpu_pool *p)
+{
+    /* After fork the workers are gone, but the caller drains every chunk
+     * itself (drain), so a run still completes; the GEMMs are OpenBLAS's,
+     * which handles fork itself. */
+    return p->n_threads;
+}
+
 void dlv_cpu_pool_run(dlv_cpu_pool *p, int64_t n, int64_t grain, dlv_cpu_task_fn fn, void *ctx)
 {
     if (n <= 0) return;

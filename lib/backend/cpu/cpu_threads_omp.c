@@ -6,15 +6,23 @@
  *
  * Each run is one parallel region of at most n_threads threads; thread t
  * takes the t-th of a balanced split of [0, n), so which items go together
- * depends only on the team size, never on timing. */
+ * depends only on the team size, never on timing.
+ *
+ * fork: libgomp's threads do not survive it, and a parallel region in a
+ * child forked after the parent used them waits for them forever (Python's
+ * multiprocessing forks by default). The pool remembers the process it was
+ * made in; in any other process it runs on the calling thread alone, and
+ * so do the GEMMs (dlv_cpu_pool_threads). */
 #include <omp.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "backend/cpu/cpu_internal.h"
 #include "core/error.h"
 
 struct dlv_cpu_pool {
     int n_threads; /* including the caller */
+    pid_t pid;     /* the process the threads belong to */
 };
 
 dlv_status dlv_cpu_pool_create(int n_threads, dlv_cpu_pool **out)
@@ -23,6 +31,7 @@ dlv_status dlv_cpu_pool_create(int n_threads, dlv_cpu_pool **out)
     dlv_cpu_pool *p = calloc(1, sizeof *p);
     if (!p) return dlv_error_nomem("cpu thread pool", sizeof *p);
     p->n_threads = n_threads;
+    p->pid = getpid();
     *out = p;
     return DLV_OK;
 }
@@ -32,12 +41,18 @@ void dlv_cpu_pool_destroy(dlv_cpu_pool *p)
     free(p);
 }
 
+int dlv_cpu_pool_threads(const dlv_cpu_pool *p)
+{
+    return getpid() == p->pid ? p->n_threads : 1;
+}
+
 void dlv_cpu_pool_run(dlv_cpu_pool *p, int64_t n, int64_t grain, dlv_cpu_task_fn fn, void *ctx)
 {
     if (n <= 0) return;
     if (grain < 1) grain = 1;
     int64_t chunks = n / grain;
-    if (chunks > p->n_threads) chunks = p->n_threads;
+    int threads = dlv_cpu_pool_threads(p);
+    if (chunks > threads) chunks = threads;
     if (chunks <= 1) {
         fn(ctx, 0, n);
         return;
