@@ -64,6 +64,18 @@ static dlv_status check_vec_param(const char *op, const char *name, const void *
     return check_overlap(op, "out", out, out_bytes, name, p, bytes, false);
 }
 
+/* A norm's optional weight and bias (rmsnorm: bias NULL): their dtype
+ * (argument dt_name) once either is given, neither overlapping out. */
+static dlv_status check_norm_params(const char *op, const char *dt_name, const void *weight,
+                                    const void *bias, dlv_dtype dt, int64_t cols,
+                                    const float *out, size_t out_bytes)
+{
+    if (!weight && !bias) return DLV_OK;
+    TRY(check_param_dtype(op, dt_name, dt));
+    TRY(check_vec_param(op, "weight", weight, dt, cols, out, out_bytes));
+    return check_vec_param(op, "bias", bias, dt, cols, out, out_bytes);
+}
+
 dlv_status dlv_layernorm(dlv_backend *be, float *out, const float *inp, const void *weight,
                          const void *bias, dlv_dtype param_dtype, int64_t rows, int64_t cols,
                          float eps)
@@ -73,11 +85,7 @@ dlv_status dlv_layernorm(dlv_backend *be, float *out, const float *inp, const vo
     size_t bytes;
     TRY(check_rows(op, out, inp, rows, cols, &bytes));
     TRY(check_eps(op, eps));
-    if (weight || bias) {
-        TRY(check_param_dtype(op, "param_dtype", param_dtype));
-        TRY(check_vec_param(op, "weight", weight, param_dtype, cols, out, bytes));
-        TRY(check_vec_param(op, "bias", bias, param_dtype, cols, out, bytes));
-    }
+    TRY(check_norm_params(op, "param_dtype", weight, bias, param_dtype, cols, out, bytes));
     if (!be->ops->layernorm) return unsupported(op, be);
     return be->ops->layernorm(be, out, inp, weight, bias, param_dtype, rows, cols, eps);
 }
@@ -90,10 +98,7 @@ dlv_status dlv_rmsnorm(dlv_backend *be, float *out, const float *inp, const void
     size_t bytes;
     TRY(check_rows(op, out, inp, rows, cols, &bytes));
     TRY(check_eps(op, eps));
-    if (weight) {
-        TRY(check_param_dtype(op, "weight_dtype", weight_dtype));
-        TRY(check_vec_param(op, "weight", weight, weight_dtype, cols, out, bytes));
-    }
+    TRY(check_norm_params(op, "weight_dtype", weight, NULL, weight_dtype, cols, out, bytes));
     if (!be->ops->rmsnorm) return unsupported(op, be);
     return be->ops->rmsnorm(be, out, inp, weight, weight_dtype, rows, cols, eps);
 }
@@ -127,11 +132,7 @@ dlv_status dlv_add_layernorm(dlv_backend *be, float *sum, float *out, const floa
     NEED_BE(op, be);
     size_t bytes;
     TRY(check_add_norm(op, sum, out, a, b, rows, cols, eps, &bytes));
-    if (weight || bias) {
-        TRY(check_param_dtype(op, "param_dtype", param_dtype));
-        TRY(check_vec_param(op, "weight", weight, param_dtype, cols, out, bytes));
-        TRY(check_vec_param(op, "bias", bias, param_dtype, cols, out, bytes));
-    }
+    TRY(check_norm_params(op, "param_dtype", weight, bias, param_dtype, cols, out, bytes));
     if (!DLV_BACKEND_HAS(be->ops, add_layernorm)) {
         TRY(dlv_add(be, sum, a, b, DLV_DTYPE_F32, 0, rows, cols));
         return dlv_layernorm(be, out, sum, weight, bias, param_dtype, rows, cols, eps);
@@ -148,10 +149,7 @@ dlv_status dlv_add_rmsnorm(dlv_backend *be, float *sum, float *out, const float 
     NEED_BE(op, be);
     size_t bytes;
     TRY(check_add_norm(op, sum, out, a, b, rows, cols, eps, &bytes));
-    if (weight) {
-        TRY(check_param_dtype(op, "weight_dtype", weight_dtype));
-        TRY(check_vec_param(op, "weight", weight, weight_dtype, cols, out, bytes));
-    }
+    TRY(check_norm_params(op, "weight_dtype", weight, NULL, weight_dtype, cols, out, bytes));
     if (!DLV_BACKEND_HAS(be->ops, add_rmsnorm)) {
         TRY(dlv_add(be, sum, a, b, DLV_DTYPE_F32, 0, rows, cols));
         return dlv_rmsnorm(be, out, sum, weight, weight_dtype, rows, cols, eps);

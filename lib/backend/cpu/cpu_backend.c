@@ -96,23 +96,6 @@ static size_t rounded_size(size_t size)
     return size == 0 ? CPU_ALIGN : (size + CPU_ALIGN - 1) / CPU_ALIGN * CPU_ALIGN;
 }
 
-static dlv_status cpu_buffer_alloc(dlv_backend *be, size_t size, dlv_buffer *out)
-{
-    if (size > SIZE_MAX - (CPU_ALIGN - 1))
-        return dlv_error_nomem("cpu buffer", size);
-    size_t rounded = rounded_size(size);
-    void *p = cache_take(&((dlv_cpu_backend *)be)->cache, rounded);
-    if (!p) p = aligned_alloc(CPU_ALIGN, rounded);
-    if (!p) return dlv_error_nomem("cpu buffer", rounded);
-    out->ptr = p;
-    return DLV_OK;
-}
-
-static void cpu_buffer_free(dlv_backend *be, dlv_buffer *buf)
-{
-    cache_put(&((dlv_cpu_backend *)be)->cache, buf->ptr, rounded_size(buf->size));
-}
-
 void *dlv_cpu_scratch_take(dlv_backend *be, size_t bytes)
 {
     if (bytes > SIZE_MAX - (CPU_ALIGN - 1)) return NULL;
@@ -124,6 +107,20 @@ void *dlv_cpu_scratch_take(dlv_backend *be, size_t bytes)
 void dlv_cpu_scratch_give(dlv_backend *be, void *p, size_t bytes)
 {
     if (p) cache_put(&((dlv_cpu_backend *)be)->cache, p, rounded_size(bytes));
+}
+
+/* Buffers are scratch blocks too: the same cache serves both. */
+static dlv_status cpu_buffer_alloc(dlv_backend *be, size_t size, dlv_buffer *out)
+{
+    void *p = dlv_cpu_scratch_take(be, size);
+    if (!p) return dlv_error_nomem("cpu buffer", size);
+    out->ptr = p;
+    return DLV_OK;
+}
+
+static void cpu_buffer_free(dlv_backend *be, dlv_buffer *buf)
+{
+    dlv_cpu_scratch_give(be, buf->ptr, buf->size);
 }
 
 static dlv_status cpu_upload(dlv_backend *be, dlv_buffer *dst, size_t offset,

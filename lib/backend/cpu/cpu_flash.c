@@ -29,7 +29,7 @@
 /* C[4][ncols] = A . B with A(r, p) = a[r * lda + p * astep] (r < 4, p < kdim)
  * and B row-major (leading dimension ldb, ncols a multiple of 32).
  * Overwrites C (leading dimension ldc). */
-FLASH_CLONES static void kernel_4xn(float *c, int64_t ldc, const float *a, int64_t lda,
+DLV_CPU_CLONES static void kernel_4xn(float *c, int64_t ldc, const float *a, int64_t lda,
                                     int64_t astep, const float *b, int64_t ldb, int64_t kdim,
                                     int64_t ncols)
 {
@@ -64,20 +64,21 @@ FLASH_CLONES static void kernel_4xn(float *c, int64_t ldc, const float *a, int64
 
 typedef struct flash_job {
     const dlv_attention_args *a;
-    int64_t dp;        /* head_dim padded to 32 */
     int64_t n_qblocks; /* per (sequence, head) */
     int failed;        /* a worker could not allocate its tiles */
 } flash_job;
 
-size_t dlv_flash_tiles_floats(int64_t d, int64_t dp)
+size_t dlv_flash_tiles_floats(int64_t d)
 {
+    const int64_t dp = flash_pad32(d);
     return (size_t)(2 * FLASH_QB + d * FLASH_QB + FLASH_KB * FLASH_QB + 2 * FLASH_QB * dp +
                     4 * d + FLASH_KB * dp + FLASH_QB);
 }
 
-int dlv_flash_tiles_alloc(flash_tiles *t, int64_t d, int64_t dp)
+int dlv_flash_tiles_alloc(flash_tiles *t, int64_t d)
 {
-    float *f = malloc(dlv_flash_tiles_floats(d, dp) * sizeof(float));
+    const int64_t dp = flash_pad32(d);
+    float *f = malloc(dlv_flash_tiles_floats(d) * sizeof(float));
     if (!f) return -1;
     t->l = (double *)f; /* first: doubles need the stronger alignment */
     t->qt = f + 2 * FLASH_QB;
@@ -91,19 +92,17 @@ int dlv_flash_tiles_alloc(flash_tiles *t, int64_t d, int64_t dp)
 }
 
 /* One (sequence b, head h, query block qb) up to O, l and m. The scores
- * are computed
- * transposed (S^T = K Q^T: keys in rows, the block's 32 queries across two
- * vectors), so the softmax's per-query maxima, exps and sums run 16 queries
+ * are computed transposed (S^T = K Q^T: keys in rows, the block's 32
+ * queries across two vectors), so the softmax's per-query maxima, exps and sums run 16 queries
  * per instruction, and K is read in place. Cloned too: its row loops
  * vectorise as the kernels do. */
-FLASH_CLONES static void block_forward(const dlv_attention_args *a, flash_tiles *t, int64_t b,
+DLV_CPU_CLONES static void block_forward(const dlv_attention_args *a, flash_tiles *t, int64_t b,
                                        int64_t h, int64_t qb)
 {
     const int64_t d = a->head_dim, dp = flash_pad32(d);
     const int64_t g = h / (a->n_heads / a->n_kv_heads);
     const int64_t ldq = a->n_heads * d, ldk = a->n_kv_heads * d;
-    const int64_t i0 = qb * FLASH_QB;
-    const int64_t nq = a->n_q - i0 < FLASH_QB ? a->n_q - i0 : FLASH_QB;
+    const int64_t i0 = qb * FLASH_QB, nq = flash_block_rows(a->n_q, i0);
     const int64_t off = a->n_kv - a->n_q; /* causal: key k allowed for k <= i + off */
     const float *qsrc = a->q + (b * a->n_q + i0) * ldq + h * d;
     const float *ksrc = a->k + b * a->n_kv * ldk + g * d;
@@ -127,12 +126,7 @@ FLASH_CLONES static void block_forward(const dlv_attention_args *a, flash_tiles 
     /* Query index of each lane, for the causal test. */
     v16 lane0, lane1;
     FLASH_LANES(lane0, lane1, i0);
-    /* Keys past this bound are masked for every query of the block. */
-    int64_t k_end = a->n_kv;
-    if (a->causal) {
-        int64_t last = i0 + nq - 1 + off + 1;
-        if (last < k_end) k_end = last < 0 ? 0 : last;
-    }
+    const int64_t k_end = flash_key_end(a, i0, nq);
     for (int64_t k0 = 0; k0 < k_end; k0 += FLASH_KB) {
         const int64_t nk = k_end - k0 < FLASH_KB ? k_end - k0 : FLASH_KB;
         /* S^T, 4 keys at a time; a last group of fewer keys is copied to a
@@ -141,9 +135,7 @@ FLASH_CLONES static void block_forward(const dlv_attention_args *a, flash_tiles 
             const float *kr = ksrc + (k0 + k) * ldk;
             int64_t lda = ldk;
             if (nk - k < 4) {
-                memset(t->kpad, 0, (size_t)(4 * d) * 4);
-                for (int64_t r = 0; r < nk - k; r++)
-                    memcpy(t->kpad + r * d, kr + r * ldk, (size_t)d * 4);
+                flash_copy_padded(t->kpad, d, 4, kr, ldk, nk - k, d);
                 kr = t->kpad;
                 lda = d;
             }
@@ -245,9 +237,8 @@ void flash_block(const dlv_attention_args *a, flash_tiles *t, int64_t b, int64_t
 static void flash_item(const flash_job *j, flash_tiles *t, int64_t b, int64_t h, int64_t qb)
 {
     const dlv_attention_args *a = j->a;
-    const int64_t d = a->head_dim, dp = j->dp, ldq = a->n_heads * d;
-    const int64_t i0 = qb * FLASH_QB;
-    const int64_t nq = a->n_q - i0 < FLASH_QB ? a->n_q - i0 : FLASH_QB;
+    const int64_t d = a->head_dim, dp = flash_pad32(d), ldq = a->n_heads * d;
+    const int64_t i0 = qb * FLASH_QB, nq = flash_block_rows(a->n_q, i0);
     block_forward(a, t, b, h, qb);
     float *dst = a->out + (b * a->n_q + i0) * ldq + h * d;
     for (int64_t r = 0; r < nq; r++) {
@@ -256,8 +247,8 @@ static void flash_item(const flash_job *j, flash_tiles *t, int64_t b, int64_t h,
             memset(row, 0, (size_t)d * 4);
             continue;
         }
-        float inv = (float)t->l[r];
-        for (int64_t c = 0; c < d; c++) row[c] = t->o[r * dp + c] / inv;
+        float l = (float)t->l[r];
+        for (int64_t c = 0; c < d; c++) row[c] = t->o[r * dp + c] / l;
     }
 }
 
@@ -265,7 +256,7 @@ static void flash_range(void *ctx, int64_t begin, int64_t end)
 {
     flash_job *j = ctx;
     flash_tiles t;
-    if (dlv_flash_tiles_alloc(&t, j->a->head_dim, j->dp) != 0) {
+    if (dlv_flash_tiles_alloc(&t, j->a->head_dim) != 0) {
         __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
         return;
     }
@@ -279,11 +270,10 @@ static void flash_range(void *ctx, int64_t begin, int64_t end)
 
 dlv_status dlv_cpu_flash_attention(dlv_backend *be, const dlv_attention_args *a)
 {
-    flash_job j = {.a = a, .dp = flash_pad32(a->head_dim),
-                   .n_qblocks = (a->n_q + FLASH_QB - 1) / FLASH_QB};
+    flash_job j = {.a = a, .n_qblocks = (a->n_q + FLASH_QB - 1) / FLASH_QB};
     int64_t items = a->batch * a->n_heads * j.n_qblocks;
     dlv_cpu_pool_run(dlv_cpu_pool_of(be), items, 1, flash_range, &j);
     if (j.failed)
-        return dlv_error_nomem("attention tiles", dlv_flash_tiles_floats(a->head_dim, j.dp) * 4);
+        return dlv_error_nomem("attention tiles", dlv_flash_tiles_floats(a->head_dim) * 4);
     return DLV_OK;
 }

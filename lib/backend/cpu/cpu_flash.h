@@ -8,16 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "backend/backend.h"
-
-#if defined(__x86_64__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define FLASH_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-#endif
-#ifndef FLASH_CLONES
-#define FLASH_CLONES
-#endif
+#include "backend/cpu/cpu_internal.h"
 
 /* Query rows per work item (a multiple of the kernels' 4 rows) and keys per
  * block: the tiles then fit in L2 with room for the next block's loads. */
@@ -40,6 +31,32 @@ typedef int32_t i16v __attribute__((vector_size(64)));
 static inline int64_t flash_pad32(int64_t n)
 {
     return (n + 31) / 32 * 32;
+}
+
+/* The query rows of the block starting at row i0 (FLASH_QB, or fewer in
+ * the last block). */
+static inline int64_t flash_block_rows(int64_t n_q, int64_t i0)
+{
+    return n_q - i0 < FLASH_QB ? n_q - i0 : FLASH_QB;
+}
+
+/* One past the last key any of the nq queries from row i0 may attend to:
+ * n_kv, or less under a causal mask (key k allowed for k <= i + n_kv -
+ * n_q), so the key blocks past it are skipped. */
+static inline int64_t flash_key_end(const dlv_attention_args *a, int64_t i0, int64_t nq)
+{
+    if (!a->causal) return a->n_kv;
+    int64_t last = i0 + nq + (a->n_kv - a->n_q);
+    return last < 0 ? 0 : last < a->n_kv ? last : a->n_kv;
+}
+
+/* rows x d of src (leading dimension ld) into dst (leading dimension dp),
+ * the rest of dst's rows_total rows and every row's tail zero. */
+static inline void flash_copy_padded(float *dst, int64_t dp, int64_t rows_total,
+                                     const float *src, int64_t ld, int64_t rows, int64_t d)
+{
+    memset(dst, 0, (size_t)(rows_total * dp) * 4);
+    for (int64_t r = 0; r < rows; r++) memcpy(dst + r * dp, src + r * ld, (size_t)d * 4);
 }
 
 /* C[4][ncols] = A . B with A(r, p) = a[r * lda + p * astep] (r < 4, p < kdim)
@@ -125,9 +142,10 @@ typedef struct flash_tiles {
     float *m;    /* [FLASH_QB]           running maxima */
 } flash_tiles;
 
-size_t dlv_flash_tiles_floats(int64_t d, int64_t dp);
+/* Floats of the tiles for head_dim d. */
+size_t dlv_flash_tiles_floats(int64_t d);
 /* Carves t out of one allocation (free t->l); -1 when out of memory. */
-int dlv_flash_tiles_alloc(flash_tiles *t, int64_t d, int64_t dp);
+int dlv_flash_tiles_alloc(flash_tiles *t, int64_t d);
 
 /* The forward over query block qb (rows qb * FLASH_QB ...) of sequence b,
  * head h: leaves the unnormalised output in t->o, the maxima in t->m and

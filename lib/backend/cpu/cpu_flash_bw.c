@@ -35,15 +35,17 @@ typedef struct bw_tiles {
     float *inv_l; /* [FLASH_QB]     1 / l, 0 for a query with no key */
 } bw_tiles;
 
-static size_t bw_floats(int64_t d, int64_t dp)
+static size_t bw_floats(int64_t d)
 {
+    const int64_t dp = flash_pad32(d);
     return (size_t)(4 * FLASH_QB * dp + d * FLASH_QB + FLASH_KB * FLASH_QB + 2 * FLASH_KB * dp +
                     2 * FLASH_QB);
 }
 
-static int bw_alloc(bw_tiles *t, int64_t d, int64_t dp)
+static int bw_alloc(bw_tiles *t, int64_t d)
 {
-    float *f = malloc(bw_floats(d, dp) * sizeof(float));
+    const int64_t dp = flash_pad32(d);
+    float *f = malloc(bw_floats(d) * sizeof(float));
     if (!f) return -1;
     t->dout = f;
     t->doutt = t->dout + FLASH_QB * dp;
@@ -63,15 +65,6 @@ typedef struct bw_job {
     int failed;
 } bw_job;
 
-/* rows x d of src (leading dimension ld) into dst (leading dimension dp),
- * the rest of dst's rows_total rows and every row's tail zero. */
-static void copy_padded(float *dst, int64_t dp, int64_t rows_total, const float *src, int64_t ld,
-                        int64_t rows, int64_t d)
-{
-    memset(dst, 0, (size_t)(rows_total * dp) * 4);
-    for (int64_t r = 0; r < rows; r++) memcpy(dst + r * dp, src + r * ld, (size_t)d * 4);
-}
-
 /* C rows [0, n) of a 4-row kernel product added (times s) into dst rows
  * (leading dimension ld), d columns. */
 static void add_rows(float *dst, int64_t ld, const float *c, int64_t dp, int64_t n, int64_t d,
@@ -82,7 +75,7 @@ static void add_rows(float *dst, int64_t ld, const float *c, int64_t dp, int64_t
 }
 
 /* The key block's P^T and dS^T (in t->st and w->dpt) for one query block. */
-FLASH_CLONES static void block_grads(const bw_job *j, flash_tiles *t, bw_tiles *w, int64_t b,
+DLV_CPU_CLONES static void block_grads(const bw_job *j, flash_tiles *t, bw_tiles *w, int64_t b,
                                      int64_t h, int64_t i0, int64_t k0, int64_t nk)
 {
     const dlv_attention_bw_args *a = j->a;
@@ -101,14 +94,14 @@ FLASH_CLONES static void block_grads(const bw_job *j, flash_tiles *t, bw_tiles *
         const float *kr = ksrc + k * ldk, *vr = vsrc + k * ldk;
         int64_t lda = ldk;
         if (nk - k < 4) {
-            copy_padded(t->kpad, d, 4, kr, ldk, nk - k, d);
+            flash_copy_padded(t->kpad, d, 4, kr, ldk, nk - k, d);
             kr = t->kpad;
             lda = d;
         }
         flash_kernel_4xn(t->st + k * FLASH_QB, FLASH_QB, kr, lda, 1, t->qt, FLASH_QB, d,
                              FLASH_QB);
         if (nk - k < 4) {
-            copy_padded(t->kpad, d, 4, vr, ldk, nk - k, d);
+            flash_copy_padded(t->kpad, d, 4, vr, ldk, nk - k, d);
             vr = t->kpad;
         }
         flash_kernel_4xn(w->dpt + k * FLASH_QB, FLASH_QB, vr, lda, 1, w->doutt, FLASH_QB, d,
@@ -155,14 +148,13 @@ static void bw_block(const bw_job *j, flash_tiles *t, bw_tiles *w, int64_t b, in
     const int64_t d = a->head_dim, dp = flash_pad32(d);
     const int64_t g = h / (a->n_heads / a->n_kv_heads);
     const int64_t ldq = a->n_heads * d, ldk = a->n_kv_heads * d;
-    const int64_t i0 = qb * FLASH_QB;
-    const int64_t nq = a->n_q - i0 < FLASH_QB ? a->n_q - i0 : FLASH_QB;
+    const int64_t i0 = qb * FLASH_QB, nq = flash_block_rows(a->n_q, i0);
     const float *qsrc = a->q + (b * a->n_q + i0) * ldq + h * d;
     const float *dosrc = a->dout + (b * a->n_q + i0) * ldq + h * d;
 
     flash_block(&j->fa, t, b, h, qb);
-    copy_padded(w->dout, dp, FLASH_QB, dosrc, ldq, nq, d);
-    copy_padded(w->q, dp, FLASH_QB, qsrc, ldq, nq, d);
+    flash_copy_padded(w->dout, dp, FLASH_QB, dosrc, ldq, nq, d);
+    flash_copy_padded(w->q, dp, FLASH_QB, qsrc, ldq, nq, d);
     for (int64_t p = 0; p < d; p++)
         for (int64_t r = 0; r < FLASH_QB; r++) w->doutt[p * FLASH_QB + r] = w->dout[r * dp + p];
     memset(w->dq, 0, (size_t)(FLASH_QB * dp) * 4);
@@ -177,11 +169,7 @@ static void bw_block(const bw_job *j, flash_tiles *t, bw_tiles *w, int64_t b, in
         w->inv_l[r] = inv;
         w->dlt[r] = (float)dot;
     }
-    int64_t k_end = a->n_kv;
-    if (a->causal) {
-        int64_t last = i0 + nq - 1 + (a->n_kv - a->n_q) + 1;
-        if (last < k_end) k_end = last < 0 ? 0 : last;
-    }
+    const int64_t k_end = flash_key_end(&j->fa, i0, nq);
     float *dkb = a->dk + b * a->n_kv * ldk + g * d, *dvb = a->dv + b * a->n_kv * ldk + g * d;
     for (int64_t k0 = 0; k0 < k_end; k0 += FLASH_KB) {
         const int64_t nk = k_end - k0 < FLASH_KB ? k_end - k0 : FLASH_KB;
@@ -191,17 +179,17 @@ static void bw_block(const bw_job *j, flash_tiles *t, bw_tiles *w, int64_t b, in
         for (int64_t k = 0; k < nk; k += 4) {
             int64_t n = nk - k < 4 ? nk - k : 4;
             flash_kernel_4xn(w->tmp, dp, t->st + k * FLASH_QB, FLASH_QB, 1, w->dout, dp,
-                                 FLASH_QB, dp);
+                             FLASH_QB, dp);
             add_rows(dvb + (k0 + k) * ldk, ldk, w->tmp, dp, n, d, 1.0f);
             flash_kernel_4xn(w->tmp, dp, w->dpt + k * FLASH_QB, FLASH_QB, 1, w->q, dp,
-                                 FLASH_QB, dp);
+                             FLASH_QB, dp);
             add_rows(dkb + (k0 + k) * ldk, ldk, w->tmp, dp, n, d, a->scale);
         }
         /* dQ += dS K: rows are queries, A(q, k) = dS^T[k][q]. */
         const float *kb = a->k + (b * a->n_kv + k0) * ldk + g * d;
         int64_t ldkb = ldk;
         if (d != dp) {
-            copy_padded(w->kblk, dp, nk, kb, ldk, nk, d);
+            flash_copy_padded(w->kblk, dp, nk, kb, ldk, nk, d);
             kb = w->kblk;
             ldkb = dp;
         }
@@ -217,16 +205,16 @@ static void bw_range(void *ctx, int64_t begin, int64_t end)
 {
     bw_job *j = ctx;
     const dlv_attention_bw_args *a = j->a;
-    const int64_t d = a->head_dim, dp = flash_pad32(d);
+    const int64_t d = a->head_dim;
     const int64_t group = a->n_heads / a->n_kv_heads;
     const int64_t n_qblocks = (a->n_q + FLASH_QB - 1) / FLASH_QB;
     flash_tiles t;
     bw_tiles w;
-    if (dlv_flash_tiles_alloc(&t, d, dp) != 0) {
+    if (dlv_flash_tiles_alloc(&t, d) != 0) {
         __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
         return;
     }
-    if (bw_alloc(&w, d, dp) != 0) {
+    if (bw_alloc(&w, d) != 0) {
         free(t.l);
         __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
         return;
@@ -250,11 +238,9 @@ dlv_status dlv_cpu_attention_backward(dlv_backend *be, const dlv_attention_bw_ar
                        .n_kv = a->n_kv, .n_heads = a->n_heads, .n_kv_heads = a->n_kv_heads,
                        .head_dim = a->head_dim, .scale = a->scale, .causal = a->causal}};
     dlv_cpu_pool_run(dlv_cpu_pool_of(be), a->batch * a->n_kv_heads, 1, bw_range, &j);
-    if (j.failed) {
-        int64_t dp = flash_pad32(a->head_dim);
+    if (j.failed)
         return dlv_error_nomem("attention backward tiles",
-                               (dlv_flash_tiles_floats(a->head_dim, dp) +
-                                bw_floats(a->head_dim, dp)) * 4);
-    }
+                               (dlv_flash_tiles_floats(a->head_dim) + bw_floats(a->head_dim)) *
+                                   4);
     return DLV_OK;
 }

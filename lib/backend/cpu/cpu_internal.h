@@ -117,6 +117,19 @@ dlv_status dlv_cpu_check_positions(const char *op, const int32_t *positions, int
 dlv_status dlv_cpu_check_targets(const char *op, const int32_t *targets, int64_t n,
                                  int64_t vocab);
 
+/* Marks a hot static function to be compiled for AVX-512, AVX2 and the
+ * baseline, the copy for the running CPU picked at load time (gcc and
+ * clang; elsewhere one baseline copy). Keep such functions static: clang
+ * resolves the clones only inside their own translation unit. */
+#if defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define DLV_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+#endif
+#ifndef DLV_CPU_CLONES
+#define DLV_CPU_CLONES
+#endif
+
 /* Widens n elements of an F32/BF16/F16 parameter at any alignment. */
 void dlv_cpu_widen(float *dst, const void *src, dlv_dtype dt, int64_t n);
 /* Rounds n elements of an F32/BF16/F16 value at any alignment to bf16

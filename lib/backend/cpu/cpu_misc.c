@@ -41,20 +41,10 @@ void dlv_cpu_widen(float *dst, const void *src, dlv_dtype dt, int64_t n)
 
 /* f32 -> bf16, round to nearest even, NaN kept (quieted): the rule of
  * dlv_f32_to_bf16, written out over a row so that the compiler vectorises
- * it; cloned for AVX-512 and AVX2 where the toolchain can (gcc and clang
- * pick the clone for the running CPU at load time). It rounds every
- * activation entering a bf16 matmul, so it is on the hot path. */
-#if defined(__x86_64__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define DLV_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-#endif
-#ifndef DLV_CLONES
-#define DLV_CLONES
-#endif
-
-DLV_CLONES static void f32_to_bf16_row(uint16_t *restrict dst, const unsigned char *restrict src,
-                                       int64_t n)
+ * it (DLV_CPU_CLONES). It rounds every activation entering a bf16 matmul,
+ * so it is on the hot path. */
+DLV_CPU_CLONES static void f32_to_bf16_row(uint16_t *restrict dst,
+                                           const unsigned char *restrict src, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {
         uint32_t u;
