@@ -268,8 +268,16 @@ static void flash_range(void *ctx, int64_t begin, int64_t end)
     free(t.l);
 }
 
-dlv_status dlv_cpu_flash_attention(dlv_backend *be, const dlv_attention_args *a)
+dlv_status dlv_cpu_attention(dlv_backend *be, const dlv_attention_args *a)
 {
+    if (a->batch == 0 || a->n_q == 0 || a->n_heads == 0) return DLV_OK;
+    if (a->n_kv == 0 || a->head_dim == 0) {
+        /* Nothing to attend to (every row fully masked), or empty heads. */
+        int64_t ldq = a->n_heads * a->head_dim;
+        for (int64_t r = 0; r < a->batch * a->n_q; r++)
+            for (int64_t c = 0; c < ldq; c++) a->out[r * ldq + c] = 0.0f;
+        return DLV_OK;
+    }
     flash_job j = {.a = a, .n_qblocks = (a->n_q + FLASH_QB - 1) / FLASH_QB};
     int64_t items = a->batch * a->n_heads * j.n_qblocks;
     dlv_cpu_pool_run(dlv_cpu_pool_of(be), items, 1, flash_range, &j);

@@ -154,9 +154,8 @@ dlv_status dlv_cpu_l2_normalize(dlv_backend *be, float *out, const float *inp, i
                                 int64_t cols);
 dlv_status dlv_cpu_rope(dlv_backend *be, float *x, const int32_t *positions, int64_t n_tokens,
                         int64_t n_heads, int64_t head_dim, double theta);
+/* The fused (flash-style) attention forward (cpu_flash.c). */
 dlv_status dlv_cpu_attention(dlv_backend *be, const dlv_attention_args *args);
-/* The fused (flash-style) forward (cpu_flash.c); n_kv, head_dim >= 1. */
-dlv_status dlv_cpu_flash_attention(dlv_backend *be, const dlv_attention_args *args);
 /* Row statistics of the normalisations (cpu_norm.c), accumulated in double
  * and rounded to f32 once; the backward passes recompute them with these
  * very functions, so they differentiate what the forward evaluated.
