@@ -9,8 +9,10 @@
  * to the backend's matmul alone on the largest weight GEMM of the run, with
  * the model's weight dtype (the ceiling the forward can reach).
  *
- * Usage: bench_forward MODEL_DIR [reps] [n_threads] [f32|bf16]
- *        (defaults 5, 0 = CPUs, f32: the compute dtype) */
+ * Usage: bench_forward MODEL_DIR [reps] [n_threads] [f32|bf16] [auto|f32|bf16|f16]
+ *        (defaults 5, 0 = CPUs, f32: the compute dtype, auto: the weights
+ *        held as stored; another dtype converts them at load, as
+ *        dlv_model_options_set_weight_dtype) */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -209,7 +211,8 @@ static double matmul_gflops(dlv_backend *be, shape s, dlv_dtype wdt, int reps)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s MODEL_DIR [reps] [n_threads] [f32|bf16]\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL_DIR [reps] [n_threads] [f32|bf16] [auto|f32|bf16|f16]\n",
+                argv[0]);
         return 2;
     }
     int reps = argc > 2 ? atoi(argv[2]) : 5;
@@ -218,7 +221,12 @@ int main(int argc, char **argv)
     if (reps > MAX_REPS) reps = MAX_REPS;
 
     dlv_model *model = NULL;
-    check(dlv_model_load(argv[1], NULL, &model), "load");
+    const char *weight_dtype = argc > 5 ? argv[5] : "auto";
+    dlv_model_options *mo = NULL;
+    check(dlv_model_options_new(&mo), "model options");
+    check(dlv_model_options_set_weight_dtype(mo, weight_dtype), "weight dtype");
+    check(dlv_model_load(argv[1], mo, &model), "load");
+    dlv_model_options_free(mo);
     int bf16 = argc > 4 && strcmp(argv[4], "bf16") == 0;
     if (argc > 4 && !bf16 && strcmp(argv[4], "f32") != 0) {
         fprintf(stderr, "compute dtype '%s' is not f32 or bf16\n", argv[4]);
@@ -233,7 +241,8 @@ int main(int argc, char **argv)
     int64_t img_seq = 1 + N_PREFIX + f + N_SUFFIX;
     int64_t px = c->vision.num_channels * c->vision.image_size * c->vision.image_size;
 
-    printf("backend %s\n", dlv_backend_describe(be));
+    printf("backend %s; weights held %s\n", dlv_backend_describe(be),
+           strcmp(weight_dtype, "auto") ? weight_dtype : "as stored");
     printf("image: %lld image tokens, LLM sequence %lld; text: LLM sequence %d\n\n",
            (long long)f, (long long)img_seq, TEXT_LEN);
     printf("%-22s %5s %10s %10s %10s\n", "C (libdisclvlm)", "batch", "ms/batch", "items/s",
@@ -288,12 +297,16 @@ int main(int argc, char **argv)
         if (gemm((double)cand[i].m, (double)cand[i].n, (double)cand[i].k) >
             gemm((double)best.m, (double)best.n, (double)best.k))
             best = cand[i];
-    /* The checkpoint's most common dtype. */
+    /* The dtype the weights are held in: converted at load, else the
+     * checkpoint's most common one. */
     const dlv_weights *ws = dlv_model_weights(model);
-    dlv_dtype wdt = DLV_DTYPE_F32;
-    const dlv_dtype floats[3] = {DLV_DTYPE_F32, DLV_DTYPE_BF16, DLV_DTYPE_F16};
-    for (int i = 1; i < 3; i++)
-        if (ws->dtype_count[floats[i]] > ws->dtype_count[wdt]) wdt = floats[i];
+    dlv_dtype wdt = dlv_model_weight_dtype(model);
+    if (wdt == DLV_DTYPE_COUNT) {
+        wdt = DLV_DTYPE_F32;
+        const dlv_dtype floats[3] = {DLV_DTYPE_F32, DLV_DTYPE_BF16, DLV_DTYPE_F16};
+        for (int i = 1; i < 3; i++)
+            if (ws->dtype_count[floats[i]] > ws->dtype_count[wdt]) wdt = floats[i];
+    }
     printf("\nmatmul alone, %s [%lld x %lld] x [%lld x %lld %s]^T: %.1f GFLOP/s\n", best.what,
            (long long)best.m, (long long)best.k, (long long)best.n, (long long)best.k,
            dlv_dtype_name(wdt), matmul_gflops(be, best, wdt, reps));

@@ -14,7 +14,10 @@ hidden 512, vocab 32064), seed 0, float32 safetensors; with --width realistic
 llava-1.5's widths with fewer layers (ViT-L/14 at 224 px, 6 layers; Llama
 2048 hidden / 5632 MLP, 4 layers; 352M parameters), --weights bf16 to store
 them as real checkpoints are. Then, when the C binary is given, runs it on
-the same directory with the same --compute so both tables print together:
+the same directory with the same --compute so both tables print together,
+with the weights held as stored and, when that differs, in the dtype PyTorch
+holds them in (torch_dtype = the compute dtype; the C library's
+--weight-dtype):
     /tmp/ref-embed/bin/python bench/bench_forward_torch.py /tmp/bench-llava \
         [build/bench/bench_forward] [--reps 5] [--threads 2] [--compute bf16]
 """
@@ -170,8 +173,28 @@ def main():
     if a.c_bench:
         print()
         sys.stdout.flush()
-        subprocess.run([a.c_bench, a.model_dir, str(a.reps), str(a.threads), a.compute],
-                       check=True)
+        held = ["auto"]
+        if stored_dtypes(a.model_dir) != {a.compute.upper()}:
+            held.append(a.compute)
+        for w in held:
+            subprocess.run([a.c_bench, a.model_dir, str(a.reps), str(a.threads), a.compute, w],
+                           check=True)
+            print()
+            sys.stdout.flush()
+
+
+def stored_dtypes(model_dir):
+    """The dtypes of the tensors in MODEL_DIR's safetensors files ("F32", ...)."""
+    import json
+    import struct
+    out = set()
+    for f in os.listdir(model_dir):
+        if f.endswith(".safetensors"):
+            with open(os.path.join(model_dir, f), "rb") as fh:
+                n = struct.unpack("<Q", fh.read(8))[0]
+                hdr = json.loads(fh.read(n))
+            out |= {v["dtype"] for k, v in hdr.items() if k != "__metadata__"}
+    return out
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ int cli_run_opt(const char *cmd, int argc, char **argv, int *i, cli_run_opts *o)
         slot = &o->backend;
     else if (strcmp(a, "--compute") == 0)
         slot = &o->compute;
+    else if (strcmp(a, "--weight-dtype") == 0)
+        slot = &o->weight_dtype;
     else if (strcmp(a, "--threads") != 0)
         return 0;
     if (*i + 1 >= argc) {
@@ -46,6 +48,12 @@ int cli_run_opt(const char *cmd, int argc, char **argv, int *i, cli_run_opts *o)
     const char *v = argv[++*i];
     if (slot == &o->compute && strcmp(v, "f32") != 0 && strcmp(v, "bf16") != 0) {
         fprintf(stderr, "disclvlm: %s: --compute: '%s' is not f32 or bf16\n", cmd, v);
+        return -1;
+    }
+    if (slot == &o->weight_dtype && strcmp(v, "auto") != 0 && strcmp(v, "f32") != 0 &&
+        strcmp(v, "bf16") != 0 && strcmp(v, "f16") != 0) {
+        fprintf(stderr, "disclvlm: %s: --weight-dtype: '%s' is not auto, f32, bf16 or f16\n", cmd,
+                v);
         return -1;
     }
     if (slot) {
@@ -72,6 +80,7 @@ int cli_open(const char *cmd, const cli_run_opts *o, dlv_model **model, dlv_sess
     int rc = 0;
     if (dlv_model_options_new(&mopts) != DLV_OK ||
         dlv_model_options_set_backend(mopts, o->backend) != DLV_OK ||
+        dlv_model_options_set_weight_dtype(mopts, o->weight_dtype) != DLV_OK ||
         dlv_model_load(o->model_dir, mopts, model) != DLV_OK ||
         dlv_model_embed_dim(*model, dim) != DLV_OK || dlv_session_options_new(&sopts) != DLV_OK ||
         (o->threads >= 0 && dlv_session_options_set_threads(sopts, o->threads) != DLV_OK) ||

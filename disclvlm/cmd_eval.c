@@ -125,14 +125,17 @@ static void hash_listing(dlv_sha256 *h, const char *dir)
 int eval_open(eval_ctx *c)
 {
     if (cli_open("eval", &c->run, &c->model, &c->session, &c->dim)) return 1;
-    /* The cache key's model part: library version, backend, the model
-     * folder's real path and listing, the adapter's listing. */
+    /* The cache key's model part: library version, backend, compute and
+     * weight dtypes (both change the embeddings), the model folder's real
+     * path and listing, the adapter's listing. */
     dlv_sha256 h;
     uint8_t d[32];
     dlv_sha256_init(&h);
     hash_str(&h, "disclvlm-eval-cache-1");
     hash_str(&h, dlv_version());
     hash_str(&h, c->run.backend);
+    hash_str(&h, c->run.compute);
+    hash_str(&h, c->run.weight_dtype);
     char *real = realpath(c->run.model_dir, NULL);
     hash_str(&h, real ? real : c->run.model_dir);
     free(real);
@@ -614,6 +617,8 @@ int eval_json_header(const eval_ctx *c, json_t *o)
     json_object_set_new(o, "task", json_string(c->task));
     json_object_set_new(o, "disclvlm_version", json_string(dlv_version()));
     json_object_set_new(o, "backend", json_string(c->run.backend));
+    json_object_set_new(o, "compute", json_string(c->run.compute));
+    json_object_set_new(o, "weight_dtype", json_string(c->run.weight_dtype));
     json_object_set_new(o, "model", json_string(c->run.model_dir));
     char *cfg = dlv_path_join(c->run.model_dir, "config.json");
     char hex[65];

@@ -68,7 +68,9 @@ static void usage(FILE *to)
             "                       convert its float tensors (default: as the checkpoint)\n"
             "  --backend NAME       cpu (default), cuda, auto, or sim (test builds)\n"
             "  --threads N          CPU worker threads (default 0: one per online CPU)\n"
-            "  --compute f32|bf16   what the matrix products compute in (default f32)\n",
+            "  --compute f32|bf16   what the matrix products compute in (default f32)\n"
+            "  --weight-dtype auto|f32|bf16|f16\n"
+            "                       hold the weights in this dtype (default: as stored)\n",
             DEFAULT_BATCH);
 }
 

@@ -14,5 +14,5 @@ DLV_API dlv_status dlv_model_load(const char *dir, const dlv_model_options *opts
         dlv_model_options_defaults(&defaults);
         opts = &defaults;
     }
-    return dlv_model_open(dir, opts->backend, opts->device, out);
+    return dlv_model_open(dir, opts->backend, opts->device, (dlv_dtype)opts->weight_dtype, out);
 }

@@ -12,6 +12,7 @@ void dlv_model_options_defaults(dlv_model_options *o)
     memset(o, 0, sizeof *o);
     strcpy(o->backend, "cpu");
     o->device = 0;
+    o->weight_dtype = DLV_DTYPE_COUNT;
 }
 
 void dlv_session_options_defaults(dlv_session_options *o)
@@ -51,6 +52,27 @@ DLV_API dlv_status dlv_model_options_set_device(dlv_model_options *opts, int dev
         return dlv_error(DLV_E_INVALID_ARG, "dlv_model_options_set_device: device %d < 0", device);
     opts->device = device;
     return DLV_OK;
+}
+
+DLV_API dlv_status dlv_model_options_set_weight_dtype(dlv_model_options *opts, const char *dtype)
+{
+    if (!opts || !dtype)
+        return dlv_error(DLV_E_INVALID_ARG, "dlv_model_options_set_weight_dtype: NULL argument");
+    static const struct {
+        const char *name;
+        dlv_dtype dt;
+    } names[] = {{"auto", DLV_DTYPE_COUNT},
+                 {"f32", DLV_DTYPE_F32},
+                 {"bf16", DLV_DTYPE_BF16},
+                 {"f16", DLV_DTYPE_F16}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(dtype, names[i].name) == 0) {
+            opts->weight_dtype = (int)names[i].dt;
+            return DLV_OK;
+        }
+    return dlv_error(DLV_E_INVALID_ARG,
+                     "dlv_model_options_set_weight_dtype: unknown dtype '%s' (expected auto, f32, "
+                     "bf16 or f16)", dtype);
 }
 
 DLV_API dlv_status dlv_session_options_new(dlv_session_options **out)

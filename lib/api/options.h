@@ -8,6 +8,7 @@
 struct dlv_model_options {
     char backend[16];   /* "cpu", "sim", "cuda", "auto" */
     int device;
+    int weight_dtype;   /* a dlv_dtype; DLV_DTYPE_COUNT: as stored ("auto") */
 };
 
 struct dlv_session_options {

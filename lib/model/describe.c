@@ -102,6 +102,10 @@ static json_t *describe(const dlv_model *m)
         if (w->dtype_count[d])
             bad |= set(dt, dlv_dtype_name((dlv_dtype)d), json_integer((json_int_t)w->dtype_count[d]));
     bad |= set(root, "dtype", dt);
+    /* dlv_model_options_set_weight_dtype: null when held as stored. */
+    dlv_dtype held = dlv_model_weight_dtype(m);
+    bad |= set(root, "weight_dtype",
+               held == DLV_DTYPE_COUNT ? json_null() : json_string(dlv_dtype_name(held)));
     bad |= set(root, "torch_dtype", c->torch_dtype[0] ? json_string(c->torch_dtype) : json_null());
 
     bad |= set(root, "vision", vision_json(c));

@@ -1,17 +1,66 @@
 /* See device_weights.h. */
 #include "model/device_weights.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
 
-static dlv_status place(dlv_backend *be, const dlv_weight *w, const char *label,
+/* Elements converted per upload: bounds the host staging buffer (256 KiB). */
+#define CONVERT_CHUNK ((size_t)1 << 16)
+
+/* n elements of src (dtype from, any alignment) as dtype to at dst, through
+ * the f32 scratch wide; narrowing rounds to nearest even (torch's .to()). */
+static void convert_chunk(void *dst, dlv_dtype to, const void *src, dlv_dtype from, size_t n,
+                          float *wide)
+{
+    dlv_convert_to_f32(wide, src, from, n); /* from is F32, F16 or BF16 */
+    if (to == DLV_DTYPE_F32) {
+        memcpy(dst, wide, n * sizeof *wide);
+        return;
+    }
+    uint16_t *h = dst;
+    for (size_t i = 0; i < n; i++)
+        h[i] = to == DLV_DTYPE_BF16 ? dlv_f32_to_bf16(wide[i]) : dlv_f32_to_f16(wide[i]);
+}
+
+/* A copy of the stored tensor in dtype to on the device, converted and
+ * uploaded CONVERT_CHUNK elements at a time. */
+static dlv_status place_converted(dlv_backend *be, const dlv_st_tensor *st_t, dlv_dtype to,
+                                  dlv_buffer *buf)
+{
+    const size_t n = (size_t)st_t->n_elements, es_to = dlv_dtype_size(to);
+    const size_t es_from = dlv_dtype_size(st_t->dtype);
+    if (st_t->n_elements > SIZE_MAX / es_to)
+        return dlv_error(DLV_E_NOMEM, "%" PRIu64 " elements do not fit in memory",
+                         st_t->n_elements);
+    dlv_status st = dlv_buffer_alloc(be, n * es_to, buf);
+    if (st) return st;
+    float *wide = malloc(CONVERT_CHUNK * sizeof *wide);
+    void *stage = malloc(CONVERT_CHUNK * es_to);
+    if (!wide || !stage) st = dlv_error_nomem("weight conversion", CONVERT_CHUNK * 8);
+    const unsigned char *src = st_t->data;
+    for (size_t i = 0; !st && i < n; i += CONVERT_CHUNK) {
+        size_t c = n - i < CONVERT_CHUNK ? n - i : CONVERT_CHUNK;
+        convert_chunk(stage, to, src + i * es_from, st_t->dtype, c, wide);
+        st = dlv_buffer_upload(buf, i * es_to, stage, c * es_to);
+    }
+    free(wide);
+    free(stage);
+    if (st) dlv_buffer_free(buf);
+    return st;
+}
+
+static dlv_status place(dlv_backend *be, const dlv_weight *w, const char *label, dlv_dtype as,
                         dlv_buffer *buf, dlv_tensor *t)
 {
     const dlv_st_tensor *st_t = w->tensor;
+    const dlv_dtype dtype = as == DLV_DTYPE_COUNT ? st_t->dtype : as;
     dlv_status st;
-    if (dlv_backend_caps(be) & DLV_BACKEND_CAP_HOST_MEMORY) {
+    if (dtype != st_t->dtype) {
+        st = place_converted(be, st_t, dtype, buf);
+    } else if (dlv_backend_caps(be) & DLV_BACKEND_CAP_HOST_MEMORY) {
         /* The mapping is read-only and ops never write weights. */
         st = dlv_buffer_wrap_host(be, (void *)(uintptr_t)st_t->data, (size_t)st_t->n_bytes, buf);
     } else {
@@ -20,7 +69,7 @@ static dlv_status place(dlv_backend *be, const dlv_weight *w, const char *label,
     }
     if (st) return dlv_error_prefix(st, "%s: weight '%s' on backend %s", label, st_t->name,
                                     be->ops->name);
-    *t = (dlv_tensor){buf, 0, st_t->dtype, w->ndim, {0, 0, 0, 0}};
+    *t = (dlv_tensor){buf, 0, dtype, w->ndim, {0, 0, 0, 0}};
     for (int i = 0; i < w->ndim && i < DLV_TENSOR_MAX_DIMS; i++) t->shape[i] = w->shape[i];
     /* A scalar (logit_scale stored with shape []) is one element. */
     if (w->ndim == 0) {
@@ -31,7 +80,7 @@ static dlv_status place(dlv_backend *be, const dlv_weight *w, const char *label,
 }
 
 dlv_status dlv_device_weights_create(dlv_backend *be, const dlv_weights *table,
-                                     const char *label, dlv_device_weights *out)
+                                     const char *label, dlv_dtype as, dlv_device_weights *out)
 {
     memset(out, 0, sizeof *out);
     out->table = table;
@@ -44,7 +93,7 @@ dlv_status dlv_device_weights_create(dlv_backend *be, const dlv_weights *table,
     }
     for (size_t i = 0; i < table->n; i++) {
         if (!table->items[i].tensor) continue;
-        dlv_status st = place(be, &table->items[i], label, &out->bufs[i], &out->t[i]);
+        dlv_status st = place(be, &table->items[i], label, as, &out->bufs[i], &out->t[i]);
         if (st) {
             dlv_device_weights_free(out);
             return st;

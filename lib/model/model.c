@@ -24,6 +24,7 @@ struct dlv_model {
     dlv_st_set *checkpoint;
     dlv_weights weights;
     dlv_backend *backend;
+    dlv_dtype weight_dtype; /* converted to at load; DLV_DTYPE_COUNT: as stored */
     /* The weights on the backend, and LLaVA's typed view of them (bound
      * once here: no forward looks a weight up by name). */
     dlv_device_weights dweights;
@@ -98,7 +99,10 @@ static dlv_status load_tokenizer(dlv_model *m)
     return st;
 }
 
-dlv_status dlv_model_open(const char *dir, const char *backend, int device, dlv_model **out)
+dlv_dtype dlv_model_weight_dtype(const dlv_model *model) { return model->weight_dtype; }
+
+dlv_status dlv_model_open(const char *dir, const char *backend, int device,
+                          dlv_dtype weight_dtype, dlv_model **out)
 {
     *out = NULL;
     if (!dlv_is_dir(dir)) return dlv_error(DLV_E_IO, "%s: not a directory", dir);
@@ -112,6 +116,7 @@ dlv_status dlv_model_open(const char *dir, const char *backend, int device, dlv_
         return dlv_error_nomem("the model directory name", n);
     }
     memcpy(m->dir, dir, n);
+    m->weight_dtype = weight_dtype;
 
     dlv_status st = load_configs(m);
     if (st == DLV_OK) st = dlv_st_set_open_dir(dir, &m->checkpoint);
@@ -123,7 +128,8 @@ dlv_status dlv_model_open(const char *dir, const char *backend, int device, dlv_
         dlv_backend_config cfg = {.device = device, .n_threads = 0};
         st = dlv_backend_create(backend, &cfg, &m->backend);
     }
-    if (st == DLV_OK) st = dlv_device_weights_create(m->backend, &m->weights, dir, &m->dweights);
+    if (st == DLV_OK) st = dlv_device_weights_create(m->backend, &m->weights, dir, weight_dtype,
+                                                       &m->dweights);
     if (st == DLV_OK) {
         m->kind = m->clip ? &dlv_model_kind_clip : &dlv_model_kind_llava;
         st = m->clip ? dlv_clip_w_bind(m->clip, &m->weights, m->dweights.t, &m->clip_w)

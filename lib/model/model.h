@@ -10,7 +10,11 @@
 /* Loads a model directory with its weights on backend `backend` ("cpu",
  * "sim", "cuda", "auto") device `device` (api/model_api.c's dlv_model_load
  * validates the public options and calls this). */
-dlv_status dlv_model_open(const char *dir, const char *backend, int device, dlv_model **out);
+dlv_status dlv_model_open(const char *dir, const char *backend, int device,
+                          dlv_dtype weight_dtype, dlv_model **out);
+/* The dtype the weights were converted to at load (weight_dtype above), or
+ * DLV_DTYPE_COUNT when each is held as stored. */
+dlv_dtype dlv_model_weight_dtype(const dlv_model *model);
 
 /* The backend the model's weights live on. */
 dlv_backend *dlv_model_backend(const dlv_model *model);

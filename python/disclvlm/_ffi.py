@@ -91,6 +91,7 @@ _SIGNATURES = {
     "dlv_model_options_free": (None, [_handle]),
     "dlv_model_options_set_backend": (_status, [_handle, c_char_p]),
     "dlv_model_options_set_device": (_status, [_handle, c_int]),
+    "dlv_model_options_set_weight_dtype": (_status, [_handle, c_char_p]),
     "dlv_model_load": (_status, [c_char_p, _handle, POINTER(_handle)]),
     "dlv_model_free": (None, [_handle]),
     "dlv_model_embed_dim": (_status, [_handle, POINTER(c_size_t)]),

@@ -154,6 +154,19 @@ try:
     rc, o, e = run("encode-image", *M, "--compute", "f8", img_a, "--out", out)
     check(rc == 2 and "--compute" in e and "'f8'" in e and one_line(e),
           "encode-image --compute f8: a usage error naming the value")
+    # --weight-dtype: bf16 rounds the f32 weights once at load (close, not
+    # equal); f32 and auto hold this f32 checkpoint as it is (bit-equal).
+    rc, o, e = run("encode-image", *M, "--weight-dtype", "bf16", img_a, "--out", out)
+    shape, w16 = npy() if rc == 0 else ((), [])
+    check(rc == 0 and dot(w16, singles[0]) > 0.999 and not close(w16, singles[0], 0.0),
+          "encode-image --weight-dtype bf16: within cosine 0.999 of f32, not bit-equal")
+    rc, o, e = run("encode-image", *M, "--weight-dtype", "f32", img_a, "--out", out)
+    shape, w32 = npy() if rc == 0 else ((), [])
+    check(rc == 0 and close(w32, singles[0], 0.0),
+          "encode-image --weight-dtype f32 on an f32 checkpoint: bit-equal")
+    rc, o, e = run("encode-image", *M, "--weight-dtype", "int8", img_a, "--out", out)
+    check(rc == 2 and "--weight-dtype" in e and "'int8'" in e and one_line(e),
+          "encode-image --weight-dtype int8: a usage error naming the value")
 
     # 10 images: more than one chunk of 8.
     ten = [img_a, img_b, img_c] * 3 + [img_b]

@@ -401,6 +401,14 @@ try:
     check(rc4 == 0 and "not a valid cache file" in e4
           and json.loads(o4)["metrics"] == json.loads(o1)["metrics"],
           "--cache: a damaged file is reported and recomputed")
+    # The compute and weight dtypes change the embeddings, so they are part of
+    # the key: a bf16 run must not reuse the f32 entries.
+    rc5, o5, e5 = run(*args, "--cache", cache, "--compute", "bf16")
+    rc6, o6, e6 = run(*args, "--cache", cache, "--weight-dtype", "bf16")
+    check(rc5 == 0 and rc6 == 0 and len(os.listdir(cache)) == 6
+          and json.loads(o5)["compute"] == "bf16" and json.loads(o6)["weight_dtype"] == "bf16",
+          "--cache: --compute bf16 and --weight-dtype bf16 get entries of their own "
+          + str(sorted(os.listdir(cache))) + e5 + e6)
 
     # ---- errors and usage ---------------------------------------------------
     os.remove(os.path.join(imgdir, names[7]))

@@ -296,6 +296,19 @@ def test_bf16_compute(model, session):
     assert "'f8'" in str(e.value)
 
 
+def test_weight_dtype(model_dir, session):
+    texts = ["a red square", "two blue circles"]
+    e32 = session.encode_text(texts)
+    with disclvlm.Model(model_dir, weight_dtype="bf16") as m16:
+        e16 = m16.encode_text(texts)
+    cos = (e32 * e16).sum(1) / (np.linalg.norm(e32, axis=1) * np.linalg.norm(e16, axis=1))
+    assert (cos > 0.999).all(), cos
+    assert not np.array_equal(e32, e16)
+    with pytest.raises(disclvlm.InvalidArgumentError) as e:
+        disclvlm.Model(model_dir, weight_dtype="int8")
+    assert "'int8'" in str(e.value)
+
+
 def test_text_without_tokenizer(tmp_path):
     d = gen_tiny(tmp_path / "notok", "--vision", "clip", "--text", "llama")
     with disclvlm.Model(d) as m, m.session() as s:

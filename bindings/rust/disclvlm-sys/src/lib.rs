@@ -116,6 +116,10 @@ extern "C" {
         name: *const c_char,
     ) -> dlv_status;
     pub fn dlv_model_options_set_device(opts: *mut dlv_model_options, device: c_int) -> dlv_status;
+    pub fn dlv_model_options_set_weight_dtype(
+        opts: *mut dlv_model_options,
+        dtype: *const c_char,
+    ) -> dlv_status;
 
     // ---- Model
     pub fn dlv_model_load(

@@ -322,6 +322,14 @@ impl ModelOptions {
     pub fn set_device(&mut self, device: i32) -> Result<()> {
         check(unsafe { sys::dlv_model_options_set_device(self.ptr.as_ptr(), device) })
     }
+
+    /// The dtype the weights are held in once loaded: "auto" (the default:
+    /// as stored), "f32", "bf16" or "f16" (converted once at load, as
+    /// transformers' `torch_dtype`).
+    pub fn set_weight_dtype(&mut self, dtype: &str) -> Result<()> {
+        let dtype = c_string("ModelOptions::set_weight_dtype", dtype)?;
+        check(unsafe { sys::dlv_model_options_set_weight_dtype(self.ptr.as_ptr(), dtype.as_ptr()) })
+    }
 }
 
 impl Drop for ModelOptions {
@@ -761,7 +769,8 @@ impl<'m> Session<'m> {
     /// model's `max_position_embeddings`.
     pub fn text_positions(&mut self, text: &str, after_image: bool) -> Result<(usize, usize)> {
         let t = c_string("Session::text_positions", text)?;
-        let what = if after_image { sys::DLV_POSITIONS_AFTER_IMAGE } else { sys::DLV_POSITIONS_TEXT };
+        let what =
+            if after_image { sys::DLV_POSITIONS_AFTER_IMAGE } else { sys::DLV_POSITIONS_TEXT };
         let (mut n, mut max) = (0usize, 0usize);
         check(unsafe { sys::dlv_text_positions(self.raw(), t.as_ptr(), what, &mut n, &mut max) })?;
         Ok((n, max))

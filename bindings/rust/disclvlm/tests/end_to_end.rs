@@ -12,8 +12,8 @@
 //! - PYTHON: the Python 3 that runs the generator (default python3)
 
 use disclvlm::{
-    Batch, Image, Matrix, Model, PreprocessOptions, Session, SessionOptions, Status, Tokenizer,
-    TrainOptions,
+    Batch, Image, Matrix, Model, ModelOptions, PreprocessOptions, Session, SessionOptions, Status,
+    Tokenizer, TrainOptions,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -850,5 +850,26 @@ fn bf16_compute_is_close_to_f32() {
         let cos = dot / (nx * ny);
         assert!(cos > 0.999 && cos <= 1.0001, "text {}: cosine {}", i, cos);
         assert!(x != y, "bf16 gave the f32 embedding bit for bit");
+    }
+}
+
+#[test]
+fn weight_dtype_converts_at_load() {
+    let model = load();
+    let mut s = session(&model);
+    let mut o = ModelOptions::new().unwrap();
+    let err = o.set_weight_dtype("int8").unwrap_err();
+    assert!(err.message().contains("'int8'"), "{}", err);
+    o.set_weight_dtype("bf16").unwrap();
+    let m16 = Model::load_with(model_dir(), &o).unwrap();
+    let mut b = session(&m16);
+    let texts = ["a red square", "two blue circles"];
+    let e = s.encode_texts(&texts).unwrap();
+    let f = b.encode_texts(&texts).unwrap();
+    for i in 0..texts.len() {
+        let (x, y) = (e.row(i), f.row(i));
+        let dot: f32 = x.iter().zip(y).map(|(a, b)| a * b).sum();
+        assert!(dot > 0.999, "text {}: dot {}", i, dot);
+        assert!(x != y, "bf16 weights gave the f32 embedding bit for bit");
     }
 }
