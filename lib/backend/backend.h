@@ -262,6 +262,9 @@ typedef struct dlv_backend_ops {
 struct dlv_backend {
     const dlv_backend_ops *ops;
     int device;           /* the ordinal it was created for (0 on the CPU) */
+    /* The loaded module the backend's code lives in (the cuda backend's
+     * dlopen handle, released after destroy), or NULL for one built in. */
+    void *module;
 };
 
 #define DLV_BACKEND_HAS(ops_, slot_)                                           \
@@ -487,11 +490,13 @@ dlv_status dlv_cpu_backend_create(const dlv_backend_config *cfg, dlv_backend **o
 #ifdef DLV_HAVE_SIM
 dlv_status dlv_sim_backend_create(const dlv_backend_config *cfg, dlv_backend **out);
 #endif
-#ifdef DLV_HAVE_CUDA
-dlv_status dlv_cuda_backend_create(const dlv_backend_config *cfg, dlv_backend **out);
-/* The number of CUDA devices; DLV_E_BACKEND with the CUDA error string where
- * the runtime reports none (no driver, no device). */
-dlv_status dlv_cuda_device_count(int *out);
-#endif
+/* The cuda backend, from its module loaded on demand (backend/cuda_loader.c):
+ * DLV_E_BACKEND naming the reason when the module cannot be loaded, does
+ * not match this build, or finds no device. */
+dlv_status dlv_cuda_module_backend(const dlv_backend_config *cfg, dlv_backend **out);
+/* 1 if the module loads and sees at least one device ("auto"). */
+int dlv_cuda_module_has_device(void);
+/* Gives back a backend's module reference (dlv_backend.module). */
+void dlv_cuda_module_release(void *module);
 
 #endif

@@ -35,23 +35,17 @@ static dlv_status create_named(const char *name, const dlv_backend_config *cfg,
         return dlv_error(DLV_E_BACKEND, "this build has no sim backend (a test backend: "
                                         "configure with -Dsim=enabled or -Dtests=true)");
 #endif
-#ifdef DLV_HAVE_CUDA
-    if (strcmp(name, "cuda") == 0) return dlv_cuda_backend_create(cfg, out);
+    /* Loaded on demand (backend/cuda_loader.c), so "cuda" is tried even in
+     * a build without the module: one installed beside the library of the
+     * same build works, and otherwise the message says what is missing. */
+    if (strcmp(name, "cuda") == 0) return dlv_cuda_module_backend(cfg, out);
     if (strcmp(name, "auto") == 0) {
         /* auto prefers a GPU but never fails for the lack of one; once a
          * device exists, errors on it (bad ordinal, no memory) are reported
          * rather than hidden behind a silent CPU fallback. */
-        int n = 0;
-        if (dlv_cuda_device_count(&n) == DLV_OK && n > 0)
-            return dlv_cuda_backend_create(cfg, out);
+        if (dlv_cuda_module_has_device()) return dlv_cuda_module_backend(cfg, out);
         return dlv_cpu_backend_create(cfg, out);
     }
-#else
-    if (strcmp(name, "cuda") == 0)
-        return dlv_error(DLV_E_BACKEND, "this build has no CUDA support "
-                                        "(configure with -Dcuda=enabled)");
-    if (strcmp(name, "auto") == 0) return dlv_cpu_backend_create(cfg, out);
-#endif
     return dlv_error(DLV_E_BACKEND, "unknown backend (this build has: %s, auto)",
                      DLV_BACKEND_LIST);
 }
@@ -72,7 +66,7 @@ dlv_status dlv_backend_create(const char *name, const dlv_backend_config *cfg,
     dlv_status st = create_named(name, cfg, &be);
     if (st != DLV_OK) return dlv_error_prefix(st, "backend '%s'", name);
     if (!be || !ops_table_ok(be->ops)) {
-        if (be && be->ops && be->ops->destroy) be->ops->destroy(be);
+        if (be && be->ops && be->ops->destroy) dlv_backend_destroy(be);
         return dlv_error(DLV_E_BACKEND,
                          "backend '%s': ops table does not match this build "
                          "(want version %d, size %zu)",
@@ -84,7 +78,10 @@ dlv_status dlv_backend_create(const char *name, const dlv_backend_config *cfg,
 
 void dlv_backend_destroy(dlv_backend *be)
 {
-    if (be) be->ops->destroy(be);
+    if (!be) return;
+    void *module = be->module; /* the code of destroy lives there */
+    be->ops->destroy(be);
+    dlv_cuda_module_release(module);
 }
 
 int dlv_backend_built(const char *name)

@@ -1,6 +1,9 @@
 /* The CUDA backend: device memory, one stream per instance, cuBLAS bound to
  * that stream. Plain C against the runtime and cuBLAS C APIs, so no nvcc is
- * needed for it.
+ * needed for it. Built into the module libdisclvlm-cuda.so, which the
+ * library loads on demand (backend/cuda_module.h): errors are recorded
+ * through the host table the library passes in, never through the
+ * library's own (hidden) functions.
  *
  * The compute ops (norms, RoPE, attention, ...) are not written for CUDA
  * yet: their slots stay NULL, which the registry allows and the checked
@@ -18,7 +21,7 @@
 #include <stdlib.h>
 
 #include "backend/backend.h"
-#include "core/error.h"
+#include "backend/cuda_module.h"
 
 /* cudaMalloc already aligns to 256 bytes; rounding sizes up keeps a
  * zero-byte buffer distinct and non-NULL. */
@@ -26,6 +29,7 @@
 
 typedef struct cuda_backend {
     dlv_backend base; /* first: the registry sees a dlv_backend */
+    const dlv_cuda_host *host;
     cudaStream_t stream;
     cublasHandle_t blas;
     char desc[256];
@@ -36,15 +40,15 @@ static cuda_backend *as_cuda(dlv_backend *be)
     return (cuda_backend *)be;
 }
 
-static dlv_status cuda_fail(cudaError_t err, const char *what)
+static dlv_status cuda_fail(const dlv_cuda_host *h, cudaError_t err, const char *what)
 {
-    return dlv_error(DLV_E_BACKEND, "%s: %s (%s)", what, cudaGetErrorString(err),
+    return h->error(DLV_E_BACKEND, "%s: %s (%s)", what, cudaGetErrorString(err),
                      cudaGetErrorName(err));
 }
 
-static dlv_status blas_fail(cublasStatus_t st, const char *what)
+static dlv_status blas_fail(const dlv_cuda_host *h, cublasStatus_t st, const char *what)
 {
-    return dlv_error(DLV_E_BACKEND, "%s: %s", what, cublasGetStatusString(st));
+    return h->error(DLV_E_BACKEND, "%s: %s", what, cublasGetStatusString(st));
 }
 
 /* The runtime's current device is per host thread, and an instance may be
@@ -52,7 +56,7 @@ static dlv_status blas_fail(cublasStatus_t st, const char *what)
 static dlv_status bind_device(const cuda_backend *cu)
 {
     cudaError_t err = cudaSetDevice(cu->base.device);
-    return err == cudaSuccess ? DLV_OK : cuda_fail(err, "cudaSetDevice");
+    return err == cudaSuccess ? DLV_OK : cuda_fail(cu->host, err, "cudaSetDevice");
 }
 
 static void cuda_destroy(dlv_backend *be)
@@ -77,14 +81,14 @@ static dlv_status cuda_buffer_alloc(dlv_backend *be, size_t size, dlv_buffer *ou
     dlv_status st = bind_device(cu);
     if (st != DLV_OK) return st;
     if (size > SIZE_MAX - (CUDA_ALIGN - 1))
-        return dlv_error(DLV_E_NOMEM, "cudaMalloc: %zu bytes is too large", size);
+        return cu->host->error(DLV_E_NOMEM, "cudaMalloc: %zu bytes is too large", size);
     size_t rounded = size == 0 ? CUDA_ALIGN : (size + CUDA_ALIGN - 1) / CUDA_ALIGN * CUDA_ALIGN;
     void *p = NULL;
     cudaError_t err = cudaMalloc(&p, rounded);
     if (err == cudaErrorMemoryAllocation)
-        return dlv_error(DLV_E_NOMEM, "cudaMalloc of %zu bytes on device %d: %s", rounded,
+        return cu->host->error(DLV_E_NOMEM, "cudaMalloc of %zu bytes on device %d: %s", rounded,
                          cu->base.device, cudaGetErrorString(err));
-    if (err != cudaSuccess) return cuda_fail(err, "cudaMalloc");
+    if (err != cudaSuccess) return cuda_fail(cu->host, err, "cudaMalloc");
     out->ptr = p;
     return DLV_OK;
 }
@@ -101,7 +105,7 @@ static void cuda_buffer_free(dlv_backend *be, dlv_buffer *buf)
 static dlv_status stream_sync(cuda_backend *cu, const char *what)
 {
     cudaError_t err = cudaStreamSynchronize(cu->stream);
-    return err == cudaSuccess ? DLV_OK : cuda_fail(err, what);
+    return err == cudaSuccess ? DLV_OK : cuda_fail(cu->host, err, what);
 }
 
 /* Host memory may be pageable and reused as soon as we return, so copies
@@ -114,7 +118,7 @@ static dlv_status cuda_upload(dlv_backend *be, dlv_buffer *dst, size_t offset,
     if (st != DLV_OK) return st;
     cudaError_t err = cudaMemcpyAsync((char *)dst->ptr + offset, src, size,
                                       cudaMemcpyHostToDevice, cu->stream);
-    if (err != cudaSuccess) return cuda_fail(err, "cudaMemcpyAsync (upload)");
+    if (err != cudaSuccess) return cuda_fail(cu->host, err, "cudaMemcpyAsync (upload)");
     return stream_sync(cu, "upload: cudaStreamSynchronize");
 }
 
@@ -126,7 +130,7 @@ static dlv_status cuda_download(dlv_backend *be, void *dst, const dlv_buffer *sr
     if (st != DLV_OK) return st;
     cudaError_t err = cudaMemcpyAsync(dst, (const char *)src->ptr + offset, size,
                                       cudaMemcpyDeviceToHost, cu->stream);
-    if (err != cudaSuccess) return cuda_fail(err, "cudaMemcpyAsync (download)");
+    if (err != cudaSuccess) return cuda_fail(cu->host, err, "cudaMemcpyAsync (download)");
     return stream_sync(cu, "download: cudaStreamSynchronize");
 }
 
@@ -136,7 +140,7 @@ static dlv_status cuda_memset_zero(dlv_backend *be, dlv_buffer *buf, size_t offs
     dlv_status st = bind_device(cu);
     if (st != DLV_OK) return st;
     cudaError_t err = cudaMemsetAsync((char *)buf->ptr + offset, 0, size, cu->stream);
-    return err == cudaSuccess ? DLV_OK : cuda_fail(err, "cudaMemsetAsync");
+    return err == cudaSuccess ? DLV_OK : cuda_fail(cu->host, err, "cudaMemsetAsync");
 }
 
 static dlv_status cuda_synchronize(dlv_backend *be)
@@ -156,7 +160,7 @@ static dlv_status scale_c(cuda_backend *cu, const dlv_matmul_args *a)
         cudaError_t err = cudaMemset2DAsync(a->c, (size_t)a->ldc * sizeof(float), 0,
                                             (size_t)a->n * sizeof(float), (size_t)a->m,
                                             cu->stream);
-        return err == cudaSuccess ? DLV_OK : cuda_fail(err, "cudaMemset2DAsync");
+        return err == cudaSuccess ? DLV_OK : cuda_fail(cu->host, err, "cudaMemset2DAsync");
     }
     if (a->beta == 1.0f) return DLV_OK;
     /* k == 0 is degenerate, so plain scal calls are fast enough: one over
@@ -169,7 +173,7 @@ static dlv_status scale_c(cuda_backend *cu, const dlv_matmul_args *a)
         for (int64_t i = 0; i < a->m && bs == CUBLAS_STATUS_SUCCESS; i++)
             bs = cublasSscal(cu->blas, (int)a->n, &a->beta, a->c + i * a->ldc, 1);
     }
-    return bs == CUBLAS_STATUS_SUCCESS ? DLV_OK : blas_fail(bs, "cublasSscal");
+    return bs == CUBLAS_STATUS_SUCCESS ? DLV_OK : blas_fail(cu->host, bs, "cublasSscal");
 }
 
 /* cuBLAS is column-major. A row-major matrix with leading dimension ld is
@@ -183,9 +187,9 @@ static dlv_status cuda_matmul(dlv_backend *be, const dlv_matmul_args *a)
 {
     cuda_backend *cu = as_cuda(be);
     if (a->b_dtype != DLV_DTYPE_F32)
-        return dlv_error(DLV_E_UNSUPPORTED,
+        return cu->host->error(DLV_E_UNSUPPORTED,
                          "dlv_matmul: b_dtype %s is not implemented on backend cuda (only F32)",
-                         dlv_dtype_name(a->b_dtype));
+                         cu->host->dtype_name(a->b_dtype));
     if (a->m == 0 || a->n == 0) return DLV_OK;
     dlv_status st = bind_device(cu);
     if (st != DLV_OK) return st;
@@ -196,7 +200,7 @@ static dlv_status cuda_matmul(dlv_backend *be, const dlv_matmul_args *a)
                                     &a->alpha, (const float *)a->b, (int)a->ldb,
                                     (const float *)a->a, (int)a->lda, &a->beta, a->c,
                                     (int)a->ldc);
-    return bs == CUBLAS_STATUS_SUCCESS ? DLV_OK : blas_fail(bs, "cublasSgemm");
+    return bs == CUBLAS_STATUS_SUCCESS ? DLV_OK : blas_fail(cu->host, bs, "cublasSgemm");
 }
 
 static const dlv_backend_ops cuda_ops = {
@@ -214,16 +218,17 @@ static const dlv_backend_ops cuda_ops = {
     .matmul = cuda_matmul,
 };
 
-dlv_status dlv_cuda_device_count(int *out)
+static dlv_status cuda_device_count(const dlv_cuda_host *host, int *out)
 {
     *out = 0;
     int n = 0;
     cudaError_t err = cudaGetDeviceCount(&n);
     if (err != cudaSuccess)
-        return dlv_error(DLV_E_BACKEND, "no CUDA device found (cudaGetDeviceCount: %s)",
+        return host->error(DLV_E_BACKEND, "no CUDA device found (cudaGetDeviceCount: %s)",
                          cudaGetErrorString(err));
     if (n <= 0)
-        return dlv_error(DLV_E_BACKEND, "no CUDA device found (cudaGetDeviceCount: 0 devices)");
+        return host->error(DLV_E_BACKEND,
+                           "no CUDA device found (cudaGetDeviceCount: 0 devices)");
     *out = n;
     return DLV_OK;
 }
@@ -243,26 +248,30 @@ static void describe_device(cuda_backend *cu)
         snprintf(cu->desc, sizeof cu->desc, "cuda:%d", cu->base.device);
 }
 
-dlv_status dlv_cuda_backend_create(const dlv_backend_config *cfg, dlv_backend **out)
+static dlv_status cuda_create(const dlv_cuda_host *host, const dlv_backend_config *cfg,
+                              dlv_backend **out)
 {
     int n = 0;
-    dlv_status st = dlv_cuda_device_count(&n);
+    dlv_status st = cuda_device_count(host, &n);
     if (st != DLV_OK) return st;
     if (cfg->device < 0 || cfg->device >= n)
-        return dlv_error(DLV_E_BACKEND, "device ordinal %d is out of range (%d CUDA device%s)",
+        return host->error(DLV_E_BACKEND, "device ordinal %d is out of range (%d CUDA device%s)",
                          cfg->device, n, n == 1 ? "" : "s");
 
     if (cfg->compute != DLV_DTYPE_F32)
-        return dlv_error(DLV_E_UNSUPPORTED, "compute dtype %s: the cuda backend computes in f32 "
-                         "only so far", dlv_dtype_name(cfg->compute));
+        return host->error(DLV_E_UNSUPPORTED, "compute dtype %s: the cuda backend computes in f32 "
+                         "only so far", host->dtype_name(cfg->compute));
     cuda_backend *cu = calloc(1, sizeof *cu);
-    if (!cu) return dlv_error_nomem("cuda backend", sizeof *cu);
+    if (!cu)
+        return host->error(DLV_E_NOMEM, "out of memory allocating %zu bytes for the cuda backend",
+                           sizeof *cu);
     cu->base.ops = &cuda_ops;
     cu->base.device = cfg->device;
+    cu->host = host;
 
     cudaError_t err = cudaSetDevice(cfg->device);
     if (err != cudaSuccess) {
-        st = cuda_fail(err, "cudaSetDevice");
+        st = cuda_fail(cu->host, err, "cudaSetDevice");
         goto fail;
     }
     /* Non-blocking: no implicit synchronisation with the legacy default
@@ -270,18 +279,18 @@ dlv_status dlv_cuda_backend_create(const dlv_backend_config *cfg, dlv_backend **
     err = cudaStreamCreateWithFlags(&cu->stream, cudaStreamNonBlocking);
     if (err != cudaSuccess) {
         cu->stream = NULL;
-        st = cuda_fail(err, "cudaStreamCreateWithFlags");
+        st = cuda_fail(cu->host, err, "cudaStreamCreateWithFlags");
         goto fail;
     }
     cublasStatus_t bs = cublasCreate(&cu->blas);
     if (bs != CUBLAS_STATUS_SUCCESS) {
         cu->blas = NULL;
-        st = blas_fail(bs, "cublasCreate");
+        st = blas_fail(cu->host, bs, "cublasCreate");
         goto fail;
     }
     bs = cublasSetStream(cu->blas, cu->stream);
     if (bs != CUBLAS_STATUS_SUCCESS) {
-        st = blas_fail(bs, "cublasSetStream");
+        st = blas_fail(cu->host, bs, "cublasSetStream");
         goto fail;
     }
     /* alpha/beta live in host memory (our args struct). Default math mode:
@@ -289,7 +298,7 @@ dlv_status dlv_cuda_backend_create(const dlv_backend_config *cfg, dlv_backend **
     bs = cublasSetPointerMode(cu->blas, CUBLAS_POINTER_MODE_HOST);
     if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetMathMode(cu->blas, CUBLAS_DEFAULT_MATH);
     if (bs != CUBLAS_STATUS_SUCCESS) {
-        st = blas_fail(bs, "cublasSetPointerMode/cublasSetMathMode");
+        st = blas_fail(cu->host, bs, "cublasSetPointerMode/cublasSetMathMode");
         goto fail;
     }
     describe_device(cu);
@@ -299,4 +308,21 @@ dlv_status dlv_cuda_backend_create(const dlv_backend_config *cfg, dlv_backend **
 fail:
     cuda_destroy(&cu->base);
     return st;
+}
+
+static const dlv_cuda_module module_table = {
+    .abi = DLV_CUDA_MODULE_ABI,
+    .size = sizeof(dlv_cuda_module),
+    .lib_version = DLV_VERSION_STRING_BUILD,
+    .ops_version = DLV_BACKEND_OPS_VERSION,
+    .ops_size = sizeof(dlv_backend_ops),
+    .device_count = cuda_device_count,
+    .create = cuda_create,
+};
+
+/* The module's one exported symbol (backend/cuda_module.h). */
+__attribute__((visibility("default"))) const dlv_cuda_module *dlv_cuda_module_get(void);
+const dlv_cuda_module *dlv_cuda_module_get(void)
+{
+    return &module_table;
 }

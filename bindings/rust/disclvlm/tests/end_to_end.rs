@@ -832,13 +832,9 @@ fn long_texts_refused_or_truncated_and_outputs_checked() {
     s.train_check_outputs(Some(&work_dir().join("fresh-out")), None, None).unwrap();
 }
 
-#[test]
-fn bf16_compute_is_close_to_f32() {
-    let model = load();
-    let mut s = session(&model);
-    let mut o = SessionOptions::new().unwrap();
-    o.set_compute("bf16").unwrap();
-    let mut b = Session::new(&model, Some(&o)).unwrap();
+/// Encodes two texts with sessions `s` (f32) and `b` (a lower precision):
+/// each pair of embeddings within cosine 0.999, and not bit-equal.
+fn assert_close_not_equal(s: &mut Session, b: &mut Session, what: &str) {
     let texts = ["a red square", "two blue circles"];
     let e = s.encode_texts(&texts).unwrap();
     let f = b.encode_texts(&texts).unwrap();
@@ -848,9 +844,19 @@ fn bf16_compute_is_close_to_f32() {
         let nx: f32 = x.iter().map(|a| a * a).sum::<f32>().sqrt();
         let ny: f32 = y.iter().map(|a| a * a).sum::<f32>().sqrt();
         let cos = dot / (nx * ny);
-        assert!(cos > 0.999 && cos <= 1.0001, "text {}: cosine {}", i, cos);
-        assert!(x != y, "bf16 gave the f32 embedding bit for bit");
+        assert!(cos > 0.999 && cos <= 1.0001, "{}, text {}: cosine {}", what, i, cos);
+        assert!(x != y, "{} gave the f32 embedding bit for bit", what);
     }
+}
+
+#[test]
+fn bf16_compute_is_close_to_f32() {
+    let model = load();
+    let mut s = session(&model);
+    let mut o = SessionOptions::new().unwrap();
+    o.set_compute("bf16").unwrap();
+    let mut b = Session::new(&model, Some(&o)).unwrap();
+    assert_close_not_equal(&mut s, &mut b, "bf16 compute");
 }
 
 #[test]
@@ -863,13 +869,5 @@ fn weight_dtype_converts_at_load() {
     o.set_weight_dtype("bf16").unwrap();
     let m16 = Model::load_with(model_dir(), &o).unwrap();
     let mut b = session(&m16);
-    let texts = ["a red square", "two blue circles"];
-    let e = s.encode_texts(&texts).unwrap();
-    let f = b.encode_texts(&texts).unwrap();
-    for i in 0..texts.len() {
-        let (x, y) = (e.row(i), f.row(i));
-        let dot: f32 = x.iter().zip(y).map(|(a, b)| a * b).sum();
-        assert!(dot > 0.999, "text {}: dot {}", i, dot);
-        assert!(x != y, "bf16 weights gave the f32 embedding bit for bit");
-    }
+    assert_close_not_equal(&mut s, &mut b, "bf16 weights");
 }
