@@ -20,43 +20,35 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "backend/backend.h"
-#include "backend/cuda_module.h"
+#include "backend/cuda/cuda_internal.h"
 
 /* cudaMalloc already aligns to 256 bytes; rounding sizes up keeps a
  * zero-byte buffer distinct and non-NULL. */
 #define CUDA_ALIGN ((size_t)256)
 
-typedef struct cuda_backend {
-    dlv_backend base; /* first: the registry sees a dlv_backend */
-    const dlv_cuda_host *host;
-    cudaStream_t stream;
-    cublasHandle_t blas;
-    char desc[256];
-} cuda_backend;
-
-static cuda_backend *as_cuda(dlv_backend *be)
-{
-    return (cuda_backend *)be;
-}
-
-static dlv_status cuda_fail(const dlv_cuda_host *h, cudaError_t err, const char *what)
+dlv_status dlv_cuda_fail(const dlv_cuda_host *h, cudaError_t err, const char *what)
 {
     return h->error(DLV_E_BACKEND, "%s: %s (%s)", what, cudaGetErrorString(err),
-                     cudaGetErrorName(err));
+                    cudaGetErrorName(err));
 }
 
-static dlv_status blas_fail(const dlv_cuda_host *h, cublasStatus_t st, const char *what)
+dlv_status dlv_cuda_blas_fail(const dlv_cuda_host *h, cublasStatus_t st, const char *what)
 {
     return h->error(DLV_E_BACKEND, "%s: %s", what, cublasGetStatusString(st));
 }
 
+dlv_status dlv_cuda_launched(const cuda_backend *cu, const char *what)
+{
+    cudaError_t err = cudaGetLastError();
+    return err == cudaSuccess ? DLV_OK : dlv_cuda_fail(cu->host, err, what);
+}
+
 /* The runtime's current device is per host thread, and an instance may be
  * used from a thread that last worked on another device. */
-static dlv_status bind_device(const cuda_backend *cu)
+dlv_status dlv_cuda_bind_device(const cuda_backend *cu)
 {
     cudaError_t err = cudaSetDevice(cu->base.device);
-    return err == cudaSuccess ? DLV_OK : cuda_fail(cu->host, err, "cudaSetDevice");
+    return err == cudaSuccess ? DLV_OK : dlv_cuda_fail(cu->host, err, "cudaSetDevice");
 }
 
 static void cuda_destroy(dlv_backend *be)
@@ -78,7 +70,7 @@ static const char *cuda_describe(const dlv_backend *be)
 static dlv_status cuda_buffer_alloc(dlv_backend *be, size_t size, dlv_buffer *out)
 {
     cuda_backend *cu = as_cuda(be);
-    dlv_status st = bind_device(cu);
+    dlv_status st = dlv_cuda_bind_device(cu);
     if (st != DLV_OK) return st;
     if (size > SIZE_MAX - (CUDA_ALIGN - 1))
         return cu->host->error(DLV_E_NOMEM, "cudaMalloc: %zu bytes is too large", size);
@@ -88,7 +80,7 @@ static dlv_status cuda_buffer_alloc(dlv_backend *be, size_t size, dlv_buffer *ou
     if (err == cudaErrorMemoryAllocation)
         return cu->host->error(DLV_E_NOMEM, "cudaMalloc of %zu bytes on device %d: %s", rounded,
                          cu->base.device, cudaGetErrorString(err));
-    if (err != cudaSuccess) return cuda_fail(cu->host, err, "cudaMalloc");
+    if (err != cudaSuccess) return dlv_cuda_fail(cu->host, err, "cudaMalloc");
     out->ptr = p;
     return DLV_OK;
 }
@@ -105,7 +97,7 @@ static void cuda_buffer_free(dlv_backend *be, dlv_buffer *buf)
 static dlv_status stream_sync(cuda_backend *cu, const char *what)
 {
     cudaError_t err = cudaStreamSynchronize(cu->stream);
-    return err == cudaSuccess ? DLV_OK : cuda_fail(cu->host, err, what);
+    return err == cudaSuccess ? DLV_OK : dlv_cuda_fail(cu->host, err, what);
 }
 
 /* Host memory may be pageable and reused as soon as we return, so copies
@@ -114,11 +106,11 @@ static dlv_status cuda_upload(dlv_backend *be, dlv_buffer *dst, size_t offset,
                               const void *src, size_t size)
 {
     cuda_backend *cu = as_cuda(be);
-    dlv_status st = bind_device(cu);
+    dlv_status st = dlv_cuda_bind_device(cu);
     if (st != DLV_OK) return st;
     cudaError_t err = cudaMemcpyAsync((char *)dst->ptr + offset, src, size,
                                       cudaMemcpyHostToDevice, cu->stream);
-    if (err != cudaSuccess) return cuda_fail(cu->host, err, "cudaMemcpyAsync (upload)");
+    if (err != cudaSuccess) return dlv_cuda_fail(cu->host, err, "cudaMemcpyAsync (upload)");
     return stream_sync(cu, "upload: cudaStreamSynchronize");
 }
 
@@ -126,27 +118,27 @@ static dlv_status cuda_download(dlv_backend *be, void *dst, const dlv_buffer *sr
                                 size_t offset, size_t size)
 {
     cuda_backend *cu = as_cuda(be);
-    dlv_status st = bind_device(cu);
+    dlv_status st = dlv_cuda_bind_device(cu);
     if (st != DLV_OK) return st;
     cudaError_t err = cudaMemcpyAsync(dst, (const char *)src->ptr + offset, size,
                                       cudaMemcpyDeviceToHost, cu->stream);
-    if (err != cudaSuccess) return cuda_fail(cu->host, err, "cudaMemcpyAsync (download)");
+    if (err != cudaSuccess) return dlv_cuda_fail(cu->host, err, "cudaMemcpyAsync (download)");
     return stream_sync(cu, "download: cudaStreamSynchronize");
 }
 
 static dlv_status cuda_memset_zero(dlv_backend *be, dlv_buffer *buf, size_t offset, size_t size)
 {
     cuda_backend *cu = as_cuda(be);
-    dlv_status st = bind_device(cu);
+    dlv_status st = dlv_cuda_bind_device(cu);
     if (st != DLV_OK) return st;
     cudaError_t err = cudaMemsetAsync((char *)buf->ptr + offset, 0, size, cu->stream);
-    return err == cudaSuccess ? DLV_OK : cuda_fail(cu->host, err, "cudaMemsetAsync");
+    return err == cudaSuccess ? DLV_OK : dlv_cuda_fail(cu->host, err, "cudaMemsetAsync");
 }
 
 static dlv_status cuda_synchronize(dlv_backend *be)
 {
     cuda_backend *cu = as_cuda(be);
-    dlv_status st = bind_device(cu);
+    dlv_status st = dlv_cuda_bind_device(cu);
     if (st != DLV_OK) return st;
     return stream_sync(cu, "cudaStreamSynchronize");
 }
@@ -160,7 +152,7 @@ static dlv_status scale_c(cuda_backend *cu, const dlv_matmul_args *a)
         cudaError_t err = cudaMemset2DAsync(a->c, (size_t)a->ldc * sizeof(float), 0,
                                             (size_t)a->n * sizeof(float), (size_t)a->m,
                                             cu->stream);
-        return err == cudaSuccess ? DLV_OK : cuda_fail(cu->host, err, "cudaMemset2DAsync");
+        return err == cudaSuccess ? DLV_OK : dlv_cuda_fail(cu->host, err, "cudaMemset2DAsync");
     }
     if (a->beta == 1.0f) return DLV_OK;
     /* k == 0 is degenerate, so plain scal calls are fast enough: one over
@@ -173,7 +165,7 @@ static dlv_status scale_c(cuda_backend *cu, const dlv_matmul_args *a)
         for (int64_t i = 0; i < a->m && bs == CUBLAS_STATUS_SUCCESS; i++)
             bs = cublasSscal(cu->blas, (int)a->n, &a->beta, a->c + i * a->ldc, 1);
     }
-    return bs == CUBLAS_STATUS_SUCCESS ? DLV_OK : blas_fail(cu->host, bs, "cublasSscal");
+    return bs == CUBLAS_STATUS_SUCCESS ? DLV_OK : dlv_cuda_blas_fail(cu->host, bs, "cublasSscal");
 }
 
 /* cuBLAS is column-major. A row-major matrix with leading dimension ld is
@@ -191,7 +183,7 @@ static dlv_status cuda_matmul(dlv_backend *be, const dlv_matmul_args *a)
                          "dlv_matmul: b_dtype %s is not implemented on backend cuda (only F32)",
                          cu->host->dtype_name(a->b_dtype));
     if (a->m == 0 || a->n == 0) return DLV_OK;
-    dlv_status st = bind_device(cu);
+    dlv_status st = dlv_cuda_bind_device(cu);
     if (st != DLV_OK) return st;
     if (a->k == 0) return scale_c(cu, a);
     cublasOperation_t op_b = a->trans_b == DLV_TRANS ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -200,7 +192,7 @@ static dlv_status cuda_matmul(dlv_backend *be, const dlv_matmul_args *a)
                                     &a->alpha, (const float *)a->b, (int)a->ldb,
                                     (const float *)a->a, (int)a->lda, &a->beta, a->c,
                                     (int)a->ldc);
-    return bs == CUBLAS_STATUS_SUCCESS ? DLV_OK : blas_fail(cu->host, bs, "cublasSgemm");
+    return bs == CUBLAS_STATUS_SUCCESS ? DLV_OK : dlv_cuda_blas_fail(cu->host, bs, "cublasSgemm");
 }
 
 static const dlv_backend_ops cuda_ops = {
@@ -267,11 +259,12 @@ static dlv_status cuda_create(const dlv_cuda_host *host, const dlv_backend_confi
                            sizeof *cu);
     cu->base.ops = &cuda_ops;
     cu->base.device = cfg->device;
+    cu->compute = cfg->compute;
     cu->host = host;
 
     cudaError_t err = cudaSetDevice(cfg->device);
     if (err != cudaSuccess) {
-        st = cuda_fail(cu->host, err, "cudaSetDevice");
+        st = dlv_cuda_fail(cu->host, err, "cudaSetDevice");
         goto fail;
     }
     /* Non-blocking: no implicit synchronisation with the legacy default
@@ -279,18 +272,18 @@ static dlv_status cuda_create(const dlv_cuda_host *host, const dlv_backend_confi
     err = cudaStreamCreateWithFlags(&cu->stream, cudaStreamNonBlocking);
     if (err != cudaSuccess) {
         cu->stream = NULL;
-        st = cuda_fail(cu->host, err, "cudaStreamCreateWithFlags");
+        st = dlv_cuda_fail(cu->host, err, "cudaStreamCreateWithFlags");
         goto fail;
     }
     cublasStatus_t bs = cublasCreate(&cu->blas);
     if (bs != CUBLAS_STATUS_SUCCESS) {
         cu->blas = NULL;
-        st = blas_fail(cu->host, bs, "cublasCreate");
+        st = dlv_cuda_blas_fail(cu->host, bs, "cublasCreate");
         goto fail;
     }
     bs = cublasSetStream(cu->blas, cu->stream);
     if (bs != CUBLAS_STATUS_SUCCESS) {
-        st = blas_fail(cu->host, bs, "cublasSetStream");
+        st = dlv_cuda_blas_fail(cu->host, bs, "cublasSetStream");
         goto fail;
     }
     /* alpha/beta live in host memory (our args struct). Default math mode:
@@ -298,7 +291,7 @@ static dlv_status cuda_create(const dlv_cuda_host *host, const dlv_backend_confi
     bs = cublasSetPointerMode(cu->blas, CUBLAS_POINTER_MODE_HOST);
     if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetMathMode(cu->blas, CUBLAS_DEFAULT_MATH);
     if (bs != CUBLAS_STATUS_SUCCESS) {
-        st = blas_fail(cu->host, bs, "cublasSetPointerMode/cublasSetMathMode");
+        st = dlv_cuda_blas_fail(cu->host, bs, "cublasSetPointerMode/cublasSetMathMode");
         goto fail;
     }
     describe_device(cu);
