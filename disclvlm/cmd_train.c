@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "dist.h"
 #include "disclvlm.h"
 #include "train_data.h"
 
@@ -66,8 +67,8 @@ static void usage(FILE *to)
             "                       as a Hugging Face model directory\n"
             "  --save-model-dtype f32|bf16|f16\n"
             "                       convert its float tensors (default: as the checkpoint)\n"
-            "  --dist auto|mpi|none data-parallel over the processes of an MPI job (default\n"
-            "                       auto: when started by mpirun or srun); --batch is global\n"
+            "  --dist auto|mpi|none data-parallel over the ranks of an MPI job (default auto:\n"
+            "                       when started by mpirun or srun); --batch is global\n"
             "  --backend NAME       cpu (default), cuda, auto, or sim (test builds)\n"
             "  --threads N          CPU worker threads (default 0: one per online CPU)\n"
             "  --compute f32|bf16   what the matrix products compute in (default f32)\n"
@@ -91,8 +92,7 @@ typedef struct train_cli {
     dlv_train_options *topts;
     char lib_given[256];  /* the optimisation options given, for the --resume note */
     const char *dist;     /* --dist: "auto" (default), "mpi" or "none" */
-    dlv_comm *comm;       /* data-parallel: the ranks; NULL for one process */
-    int rank, world;      /* 0 and 1 for one process */
+    cli_dist d;           /* data-parallel: the ranks (one process: no comm) */
 } train_cli;
 
 #if defined(__GNUC__)
@@ -211,8 +211,7 @@ static int parse(int argc, char **argv, train_cli *c)
         else if (!strcmp(a, "--save-model")) c->save_model = v;
         else if (!strcmp(a, "--save-model-dtype")) c->save_model_dtype = v;
         else if (!strcmp(a, "--dist")) {
-            if (strcmp(v, "auto") && strcmp(v, "mpi") && strcmp(v, "none"))
-                return usage_error("--dist: '%s' is not auto, mpi or none", v);
+            if (!cli_dist_valid(v)) return usage_error("--dist: '%s' is not auto, mpi or none", v);
             c->dist = v;
         }
         else if (!strcmp(a, "--steps")) {
@@ -381,32 +380,14 @@ static int write_log(FILE *f, const step_report *r)
 
 /* ---- The run ------------------------------------------------------------ */
 
-/* Started by an MPI launcher (Open MPI's mpirun, MPICH's or Slurm's PMI)? */
-static int under_mpi_launcher(void)
-{
-    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK",
-                                       "PMI_RANK"};
-    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
-        if (getenv(vars[i])) return 1;
-    return 0;
-}
-
-/* --dist: joins the MPI job (mpi, or auto under a launcher) and checks that
- * the global batch splits over the ranks. 0, or the exit code. */
+/* --dist: joins the MPI job and checks that the global batch splits over
+ * the ranks. 0, or the exit code. */
 static int open_comm(train_cli *c)
 {
-    if (!strcmp(c->dist, "none") || (!strcmp(c->dist, "auto") && !under_mpi_launcher()))
-        return 0;
-    if (dlv_comm_open("mpi", &c->comm) != DLV_OK) return cli_fail("train: --dist");
-    if (dlv_comm_rank(c->comm, &c->rank, &c->world) != DLV_OK) return cli_fail("train: --dist");
-    if (c->world == 1) { /* one rank: the single-process path, exactly */
-        dlv_comm_free(c->comm);
-        c->comm = NULL;
-        return 0;
-    }
-    if (c->batch % c->world != 0) {
+    if (cli_dist_open("train", c->dist, &c->d)) return 1;
+    if (c->d.comm && c->batch % c->d.world != 0) {
         fprintf(stderr, "disclvlm: train: --batch %lld is the global batch and must split evenly "
-                        "over the %d ranks\n", c->batch, c->world);
+                        "over the %d ranks\n", c->batch, c->d.world);
         return 2;
     }
     return 0;
@@ -500,14 +481,14 @@ static int train_loop(const train_cli *c, dlv_session *s, const train_data *d, l
         size_t first = (size_t)j * B, k = n - first < B ? n - first : B;
         /* Data-parallel: rank r takes [r k / world, (r + 1) k / world) of
          * the global batch (equal shares when world divides k). */
-        const size_t lo = k * (size_t)c->rank / (size_t)c->world,
-                     hi = k * (size_t)(c->rank + 1) / (size_t)c->world;
-        if (k < (size_t)c->world) {
+        const size_t lo = k * (size_t)c->d.rank / (size_t)c->d.world,
+                     hi = k * (size_t)(c->d.rank + 1) / (size_t)c->d.world;
+        if (k < (size_t)c->d.world) {
             /* Fewer examples than ranks (an epoch's last batch): skipped by
              * every rank alike. */
-            if (c->rank == 0)
+            if (c->d.rank == 0)
                 fprintf(stderr, "disclvlm: train: note: step %lld has %zu example%s for %d "
-                                "ranks; skipped\n", step + 1, k, k == 1 ? "" : "s", c->world);
+                                "ranks; skipped\n", step + 1, k, k == 1 ? "" : "s", c->d.world);
             continue;
         }
         dlv_train_stats st = DLV_TRAIN_STATS_INIT;
@@ -515,16 +496,16 @@ static int train_loop(const train_cli *c, dlv_session *s, const train_data *d, l
         if ((rc = run_step(s, d, perm + first + lo, hi - lo, &st))) break;
         double te = now_s();
         long long done = step + 1 - start;
-        step_report r = {step + 1, total, e, k, hi - lo, c->world, te - ts, te - t0,
+        step_report r = {step + 1, total, e, k, hi - lo, c->d.world, te - ts, te - t0,
                          (te - t0) / (double)done * (double)(total - step - 1), &st};
-        if (c->rank == 0) print_progress(&r);
+        if (c->d.rank == 0) print_progress(&r);
         if (log && write_log(log, &r)) {
             fprintf(stderr, "disclvlm: train: --log %s: %s\n", c->log, strerror(errno));
             rc = 1;
             break;
         }
         if (interrupted) {
-            if (c->rank != 0) {
+            if (c->d.rank != 0) {
                 rc = 130;
                 break;
             }
@@ -535,7 +516,7 @@ static int train_loop(const train_cli *c, dlv_session *s, const train_data *d, l
             break;
         }
         if (c->save_every && (step + 1) % c->save_every == 0 && step + 1 < total &&
-            c->rank == 0)
+            c->d.rank == 0)
             rc = save_checkpoint(s, ckpt);
     }
     free(perm);
@@ -545,7 +526,7 @@ static int train_loop(const train_cli *c, dlv_session *s, const train_data *d, l
 int cmd_train(int argc, char **argv)
 {
     train_cli c = {.run = CLI_RUN_OPTS_INIT, .steps = -1, .epochs = 1, .batch = DEFAULT_BATCH,
-                   .dist = "auto", .world = 1};
+                   .dist = "auto", .d = CLI_DIST_INIT};
     if (dlv_train_options_new(&c.topts) != DLV_OK) return cli_fail("train");
     int rc = parse(argc, argv, &c);
     dlv_model *model = NULL;
@@ -566,7 +547,7 @@ int cmd_train(int argc, char **argv)
     if ((rc = open_comm(&c))) goto done;
     if ((rc = check_out("--out", c.out)) || (rc = cli_open("train", &c.run, &model, &session, &dim)))
         goto done;
-    if (c.comm && dlv_session_set_comm(session, c.comm) != DLV_OK) {
+    if (c.d.comm && dlv_session_set_comm(session, c.d.comm) != DLV_OK) {
         rc = cli_fail("train");
         goto done;
     }
@@ -641,14 +622,14 @@ int cmd_train(int argc, char **argv)
         fprintf(stderr, "disclvlm: train: note: the last batch of each epoch has one example, "
                         "whose contrastive loss is zero\n");
     }
-    if (c.rank == 0)
+    if (c.d.rank == 0)
         fprintf(stderr, "disclvlm: train: %zu examples, batch %zu, %lld steps (%lld per epoch)%s\n",
                 n, B, total, n ? (long long)((n + B - 1) / B) : 0LL,
                 c.shuffle ? ", shuffled" : "");
-    if (c.comm && c.rank == 0)
+    if (c.d.comm && c.d.rank == 0)
         fprintf(stderr, "disclvlm: train: data-parallel: world_size %d, local_batch %zu (%s)\n",
-                c.world, B / (size_t)c.world, dlv_comm_describe(c.comm));
-    if (c.log && c.rank == 0) {
+                c.d.world, B / (size_t)c.d.world, dlv_comm_describe(c.d.comm));
+    if (c.log && c.d.rank == 0) {
         log = fopen(c.log, c.resume ? "a" : "w");
         if (!log) {
             fprintf(stderr, "disclvlm: train: --log %s: %s\n", c.log, strerror(errno));
@@ -664,7 +645,7 @@ int cmd_train(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     if ((rc = train_loop(&c, session, &d, start, total, ckpt, log))) goto done;
     /* Every rank holds the same state: rank 0 alone writes it. */
-    if (c.rank != 0) goto done;
+    if (c.d.rank != 0) goto done;
     if ((rc = save_checkpoint(session, ckpt))) goto done;
     /* The session's adapter is the trainer's state (after dlv_train_begin
      * too, so --steps 0 writes the initial adapter). */
@@ -694,19 +675,13 @@ done:
         fprintf(stderr, "disclvlm: train: --log %s: %s\n", c.log, strerror(errno));
         rc = 1;
     }
-    if (rc != 2 && c.rank == 0) train_data_report(&d);
-    if (c.comm && rc != 0 && rc != 2 && rc != 130) {
-        /* The other ranks would wait for this one in the next collective:
-         * end them all, naming this rank (its own message is above). */
-        char msg[160];
-        snprintf(msg, sizeof msg, "disclvlm: train: rank %d of %d stopped (exit %d); ending every "
-                                  "rank of the job", c.rank, c.world, rc);
-        dlv_comm_abort(c.comm, msg, rc);
-    }
+    if (rc != 2 && c.d.rank == 0) train_data_report(&d);
+    /* The other ranks would wait for this one in the next collective. */
+    cli_dist_fail("train", &c.d, rc);
     train_data_free(&d);
     dlv_session_free(session);
     dlv_model_free(model);
-    dlv_comm_free(c.comm);
+    cli_dist_close(&c.d);
     dlv_train_options_free(c.topts);
     free(ckpt);
     return rc;
