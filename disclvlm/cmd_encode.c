@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "dist.h"
 #include "disclvlm.h"
 #include "npy.h"
 
@@ -366,13 +367,14 @@ static void encode_image_usage(FILE *to)
                 "file, one row per IMAGE in order. Images are encoded " "8 at a time; on a\n"
                 "terminal a progress line is shown. '--' ends the options (for file names\n"
                 "that start with '-').\n"
-                "\n" CLI_RUN_OPTS_HELP);
+                "\n" CLI_RUN_OPTS_HELP CLI_DIST_HELP);
 }
 
 int cmd_encode_image(int argc, char **argv)
 {
     cli_run_opts o = CLI_RUN_OPTS_INIT;
-    const char *out_path = NULL;
+    const char *out_path = NULL, *dist = "auto";
+    cli_dist d = CLI_DIST_INIT;
     const char **paths = calloc((size_t)argc, sizeof *paths);
     size_t n = 0;
     int options_done = 0;
@@ -396,8 +398,15 @@ int cmd_encode_image(int argc, char **argv)
             return 0;
         } else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) {
             out_path = argv[++i];
-        } else if (strcmp(argv[i], "--out") == 0) {
-            fprintf(stderr, "disclvlm: encode-image: option '--out' needs a value\n");
+        } else if (strcmp(argv[i], "--dist") == 0 && i + 1 < argc) {
+            dist = argv[++i];
+            if (!cli_dist_valid(dist)) {
+                fprintf(stderr, "disclvlm: encode-image: --dist: '%s' is not auto, mpi or none\n",
+                        dist);
+                goto usage_error;
+            }
+        } else if (strcmp(argv[i], "--out") == 0 || strcmp(argv[i], "--dist") == 0) {
+            fprintf(stderr, "disclvlm: encode-image: option '%s' needs a value\n", argv[i]);
             goto usage_error;
         } else {
             fprintf(stderr, "disclvlm: encode-image: unknown option '%s'\n", argv[i]);
@@ -414,17 +423,24 @@ int cmd_encode_image(int argc, char **argv)
     dlv_session *session = NULL;
     float *e = NULL;
     size_t dim = 0;
-    int rc = cli_open("encode-image", &o, &model, &session, &dim);
+    int rc = cli_dist_open("encode-image", dist, &d);
+    if (!rc) rc = cli_open("encode-image", &o, &model, &session, &dim);
     if (rc) goto done;
     if (!(e = alloc_rows("encode-image", n, dim))) {
         rc = 1;
         goto done;
     }
-    rc = cli_encode_image_files("encode-image", session, paths, n, dim, e);
-    if (rc) goto done;
+    /* Data-parallel: each rank encodes its shard; rank 0 writes them all. */
+    size_t lo = 0, hi = n;
+    cli_dist_shard(&d, n, &lo, &hi);
+    rc = cli_encode_image_files("encode-image", session, paths + lo, hi - lo, dim, e + lo * dim);
+    if (!rc) rc = cli_dist_gather_rows("encode-image", &d, e, n, dim);
+    if (rc || d.rank != 0) goto done;
     size_t shape[2] = {n, dim};
     rc = npy_write_f32("encode-image", out_path, e, shape, 2);
 done:
+    cli_dist_fail("encode-image", &d, rc);
+    cli_dist_close(&d);
     free(e);
     dlv_session_free(session);
     dlv_model_free(model);
@@ -453,7 +469,7 @@ static void encode_text_usage(FILE *to)
                 "empty text); a final newline ends the last line and does not add an empty\n"
                 "text; a carriage return before a newline (CRLF files) is dropped. A file\n"
                 "with no lines, or a NUL byte, is an error.\n"
-                "\n" CLI_RUN_OPTS_HELP);
+                "\n" CLI_RUN_OPTS_HELP CLI_DIST_HELP);
 }
 
 /* The whole of path ("-": stdin) in a NUL-terminated buffer; NULL with a
@@ -535,7 +551,8 @@ static const char **split_lines(const char *cmd, const char *path, char *buf, si
 int cmd_encode_text(int argc, char **argv)
 {
     cli_run_opts o = CLI_RUN_OPTS_INIT;
-    const char *out_path = NULL, *file = NULL;
+    const char *out_path = NULL, *file = NULL, *dist = "auto";
+    cli_dist d = CLI_DIST_INIT;
     const char **texts = calloc((size_t)argc, sizeof *texts);
     char *buf = NULL;
     size_t n = 0;
@@ -558,7 +575,8 @@ int cmd_encode_text(int argc, char **argv)
             encode_text_usage(stdout);
             free(texts);
             return 0;
-        } else if ((strcmp(argv[i], "--out") == 0 || strcmp(argv[i], "--file") == 0) &&
+        } else if ((strcmp(argv[i], "--out") == 0 || strcmp(argv[i], "--file") == 0 ||
+                    strcmp(argv[i], "--dist") == 0) &&
                    i + 1 >= argc) {
             fprintf(stderr, "disclvlm: encode-text: option '%s' needs a value\n", argv[i]);
             goto usage_error;
@@ -566,6 +584,13 @@ int cmd_encode_text(int argc, char **argv)
             out_path = argv[++i];
         } else if (strcmp(argv[i], "--file") == 0) {
             file = argv[++i];
+        } else if (strcmp(argv[i], "--dist") == 0) {
+            dist = argv[++i];
+            if (!cli_dist_valid(dist)) {
+                fprintf(stderr, "disclvlm: encode-text: --dist: '%s' is not auto, mpi or none\n",
+                        dist);
+                goto usage_error;
+            }
         } else {
             fprintf(stderr, "disclvlm: encode-text: unknown option '%s'\n", argv[i]);
             goto usage_error;
@@ -598,18 +623,25 @@ int cmd_encode_text(int argc, char **argv)
         free(texts);
         texts = lines;
     }
-    rc = cli_open("encode-text", &o, &model, &session, &dim);
+    rc = cli_dist_open("encode-text", dist, &d);
+    if (!rc) rc = cli_open("encode-text", &o, &model, &session, &dim);
     if (rc) goto done;
     if (!(e = alloc_rows("encode-text", n, dim))) {
         rc = 1;
         goto done;
     }
     rc = cli_check_texts("encode-text", session, texts, n, o.truncate, file);
-    if (!rc) rc = cli_encode_texts("encode-text", session, texts, n, dim, e);
-    if (rc) goto done;
+    /* Data-parallel: each rank encodes its shard; rank 0 writes them all. */
+    size_t lo = 0, hi = n;
+    cli_dist_shard(&d, n, &lo, &hi);
+    if (!rc) rc = cli_encode_texts("encode-text", session, texts + lo, hi - lo, dim, e + lo * dim);
+    if (!rc) rc = cli_dist_gather_rows("encode-text", &d, e, n, dim);
+    if (rc || d.rank != 0) goto done;
     size_t shape[2] = {n, dim};
     rc = npy_write_f32("encode-text", out_path, e, shape, 2);
 done:
+    cli_dist_fail("encode-text", &d, rc);
+    cli_dist_close(&d);
     free(e);
     dlv_session_free(session);
     dlv_model_free(model);

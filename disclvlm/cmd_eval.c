@@ -17,6 +17,7 @@
 
 #include "core/fs.h"
 #include "common/sha256.h"
+#include "dist.h"
 #include "eval_cli.h"
 
 #define IMAGES_PER_CALL 8
@@ -180,6 +181,7 @@ static double now_s(void)
 
 typedef struct progress {
     int tty, shown;
+    int quiet; /* a rank other than 0 of a data-parallel run */
     double t0, last;
     size_t total;
     const char *what, *task;
@@ -200,6 +202,7 @@ static void fmt_duration(char *buf, size_t n, double s)
 
 static void progress_start(progress *p, const char *task, const char *what, size_t total)
 {
+    p->quiet = 0;
     p->tty = isatty(2);
     p->shown = 0;
     p->t0 = p->last = now_s();
@@ -213,6 +216,7 @@ static void progress_start(progress *p, const char *task, const char *what, size
 static void progress_tick(progress *p, size_t done)
 {
     double t = now_s();
+    if (p->quiet) return;
     if (done < p->total && t - p->last < (p->tty ? 0.1 : 10.0)) return;
     if (!p->tty && !p->shown && done == p->total) return; /* short run: stay quiet */
     p->last = t;
@@ -377,6 +381,7 @@ static int encode_unique_images(eval_ctx *c, const dlv_sample *imgs, size_t n, f
     dlv_image *batch[IMAGES_PER_CALL] = {NULL};
     progress pr;
     progress_start(&pr, c->task, "images", n);
+    pr.quiet = c->d.rank != 0;
     int rc = 0;
     for (size_t off = 0; off < n && rc == 0; off += IMAGES_PER_CALL) {
         if (interrupted) {
@@ -417,6 +422,7 @@ static int encode_unique_texts(eval_ctx *c, const char *const *texts, size_t n, 
     if (cli_check_texts(cmd, c->session, texts, n, c->run.truncate, NULL)) return 1;
     progress pr;
     progress_start(&pr, c->task, "texts", n);
+    pr.quiet = c->d.rank != 0;
     for (size_t off = 0; off < n; off += TEXTS_PER_CALL) {
         if (interrupted) {
             progress_end(&pr);
@@ -471,9 +477,18 @@ static int encode_any(eval_ctx *c, const dlv_sample *imgs, const char *const *te
     cpath = cache_path(c, texts ? "text" : "image", uimg, utxt, n_u, &rc);
     if (rc) goto done;
     if (!cpath || !cache_load(c, cpath, n_u, e)) {
-        rc = texts ? encode_unique_texts(c, utxt, n_u, e) : encode_unique_images(c, uimg, n_u, e);
+        /* Data-parallel: each rank encodes its shard, then all hold all. */
+        size_t lo = 0, hi = n_u;
+        cli_dist_shard(&c->d, n_u, &lo, &hi);
+        rc = texts ? encode_unique_texts(c, utxt + lo, hi - lo, e + lo * c->dim)
+                   : encode_unique_images(c, uimg + lo, hi - lo, e + lo * c->dim);
+        if (!rc) {
+            char cmd[64];
+            snprintf(cmd, sizeof cmd, "eval %s", c->task);
+            rc = cli_dist_gather_rows(cmd, &c->d, e, n_u, c->dim);
+        }
         if (rc) goto done;
-        if (cpath) cache_store(c, cpath, n_u, e);
+        if (cpath && c->d.rank == 0) cache_store(c, cpath, n_u, e);
     }
     for (size_t i = 0; i < n; i++) memcpy(out + i * c->dim, e + map[i] * c->dim, c->dim * sizeof *e);
 done:
@@ -692,6 +707,8 @@ static void eval_usage(FILE *to)
             "                     file's folder)\n"
             "  --limit N          only the first N images / items (classify: N examples\n"
             "                     spread over the list), for quick looks\n"
+            "  --dist auto|mpi|none  each rank of an MPI job encodes a shard (default auto:\n"
+            "                     when started by mpirun or srun); rank 0 prints the results\n"
             "  --cache DIR        keep embeddings in DIR, keyed by the SHA-256 of the model\n"
             "                     (path, file sizes and times), the adapter and the inputs'\n"
             "                     contents; a second run reuses them\n"
@@ -729,6 +746,8 @@ int cmd_eval(int argc, char **argv)
     eval_ctx c;
     memset(&c, 0, sizeof c);
     c.run = (cli_run_opts)CLI_RUN_OPTS_INIT;
+    c.d = (cli_dist)CLI_DIST_INIT;
+    c.dist = "auto";
     for (size_t t = 0; t < sizeof tasks / sizeof tasks[0]; t++)
         if (strcmp(argv[1], tasks[t].name) == 0) {
             run = tasks[t].run;
@@ -751,6 +770,16 @@ int cmd_eval(int argc, char **argv)
         int r = cli_run_opt("eval", argc, argv, &i, &c.run);
         if (r < 0) goto usage_error;
         if (r > 0) continue;
+        if (strcmp(a, "--dist") == 0) {
+            if (!need_value(c.task, argc, argv, i)) goto usage_error;
+            c.dist = argv[++i];
+            if (!cli_dist_valid(c.dist)) {
+                fprintf(stderr, "disclvlm: eval %s: --dist: '%s' is not auto, mpi or none\n",
+                        c.task, c.dist);
+                goto usage_error;
+            }
+            continue;
+        }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             eval_usage(stdout);
             free(c.data);
@@ -812,8 +841,22 @@ int cmd_eval(int argc, char **argv)
         goto usage_error;
     }
     if (strcmp(c.task, "retrieval") == 0 && !c.split) c.split = "test";
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "eval %s", c.task);
+    if (cli_dist_open(cmd, c.dist, &c.d)) {
+        free(c.data);
+        return 1;
+    }
+    /* Every rank computes the metrics from the same gathered embeddings;
+     * rank 0 alone prints them. */
+    if (c.d.rank != 0 && !freopen("/dev/null", "w", stdout)) {
+        fprintf(stderr, "disclvlm: %s: cannot silence rank %d's output\n", cmd, c.d.rank);
+        c.d.rank = 0;
+    }
     int rc = run(&c);
+    cli_dist_fail(cmd, &c.d, rc);
     eval_close(&c);
+    cli_dist_close(&c.d);
     free(c.data);
     return rc;
 usage_error:

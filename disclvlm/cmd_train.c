@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "dist.h"
 #include "disclvlm.h"
 #include "train_data.h"
 
@@ -66,6 +67,8 @@ static void usage(FILE *to)
             "                       as a Hugging Face model directory\n"
             "  --save-model-dtype f32|bf16|f16\n"
             "                       convert its float tensors (default: as the checkpoint)\n"
+            "  --dist auto|mpi|none data-parallel over the ranks of an MPI job (default auto:\n"
+            "                       when started by mpirun or srun); --batch is global\n"
             "  --backend NAME       cpu (default), cuda, auto, or sim (test builds)\n"
             "  --threads N          CPU worker threads (default 0: one per online CPU)\n"
             "  --compute f32|bf16   what the matrix products compute in (default f32)\n"
@@ -88,6 +91,8 @@ typedef struct train_cli {
     int no_contrastive;   /* --no-contrastive */
     dlv_train_options *topts;
     char lib_given[256];  /* the optimisation options given, for the --resume note */
+    const char *dist;     /* --dist: "auto" (default), "mpi" or "none" */
+    cli_dist d;           /* data-parallel: the ranks (one process: no comm) */
 } train_cli;
 
 #if defined(__GNUC__)
@@ -152,7 +157,7 @@ static int is_value_opt(const char *a)
     static const char *const names[] = {"--data", "--out", "--init", "--resume", "--log",
                                          "--steps", "--epochs", "--batch", "--save-every",
                                          "--seed", "--on-bad-example", "--save-model",
-                                         "--save-model-dtype"};
+                                         "--save-model-dtype", "--dist"};
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
         if (!strcmp(a, names[k])) return 1;
     return 0;
@@ -205,6 +210,10 @@ static int parse(int argc, char **argv, train_cli *c)
         else if (!strcmp(a, "--log")) c->log = v;
         else if (!strcmp(a, "--save-model")) c->save_model = v;
         else if (!strcmp(a, "--save-model-dtype")) c->save_model_dtype = v;
+        else if (!strcmp(a, "--dist")) {
+            if (!cli_dist_valid(v)) return usage_error("--dist: '%s' is not auto, mpi or none", v);
+            c->dist = v;
+        }
         else if (!strcmp(a, "--steps")) {
             if (parse_count(a, v, 0, &c->steps)) return 2;
         } else if (!strcmp(a, "--epochs")) {
@@ -330,7 +339,9 @@ static void json_num(FILE *f, const char *key, double v, int comma)
 
 typedef struct step_report {
     long long step, total, epoch;
-    size_t examples;
+    size_t examples;      /* the global batch */
+    size_t local;         /* this rank's share (examples with one process) */
+    int world;
     double step_s, elapsed_s, eta_s;
     const dlv_train_stats *st;
 } step_report;
@@ -352,6 +363,7 @@ static int write_log(FILE *f, const step_report *r)
     fprintf(f, "{\"step\": %lld, \"total_steps\": %lld, \"epoch\": %lld, \"examples\": %zu, "
                "\"tokens\": %" PRIu64 ", ",
             r->step, r->total, r->epoch + 1, r->examples, r->st->tokens);
+    fprintf(f, "\"world_size\": %d, \"local_batch\": %zu, ", r->world, r->local);
     json_num(f, "loss", r->st->loss, 1);
     json_num(f, "loss_c", r->st->loss_contrastive, 1);
     json_num(f, "loss_ntp", r->st->loss_ntp, 1);
@@ -367,6 +379,19 @@ static int write_log(FILE *f, const step_report *r)
 }
 
 /* ---- The run ------------------------------------------------------------ */
+
+/* --dist: joins the MPI job and checks that the global batch splits over
+ * the ranks. 0, or the exit code. */
+static int open_comm(train_cli *c)
+{
+    if (cli_dist_open("train", c->dist, &c->d)) return 1;
+    if (c->d.comm && c->batch % c->d.world != 0) {
+        fprintf(stderr, "disclvlm: train: --batch %lld is the global batch and must split evenly "
+                        "over the %d ranks\n", c->batch, c->d.world);
+        return 2;
+    }
+    return 0;
+}
 
 /* OUT without trailing slashes, plus ".ckpt". */
 static char *checkpoint_dir(const char *out)
@@ -454,27 +479,44 @@ static int train_loop(const train_cli *c, dlv_session *s, const train_data *d, l
             epoch = e;
         }
         size_t first = (size_t)j * B, k = n - first < B ? n - first : B;
+        /* Data-parallel: rank r takes [r k / world, (r + 1) k / world) of
+         * the global batch (equal shares when world divides k). */
+        const size_t lo = k * (size_t)c->d.rank / (size_t)c->d.world,
+                     hi = k * (size_t)(c->d.rank + 1) / (size_t)c->d.world;
+        if (k < (size_t)c->d.world) {
+            /* Fewer examples than ranks (an epoch's last batch): skipped by
+             * every rank alike. */
+            if (c->d.rank == 0)
+                fprintf(stderr, "disclvlm: train: note: step %lld has %zu example%s for %d "
+                                "ranks; skipped\n", step + 1, k, k == 1 ? "" : "s", c->d.world);
+            continue;
+        }
         dlv_train_stats st = DLV_TRAIN_STATS_INIT;
         double ts = now_s();
-        if ((rc = run_step(s, d, perm + first, k, &st))) break;
+        if ((rc = run_step(s, d, perm + first + lo, hi - lo, &st))) break;
         double te = now_s();
         long long done = step + 1 - start;
-        step_report r = {step + 1, total, e, k, te - ts, te - t0,
+        step_report r = {step + 1, total, e, k, hi - lo, c->d.world, te - ts, te - t0,
                          (te - t0) / (double)done * (double)(total - step - 1), &st};
-        print_progress(&r);
+        if (c->d.rank == 0) print_progress(&r);
         if (log && write_log(log, &r)) {
             fprintf(stderr, "disclvlm: train: --log %s: %s\n", c->log, strerror(errno));
             rc = 1;
             break;
         }
         if (interrupted) {
+            if (c->d.rank != 0) {
+                rc = 130;
+                break;
+            }
             if (save_checkpoint(s, ckpt) == 0)
                 fprintf(stderr, "disclvlm: train: interrupted after step %lld; checkpoint in %s "
                                 "(continue with --resume %s)\n", step + 1, ckpt, ckpt);
             rc = 130;
             break;
         }
-        if (c->save_every && (step + 1) % c->save_every == 0 && step + 1 < total)
+        if (c->save_every && (step + 1) % c->save_every == 0 && step + 1 < total &&
+            c->d.rank == 0)
             rc = save_checkpoint(s, ckpt);
     }
     free(perm);
@@ -483,7 +525,8 @@ static int train_loop(const train_cli *c, dlv_session *s, const train_data *d, l
 
 int cmd_train(int argc, char **argv)
 {
-    train_cli c = {.run = CLI_RUN_OPTS_INIT, .steps = -1, .epochs = 1, .batch = DEFAULT_BATCH};
+    train_cli c = {.run = CLI_RUN_OPTS_INIT, .steps = -1, .epochs = 1, .batch = DEFAULT_BATCH,
+                   .dist = "auto", .d = CLI_DIST_INIT};
     if (dlv_train_options_new(&c.topts) != DLV_OK) return cli_fail("train");
     int rc = parse(argc, argv, &c);
     dlv_model *model = NULL;
@@ -501,8 +544,13 @@ int cmd_train(int argc, char **argv)
         rc = 1;
         goto done;
     }
+    if ((rc = open_comm(&c))) goto done;
     if ((rc = check_out("--out", c.out)) || (rc = cli_open("train", &c.run, &model, &session, &dim)))
         goto done;
+    if (c.d.comm && dlv_session_set_comm(session, c.d.comm) != DLV_OK) {
+        rc = cli_fail("train");
+        goto done;
+    }
     if (c.init && dlv_adapter_load(session, c.init) != DLV_OK) {
         rc = cli_fail("train: --init");
         goto done;
@@ -574,10 +622,14 @@ int cmd_train(int argc, char **argv)
         fprintf(stderr, "disclvlm: train: note: the last batch of each epoch has one example, "
                         "whose contrastive loss is zero\n");
     }
-    fprintf(stderr, "disclvlm: train: %zu examples, batch %zu, %lld steps (%lld per epoch)%s\n", n,
-            B, total, n ? (long long)((n + B - 1) / B) : 0LL,
-            c.shuffle ? ", shuffled" : "");
-    if (c.log) {
+    if (c.d.rank == 0)
+        fprintf(stderr, "disclvlm: train: %zu examples, batch %zu, %lld steps (%lld per epoch)%s\n",
+                n, B, total, n ? (long long)((n + B - 1) / B) : 0LL,
+                c.shuffle ? ", shuffled" : "");
+    if (c.d.comm && c.d.rank == 0)
+        fprintf(stderr, "disclvlm: train: data-parallel: world_size %d, local_batch %zu (%s)\n",
+                c.d.world, B / (size_t)c.d.world, dlv_comm_describe(c.d.comm));
+    if (c.log && c.d.rank == 0) {
         log = fopen(c.log, c.resume ? "a" : "w");
         if (!log) {
             fprintf(stderr, "disclvlm: train: --log %s: %s\n", c.log, strerror(errno));
@@ -592,6 +644,8 @@ int cmd_train(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     if ((rc = train_loop(&c, session, &d, start, total, ckpt, log))) goto done;
+    /* Every rank holds the same state: rank 0 alone writes it. */
+    if (c.d.rank != 0) goto done;
     if ((rc = save_checkpoint(session, ckpt))) goto done;
     /* The session's adapter is the trainer's state (after dlv_train_begin
      * too, so --steps 0 writes the initial adapter). */
@@ -621,10 +675,13 @@ done:
         fprintf(stderr, "disclvlm: train: --log %s: %s\n", c.log, strerror(errno));
         rc = 1;
     }
-    if (rc != 2) train_data_report(&d);
+    if (rc != 2 && c.d.rank == 0) train_data_report(&d);
+    /* The other ranks would wait for this one in the next collective. */
+    cli_dist_fail("train", &c.d, rc);
     train_data_free(&d);
     dlv_session_free(session);
     dlv_model_free(model);
+    cli_dist_close(&c.d);
     dlv_train_options_free(c.topts);
     free(ckpt);
     return rc;

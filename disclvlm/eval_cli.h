@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "commands.h"
+#include "dist.h"
 #include "core/error.h" /* dlv_error_message: the tools' own messages */
 #include "data/dataset.h"
 #include "disclvlm.h"
@@ -29,6 +30,8 @@ typedef struct eval_ctx {
     dlv_session *session;
     size_t dim;
     char model_key[65];     /* identity of model + adapter for the cache */
+    const char *dist;       /* --dist auto|mpi|none */
+    cli_dist d;             /* data-parallel: the ranks (one process: no comm) */
 } eval_ctx;
 
 /* Prints "disclvlm eval TASK: <message of the internal modules>"; returns 1. */

@@ -337,6 +337,43 @@ DLV_API dlv_status dlv_train_step(dlv_session *session, const dlv_batch *batch,
 DLV_API dlv_status dlv_train_checkpoint_save(dlv_session *session, const char *dir);
 DLV_API dlv_status dlv_train_checkpoint_load(dlv_session *session, const char *dir);
 
+/* ---- Data-parallel training (docs/training.md, "Distributed") ----------- */
+
+/* The processes of one job started together (mpirun, srun): "mpi", the MPI
+ * world, through the module libdisclvlm-mpi.so loaded on demand (MPI is
+ * initialised if the program has not done it, and finalised by
+ * dlv_comm_free then). DLV_E_BACKEND naming the cause when the module or
+ * MPI is missing; DLV_E_INVALID_ARG for another kind. */
+typedef struct dlv_comm dlv_comm;
+DLV_API dlv_status dlv_comm_open(const char *kind, dlv_comm **out);
+DLV_API void dlv_comm_free(dlv_comm *comm);
+/* This process's rank (0 .. size - 1) and the number of processes. */
+DLV_API dlv_status dlv_comm_rank(const dlv_comm *comm, int *rank, int *size);
+/* "Open MPI v4.1.4, 2 ranks". */
+DLV_API const char *dlv_comm_describe(const dlv_comm *comm);
+/* Collectives over host memory; every rank calls them in the same order with
+ * the same sizes. sum: buf = the sum over the ranks, identical on every
+ * rank. all_gather: recv [size * bytes] = every rank's send, in rank order. */
+DLV_API dlv_status dlv_comm_sum_f64(dlv_comm *comm, double *buf, size_t n);
+DLV_API dlv_status dlv_comm_all_gather(dlv_comm *comm, const void *send, size_t bytes,
+                                       void *recv);
+DLV_API dlv_status dlv_comm_broadcast(dlv_comm *comm, void *buf, size_t bytes, int root);
+/* Prints message (if not NULL) on stderr and ends every process of the job
+ * with code: what a rank that cannot go on calls, so that no other rank
+ * waits for it. Does not return. */
+DLV_API void dlv_comm_abort(dlv_comm *comm, const char *message, int code);
+
+/* Makes the session's training data-parallel over comm (NULL: one process
+ * again); call it before dlv_train_begin or dlv_train_checkpoint_load, on
+ * every rank. Each rank then passes dlv_train_step its own share of the
+ * global batch (any split; the CLI gives each rank batch / size examples);
+ * the contrastive loss is that of the global batch (embeddings
+ * all-gathered), the next-token loss its token mean, gradients are summed
+ * over the ranks and every rank applies the same update, so their states
+ * stay identical. comm must outlive the session's training. A checkpoint
+ * records the number of ranks; loading it with another number fails. */
+DLV_API dlv_status dlv_session_set_comm(dlv_session *session, dlv_comm *comm);
+
 /* Before the first step: whether dlv_adapter_save(adapter_dir),
  * dlv_train_checkpoint_save(checkpoint_dir) and dlv_train_save_model(model_dir)
  * would be allowed (any may be NULL: not asked; adapter_dir is ignored for a

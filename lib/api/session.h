@@ -18,6 +18,7 @@ struct dlv_session {
                                  * trainer); NULL: none */
     dlv_adapter *defaults;      /* the model's default prompts, made on first use */
     struct dlv_trainer *trainer; /* after dlv_train_begin; NULL otherwise */
+    dlv_comm *comm;             /* dlv_session_set_comm: data-parallel training */
     /* The model kind's encode view of the session's adapter (model/kind.h),
      * made on first use; dlv_session_drop_view discards it when the
      * adapter changes. A training session encodes with the trainer's. */

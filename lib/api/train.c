@@ -82,7 +82,11 @@ DLV_API dlv_status dlv_train_begin(dlv_session *session, const dlv_train_options
                         ? dlv_session_adapter(session, &a) : DLV_OK;
     dlv_trainer *t = NULL;
     if (!st) st = dlv_trainer_new(session->model, session->backend, &cfg, a, &t);
-    if (st) return dlv_error_prefix(st, "dlv_train_begin");
+    if (!st) st = dlv_trainer_set_comm(t, session->comm);
+    if (st) {
+        dlv_trainer_free(t);
+        return dlv_error_prefix(st, "dlv_train_begin");
+    }
     dlv_trainer_set_truncate(t, session->opts.truncate);
     dlv_trainer_free(session->trainer);
     session->trainer = t;
@@ -113,6 +117,17 @@ DLV_API dlv_status dlv_train_step(dlv_session *session, const dlv_batch *batch,
     return st ? dlv_error_prefix(st, "dlv_train_step") : DLV_OK;
 }
 
+DLV_API dlv_status dlv_session_set_comm(dlv_session *session, dlv_comm *comm)
+{
+    if (!session) return dlv_error(DLV_E_INVALID_ARG, "dlv_session_set_comm: session is NULL");
+    if (session->trainer) {
+        dlv_status st = dlv_trainer_set_comm(session->trainer, comm);
+        if (st) return dlv_error_prefix(st, "dlv_session_set_comm");
+    }
+    session->comm = comm;
+    return DLV_OK;
+}
+
 DLV_API dlv_status dlv_train_checkpoint_save(dlv_session *session, const char *dir)
 {
     if (!session || !dir)
@@ -130,7 +145,11 @@ DLV_API dlv_status dlv_train_checkpoint_load(dlv_session *session, const char *d
         return dlv_error(DLV_E_INVALID_ARG, "dlv_train_checkpoint_load: NULL argument");
     dlv_trainer *t = NULL;
     dlv_status st = dlv_trainer_load(session->model, session->backend, dir, &t);
-    if (st) return dlv_error_prefix(st, "dlv_train_checkpoint_load");
+    if (!st) st = dlv_trainer_set_comm(t, session->comm);
+    if (st) {
+        dlv_trainer_free(t);
+        return dlv_error_prefix(st, "dlv_train_checkpoint_load");
+    }
     dlv_trainer_set_truncate(t, session->opts.truncate);
     dlv_trainer_free(session->trainer);
     session->trainer = t;

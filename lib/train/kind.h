@@ -46,8 +46,15 @@ typedef struct dlv_train_kind {
     dlv_status (*forward)(void *state, dlv_trainer *t, int image_side, size_t first, size_t count,
                           int with_tape, float *out);
     dlv_status (*backward)(void *state, dlv_trainer *t, int image_side, const float *dEn);
-    /* The kind's own loss for the step (0 if none) and the tokens it read. */
+    /* The kind's own loss for the step (0 if none) and the tokens it read.
+     * The loss is the sum of its terms over the count below (a share of
+     * the global mean in a data-parallel step). */
     void (*step_losses)(void *state, double *extra_loss, uint64_t *tokens);
+    /* The number of terms the kind's own loss averages over this step, as
+     * prepare counted them, and setting it to the global batch's (the sum
+     * over the ranks) before any backward. NULL for a kind without one. */
+    int64_t (*loss_count)(void *state);
+    void (*set_loss_count)(void *state, int64_t count);
     void (*end_step)(void *state);
 
     /* The logit scale the contrastive loss uses (log of 1/temperature). */

@@ -627,6 +627,18 @@ static dlv_status backward(void *state, dlv_trainer *t, int image_side, const fl
     return st;
 }
 
+static int64_t loss_count(void *state)
+{
+    const llava_state *k = state;
+    return k->s.ntp_total;
+}
+
+static void set_loss_count(void *state, int64_t count)
+{
+    llava_state *k = state;
+    k->s.ntp_total = count;
+}
+
 static void step_losses(void *state, double *extra, uint64_t *tokens)
 {
     llava_state *k = state;
@@ -724,6 +736,8 @@ const dlv_train_kind dlv_train_kind_llava = {
     .forward = forward,
     .backward = backward,
     .step_losses = step_losses,
+    .loss_count = loss_count,
+    .set_loss_count = set_loss_count,
     .end_step = end_step,
     .logit_scale = logit_scale,
     .export_adapter = export_adapter,

@@ -15,6 +15,7 @@
 #include "model/model.h"
 #include "train/kind.h"
 #include "train/loss.h"
+#include "dist/comm.h"
 
 struct dlv_trainer {
     const dlv_model *m;
@@ -29,6 +30,11 @@ struct dlv_trainer {
     size_t ls_off;                /* the trained logit scale; SIZE_MAX: not trained */
     uint64_t rng[4];
     int64_t step;
+    /* Data-parallel training (docs/training.md "Distributed"): the ranks'
+     * communicator, NULL for one process; the world size a loaded
+     * checkpoint was written with (1 for one written by a single process). */
+    dlv_comm *comm;
+    int64_t saved_world;
 };
 
 void dlv_train_config_defaults(dlv_train_config *c)
@@ -218,30 +224,128 @@ static void fill_stats(dlv_train_stats *s, const dlv_train_stats *v)
 #undef PUT
 }
 
+/* Phase 2 of the contrastive loss, on the host: from the normalised
+ * embeddings of the n_all examples of the (global) batch, v and t [n_all,
+ * dim] each, the loss and its gradients, written over v and t; dls: the
+ * logit scale's gradient. */
+static dlv_status loss_and_grad(dlv_trainer *t, float *v, float *tx, size_t n_all, int64_t dim,
+                                double *loss, double *dls)
+{
+    float ls = 0;
+    dlv_status st = t->kind->logit_scale(t->ks, t, &ls);
+    if (st) return st;
+    const size_t floats = n_all * (size_t)dim;
+    float *g = malloc(2 * (floats ? floats : 1) * sizeof *g);
+    if (!g) return dlv_error_nomem("contrastive gradients", 2 * floats * sizeof(float));
+    dlv_contrastive_loss(v, tx, (int64_t)n_all, dim, (double)ls, loss, g, g + floats, dls);
+    memcpy(v, g, floats * sizeof *g);
+    memcpy(tx, g + floats, floats * sizeof *g);
+    free(g);
+    return DLV_OK;
+}
+
+/* Data-parallel: every rank's embeddings of both sides, in rank order, as
+ * [2, n_all, dim] in *all; *first receives this rank's first row in it. The
+ * ranks may hold different numbers of examples (a skipped bad example). */
+static dlv_status gather_embeddings(dlv_trainer *t, const float *mine, size_t n, int64_t dim,
+                                    float **all, size_t *n_all, size_t *first)
+{
+    const int world = dlv_comm_size_of(t->comm), rank = dlv_comm_rank_of(t->comm);
+    int64_t *counts = malloc((size_t)world * sizeof *counts);
+    const int64_t n64 = (int64_t)n;
+    if (!counts) return dlv_error_nomem("batch sizes", (size_t)world * 8);
+    dlv_status st = dlv_comm_all_gather(t->comm, &n64, sizeof n64, counts);
+    size_t max = 0, total = 0;
+    for (int r = 0; r < world && !st; r++) {
+        if (r == rank) *first = total;
+        total += (size_t)counts[r];
+        if ((size_t)counts[r] > max) max = (size_t)counts[r];
+    }
+    /* Fixed-size pieces: [2, max, dim] from every rank, then packed. */
+    const size_t piece = 2 * max * (size_t)dim;
+    float *send = NULL, *recv = NULL;
+    if (!st) {
+        send = calloc(piece ? piece : 1, sizeof *send);
+        recv = malloc((size_t)world * (piece ? piece : 1) * sizeof *recv);
+        *all = malloc(2 * (total ? total : 1) * (size_t)dim * sizeof **all);
+        if (!send || !recv || !*all)
+            st = dlv_error_nomem("gathered embeddings", (size_t)world * piece * sizeof(float));
+    }
+    if (!st) {
+        for (int side = 0; side < 2; side++)
+            memcpy(send + (size_t)side * max * (size_t)dim, mine + (size_t)side * n * (size_t)dim,
+                   n * (size_t)dim * sizeof *send);
+        st = dlv_comm_all_gather(t->comm, send, piece * sizeof *send, recv);
+    }
+    for (int side = 0; side < 2 && !st; side++) {
+        size_t at = 0;
+        for (int r = 0; r < world; r++) {
+            memcpy(*all + ((size_t)side * total + at) * (size_t)dim,
+                   recv + (size_t)r * piece + (size_t)side * max * (size_t)dim,
+                   (size_t)counts[r] * (size_t)dim * sizeof **all);
+            at += (size_t)counts[r];
+        }
+    }
+    if (st) {
+        free(*all);
+        *all = NULL;
+    }
+    *n_all = total;
+    free(counts);
+    free(send);
+    free(recv);
+    return st;
+}
+
 /* Phase 2 of the contrastive loss: from the normalised embeddings of both
  * sides in emb [2, n, dim], the loss and its gradient on the host, which
- * goes back to the device as dE [2, n, dim] in emb. */
+ * goes back to the device as dE [2, n, dim] in emb. Data-parallel, the loss
+ * is that of the global batch (every rank's embeddings, all-gathered; each
+ * rank computes it whole, identically) and each rank takes its own rows of
+ * dE; the logit scale's gradient is counted once, on rank 0, since the
+ * ranks' gradients are summed. */
 static dlv_status contrastive_grad(dlv_trainer *t, size_t n, int64_t dim, dlv_buffer *emb,
                                    double *loss)
 {
     const size_t side_floats = n * (size_t)dim;
-    dlv_status st = DLV_OK;
-    float *host = malloc(4 * side_floats * sizeof *host);
-    if (!st && !host) st = dlv_error_nomem("embeddings", 4 * side_floats * sizeof(float));
-    float ls = 0;
+    float *host = malloc(2 * (side_floats ? side_floats : 1) * sizeof *host);
+    dlv_status st = host ? DLV_OK : dlv_error_nomem("embeddings", 2 * side_floats * 4);
     if (!st) st = dlv_buffer_download(host, emb, 0, 2 * side_floats * sizeof *host);
-    if (!st) st = t->kind->logit_scale(t->ks, t, &ls);
     double dls = 0;
-    if (!st) {
-        float *dv = host + 2 * side_floats, *dt = dv + side_floats;
-        dlv_contrastive_loss(host, host + side_floats, (int64_t)n, dim, (double)ls, loss, dv,
-                             dt, &dls);
-        st = dlv_buffer_upload(emb, 0, dv, 2 * side_floats * sizeof *host);
+    if (!st && !t->comm) {
+        st = loss_and_grad(t, host, host + side_floats, n, dim, loss, &dls);
+    } else if (!st) {
+        float *all = NULL;
+        size_t n_all = 0, first = 0;
+        st = gather_embeddings(t, host, n, dim, &all, &n_all, &first);
+        if (!st) st = loss_and_grad(t, all, all + n_all * (size_t)dim, n_all, dim, loss, &dls);
+        for (int side = 0; side < 2 && !st; side++)
+            memcpy(host + (size_t)side * side_floats,
+                   all + ((size_t)side * n_all + first) * (size_t)dim,
+                   side_floats * sizeof *host);
+        if (dlv_comm_rank_of(t->comm) != 0) dls = 0;
+        free(all);
     }
+    if (!st) st = dlv_buffer_upload(emb, 0, host, 2 * side_floats * sizeof *host);
     if (!st && t->ls_off != SIZE_MAX) {
         const float g = (float)dls;
         st = dlv_buffer_upload(&t->grads, t->ls_off * sizeof(float), &g, sizeof g);
     }
+    free(host);
+    return st;
+}
+
+/* Data-parallel: the sum of every rank's gradients, in place (staged
+ * through the host; identical on every rank, so the optimizer keeps the
+ * ranks' parameters equal). */
+static dlv_status sum_gradients(dlv_trainer *t)
+{
+    if (!t->comm || t->n == 0) return DLV_OK;
+    float *host = malloc(t->n * sizeof *host);
+    dlv_status st = host ? DLV_OK : dlv_error_nomem("gradients", t->n * sizeof(float));
+    if (!st) st = dlv_buffer_download(host, &t->grads, 0, t->n * sizeof *host);
+    if (!st) st = dlv_comm_sum_f32(t->comm, host, t->n);
+    if (!st) st = dlv_buffer_upload(&t->grads, 0, host, t->n * sizeof *host);
     free(host);
     return st;
 }
@@ -322,6 +426,13 @@ dlv_status dlv_trainer_step(dlv_trainer *t, const dlv_train_example *ex, size_t 
     dlv_status st = dlv_model_embed_dim(m, &dim);
     if (st) return st;
     st = t->kind->prepare(t->ks, t, ex, n);
+    /* Data-parallel: the kind's own loss (next-token prediction) is a mean
+     * over the global batch's predictions, so its count is summed first. */
+    if (!st && t->comm && t->kind->loss_count) {
+        double count = (double)t->kind->loss_count(t->ks);
+        st = dlv_comm_sum_f64(t->comm, &count, 1);
+        if (!st) t->kind->set_loss_count(t->ks, (int64_t)count);
+    }
     /* emb: the embeddings of both sides, then their gradients dE [2, n, dim];
      * scratch: the embeddings of one micro-batch in phase 3. */
     dlv_buffer emb = {0}, scratch = {0};
@@ -367,7 +478,15 @@ dlv_status dlv_trainer_step(dlv_trainer *t, const dlv_train_example *ex, size_t 
     double extra = 0, gnorm = 0;
     uint64_t tokens = 0;
     if (!st) t->kind->step_losses(t->ks, &extra, &tokens);
+    if (!st && t->comm) {
+        /* Each rank's share of the global mean, and its tokens. */
+        double v[2] = {extra, (double)tokens};
+        st = dlv_comm_sum_f64(t->comm, v, 2);
+        extra = v[0];
+        tokens = (uint64_t)v[1];
+    }
     const double loss = lc + t->cfg.ntp_weight * extra;
+    if (!st) st = sum_gradients(t);
     if (!st) st = grad_norm(t, &gnorm);
     if (!st && (!isfinite(loss) || !isfinite(gnorm)))
         st = dlv_error(DLV_E_NUMERIC, "%s: training step %" PRId64 ": the loss (%g) or the "
@@ -486,7 +605,8 @@ static dlv_status save_state(const dlv_trainer *t, const char *dir)
     if (!st) st = dlv_buffer_download(host, &t->params, 0, bytes);
     if (!st) st = dlv_buffer_download(host + t->n, &t->m1, 0, bytes);
     if (!st) st = dlv_buffer_download(host + 2 * t->n, &t->m2, 0, bytes);
-    char step[32], rng[96], n[32];
+    char step[32], rng[96], n[32], world[16];
+    snprintf(world, sizeof world, "%d", dlv_comm_size_of(t->comm));
     snprintf(step, sizeof step, "%" PRId64, t->step);
     snprintf(rng, sizeof rng, "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64,
              t->rng[0], t->rng[1], t->rng[2], t->rng[3]);
@@ -495,11 +615,11 @@ static dlv_status save_state(const dlv_trainer *t, const char *dir)
     const dlv_st_write_entry e[3] = {{"params", DLV_DTYPE_F32, 1, shape, host},
                                      {"adam_m", DLV_DTYPE_F32, 1, shape, host + t->n},
                                      {"adam_v", DLV_DTYPE_F32, 1, shape, host + 2 * t->n}};
-    const char *keys[6] = {"format", "kind", "step", "rng", "n_params", "config"};
-    const char *vals[6] = {STATE_FORMAT, t->kind->name, step, rng, n, cfg_text};
+    const char *keys[7] = {"format", "kind", "step", "rng", "n_params", "config", "world_size"};
+    const char *vals[7] = {STATE_FORMAT, t->kind->name, step, rng, n, cfg_text, world};
     char *path = st ? NULL : dlv_path_join(dir, "train_state.safetensors");
     if (!st && !path) st = dlv_error_nomem("a path", strlen(dir) + 32);
-    if (!st) st = dlv_st_write(path, e, 3, keys, vals, 6);
+    if (!st) st = dlv_st_write(path, e, 3, keys, vals, 7);
     free(path);
     free(host);
     free(cfg_text);
@@ -579,6 +699,8 @@ dlv_status dlv_trainer_load(const dlv_model *m, dlv_backend *be, const char *dir
     if (!st) st = load_vector(f, path, "adam_m", t->n, &t->m1);
     if (!st) st = load_vector(f, path, "adam_v", t->n, &t->m2);
     if (!st) {
+        const char *world = dlv_st_metadata(f, "world_size");
+        t->saved_world = world ? strtoll(world, NULL, 10) : 1;
         t->step = strtoll(step, NULL, 10);
         for (int i = 0; i < 4; i++) {
             char part[17];
@@ -594,6 +716,18 @@ dlv_status dlv_trainer_load(const dlv_model *m, dlv_backend *be, const char *dir
     if (f) dlv_st_close(f);
     free(path);
     return st;
+}
+
+dlv_status dlv_trainer_set_comm(dlv_trainer *t, dlv_comm *comm)
+{
+    const int world = dlv_comm_size_of(comm);
+    if (t->saved_world && t->saved_world != world)
+        return dlv_error(DLV_E_INVALID_ARG, "the checkpoint was written by a run of %" PRId64
+                         " process%s, this one has %d: resume with the same number of ranks "
+                         "(the batch split and the data order depend on it)", t->saved_world,
+                         t->saved_world == 1 ? "" : "es", world);
+    t->comm = comm;
+    return DLV_OK;
 }
 
 const dlv_tensor *dlv_trainer_tensors(const dlv_trainer *t) { return t->kind->tensors(t->ks); }

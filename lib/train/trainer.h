@@ -96,6 +96,12 @@ dlv_status dlv_trainer_save(dlv_trainer *t, const char *dir);
  * bit-identical to the uninterrupted run's. */
 dlv_status dlv_trainer_load(const dlv_model *m, dlv_backend *be, const char *dir,
                             dlv_trainer **out);
+/* Data-parallel steps over comm (NULL: one process): each step's examples
+ * are this rank's share of the global batch; the contrastive loss and the
+ * kind's own loss are those of the global batch and the gradients are
+ * summed over the ranks (docs/training.md "Distributed"). A trainer loaded
+ * from a checkpoint refuses a comm of another world size. */
+dlv_status dlv_trainer_set_comm(dlv_trainer *t, dlv_comm *comm);
 
 /* A Hugging Face model directory with the trained weights (dtype NULL:
  * each tensor's own; "f32", "bf16", "f16"). */

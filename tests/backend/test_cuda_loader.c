@@ -121,7 +121,7 @@ static void test_module_errors(void **state)
     setenv("DLV_CUDA_MODULE", lib_so, 1);
     assert_int_equal(load_on("cuda", &m, msg, sizeof msg), DLV_E_BACKEND);
     assert_non_null(strstr(msg, lib_so));
-    assert_non_null(strstr(msg, "is not a libdisclvlm CUDA module (no dlv_cuda_module_get)"));
+    assert_non_null(strstr(msg, "is not a libdisclvlm CUDA backend module (no dlv_cuda_module_get)"));
 
     setenv("DLV_CUDA_MODULE", wrong_so, 1);
     assert_int_equal(load_on("cuda", &m, msg, sizeof msg), DLV_E_BACKEND);

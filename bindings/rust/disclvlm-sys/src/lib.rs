@@ -72,6 +72,7 @@ opaque!(
     dlv_preprocess_options,
     dlv_tokenizer,
     dlv_train_options,
+    dlv_comm,
 );
 
 /// `struct dlv_train_stats`; set `struct_size` to its size
@@ -265,6 +266,26 @@ extern "C" {
     ) -> dlv_status;
     pub fn dlv_train_checkpoint_save(session: *mut dlv_session, dir: *const c_char) -> dlv_status;
     pub fn dlv_train_checkpoint_load(session: *mut dlv_session, dir: *const c_char) -> dlv_status;
+    // ---- Data-parallel training
+    pub fn dlv_comm_open(kind: *const c_char, out: *mut *mut dlv_comm) -> dlv_status;
+    pub fn dlv_comm_free(comm: *mut dlv_comm);
+    pub fn dlv_comm_rank(comm: *const dlv_comm, rank: *mut c_int, size: *mut c_int) -> dlv_status;
+    pub fn dlv_comm_describe(comm: *const dlv_comm) -> *const c_char;
+    pub fn dlv_comm_sum_f64(comm: *mut dlv_comm, buf: *mut f64, n: usize) -> dlv_status;
+    pub fn dlv_comm_all_gather(
+        comm: *mut dlv_comm,
+        send: *const c_void,
+        bytes: usize,
+        recv: *mut c_void,
+    ) -> dlv_status;
+    pub fn dlv_comm_broadcast(
+        comm: *mut dlv_comm,
+        buf: *mut c_void,
+        bytes: usize,
+        root: c_int,
+    ) -> dlv_status;
+    pub fn dlv_comm_abort(comm: *mut dlv_comm, message: *const c_char, code: c_int);
+    pub fn dlv_session_set_comm(session: *mut dlv_session, comm: *mut dlv_comm) -> dlv_status;
     pub fn dlv_train_check_outputs(
         session: *mut dlv_session,
         adapter_dir: *const c_char,
