@@ -123,6 +123,19 @@ __host__ __forceinline__ size_t fwd_smem(int D)
     return ((size_t)W * D + (size_t)KT * odd_stride(D)) * sizeof(float);
 }
 
+/* acc += coef * row, for this lane's elements of a head_dim-D row in shared
+ * memory (element lane + 32 c in acc[c]). */
+template <int NCH>
+__device__ __forceinline__ void add_scaled_row(float (&acc)[NCH], float coef, const float *row,
+                                               int lane, int D)
+{
+#pragma unroll
+    for (int c = 0; c < NCH; c++) {
+        const int d = lane + 32 * c;
+        if (d < D) acc[c] = fmaf(coef, row[d], acc[c]);
+    }
+}
+
 template <int NCH, bool STATS>
 __global__ void __launch_bounds__(THREADS) attn_fwd(const dlv_cuk_attn a)
 {
@@ -179,11 +192,7 @@ __global__ void __launch_bounds__(THREADS) attn_fwd(const dlv_cuk_attn a)
                 const float pj = __shfl_sync(FULL, p, j);
                 if (pj == 0.0f) continue; /* warp-uniform */
                 const float *vr = kv + j * ks;
-#pragma unroll
-                for (int c = 0; c < NCH; c++) {
-                    const int d = lane + 32 * c;
-                    if (d < D) o[c] = fmaf(pj, vr[d], o[c]);
-                }
+                add_scaled_row<NCH>(o, pj, vr, lane, D);
             }
         }
         if (!row_ok) continue;
@@ -278,11 +287,7 @@ __global__ void __launch_bounds__(THREADS) attn_bw_dq(const dlv_cuk_attn a)
                 const float dsj = __shfl_sync(FULL, ds, j);
                 if (dsj == 0.0f) continue; /* warp-uniform */
                 const float *kr = kt + j * ks;
-#pragma unroll
-                for (int c = 0; c < NCH; c++) {
-                    const int d = lane + 32 * c;
-                    if (d < D) acc[c] = fmaf(dsj, kr[d], acc[c]);
-                }
+                add_scaled_row<NCH>(acc, dsj, kr, lane, D);
             }
         }
         if (!row_ok) continue;

@@ -39,6 +39,26 @@ struct NormFwd {
     float eps;
 };
 
+/* torch.nn.LayerNorm's statistics of one row, shared by the forward and the
+ * backward (which recomputes them): the mean, then the biased variance
+ * about it in a second pass (no cancellation), both summed in double in
+ * the block's fixed order; rstd = 1 / sqrt(var + eps). */
+static __device__ void layer_stats(const float *x, int64_t n, float eps, double *red, float *mean,
+                            float *rstd)
+{
+    double s1 = 0.0;
+    for (int64_t c = threadIdx.x; c < n; c += blockDim.x) s1 += (double)x[c];
+    const double mean_d = block_sum(s1, red) / (double)n;
+    double s2 = 0.0;
+    for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
+        const double d = (double)x[c] - mean_d;
+        s2 += d * d;
+    }
+    const float var = (float)(block_sum(s2, red) / (double)n);
+    *mean = (float)mean_d;
+    *rstd = 1.0f / sqrtf(var + eps);
+}
+
 template <bool kLayer>
 __global__ void __launch_bounds__(kBlock) norm_forward_kernel(NormFwd a)
 {
@@ -58,17 +78,8 @@ __global__ void __launch_bounds__(kBlock) norm_forward_kernel(NormFwd a)
         if (kLayer) {
             /* torch.nn.LayerNorm: the mean, then the biased variance about
              * it (a second pass, without cancellation). */
-            double s1 = 0.0;
-            for (int64_t c = threadIdx.x; c < n; c += blockDim.x) s1 += (double)x[c];
-            const double mean_d = block_sum(s1, red) / (double)n;
-            double s2 = 0.0;
-            for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
-                const double d = (double)x[c] - mean_d;
-                s2 += d * d;
-            }
-            const float var = (float)(block_sum(s2, red) / (double)n);
-            const float mean = (float)mean_d;
-            const float rstd = 1.0f / sqrtf(var + a.eps);
+            float mean, rstd;
+            layer_stats(x, n, a.eps, red, &mean, &rstd);
             for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
                 float y = (x[c] - mean) * rstd;
                 if (a.weight) y *= ld_param(a.weight, a.dt, c);
@@ -158,17 +169,8 @@ __global__ void __launch_bounds__(kBlock) norm_backward_kernel(NormBw a)
         } else if (kKind == kLayerNorm) {
             /* xhat = (x - mean) * rstd, out = w * xhat + b: dxhat = dout * w,
              * dx += rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat . xhat)). */
-            double s1 = 0.0;
-            for (int64_t c = threadIdx.x; c < n; c += blockDim.x) s1 += (double)x[c];
-            const double mean_d = block_sum(s1, red) / (double)n;
-            double s2 = 0.0;
-            for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
-                const double d = (double)x[c] - mean_d;
-                s2 += d * d;
-            }
-            const float var = (float)(block_sum(s2, red) / (double)n);
-            const float mean = (float)mean_d;
-            const float rstd = 1.0f / sqrtf(var + a.eps);
+            float mean, rstd;
+            layer_stats(x, n, a.eps, red, &mean, &rstd);
             if (threadIdx.x == 0) {
                 if (a.mean_out) a.mean_out[r] = mean;
                 if (a.rstd_out) a.rstd_out[r] = rstd;
