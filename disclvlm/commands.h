@@ -14,6 +14,7 @@ int cmd_score(int argc, char **argv);
 int cmd_eval(int argc, char **argv);         /* cmd_eval.c, cmd_eval_tasks.c */
 int cmd_train(int argc, char **argv);        /* cmd_train.c, train_data.c */
 int cmd_shapesworld(int argc, char **argv);  /* cmd_shapesworld.c, shapesworld.c */
+int cmd_serve(int argc, char **argv);        /* cmd_serve.c, serve_api.c */
 
 /* Prints "disclvlm: <context>: <last error>" to stderr; returns 1. */
 int cli_fail(const char *context);

@@ -24,6 +24,7 @@ static const command commands[] = {
     {"train", cmd_train, "fine-tune an adapter (soft prompts, LoRA) on image-caption pairs"},
     {"eval", cmd_eval, "evaluate: retrieval, SugarCrepe, Winoground, zero-shot classification"},
     {"shapesworld", cmd_shapesworld, "generate the ShapesWorld compositional benchmark"},
+    {"serve", cmd_serve, "serve text and image embeddings over HTTP (OpenAI-compatible)"},
 };
 
 static void usage(FILE *to)

@@ -1,0 +1,273 @@
+/* disclvlm serve: an OpenAI-compatible embeddings server for images and
+ * texts over libmicrohttpd (docs/serve.md). One internal polling thread
+ * serves the requests one after another with one session; SIGINT/SIGTERM
+ * let the request being served finish, then the server exits. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "serve_api.h"
+
+typedef struct serve_opts {
+    cli_run_opts run;
+    const char *host, *api_key;
+    long port;
+    size_t max_body, max_items;
+    unsigned timeout_s;
+} serve_opts;
+
+typedef struct server {
+    serve_ctx ctx;
+    const serve_opts *o;
+} server;
+
+/* A request's body as it arrives. */
+typedef struct request {
+    char *body;
+    size_t len;
+    int too_big;
+} request;
+
+static void usage(FILE *to)
+{
+    fprintf(to,
+            "usage: disclvlm serve --model DIR [--adapter DIR] [--host 127.0.0.1] [--port 8080]\n"
+            "                      [--api-key KEY] [--max-body BYTES] [--max-items N]\n"
+            "                      [--timeout S] [--threads N] [--backend NAME]\n"
+            "\n"
+            "Serves embeddings of texts and images over HTTP, in OpenAI's shapes:\n"
+            "  POST /v1/embeddings  {\"input\": \"a text\" | [\"text\", {\"image\": BASE64}, ...],\n"
+            "                        \"encoding_format\": \"float\" | \"base64\", \"model\": ...}\n"
+            "  GET  /v1/models      GET /health\n"
+            "Embeddings equal encode-text / encode-image's bit for bit. Binds to 127.0.0.1\n"
+            "unless --host says otherwise; with --api-key every /v1 request needs\n"
+            "'Authorization: Bearer KEY'. No TLS: put it behind a reverse proxy.\n"
+            "\n"
+            "  --port N           0 picks a free port (printed on start)\n"
+            "  --max-body BYTES   request body limit (default 16 MiB)\n"
+            "  --max-items N      inputs per request (default 256)\n"
+            "  --timeout S        idle connection timeout (default 30)\n"
+            "%s",
+            CLI_RUN_OPTS_HELP);
+}
+
+static enum MHD_Result reply(struct MHD_Connection *conn, int status, char *json)
+{
+    if (!json) {
+        status = 500;
+        json = serve_error(500, "out of memory");
+    }
+    const char *text = json ? json : "{\"error\":{\"message\":\"out of memory\"}}";
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), (void *)(uintptr_t)text,
+                                                             MHD_RESPMEM_MUST_COPY);
+    free(json);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* Constant time in the key's length: no timing hint of how much matched. */
+static int authorised(struct MHD_Connection *conn, const char *key)
+{
+    if (!key) return 1;
+    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncmp(h, "Bearer ", 7) != 0) return 0;
+    h += 7;
+    size_t n = strlen(key), m = strlen(h);
+    unsigned diff = (unsigned)(n ^ m);
+    for (size_t i = 0; i < n; i++) diff |= (unsigned char)key[i] ^ (unsigned char)(i < m ? h[i] : 0);
+    return diff == 0;
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
+                              const char *method, const char *version, const char *upload,
+                              size_t *upload_size, void **state)
+{
+    (void)version;
+    server *s = cls;
+    request *rq = *state;
+    if (!rq) { /* headers only: set up the body */
+        rq = calloc(1, sizeof *rq);
+        if (!rq) return MHD_NO;
+        *state = rq;
+        return MHD_YES;
+    }
+    if (*upload_size) { /* a piece of the body */
+        if (!rq->too_big && rq->len + *upload_size > s->o->max_body) {
+            rq->too_big = 1;
+            free(rq->body);
+            rq->body = NULL;
+        }
+        if (!rq->too_big) {
+            char *b = realloc(rq->body, rq->len + *upload_size + 1);
+            if (!b) return MHD_NO;
+            memcpy(b + rq->len, upload, *upload_size);
+            rq->body = b;
+            rq->len += *upload_size;
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    const int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
+    if (strcmp(url, "/health") == 0)
+        return get ? reply(conn, 200, strdup("{\"status\":\"ok\"}"))
+                   : reply(conn, 405, serve_error(405, "%s %s: use GET", method, url));
+    if (strncmp(url, "/v1/", 4) == 0 && !authorised(conn, s->o->api_key))
+        return reply(conn, 401, serve_error(401, "missing or wrong API key (send "
+                                                 "'Authorization: Bearer KEY')"));
+    if (strcmp(url, "/v1/models") == 0)
+        return get ? reply(conn, 200, serve_models(&s->ctx))
+                   : reply(conn, 405, serve_error(405, "%s %s: use GET", method, url));
+    if (strcmp(url, "/v1/embeddings") == 0) {
+        if (!post) return reply(conn, 405, serve_error(405, "%s %s: use POST", method, url));
+        if (rq->too_big)
+            return reply(conn, 413, serve_error(413, "the body is larger than this server's "
+                                                     "--max-body (%zu bytes)", s->o->max_body));
+        char *out = NULL;
+        int status = serve_embeddings(&s->ctx, rq->body ? rq->body : "", rq->len, &out);
+        return reply(conn, status, out);
+    }
+    return reply(conn, 404, serve_error(404, "no endpoint %s %s", method, url));
+}
+
+static void completed(void *cls, struct MHD_Connection *conn, void **state,
+                      enum MHD_RequestTerminationCode why)
+{
+    (void)cls;
+    (void)conn;
+    (void)why;
+    request *rq = *state;
+    if (rq) free(rq->body);
+    free(rq);
+    *state = NULL;
+}
+
+static int parse_size(const char *opt, const char *v, size_t lo, size_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno || end == v || *end || v[0] == '-' || n < lo) {
+        fprintf(stderr, "disclvlm: serve: %s: '%s' is not an integer >= %zu\n", opt, v, lo);
+        return -1;
+    }
+    *out = (size_t)n;
+    return 0;
+}
+
+static int parse(int argc, char **argv, serve_opts *o)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int r = cli_run_opt("serve", argc, argv, &i, &o->run);
+        if (r < 0) return 2;
+        if (r > 0) continue;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return -1;
+        }
+        static const char *const valued[] = {"--host", "--port", "--api-key", "--max-body",
+                                             "--max-items", "--timeout"};
+        int known = 0;
+        for (size_t k = 0; k < sizeof valued / sizeof *valued; k++) known |= !strcmp(a, valued[k]);
+        if (!known) {
+            fprintf(stderr, "disclvlm: serve: unknown option '%s' (see 'disclvlm serve --help')\n",
+                    a);
+            return 2;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "disclvlm: serve: option '%s' needs a value\n", a);
+            return 2;
+        }
+        const char *v = argv[++i];
+        size_t n = 0;
+        if (!strcmp(a, "--host")) o->host = v;
+        else if (!strcmp(a, "--api-key")) o->api_key = v;
+        else if (!strcmp(a, "--port")) {
+            if (parse_size(a, v, 0, &n) || n > 65535) {
+                if (n > 65535) fprintf(stderr, "disclvlm: serve: --port: %s is above 65535\n", v);
+                return 2;
+            }
+            o->port = (long)n;
+        } else if (!strcmp(a, "--max-body")) {
+            if (parse_size(a, v, 1, &o->max_body)) return 2;
+        } else if (!strcmp(a, "--max-items")) {
+            if (parse_size(a, v, 1, &o->max_items)) return 2;
+        } else if (!strcmp(a, "--timeout")) {
+            if (parse_size(a, v, 1, &n)) return 2;
+            o->timeout_s = (unsigned)n;
+        }
+    }
+    if (!o->run.model_dir) return cli_missing("serve", "--model DIR");
+    if (o->api_key && !*o->api_key) {
+        fprintf(stderr, "disclvlm: serve: --api-key: empty\n");
+        return 2;
+    }
+    return 0;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    serve_opts o = {.run = CLI_RUN_OPTS_INIT, .host = "127.0.0.1", .port = 8080,
+                    .max_body = 16u << 20, .max_items = 256, .timeout_s = 30};
+    int rc = parse(argc, argv, &o);
+    if (rc) return rc < 0 ? 0 : rc;
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)o.port);
+    const char *host = strcmp(o.host, "localhost") == 0 ? "127.0.0.1" : o.host;
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+        fprintf(stderr, "disclvlm: serve: --host: '%s' is not an IPv4 address\n", o.host);
+        return 2;
+    }
+    server s = {.o = &o};
+    dlv_model *model = NULL;
+    if ((rc = cli_open("serve", &o.run, &model, &s.ctx.session, &s.ctx.dim))) goto done;
+    const char *slash = strrchr(o.run.model_dir, '/');
+    s.ctx.model_name = slash && slash[1] ? slash + 1 : o.run.model_dir;
+    s.ctx.max_items = o.max_items;
+
+    /* The daemon's thread inherits this mask: only the main thread takes
+     * SIGINT / SIGTERM, in sigwait below. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, handle, &s,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, completed,
+        NULL, MHD_OPTION_CONNECTION_TIMEOUT, o.timeout_s, MHD_OPTION_CONNECTION_LIMIT, 64u,
+        MHD_OPTION_END);
+    if (!d) {
+        fprintf(stderr, "disclvlm: serve: cannot listen on %s:%ld: %s\n", o.host, o.port,
+                strerror(errno));
+        rc = 1;
+        goto done;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    fprintf(stderr, "disclvlm serve: listening on http://%s:%u (model %s, %zu dimensions%s)\n",
+            o.host, info ? (unsigned)info->port : (unsigned)o.port, s.ctx.model_name, s.ctx.dim,
+            o.api_key ? ", API key required" : "");
+    fflush(stderr);
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    fprintf(stderr, "disclvlm serve: %s: finishing the request in flight, then exiting\n",
+            sig == SIGINT ? "SIGINT" : "SIGTERM");
+    MHD_stop_daemon(d);
+done:
+    dlv_session_free(s.ctx.session);
+    dlv_model_free(model);
+    return rc;
+}
