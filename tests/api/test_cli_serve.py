@@ -138,6 +138,9 @@ try:
             ("body over --max-body", {"input": ["word " * 50000]}, None, 413, "--max-body"),
             ("bad base64", {"input": ["a", {"image": "@@@@"}]}, None, 400,
              "input[1]: the image is not valid base64"),
+            # "ABCD" is QUJDRA== : without its padding the length is not whole
+            ("unpadded base64", {"input": [{"image": "QUJDRA"}]}, None, 400,
+             "input[0]: the image is not valid base64"),
             ("not an image", {"input": [{"image": base64.b64encode(b"hello world").decode()}]},
              None, 400, "input[0]: not a usable PNG or JPEG image"),
             ("remote URL", {"input": [{"type": "image_url",
