@@ -12,9 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "commands.h"
 #include "serve_api.h"
+#include "serve_metrics.h"
 
 typedef struct serve_opts {
     cli_run_opts run;
@@ -27,7 +29,15 @@ typedef struct serve_opts {
 typedef struct server {
     serve_ctx ctx;
     const serve_opts *o;
+    serve_metrics metrics;
 } server;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 /* A request's body as it arrives. */
 typedef struct request {
@@ -46,7 +56,7 @@ static void usage(FILE *to)
             "Serves embeddings of texts and images over HTTP, in OpenAI's shapes:\n"
             "  POST /v1/embeddings  {\"input\": \"a text\" | [\"text\", {\"image\": BASE64}, ...],\n"
             "                        \"encoding_format\": \"float\" | \"base64\", \"model\": ...}\n"
-            "  GET  /v1/models      GET /health\n"
+            "  GET  /v1/models      GET /health      GET /metrics (Prometheus)\n"
             "Embeddings equal encode-text / encode-image's bit for bit. Binds to 127.0.0.1\n"
             "unless --host says otherwise; with --api-key every /v1 request needs\n"
             "'Authorization: Bearer KEY'. No TLS: put it behind a reverse proxy.\n"
@@ -59,7 +69,8 @@ static void usage(FILE *to)
             CLI_RUN_OPTS_HELP);
 }
 
-static enum MHD_Result reply(struct MHD_Connection *conn, int status, char *json)
+static enum MHD_Result reply(struct MHD_Connection *conn, int status, char *json,
+                              const char *type)
 {
     if (!json) {
         status = 500;
@@ -70,7 +81,7 @@ static enum MHD_Result reply(struct MHD_Connection *conn, int status, char *json
                                                              MHD_RESPMEM_MUST_COPY);
     free(json);
     if (!r) return MHD_NO;
-    MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "Content-Type", type);
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
     MHD_destroy_response(r);
     return ret;
@@ -87,6 +98,49 @@ static int authorised(struct MHD_Connection *conn, const char *key)
     unsigned diff = (unsigned)(n ^ m);
     for (size_t i = 0; i < n; i++) diff |= (unsigned char)key[i] ^ (unsigned char)(i < m ? h[i] : 0);
     return diff == 0;
+}
+
+/* The response to a complete request: its status, *body (JSON or the
+ * metrics text) and *endpoint for the metrics. */
+static int route(server *s, struct MHD_Connection *conn, const char *url, const char *method,
+                 const request *rq, int *endpoint, char **body)
+{
+    const int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
+    if (strcmp(url, "/health") == 0) {
+        *endpoint = SERVE_EP_HEALTH;
+        *body = get ? strdup("{\"status\":\"ok\"}") : serve_error(405, "%s %s: use GET", method, url);
+        return get ? 200 : 405;
+    }
+    if (strcmp(url, "/metrics") == 0) { /* like /health: for the operator's scraper */
+        *endpoint = SERVE_EP_METRICS;
+        *body = get ? serve_metrics_text(&s->metrics)
+                    : serve_error(405, "%s %s: use GET", method, url);
+        return get ? 200 : 405;
+    }
+    if (strcmp(url, "/v1/models") == 0) *endpoint = SERVE_EP_MODELS;
+    if (strcmp(url, "/v1/embeddings") == 0) *endpoint = SERVE_EP_EMBEDDINGS;
+    if (strncmp(url, "/v1/", 4) == 0 && !authorised(conn, s->o->api_key)) {
+        *body = serve_error(401, "missing or wrong API key (send 'Authorization: Bearer KEY')");
+        return 401;
+    }
+    if (*endpoint == SERVE_EP_MODELS) {
+        *body = get ? serve_models(&s->ctx) : serve_error(405, "%s %s: use GET", method, url);
+        return get ? 200 : 405;
+    }
+    if (*endpoint == SERVE_EP_EMBEDDINGS) {
+        if (!post) {
+            *body = serve_error(405, "%s %s: use POST", method, url);
+            return 405;
+        }
+        if (rq->too_big) {
+            *body = serve_error(413, "the body is larger than this server's --max-body (%zu "
+                                     "bytes)", s->o->max_body);
+            return 413;
+        }
+        return serve_embeddings(&s->ctx, rq->body ? rq->body : "", rq->len, body);
+    }
+    *body = serve_error(404, "no endpoint %s %s", method, url);
+    return 404;
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
@@ -118,26 +172,20 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         *upload_size = 0;
         return MHD_YES;
     }
-    const int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
-    if (strcmp(url, "/health") == 0)
-        return get ? reply(conn, 200, strdup("{\"status\":\"ok\"}"))
-                   : reply(conn, 405, serve_error(405, "%s %s: use GET", method, url));
-    if (strncmp(url, "/v1/", 4) == 0 && !authorised(conn, s->o->api_key))
-        return reply(conn, 401, serve_error(401, "missing or wrong API key (send "
-                                                 "'Authorization: Bearer KEY')"));
-    if (strcmp(url, "/v1/models") == 0)
-        return get ? reply(conn, 200, serve_models(&s->ctx))
-                   : reply(conn, 405, serve_error(405, "%s %s: use GET", method, url));
-    if (strcmp(url, "/v1/embeddings") == 0) {
-        if (!post) return reply(conn, 405, serve_error(405, "%s %s: use POST", method, url));
-        if (rq->too_big)
-            return reply(conn, 413, serve_error(413, "the body is larger than this server's "
-                                                     "--max-body (%zu bytes)", s->o->max_body));
-        char *out = NULL;
-        int status = serve_embeddings(&s->ctx, rq->body ? rq->body : "", rq->len, &out);
-        return reply(conn, status, out);
+    const double t0 = now_s();
+    int endpoint = SERVE_EP_OTHER;
+    char *body = NULL;
+    const int status = route(s, conn, url, method, rq, &endpoint, &body);
+    size_t items = 0;
+    if (status == 200 && endpoint == SERVE_EP_EMBEDDINGS) {
+        items = s->ctx.last_texts + s->ctx.last_images;
+        s->metrics.texts += s->ctx.last_texts;
+        s->metrics.images += s->ctx.last_images;
     }
-    return reply(conn, 404, serve_error(404, "no endpoint %s %s", method, url));
+    serve_metrics_record(&s->metrics, endpoint, status, items, now_s() - t0);
+    return reply(conn, status, body,
+                 endpoint == SERVE_EP_METRICS && status == 200 ? "text/plain; version=0.0.4"
+                                                               : "application/json");
 }
 
 static void completed(void *cls, struct MHD_Connection *conn, void **state,

@@ -273,6 +273,8 @@ int serve_embeddings(serve_ctx *c, const char *body, size_t len, char **out)
     if (!err) status = encode_texts(c, items, n, emb, &tokens, &err);
     if (!err) status = encode_images(c, items, n, emb, &err);
     if (!err) {
+        c->last_texts = c->last_images = 0;
+        for (size_t i = 0; i < n; i++) ++*(items[i].text ? &c->last_texts : &c->last_images);
         *out = response(c, model ? json_string_value(model) : c->model_name, emb, n, base64,
                         tokens);
         status = *out ? 200 : 500;

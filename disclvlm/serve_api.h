@@ -12,6 +12,7 @@ typedef struct serve_ctx {
     size_t dim;
     const char *model_name; /* echoed when a request names none; /v1/models */
     size_t max_items;       /* items per /v1/embeddings request */
+    size_t last_texts, last_images; /* what the last successful request embedded */
 } serve_ctx;
 
 /* POST /v1/embeddings (OpenAI's request and response). Returns the HTTP

@@ -12,6 +12,8 @@ when DISCLVLM_REQUIRE_PYTHON_TESTS=1):
   too many items, a body over --max-body, bad base64, a non-image, a remote
   URL, token ids, an over-long text, a wrong method, an unknown path;
 - --api-key is enforced on /v1 (401 without or with a wrong key);
+- /metrics counts the requests by status, the items by kind, and has the
+  items-per-request and latency histograms;
 - SIGTERM ends the server with exit 0.
 
 usage: test_cli_serve.py DISCLVLM_EXE GEN_TINY_CHECKPOINT_PY IMAGES_DIR
@@ -167,6 +169,28 @@ try:
         check(st == 405 and "use POST" in b["error"]["message"], "GET /v1/embeddings: 405")
         st, b = call(base + "/v2/nothing")
         check(st == 404, "an unknown path: 404")
+
+        # /metrics, Prometheus text: the requests above, counted.
+        with urllib.request.urlopen(base + "/metrics", timeout=30) as r:
+            ctype, text = r.headers.get("Content-Type"), r.read().decode()
+        metric = {}
+        for ln in text.splitlines():
+            if ln and not ln.startswith("#"):
+                k, v = ln.rsplit(" ", 1)
+                metric[k] = float(v)
+        ep = 'disclvlm_requests_total{endpoint="/v1/embeddings",code="%d"}'
+        n400 = sum(1 for b_ in bad if b_[3] == 400)
+        ok200 = metric.get(ep % 200, 0)
+        check(ctype.startswith("text/plain") and ok200 == 4 + len(bad)
+              and metric.get(ep % 400) == n400 and metric.get(ep % 413) == 1
+              and metric.get(ep % 405) == 1
+              and metric.get('disclvlm_items_total{kind="image"}') == 6
+              and metric.get("disclvlm_request_items_count") == ok200
+              and metric.get('disclvlm_request_seconds_bucket{le="+Inf"}') == ok200
+              and metric.get('disclvlm_request_items_bucket{le="8"}', 0)
+              == metric.get("disclvlm_request_items_count"),
+              "/metrics: requests by status, items by kind, the items and latency histograms "
+              "(%d ok, %d x 400)" % (ok200, metric.get(ep % 400, 0)))
 
         # The official client, where it can be installed.
         venv = os.path.join(os.environ.get("DLV_BUILD_ROOT", tmp), "serve-openai-venv")
