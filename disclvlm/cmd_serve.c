@@ -56,6 +56,8 @@ static void usage(FILE *to)
             "Serves embeddings of texts and images over HTTP, in OpenAI's shapes:\n"
             "  POST /v1/embeddings  {\"input\": \"a text\" | [\"text\", {\"image\": BASE64}, ...],\n"
             "                        \"encoding_format\": \"float\" | \"base64\", \"model\": ...}\n"
+            "  POST /v1/score       {\"texts\": [...], \"images\": [{\"image\": BASE64}...],\n"
+            "                        \"logits\": false} -> {\"scores\": [[image x text]]}\n"
             "  GET  /v1/models      GET /health      GET /metrics (Prometheus)\n"
             "Embeddings equal encode-text / encode-image's bit for bit. Binds to 127.0.0.1\n"
             "unless --host says otherwise; with --api-key every /v1 request needs\n"
@@ -119,6 +121,7 @@ static int route(server *s, struct MHD_Connection *conn, const char *url, const 
     }
     if (strcmp(url, "/v1/models") == 0) *endpoint = SERVE_EP_MODELS;
     if (strcmp(url, "/v1/embeddings") == 0) *endpoint = SERVE_EP_EMBEDDINGS;
+    if (strcmp(url, "/v1/score") == 0) *endpoint = SERVE_EP_SCORE;
     if (strncmp(url, "/v1/", 4) == 0 && !authorised(conn, s->o->api_key)) {
         *body = serve_error(401, "missing or wrong API key (send 'Authorization: Bearer KEY')");
         return 401;
@@ -127,7 +130,7 @@ static int route(server *s, struct MHD_Connection *conn, const char *url, const 
         *body = get ? serve_models(&s->ctx) : serve_error(405, "%s %s: use GET", method, url);
         return get ? 200 : 405;
     }
-    if (*endpoint == SERVE_EP_EMBEDDINGS) {
+    if (*endpoint == SERVE_EP_EMBEDDINGS || *endpoint == SERVE_EP_SCORE) {
         if (!post) {
             *body = serve_error(405, "%s %s: use POST", method, url);
             return 405;
@@ -137,7 +140,8 @@ static int route(server *s, struct MHD_Connection *conn, const char *url, const 
                                      "bytes)", s->o->max_body);
             return 413;
         }
-        return serve_embeddings(&s->ctx, rq->body ? rq->body : "", rq->len, body);
+        return (*endpoint == SERVE_EP_SCORE ? serve_score : serve_embeddings)(
+            &s->ctx, rq->body ? rq->body : "", rq->len, body);
     }
     *body = serve_error(404, "no endpoint %s %s", method, url);
     return 404;
@@ -177,7 +181,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     char *body = NULL;
     const int status = route(s, conn, url, method, rq, &endpoint, &body);
     size_t items = 0;
-    if (status == 200 && endpoint == SERVE_EP_EMBEDDINGS) {
+    if (status == 200 && (endpoint == SERVE_EP_EMBEDDINGS || endpoint == SERVE_EP_SCORE)) {
         items = s->ctx.last_texts + s->ctx.last_images;
         s->metrics.texts += s->ctx.last_texts;
         s->metrics.images += s->ctx.last_images;

@@ -290,3 +290,105 @@ int serve_embeddings(serve_ctx *c, const char *body, size_t len, char **out)
     json_decref(root);
     return status;
 }
+
+/* Scores as JSON rows (images) of columns (texts), 9 digits (exact float). */
+static char *score_response(const char *model, const float *sc, size_t n_img, size_t n_txt,
+                            int logits, float scale)
+{
+    json_t *rows = json_array();
+    for (size_t i = 0; rows && i < n_img; i++) {
+        json_t *r = json_array();
+        for (size_t j = 0; r && j < n_txt; j++)
+            json_array_append_new(r, json_real((double)sc[i * n_txt + j]));
+        if (!r || json_array_append_new(rows, r)) {
+            json_decref(rows);
+            rows = NULL;
+        }
+    }
+    json_t *o = rows ? json_pack("{s:s, s:s, s:o, s:s}", "object", "scores", "model", model,
+                                 "scores", rows, "kind", logits ? "logits" : "cosine")
+                     : NULL;
+    if (o && logits) json_object_set_new(o, "logit_scale", json_real((double)scale));
+    char *str = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    json_decref(o);
+    return str;
+}
+
+int serve_score(serve_ctx *c, const char *body, size_t len, char **out)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, 0, &jerr);
+    json_t *texts = root ? json_object_get(root, "texts") : NULL;
+    json_t *images = root ? json_object_get(root, "images") : NULL;
+    json_t *model = root ? json_object_get(root, "model") : NULL;
+    json_t *logits = root ? json_object_get(root, "logits") : NULL;
+    char *err = NULL;
+    int status = 0;
+    size_t nt = 0, ni = 0;
+    if (!root)
+        err = serve_error(400, "malformed JSON (line %d, column %d): %s", jerr.line, jerr.column,
+                          jerr.text);
+    else if (!json_is_object(root))
+        err = serve_error(400, "the body must be a JSON object");
+    else if (!json_is_array(texts) || !json_is_array(images))
+        err = serve_error(400, "'texts' and 'images' must both be arrays");
+    else if (model && !json_is_string(model))
+        err = serve_error(400, "'model' must be a string");
+    else if (logits && !json_is_boolean(logits))
+        err = serve_error(400, "'logits' must be true or false");
+    else if ((nt = json_array_size(texts)) == 0 || (ni = json_array_size(images)) == 0)
+        err = serve_error(400, "'texts' and 'images' must not be empty");
+    else if (nt + ni > c->max_items)
+        err = serve_error(400, "%zu texts and images, more than this server's --max-items (%zu)",
+                          nt + ni, c->max_items);
+    /* One list: the images first, then the texts (input[k] in messages). */
+    const size_t n = nt + ni;
+    item *items = err ? NULL : calloc(n, sizeof *items);
+    float *emb = err ? NULL : malloc(n * c->dim * sizeof *emb);
+    float *sc = err ? NULL : malloc(ni * nt * sizeof *sc);
+    if (!err && (!items || !emb || !sc)) err = serve_error(500, "out of memory for %zu items", n);
+    for (size_t k = 0; !err && k < n; k++) {
+        json_t *v = k < ni ? json_array_get(images, k) : json_array_get(texts, k - ni);
+        if (k < ni && json_is_string(v)) {
+            err = serve_error(400, "images[%zu]: expected {\"image\": BASE64} or an image_url "
+                                   "item, not a string", k);
+            break;
+        }
+        if (k >= ni && !json_is_string(v)) {
+            err = serve_error(400, "texts[%zu]: expected a string", k - ni);
+            break;
+        }
+        status = parse_item(v, k, &items[k], &err);
+        if (!err && k < ni && items[k].text)
+            err = serve_error(400, "images[%zu]: expected an image item", k);
+    }
+    size_t tokens = 0;
+    if (!err) status = encode_texts(c, items, n, emb, &tokens, &err);
+    if (!err) status = encode_images(c, items, n, emb, &err);
+    float scale = 1.0f;
+    if (!err && dlv_score(c->session, emb, ni, emb + ni * c->dim, nt, c->dim, sc, ni * nt) != DLV_OK)
+        err = serve_error(500, "scoring: %s", dlv_last_error());
+    if (!err && json_is_true(logits)) {
+        if (dlv_session_logit_scale(c->session, &scale) != DLV_OK)
+            err = serve_error(500, "logit scale: %s", dlv_last_error());
+        for (size_t k = 0; !err && k < ni * nt; k++) sc[k] *= scale;
+    }
+    if (!err) {
+        c->last_texts = nt;
+        c->last_images = ni;
+        *out = score_response(model ? json_string_value(model) : c->model_name, sc, ni, nt,
+                              json_is_true(logits), scale);
+        status = *out ? 200 : 500;
+        if (!*out) err = serve_error(500, "out of memory writing the response");
+    }
+    if (err) {
+        *out = err;
+        if (status < 400) status = strstr(err, "\"code\":500") ? 500 : 400;
+    }
+    for (size_t k = 0; items && k < n; k++) free(items[k].image);
+    free(items);
+    free(emb);
+    free(sc);
+    json_decref(root);
+    return status;
+}

@@ -19,6 +19,9 @@ typedef struct serve_ctx {
  * status; *out is the response body (malloc'd JSON), an error object for a
  * status >= 400. */
 int serve_embeddings(serve_ctx *c, const char *body, size_t len, char **out);
+/* POST /v1/score: {"texts": [...], "images": [image items], "logits": false}
+ * -> {"scores": [[s(image i, text j)]], ...}, `disclvlm score`'s matrix. */
+int serve_score(serve_ctx *c, const char *body, size_t len, char **out);
 /* GET /v1/models. */
 char *serve_models(const serve_ctx *c);
 /* {"error": {"message": ..., "type": ..., "code": status}} */

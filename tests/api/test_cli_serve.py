@@ -170,6 +170,29 @@ try:
         st, b = call(base + "/v2/nothing")
         check(st == 404, "an unknown path: 404")
 
+        # /v1/score: `disclvlm score --json`'s matrix, cosine and logits.
+        for logits in (False, True):
+            p = subprocess.run([exe, "score", "--model", model, "--threads", "1", "--json"]
+                               + (["--logits"] if logits else []) + ["--image", *imgs[:2],
+                                                                     "--text", *texts[:2]],
+                               capture_output=True, text=True)
+            st, b = call(base + "/v1/score", {"texts": texts[:2], "logits": logits,
+                                              "images": [{"image": b64[0]}, {"image": b64[1]}]})
+            want_s = json.loads(p.stdout)["scores"] if p.returncode == 0 else None
+            check(st == 200 and [f32_bytes(r) for r in b["scores"]]
+                  == [f32_bytes(r) for r in want_s] and b["kind"] == ("logits" if logits
+                                                                      else "cosine"),
+                  "/v1/score%s: the CLI's matrix, bit for bit" % (" (logits)" if logits else ""))
+        for what, body, needle in (
+                ("no images", {"texts": ["a"]}, "must both be arrays"),
+                ("empty texts", {"texts": [], "images": [{"image": b64[0]}]}, "must not be empty"),
+                ("an image as a string", {"texts": ["a"], "images": [b64[0]]}, "images[0]"),
+                ("a text as a number", {"texts": [3], "images": [{"image": b64[0]}]},
+                 "texts[0]")):
+            st, b = call(base + "/v1/score", body)
+            check(st == 400 and needle in b["error"]["message"],
+                  "/v1/score, %s: 400 naming it (%s)" % (what, b["error"]["message"]))
+
         # /metrics, Prometheus text: the requests above, counted.
         with urllib.request.urlopen(base + "/metrics", timeout=30) as r:
             ctype, text = r.headers.get("Content-Type"), r.read().decode()
@@ -184,9 +207,11 @@ try:
         check(ctype.startswith("text/plain") and ok200 == 4 + len(bad)
               and metric.get(ep % 400) == n400 and metric.get(ep % 413) == 1
               and metric.get(ep % 405) == 1
-              and metric.get('disclvlm_items_total{kind="image"}') == 6
-              and metric.get("disclvlm_request_items_count") == ok200
-              and metric.get('disclvlm_request_seconds_bucket{le="+Inf"}') == ok200
+              and metric.get('disclvlm_items_total{kind="image"}') == 6 + 4
+              and metric.get('disclvlm_requests_total{endpoint="/v1/score",code="200"}') == 2
+              and metric.get('disclvlm_requests_total{endpoint="/v1/score",code="400"}') == 4
+              and metric.get("disclvlm_request_items_count") == ok200 + 2
+              and metric.get('disclvlm_request_seconds_bucket{le="+Inf"}') == ok200 + 2
               and metric.get('disclvlm_request_items_bucket{le="8"}', 0)
               == metric.get("disclvlm_request_items_count"),
               "/metrics: requests by status, items by kind, the items and latency histograms "
