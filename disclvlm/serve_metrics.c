@@ -36,6 +36,9 @@ typedef struct out {
     int failed;
 } out;
 
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
 static void put(out *o, const char *fmt, ...)
 {
     va_list ap;
