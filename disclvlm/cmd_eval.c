@@ -849,10 +849,9 @@ int cmd_eval(int argc, char **argv)
     }
     /* Every rank computes the metrics from the same gathered embeddings;
      * rank 0 alone prints them. */
-    if (c.d.rank != 0 && !freopen("/dev/null", "w", stdout)) {
-        fprintf(stderr, "disclvlm: %s: cannot silence rank %d's output\n", cmd, c.d.rank);
-        c.d.rank = 0;
-    }
+    if (c.d.rank != 0 && !freopen("/dev/null", "w", stdout))
+        fprintf(stderr, "disclvlm: %s: rank %d: cannot silence its output; it repeats rank 0's\n",
+                cmd, c.d.rank);
     int rc = run(&c);
     cli_dist_fail(cmd, &c.d, rc);
     eval_close(&c);
