@@ -59,6 +59,19 @@ static __device__ void layer_stats(const float *x, int64_t n, float eps, double 
     *rstd = 1.0f / sqrtf(var + eps);
 }
 
+/* HF LlamaRMSNorm's scale of one row, rsqrt(mean(x^2) + eps), the sum in
+ * double in the block's fixed order; shared by the forward and the backward. */
+static __device__ float rms_scale(const float *x, int64_t n, float eps, double *red)
+{
+    double ss = 0.0;
+    for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
+        const double d = (double)x[c];
+        ss += d * d;
+    }
+    const float mean_sq = (float)(block_sum(ss, red) / (double)n);
+    return 1.0f / sqrtf(mean_sq + eps);
+}
+
 template <bool kLayer>
 __global__ void __launch_bounds__(kBlock) norm_forward_kernel(NormFwd a)
 {
@@ -88,13 +101,7 @@ __global__ void __launch_bounds__(kBlock) norm_forward_kernel(NormFwd a)
             }
         } else {
             /* HF LlamaRMSNorm: x * rsqrt(mean(x^2) + eps), then weight * it. */
-            double ss = 0.0;
-            for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
-                const double d = (double)x[c];
-                ss += d * d;
-            }
-            const float mean_sq = (float)(block_sum(ss, red) / (double)n);
-            const float rs = 1.0f / sqrtf(mean_sq + a.eps);
+            const float rs = rms_scale(x, n, a.eps, red);
             for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
                 const float y = x[c] * rs;
                 o[c] = a.weight ? ld_param(a.weight, a.dt, c) * y : y;
@@ -147,13 +154,7 @@ __global__ void __launch_bounds__(kBlock) norm_backward_kernel(NormBw a)
         if (kKind == kRms) {
             /* y = x * rs, out = w * y: dy = dout * w,
              * dx += rs * (dy - y * mean(dy . y)). */
-            double ss = 0.0;
-            for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
-                const double d = (double)x[c];
-                ss += d * d;
-            }
-            const float mean_sq = (float)(block_sum(ss, red) / (double)n);
-            const float rs = 1.0f / sqrtf(mean_sq + a.eps);
+            const float rs = rms_scale(x, n, a.eps, red);
             if (a.rstd_out && threadIdx.x == 0) a.rstd_out[r] = rs;
             double dot = 0.0;
             for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
