@@ -227,23 +227,36 @@ static char *response(const serve_ctx *c, const char *model, const float *emb, s
     return s;
 }
 
-int serve_embeddings(serve_ctx *c, const char *body, size_t len, char **out)
+/* The request body as a JSON object, or NULL with *err set (400). */
+static json_t *load_object(const char *body, size_t len, char **err)
 {
     json_error_t jerr;
     json_t *root = json_loadb(body, len, 0, &jerr);
+    if (!root)
+        *err = serve_error(400, "malformed JSON (line %d, column %d): %s", jerr.line, jerr.column,
+                           jerr.text);
+    else if (!json_is_object(root))
+        *err = serve_error(400, "the body must be a JSON object");
+    if (*err) {
+        json_decref(root);
+        return NULL;
+    }
+    return root;
+}
+
+int serve_embeddings(serve_ctx *c, const char *body, size_t len, char **out)
+{
+    char *err = NULL;
+    json_t *root = load_object(body, len, &err);
     item *items = NULL;
     float *emb = NULL;
     size_t n = 0, tokens = 0;
     int status = 0, base64 = 0;
-    char *err = NULL;
     json_t *input = root ? json_object_get(root, "input") : NULL;
     json_t *fmt = root ? json_object_get(root, "encoding_format") : NULL;
     json_t *model = root ? json_object_get(root, "model") : NULL;
     if (!root) {
-        err = serve_error(400, "malformed JSON (line %d, column %d): %s", jerr.line, jerr.column,
-                          jerr.text);
-    } else if (!json_is_object(root)) {
-        err = serve_error(400, "the body must be a JSON object");
+        /* err says why (load_object) */
     } else if (!input) {
         err = serve_error(400, "'input' is required");
     } else if (model && !json_is_string(model)) {
@@ -316,21 +329,17 @@ static char *score_response(const char *model, const float *sc, size_t n_img, si
 
 int serve_score(serve_ctx *c, const char *body, size_t len, char **out)
 {
-    json_error_t jerr;
-    json_t *root = json_loadb(body, len, 0, &jerr);
+    char *err = NULL;
+    json_t *root = load_object(body, len, &err);
     json_t *texts = root ? json_object_get(root, "texts") : NULL;
     json_t *images = root ? json_object_get(root, "images") : NULL;
     json_t *model = root ? json_object_get(root, "model") : NULL;
     json_t *logits = root ? json_object_get(root, "logits") : NULL;
-    char *err = NULL;
     int status = 0;
     size_t nt = 0, ni = 0;
-    if (!root)
-        err = serve_error(400, "malformed JSON (line %d, column %d): %s", jerr.line, jerr.column,
-                          jerr.text);
-    else if (!json_is_object(root))
-        err = serve_error(400, "the body must be a JSON object");
-    else if (!json_is_array(texts) || !json_is_array(images))
+    if (!root) {
+        /* err says why (load_object) */
+    } else if (!json_is_array(texts) || !json_is_array(images))
         err = serve_error(400, "'texts' and 'images' must both be arrays");
     else if (model && !json_is_string(model))
         err = serve_error(400, "'model' must be a string");
