@@ -49,17 +49,16 @@ static dlv_status open_module(void **h, const dlv_cuda_module **out)
     const dlv_cuda_module *m = get();
     if (!m)
         st = dlv_error(DLV_E_BACKEND, "%s returned no module table", file);
-    else if (m->abi != DLV_CUDA_MODULE_ABI || m->size != sizeof(dlv_cuda_module) ||
-             !m->lib_version || strcmp(m->lib_version, DLV_VERSION_STRING_BUILD) != 0 ||
-             m->ops_version != DLV_BACKEND_OPS_VERSION || m->ops_size != sizeof(dlv_backend_ops) ||
-             !m->device_count || !m->create)
-        st = dlv_error(DLV_E_BACKEND,
-                       "%s was built for libdisclvlm %s (module interface %u, ops %u/%u), not "
-                       "for this library %s (%u, ops %u/%zu): install the module of the same "
-                       "build", file, m->lib_version ? m->lib_version : "?", (unsigned)m->abi,
-                       (unsigned)m->ops_version, (unsigned)m->ops_size, DLV_VERSION_STRING_BUILD,
-                       (unsigned)DLV_CUDA_MODULE_ABI, (unsigned)DLV_BACKEND_OPS_VERSION,
-                       sizeof(dlv_backend_ops));
+    else
+        st = dlv_module_check_build(file, m->lib_version, m->abi, DLV_CUDA_MODULE_ABI, m->size,
+                                    sizeof(dlv_cuda_module));
+    /* The backend's own table too (it is what the registry calls). */
+    if (!st && (m->ops_version != DLV_BACKEND_OPS_VERSION ||
+                m->ops_size != sizeof(dlv_backend_ops) || !m->device_count || !m->create))
+        st = dlv_error(DLV_E_BACKEND, "%s was built for backend ops %u/%u, not for this library's "
+                       "%u/%zu: install the module of the same build", file,
+                       (unsigned)m->ops_version, (unsigned)m->ops_size,
+                       (unsigned)DLV_BACKEND_OPS_VERSION, sizeof(dlv_backend_ops));
     if (st) {
         dlv_module_close(*h);
         return st;

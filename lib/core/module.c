@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "dlv_build_config.h"
 
 enum { PATH_CAP = 4096, ERR_CAP = 512 };
 
@@ -76,4 +77,16 @@ dlv_status dlv_module_open(const dlv_module_spec *spec, void **handle, void **en
 void dlv_module_close(void *handle)
 {
     if (handle) dlclose(handle);
+}
+
+dlv_status dlv_module_check_build(const char *file, const char *lib_version, uint32_t abi,
+                                  uint32_t want_abi, size_t size, size_t want_size)
+{
+    if (lib_version && strcmp(lib_version, DLV_VERSION_STRING_BUILD) == 0 && abi == want_abi &&
+        size == want_size)
+        return DLV_OK;
+    return dlv_error(DLV_E_BACKEND, "%s was built for libdisclvlm %s (module interface %u, table "
+                     "of %zu bytes), not for this library %s (%u, %zu bytes): install the module "
+                     "of the same build", file, lib_version ? lib_version : "?", (unsigned)abi,
+                     size, DLV_VERSION_STRING_BUILD, (unsigned)want_abi, want_size);
 }

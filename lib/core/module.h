@@ -12,6 +12,7 @@
 #define DLV_CORE_MODULE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "disclvlm.h"
 
@@ -29,5 +30,12 @@ typedef struct dlv_module_spec {
 dlv_status dlv_module_open(const dlv_module_spec *spec, void **handle, void **entry, char *where,
                            size_t cap);
 void dlv_module_close(void *handle);
+
+/* A module shares the library's struct layouts, so it must come from the
+ * same build: DLV_OK if its table says so (the library version string, the
+ * interface version abi and the table's size), else DLV_E_BACKEND naming
+ * file and both builds. lib_version may be NULL (a broken table). */
+dlv_status dlv_module_check_build(const char *file, const char *lib_version, uint32_t abi,
+                                  uint32_t want_abi, size_t size, size_t want_size);
 
 #endif

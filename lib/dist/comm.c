@@ -53,14 +53,10 @@ DLV_API dlv_status dlv_comm_open(const char *kind, dlv_comm **out)
         dlv_comm_module_get_fn get = NULL;
         memcpy(&get, &sym, sizeof get); /* POSIX: object to function pointer */
         c->m = get();
-        if (!c->m || c->m->abi != DLV_COMM_MODULE_ABI || c->m->size != sizeof(dlv_comm_module) ||
-            !c->m->lib_version || strcmp(c->m->lib_version, DLV_VERSION_STRING_BUILD) != 0)
-            st = dlv_error(DLV_E_BACKEND, "%s was built for another libdisclvlm (%s, module "
-                           "interface %u), not for this library %s (%u): install the module of "
-                           "the same build", file, c->m && c->m->lib_version ? c->m->lib_version
-                                                                            : "?",
-                           c->m ? (unsigned)c->m->abi : 0u, DLV_VERSION_STRING_BUILD,
-                           (unsigned)DLV_COMM_MODULE_ABI);
+        st = c->m ? dlv_module_check_build(file, c->m->lib_version, c->m->abi,
+                                           DLV_COMM_MODULE_ABI, c->m->size,
+                                           sizeof(dlv_comm_module))
+                  : dlv_error(DLV_E_BACKEND, "%s returned no module table", file);
     }
     if (!st) st = c->m->open(&host_table, &c->state, &c->rank, &c->size);
     if (st) {
