@@ -73,26 +73,35 @@ int cli_run_opt(const char *cmd, int argc, char **argv, int *i, cli_run_opts *o)
     return 1;
 }
 
+int cli_open_session(const char *cmd, const cli_run_opts *o, dlv_model *model,
+                     dlv_session **session)
+{
+    dlv_session_options *sopts = NULL;
+    int rc = 0;
+    if (dlv_session_options_new(&sopts) != DLV_OK ||
+        (o->threads >= 0 && dlv_session_options_set_threads(sopts, o->threads) != DLV_OK) ||
+        dlv_session_options_set_truncate(sopts, o->truncate) != DLV_OK ||
+        dlv_session_options_set_compute(sopts, o->compute) != DLV_OK ||
+        dlv_session_new(model, sopts, session) != DLV_OK ||
+        (o->adapter_dir && dlv_adapter_load(*session, o->adapter_dir) != DLV_OK))
+        rc = cli_fail(cmd);
+    dlv_session_options_free(sopts);
+    return rc;
+}
+
 int cli_open(const char *cmd, const cli_run_opts *o, dlv_model **model, dlv_session **session,
              size_t *dim)
 {
     dlv_model_options *mopts = NULL;
-    dlv_session_options *sopts = NULL;
     int rc = 0;
     if (dlv_model_options_new(&mopts) != DLV_OK ||
         dlv_model_options_set_backend(mopts, o->backend) != DLV_OK ||
         dlv_model_options_set_weight_dtype(mopts, o->weight_dtype) != DLV_OK ||
         dlv_model_load(o->model_dir, mopts, model) != DLV_OK ||
-        dlv_model_embed_dim(*model, dim) != DLV_OK || dlv_session_options_new(&sopts) != DLV_OK ||
-        (o->threads >= 0 && dlv_session_options_set_threads(sopts, o->threads) != DLV_OK) ||
-        dlv_session_options_set_truncate(sopts, o->truncate) != DLV_OK ||
-        dlv_session_options_set_compute(sopts, o->compute) != DLV_OK ||
-        dlv_session_new(*model, sopts, session) != DLV_OK ||
-        (o->adapter_dir && dlv_adapter_load(*session, o->adapter_dir) != DLV_OK))
+        dlv_model_embed_dim(*model, dim) != DLV_OK)
         rc = cli_fail(cmd);
-    dlv_session_options_free(sopts);
     dlv_model_options_free(mopts);
-    return rc;
+    return rc ? rc : cli_open_session(cmd, o, *model, session);
 }
 
 static double now_seconds(void)

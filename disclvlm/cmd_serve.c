@@ -1,7 +1,8 @@
 /* disclvlm serve: an OpenAI-compatible embeddings server for images and
- * texts over libmicrohttpd (docs/serve.md). One internal polling thread
- * serves the requests one after another with one session; SIGINT/SIGTERM
- * let the request being served finish, then the server exits. */
+ * texts over libmicrohttpd (docs/serve.md). A thread per connection parses
+ * its request and hands it to the batch workers (serve_batch.c), each with
+ * its own session on the one model; SIGINT/SIGTERM stop accepting, let the
+ * requests in flight finish, then the server exits. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "serve_api.h"
@@ -22,15 +24,23 @@ typedef struct serve_opts {
     cli_run_opts run;
     const char *host, *api_key;
     long port;
-    size_t max_body, max_items;
-    unsigned timeout_s;
+    size_t max_body, max_items, workers, max_batch;
+    unsigned timeout_s, batch_wait_ms;
 } serve_opts;
 
 typedef struct server {
     serve_ctx ctx;
     const serve_opts *o;
     serve_metrics metrics;
+    /* Requests begun and not yet answered, for SIGTERM's drain. */
+    pthread_mutex_t mu;
+    pthread_cond_t idle;
+    unsigned in_flight;
+    int draining;
 } server;
+
+/* Seconds SIGTERM waits for the requests in flight before closing. */
+#define DRAIN_SECONDS 120
 
 static double now_s(void)
 {
@@ -51,7 +61,8 @@ static void usage(FILE *to)
     fprintf(to,
             "usage: disclvlm serve --model DIR [--adapter DIR] [--host 127.0.0.1] [--port 8080]\n"
             "                      [--api-key KEY] [--max-body BYTES] [--max-items N]\n"
-            "                      [--timeout S] [--threads N] [--backend NAME]\n"
+            "                      [--timeout S] [--workers N] [--max-batch N] [--batch-wait MS]\n"
+            "                      [--threads N] [--backend NAME]\n"
             "\n"
             "Serves embeddings of texts and images over HTTP, in OpenAI's shapes:\n"
             "  POST /v1/embeddings  {\"input\": \"a text\" | [\"text\", {\"image\": BASE64}, ...],\n"
@@ -67,12 +78,18 @@ static void usage(FILE *to)
             "  --max-body BYTES   request body limit (default 16 MiB)\n"
             "  --max-items N      inputs per request (default 256)\n"
             "  --timeout S        idle connection timeout (default 30)\n"
+            "  --workers N        sessions encoding batches in parallel (default 1); each\n"
+            "                     gets --threads (default: the CPUs / N)\n"
+            "  --max-batch N      items of queued requests run together (default 32;\n"
+            "                     1: each request alone, as the CLI would run it)\n"
+            "  --batch-wait MS    how long a worker waits for more requests to fill a\n"
+            "                     batch (default 1)\n"
             "%s",
             CLI_RUN_OPTS_HELP);
 }
 
 static enum MHD_Result reply(struct MHD_Connection *conn, int status, char *json,
-                              const char *type)
+                              const char *type, int closing)
 {
     if (!json) {
         status = 500;
@@ -84,9 +101,18 @@ static enum MHD_Result reply(struct MHD_Connection *conn, int status, char *json
     free(json);
     if (!r) return MHD_NO;
     MHD_add_response_header(r, "Content-Type", type);
+    if (closing) MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
     MHD_destroy_response(r);
     return ret;
+}
+
+static int draining(server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int d = s->draining;
+    pthread_mutex_unlock(&s->mu);
+    return d;
 }
 
 /* Constant time in the key's length: no timing hint of how much matched. */
@@ -105,7 +131,7 @@ static int authorised(struct MHD_Connection *conn, const char *key)
 /* The response to a complete request: its status, *body (JSON or the
  * metrics text) and *endpoint for the metrics. */
 static int route(server *s, struct MHD_Connection *conn, const char *url, const char *method,
-                 const request *rq, int *endpoint, char **body)
+                 const request *rq, int *endpoint, char **body, size_t *texts, size_t *images)
 {
     const int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
     if (strcmp(url, "/health") == 0) {
@@ -141,7 +167,7 @@ static int route(server *s, struct MHD_Connection *conn, const char *url, const 
             return 413;
         }
         return (*endpoint == SERVE_EP_SCORE ? serve_score : serve_embeddings)(
-            &s->ctx, rq->body ? rq->body : "", rq->len, body);
+            &s->ctx, rq->body ? rq->body : "", rq->len, body, texts, images);
     }
     *body = serve_error(404, "no endpoint %s %s", method, url);
     return 404;
@@ -158,6 +184,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         rq = calloc(1, sizeof *rq);
         if (!rq) return MHD_NO;
         *state = rq;
+        pthread_mutex_lock(&s->mu);
+        s->in_flight++;
+        pthread_mutex_unlock(&s->mu);
         return MHD_YES;
     }
     if (*upload_size) { /* a piece of the body */
@@ -179,29 +208,50 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     const double t0 = now_s();
     int endpoint = SERVE_EP_OTHER;
     char *body = NULL;
-    const int status = route(s, conn, url, method, rq, &endpoint, &body);
-    size_t items = 0;
-    if (status == 200 && (endpoint == SERVE_EP_EMBEDDINGS || endpoint == SERVE_EP_SCORE)) {
-        items = s->ctx.last_texts + s->ctx.last_images;
-        s->metrics.texts += s->ctx.last_texts;
-        s->metrics.images += s->ctx.last_images;
-    }
-    serve_metrics_record(&s->metrics, endpoint, status, items, now_s() - t0);
+    size_t texts = 0, images = 0;
+    const int status = route(s, conn, url, method, rq, &endpoint, &body, &texts, &images);
+    serve_metrics_record(&s->metrics, endpoint, status, texts, images, now_s() - t0);
     return reply(conn, status, body,
                  endpoint == SERVE_EP_METRICS && status == 200 ? "text/plain; version=0.0.4"
-                                                               : "application/json");
+                                                               : "application/json",
+                 draining(s));
 }
 
+/* The response is sent (or the connection is gone). */
 static void completed(void *cls, struct MHD_Connection *conn, void **state,
                       enum MHD_RequestTerminationCode why)
 {
-    (void)cls;
+    server *s = cls;
     (void)conn;
     (void)why;
     request *rq = *state;
-    if (rq) free(rq->body);
+    if (!rq) return;
+    free(rq->body);
     free(rq);
     *state = NULL;
+    pthread_mutex_lock(&s->mu);
+    if (--s->in_flight == 0) pthread_cond_broadcast(&s->idle);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* SIGTERM: no new connections; the requests begun are answered (with
+ * "Connection: close"), for at most DRAIN_SECONDS. Returns the listening
+ * socket, which the caller closes after MHD_stop_daemon. */
+static MHD_socket drain(server *s, struct MHD_Daemon *d)
+{
+    MHD_socket listener = MHD_quiesce_daemon(d);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += DRAIN_SECONDS;
+    pthread_mutex_lock(&s->mu);
+    s->draining = 1;
+    while (s->in_flight && pthread_cond_timedwait(&s->idle, &s->mu, &until) == 0) {
+    }
+    if (s->in_flight)
+        fprintf(stderr, "disclvlm serve: %u requests still unanswered after %d s; closing\n",
+                s->in_flight, DRAIN_SECONDS);
+    pthread_mutex_unlock(&s->mu);
+    return listener;
 }
 
 static int parse_size(const char *opt, const char *v, size_t lo, size_t *out)
@@ -228,8 +278,9 @@ static int parse(int argc, char **argv, serve_opts *o)
             usage(stdout);
             return -1;
         }
-        static const char *const valued[] = {"--host", "--port", "--api-key", "--max-body",
-                                             "--max-items", "--timeout"};
+        static const char *const valued[] = {"--host",    "--port",      "--api-key",
+                                             "--max-body", "--max-items", "--timeout",
+                                             "--workers", "--max-batch", "--batch-wait"};
         int known = 0;
         for (size_t k = 0; k < sizeof valued / sizeof *valued; k++) known |= !strcmp(a, valued[k]);
         if (!known) {
@@ -255,9 +306,25 @@ static int parse(int argc, char **argv, serve_opts *o)
             if (parse_size(a, v, 1, &o->max_body)) return 2;
         } else if (!strcmp(a, "--max-items")) {
             if (parse_size(a, v, 1, &o->max_items)) return 2;
-        } else if (!strcmp(a, "--timeout")) {
-            if (parse_size(a, v, 1, &n)) return 2;
-            o->timeout_s = (unsigned)n;
+        } else if (!strcmp(a, "--timeout") || !strcmp(a, "--batch-wait")) {
+            if (parse_size(a, v, a[2] == 't', &n)) return 2;
+            if (n > 86400) {
+                fprintf(stderr, "disclvlm: serve: %s: %s is above 86400\n", a, v);
+                return 2;
+            }
+            *(a[2] == 't' ? &o->timeout_s : &o->batch_wait_ms) = (unsigned)n;
+        } else if (!strcmp(a, "--workers")) {
+            if (parse_size(a, v, 1, &o->workers)) return 2;
+            if (o->workers > 256) {
+                fprintf(stderr, "disclvlm: serve: --workers: %s is above 256\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--max-batch")) {
+            if (parse_size(a, v, 1, &o->max_batch)) return 2;
+            if (o->max_batch > 4096) {
+                fprintf(stderr, "disclvlm: serve: --max-batch: %s is above 4096\n", v);
+                return 2;
+            }
         }
     }
     if (!o->run.model_dir) return cli_missing("serve", "--model DIR");
@@ -268,10 +335,24 @@ static int parse(int argc, char **argv, serve_opts *o)
     return 0;
 }
 
+/* The workers' sessions: the first from cli_open, the others like it. */
+static int open_sessions(serve_opts *o, dlv_model **model, dlv_session **sessions, size_t *dim)
+{
+    if (o->workers > 1 && o->run.threads < 0) { /* share the CPUs between the workers */
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        o->run.threads = cpus > (long)o->workers ? (int)(cpus / (long)o->workers) : 1;
+    }
+    int rc = cli_open("serve", &o->run, model, &sessions[0], dim);
+    for (size_t k = 1; k < o->workers && !rc; k++)
+        rc = cli_open_session("serve", &o->run, *model, &sessions[k]);
+    return rc;
+}
+
 int cmd_serve(int argc, char **argv)
 {
     serve_opts o = {.run = CLI_RUN_OPTS_INIT, .host = "127.0.0.1", .port = 8080,
-                    .max_body = 16u << 20, .max_items = 256, .timeout_s = 30};
+                    .max_body = 16u << 20, .max_items = 256, .timeout_s = 30, .workers = 1,
+                    .max_batch = 32, .batch_wait_ms = 1};
     int rc = parse(argc, argv, &o);
     if (rc) return rc < 0 ? 0 : rc;
     struct sockaddr_in addr;
@@ -284,24 +365,47 @@ int cmd_serve(int argc, char **argv)
         return 2;
     }
     server s = {.o = &o};
+    if (serve_metrics_init(&s.metrics) != 0 || pthread_mutex_init(&s.mu, NULL) != 0 ||
+        pthread_cond_init(&s.idle, NULL) != 0) {
+        fprintf(stderr, "disclvlm: serve: cannot set up the server's locks\n");
+        return 1;
+    }
     dlv_model *model = NULL;
-    if ((rc = cli_open("serve", &o.run, &model, &s.ctx.session, &s.ctx.dim))) goto done;
+    dlv_session **sessions = calloc(o.workers, sizeof *sessions);
+    struct MHD_Daemon *d = NULL;
+    if (!sessions) {
+        fprintf(stderr, "disclvlm: serve: out of memory\n");
+        rc = 1;
+        goto done;
+    }
+    if ((rc = open_sessions(&o, &model, sessions, &s.ctx.dim))) goto done;
+    if (serve_batcher_start(&s.ctx.batcher, sessions, o.workers, s.ctx.dim, o.max_batch,
+                            o.batch_wait_ms, &s.metrics) != 0) {
+        fprintf(stderr, "disclvlm: serve: cannot start %zu workers: %s\n", o.workers,
+                strerror(errno));
+        rc = 1;
+        goto done;
+    }
+    memset(sessions, 0, o.workers * sizeof *sessions); /* the batcher's now */
     const char *slash = strrchr(o.run.model_dir, '/');
     s.ctx.model_name = slash && slash[1] ? slash + 1 : o.run.model_dir;
     s.ctx.max_items = o.max_items;
 
-    /* The daemon's thread inherits this mask: only the main thread takes
+    /* The daemon's threads inherit this mask: only the main thread takes
      * SIGINT / SIGTERM, in sigwait below. */
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, handle, &s,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, completed,
-        NULL, MHD_OPTION_CONNECTION_TIMEOUT, o.timeout_s, MHD_OPTION_CONNECTION_LIMIT, 64u,
-        MHD_OPTION_END);
+    /* A thread per connection: each waits for its batch while the listener
+     * goes on accepting, so that concurrent requests can meet in a batch. */
+    d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                             MHD_USE_ITC | MHD_USE_ERROR_LOG,
+                         0, NULL, NULL, handle, &s, MHD_OPTION_SOCK_ADDR,
+                         (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, completed, &s,
+                         MHD_OPTION_CONNECTION_TIMEOUT, o.timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+                         64u, MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "disclvlm: serve: cannot listen on %s:%ld: %s\n", o.host, o.port,
                 strerror(errno));
@@ -309,17 +413,28 @@ int cmd_serve(int argc, char **argv)
         goto done;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    fprintf(stderr, "disclvlm serve: listening on http://%s:%u (model %s, %zu dimensions%s)\n",
+    fprintf(stderr, "disclvlm serve: listening on http://%s:%u (model %s, %zu dimensions, %zu "
+                    "worker%s, batches of up to %zu items%s)\n",
             o.host, info ? (unsigned)info->port : (unsigned)o.port, s.ctx.model_name, s.ctx.dim,
+            o.workers, o.workers == 1 ? "" : "s", o.max_batch,
             o.api_key ? ", API key required" : "");
     fflush(stderr);
     int sig = 0;
     sigwait(&sigs, &sig);
-    fprintf(stderr, "disclvlm serve: %s: finishing the request in flight, then exiting\n",
+    fprintf(stderr, "disclvlm serve: %s: finishing the requests in flight, then exiting\n",
             sig == SIGINT ? "SIGINT" : "SIGTERM");
+    /* The requests begun are answered while the workers still run; then
+     * the connections close and the workers stop. */
+    MHD_socket listener = drain(&s, d);
     MHD_stop_daemon(d);
+    if (listener != MHD_INVALID_SOCKET) close(listener);
 done:
-    dlv_session_free(s.ctx.session);
+    serve_batcher_stop(s.ctx.batcher);
+    for (size_t k = 0; sessions && k < o.workers; k++) dlv_session_free(sessions[k]);
+    free(sessions);
     dlv_model_free(model);
+    serve_metrics_destroy(&s.metrics);
+    pthread_cond_destroy(&s.idle);
+    pthread_mutex_destroy(&s.mu);
     return rc;
 }

@@ -68,6 +68,10 @@ int cli_run_opt(const char *cmd, int argc, char **argv, int *i, cli_run_opts *o)
  * frees what was set, with dlv_session_free / dlv_model_free). */
 int cli_open(const char *cmd, const cli_run_opts *o, dlv_model **model, dlv_session **session,
              size_t *dim);
+/* The session part of cli_open, for one more session on a loaded model
+ * (disclvlm serve's workers). */
+int cli_open_session(const char *cmd, const cli_run_opts *o, dlv_model *model,
+                     dlv_session **session);
 
 /* Encode n image files / texts into out (n x dim floats) in bounded chunks,
  * with a progress line on stderr when it is a terminal. Return 0, or print

@@ -1,5 +1,6 @@
 /* See serve_api.h. Requests are checked whole before anything is encoded,
- * so a bad item costs no computation and names its index. */
+ * so a bad item costs no computation and names its index; then they go to
+ * the batch workers (serve_batch.c) as jobs. */
 #include "serve_api.h"
 
 #include <jansson.h>
@@ -9,11 +10,6 @@
 #include <string.h>
 
 #include "base64.h"
-
-/* The CLI's chunks (cmd_encode.c), so that the server's embeddings equal the
- * CLI's bit for bit for the same inputs in the same order. */
-#define IMAGES_PER_CALL 8
-#define TEXTS_PER_CALL 32
 
 char *serve_error(int status, const char *fmt, ...)
 {
@@ -42,14 +38,8 @@ char *serve_models(const serve_ctx *c)
     return s;
 }
 
-typedef struct item {
-    const char *text;       /* a text, or NULL for an image */
-    unsigned char *image;   /* the decoded image file */
-    size_t image_len;
-} item;
-
 /* The image bytes of "data:image/png;base64,...." or of plain base64. */
-static int decode_image(const char *s, item *it, char **err, size_t idx)
+static int decode_image(const char *s, serve_item *it, char **err, size_t idx)
 {
     const char *b64 = s;
     if (strncmp(s, "data:", 5) == 0) {
@@ -73,7 +63,7 @@ static int decode_image(const char *s, item *it, char **err, size_t idx)
 }
 
 /* One element of "input". */
-static int parse_item(json_t *v, size_t idx, item *it, char **err)
+static int parse_item(json_t *v, size_t idx, serve_item *it, char **err)
 {
     if (json_is_string(v)) {
         it->text = json_string_value(v);
@@ -101,96 +91,6 @@ static int parse_item(json_t *v, size_t idx, item *it, char **err)
     *err = serve_error(400, "input[%zu]: expected a string, {\"image\": BASE64} or "
                             "{\"type\": \"image_url\", \"image_url\": {\"url\": ...}}", idx);
     return 400;
-}
-
-/* Encodes the images of items (in order) into emb rows; a bad image is
- * found by encoding one at a time and reported by its index. */
-static int encode_images(serve_ctx *c, item *items, size_t n, float *emb, char **err)
-{
-    dlv_image *batch[IMAGES_PER_CALL];
-    size_t idx[IMAGES_PER_CALL], k = 0;
-    for (size_t i = 0; i <= n; i++) {
-        if (i < n && items[i].text) continue;
-        if (i < n) {
-            if (dlv_image_from_memory(items[i].image, items[i].image_len, &batch[k]) != DLV_OK) {
-                *err = serve_error(500, "input[%zu]: %s", i, dlv_last_error());
-                break;
-            }
-            idx[k++] = i;
-        }
-        if (k == IMAGES_PER_CALL || (i == n && k > 0)) {
-            float *tmp = malloc(k * c->dim * sizeof *tmp);
-            dlv_status st = tmp ? dlv_encode_images(c->session, (const dlv_image *const *)batch,
-                                                    k, tmp, k * c->dim)
-                                : DLV_E_NOMEM;
-            if (st == DLV_E_FORMAT || st == DLV_E_INVALID_ARG || st == DLV_E_UNSUPPORTED) {
-                /* Which one: each alone (the message of the first bad one). */
-                for (size_t j = 0; j < k && !*err; j++)
-                    if (dlv_encode_images(c->session, (const dlv_image *const *)&batch[j], 1, tmp,
-                                          c->dim) != DLV_OK)
-                        *err = serve_error(400, "input[%zu]: not a usable PNG or JPEG image: %s",
-                                           idx[j], dlv_last_error());
-                if (!*err) *err = serve_error(500, "encoding images: %s", dlv_last_error());
-            } else if (st != DLV_OK) {
-                *err = serve_error(500, "encoding images: %s", dlv_last_error());
-            } else {
-                for (size_t j = 0; j < k; j++)
-                    memcpy(emb + idx[j] * c->dim, tmp + j * c->dim, c->dim * sizeof *tmp);
-            }
-            free(tmp);
-            for (size_t j = 0; j < k; j++) dlv_image_free(batch[j]);
-            k = 0;
-            if (*err) break;
-        }
-    }
-    for (size_t j = 0; j < k; j++) dlv_image_free(batch[j]);
-    return *err ? (strstr(*err, "\"code\":400") ? 400 : 500) : 0;
-}
-
-/* Checks every text's length (naming the first too long), counts the
- * tokens (prompt included) and encodes them in order into emb rows. */
-static int encode_texts(serve_ctx *c, item *items, size_t n, float *emb, size_t *tokens,
-                        char **err)
-{
-    const char *batch[TEXTS_PER_CALL];
-    size_t idx[TEXTS_PER_CALL], k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!items[i].text) continue;
-        size_t pos = 0, max = 0;
-        if (dlv_text_positions(c->session, items[i].text, DLV_POSITIONS_TEXT, &pos, &max) !=
-            DLV_OK) {
-            *err = serve_error(500, "input[%zu]: %s", i, dlv_last_error());
-            return 500;
-        }
-        if (pos > max) {
-            *err = serve_error(400, "input[%zu]: the text needs %zu positions, more than the "
-                                    "model's max_position_embeddings (%zu); shorten it", i, pos,
-                               max);
-            return 400;
-        }
-        *tokens += pos;
-    }
-    float *tmp = malloc(TEXTS_PER_CALL * c->dim * sizeof *tmp);
-    if (!tmp) {
-        *err = serve_error(500, "out of memory");
-        return 500;
-    }
-    for (size_t i = 0; i <= n && !*err; i++) {
-        if (i < n && !items[i].text) continue;
-        if (i < n) {
-            batch[k] = items[i].text;
-            idx[k++] = i;
-        }
-        if (k == TEXTS_PER_CALL || (i == n && k > 0)) {
-            if (dlv_encode_text(c->session, batch, k, tmp, k * c->dim) != DLV_OK)
-                *err = serve_error(500, "encoding texts: %s", dlv_last_error());
-            for (size_t j = 0; j < k && !*err; j++)
-                memcpy(emb + idx[j] * c->dim, tmp + j * c->dim, c->dim * sizeof *tmp);
-            k = 0;
-        }
-    }
-    free(tmp);
-    return *err ? 500 : 0;
 }
 
 static char *response(const serve_ctx *c, const char *model, const float *emb, size_t n,
@@ -244,13 +144,14 @@ static json_t *load_object(const char *body, size_t len, char **err)
     return root;
 }
 
-int serve_embeddings(serve_ctx *c, const char *body, size_t len, char **out)
+int serve_embeddings(serve_ctx *c, const char *body, size_t len, char **out, size_t *texts,
+                     size_t *images)
 {
     char *err = NULL;
     json_t *root = load_object(body, len, &err);
-    item *items = NULL;
+    serve_item *items = NULL;
     float *emb = NULL;
-    size_t n = 0, tokens = 0;
+    size_t n = 0;
     int status = 0, base64 = 0;
     json_t *input = root ? json_object_get(root, "input") : NULL;
     json_t *fmt = root ? json_object_get(root, "encoding_format") : NULL;
@@ -283,19 +184,25 @@ int serve_embeddings(serve_ctx *c, const char *body, size_t len, char **out)
     for (size_t i = 0; !err && i < n; i++)
         status = parse_item(json_is_array(input) ? json_array_get(input, i) : input, i,
                             &items[i], &err);
-    if (!err) status = encode_texts(c, items, n, emb, &tokens, &err);
-    if (!err) status = encode_images(c, items, n, emb, &err);
+    serve_job job = {.items = items, .n = n, .emb = emb};
     if (!err) {
-        c->last_texts = c->last_images = 0;
-        for (size_t i = 0; i < n; i++) ++*(items[i].text ? &c->last_texts : &c->last_images);
+        serve_batcher_run(c->batcher, &job);
+        status = job.status;
+        err = job.err;
+    }
+    if (!err && !status) {
+        for (size_t i = 0; i < n; i++) ++*(items[i].text ? texts : images);
         *out = response(c, model ? json_string_value(model) : c->model_name, emb, n, base64,
-                        tokens);
+                        job.tokens);
         status = *out ? 200 : 500;
         if (!*out) err = serve_error(500, "out of memory writing the response");
     }
     if (err) {
         *out = err;
         if (status < 400) status = strstr(err, "\"code\":500") ? 500 : 400;
+    } else if (status != 200) { /* a job's error without memory for its message */
+        *out = NULL;            /* reply() answers 500 */
+        status = 500;
     }
     for (size_t i = 0; items && i < n; i++) free(items[i].image);
     free(items);
@@ -327,7 +234,8 @@ static char *score_response(const char *model, const float *sc, size_t n_img, si
     return str;
 }
 
-int serve_score(serve_ctx *c, const char *body, size_t len, char **out)
+int serve_score(serve_ctx *c, const char *body, size_t len, char **out, size_t *n_texts,
+                size_t *n_images)
 {
     char *err = NULL;
     json_t *root = load_object(body, len, &err);
@@ -352,7 +260,7 @@ int serve_score(serve_ctx *c, const char *body, size_t len, char **out)
                           nt + ni, c->max_items);
     /* One list: the images first, then the texts (input[k] in messages). */
     const size_t n = nt + ni;
-    item *items = err ? NULL : calloc(n, sizeof *items);
+    serve_item *items = err ? NULL : calloc(n, sizeof *items);
     float *emb = err ? NULL : malloc(n * c->dim * sizeof *emb);
     float *sc = err ? NULL : malloc(ni * nt * sizeof *sc);
     if (!err && (!items || !emb || !sc)) err = serve_error(500, "out of memory for %zu items", n);
@@ -371,20 +279,19 @@ int serve_score(serve_ctx *c, const char *body, size_t len, char **out)
         if (!err && k < ni && items[k].text)
             err = serve_error(400, "images[%zu]: expected an image item", k);
     }
-    size_t tokens = 0;
-    if (!err) status = encode_texts(c, items, n, emb, &tokens, &err);
-    if (!err) status = encode_images(c, items, n, emb, &err);
-    float scale = 1.0f;
-    if (!err && dlv_score(c->session, emb, ni, emb + ni * c->dim, nt, c->dim, sc, ni * nt) != DLV_OK)
-        err = serve_error(500, "scoring: %s", dlv_last_error());
-    if (!err && json_is_true(logits)) {
-        if (dlv_session_logit_scale(c->session, &scale) != DLV_OK)
-            err = serve_error(500, "logit scale: %s", dlv_last_error());
-        for (size_t k = 0; !err && k < ni * nt; k++) sc[k] *= scale;
-    }
+    serve_job job = {.items = items, .n = n, .score = 1, .n_images = ni, .emb = emb,
+                     .scores = sc};
     if (!err) {
-        c->last_texts = nt;
-        c->last_images = ni;
+        serve_batcher_run(c->batcher, &job);
+        status = job.status;
+        err = job.err;
+    }
+    float scale = job.logit_scale;
+    for (size_t k = 0; !err && !status && json_is_true(logits) && k < ni * nt; k++)
+        sc[k] *= scale;
+    if (!err && !status) {
+        *n_texts = nt;
+        *n_images = ni;
         *out = score_response(model ? json_string_value(model) : c->model_name, sc, ni, nt,
                               json_is_true(logits), scale);
         status = *out ? 200 : 500;
@@ -393,6 +300,9 @@ int serve_score(serve_ctx *c, const char *body, size_t len, char **out)
     if (err) {
         *out = err;
         if (status < 400) status = strstr(err, "\"code\":500") ? 500 : 400;
+    } else if (status != 200) { /* a job's error without memory for its message */
+        *out = NULL;            /* reply() answers 500 */
+        status = 500;
     }
     for (size_t k = 0; items && k < n; k++) free(items[k].image);
     free(items);

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const char *const ENDPOINT[SERVE_EP_COUNT] = {"/v1/embeddings", "/v1/score",
                                                      "/v1/models",     "/health",
@@ -12,22 +13,52 @@ static const double ITEM_LE[SERVE_ITEM_BUCKETS] = {1, 2, 4, 8, 16, 32, 64, 128, 
 static const double LATENCY_LE[SERVE_LATENCY_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                                          0.5,   1,    2.5,   5,    10,  30};
 
-void serve_metrics_record(serve_metrics *m, int endpoint, int status, size_t items,
-                          double seconds)
+int serve_metrics_init(serve_metrics *m)
+{
+    memset(m, 0, sizeof *m);
+    return pthread_mutex_init(&m->mu, NULL) == 0 ? 0 : -1;
+}
+
+void serve_metrics_destroy(serve_metrics *m)
+{
+    pthread_mutex_destroy(&m->mu);
+}
+
+static int bucket(const double *le, int n, double v)
+{
+    int b = 0;
+    while (b < n && v > le[b]) b++;
+    return b;
+}
+
+void serve_metrics_record_batch(serve_metrics *m, size_t items, size_t requests)
+{
+    pthread_mutex_lock(&m->mu);
+    m->batch_bucket[bucket(ITEM_LE, SERVE_ITEM_BUCKETS, (double)items)]++;
+    m->batch_items += items;
+    m->batches++;
+    m->batch_requests += requests;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void serve_metrics_record(serve_metrics *m, int endpoint, int status, size_t texts,
+                          size_t images, double seconds)
 {
     if (endpoint < 0 || endpoint >= SERVE_EP_COUNT) endpoint = SERVE_EP_OTHER;
+    const size_t items = texts + images;
+    pthread_mutex_lock(&m->mu);
     if (status >= 0 && status < SERVE_CODES) m->requests[endpoint][status]++;
-    if (!items) return;
-    int b = 0;
-    while (b < SERVE_ITEM_BUCKETS && (double)items > ITEM_LE[b]) b++;
-    m->items_bucket[b]++;
-    m->items_sum += items;
-    m->items_count++;
-    b = 0;
-    while (b < SERVE_LATENCY_BUCKETS && seconds > LATENCY_LE[b]) b++;
-    m->latency_bucket[b]++;
-    m->latency_sum += seconds;
-    m->latency_count++;
+    if (items) {
+        m->texts += texts;
+        m->images += images;
+        m->items_bucket[bucket(ITEM_LE, SERVE_ITEM_BUCKETS, (double)items)]++;
+        m->items_sum += items;
+        m->items_count++;
+        m->latency_bucket[bucket(LATENCY_LE, SERVE_LATENCY_BUCKETS, seconds)]++;
+        m->latency_sum += seconds;
+        m->latency_count++;
+    }
+    pthread_mutex_unlock(&m->mu);
 }
 
 typedef struct out {
@@ -76,10 +107,11 @@ static void histogram(out *o, const char *name, const char *help, const double *
         (unsigned long long)count, name, sum, name, (unsigned long long)count);
 }
 
-char *serve_metrics_text(const serve_metrics *m)
+char *serve_metrics_text(serve_metrics *m)
 {
     out o = {malloc(4096), 0, 4096, 0};
     if (!o.s) return NULL;
+    pthread_mutex_lock(&m->mu);
     o.s[0] = '\0';
     put(&o, "# HELP disclvlm_requests_total HTTP requests by endpoint and status.\n"
             "# TYPE disclvlm_requests_total counter\n");
@@ -92,12 +124,19 @@ char *serve_metrics_text(const serve_metrics *m)
             "# TYPE disclvlm_items_total counter\n"
             "disclvlm_items_total{kind=\"text\"} %llu\ndisclvlm_items_total{kind=\"image\"} %llu\n",
         (unsigned long long)m->texts, (unsigned long long)m->images);
-    histogram(&o, "disclvlm_request_items", "Inputs per successful embedding or score request "
-              "(the batch the model ran).", ITEM_LE, SERVE_ITEM_BUCKETS, m->items_bucket,
+    histogram(&o, "disclvlm_request_items", "Inputs per successful embedding or score "
+              "request.", ITEM_LE, SERVE_ITEM_BUCKETS, m->items_bucket,
               (double)m->items_sum, m->items_count);
     histogram(&o, "disclvlm_request_seconds", "Time to answer a successful embedding or score "
               "request.", LATENCY_LE, SERVE_LATENCY_BUCKETS, m->latency_bucket, m->latency_sum,
               m->latency_count);
+    histogram(&o, "disclvlm_batch_items", "Inputs per batch the model ran (several requests' "
+              "when --max-batch lets the workers merge them).", ITEM_LE, SERVE_ITEM_BUCKETS,
+              m->batch_bucket, (double)m->batch_items, m->batches);
+    put(&o, "# HELP disclvlm_batch_requests_total Requests served by the batches.\n"
+            "# TYPE disclvlm_batch_requests_total counter\n"
+            "disclvlm_batch_requests_total %llu\n", (unsigned long long)m->batch_requests);
+    pthread_mutex_unlock(&m->mu);
     if (o.failed) {
         free(o.s);
         return NULL;

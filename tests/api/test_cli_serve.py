@@ -23,56 +23,20 @@ import json
 import os
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_testlib import call, check, f32_bytes, finish, metrics, npy  # noqa: E402
+from serve_testlib import start as start_server  # noqa: E402
 
 exe, gen, images = sys.argv[1:4]
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
-    return cond
 
 
 def start(model, *extra):
-    p = subprocess.Popen([exe, "serve", "--model", model, "--port", "0", "--threads", "1",
-                          *extra], stderr=subprocess.PIPE, text=True)
-    line = p.stderr.readline()
-    if "listening on http://" not in line:
-        p.kill()
-        raise SystemExit("FAIL the server did not start: " + line + p.stderr.read())
-    port = int(line.split("http://127.0.0.1:")[1].split()[0])
-    return p, "http://127.0.0.1:%d" % port
-
-
-def call(url, body=None, method=None, headers=None, raw=None):
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=120) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
-def npy(path):
-    with open(path, "rb") as f:
-        blob = f.read()
-    (hl,) = struct.unpack("<H", blob[8:10])
-    n = (len(blob) - 10 - hl) // 4
-    return blob[10 + hl:], n
-
-
-def f32_bytes(values):
-    return struct.pack("<%df" % len(values), *values)
+    # --max-batch 1: each request runs alone, as the CLI runs it (bit for bit).
+    return start_server(exe, model, "--max-batch", "1", *extra)
 
 
 tmp = tempfile.mkdtemp(prefix="dlv-serve-")
@@ -194,13 +158,7 @@ try:
                   "/v1/score, %s: 400 naming it (%s)" % (what, b["error"]["message"]))
 
         # /metrics, Prometheus text: the requests above, counted.
-        with urllib.request.urlopen(base + "/metrics", timeout=30) as r:
-            ctype, text = r.headers.get("Content-Type"), r.read().decode()
-        metric = {}
-        for ln in text.splitlines():
-            if ln and not ln.startswith("#"):
-                k, v = ln.rsplit(" ", 1)
-                metric[k] = float(v)
+        metric, ctype = metrics(base)
         ep = 'disclvlm_requests_total{endpoint="/v1/embeddings",code="%d"}'
         n400 = sum(1 for b_ in bad if b_[3] == 400)
         ok200 = metric.get(ep % 200, 0)
@@ -269,7 +227,4 @@ try:
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
-if failures:
-    print("%d FAILED" % len(failures))
-    sys.exit(1)
-print("all passed")
+finish()
