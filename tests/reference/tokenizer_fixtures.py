@@ -64,6 +64,18 @@ letters), no third-party data. It writes, under OUT_DIR:
                                cases add NFKC_CASES and ADDED_CASES, marked
                                "nfkc" (NFKC != NFC) and "added_overlap" (two
                                added tokens start at one position)
+  llama3/tokenizer.json        byte-level BPE trained by HF's BpeTrainer in the
+                               Llama 3 shape: no normalizer, Split(Llama 3
+                               regex, Isolated) + ByteLevel(use_regex false),
+                               BPE with ignore_merges and "a b" merges, plus
+                               LLAMA3_WHOLE in the vocabulary without merges;
+                               256 special tokens (LLAMA3_SPECIAL) after it,
+                               TemplateProcessing adding <|begin_of_text|>,
+                               ByteLevel decoder
+  llama3/tokenizer_config.json no add_bos_token, as Llama 3's
+  llama3/golden.json           its cases add LLAMA3_CASES, marked
+                               "ignore_merges", "digit_groups" and
+                               "contraction_case" (llama3_flags)
   clip/tokenizer.json, golden.json
                                the shape transformers' CLIPConverter writes: NFC,
                                Replace(\\s+ -> " "), Lowercase; Split(CLIP regex,
@@ -123,6 +135,10 @@ MIN_SCORE_TIES = 10
 # overlapping added tokens (test_tok_fixtures.c requires as many).
 MIN_NFKC_CASES = 30
 MIN_OVERLAP_CASES = 15
+# llama3: at least as many cases whose ids depend on ignore_merges, on
+# Llama 3's digit runs and on its case-insensitive contractions
+# (test_tok_fixtures.c requires as many).
+LLAMA3_MIN = {"ignore_merges": 8, "digit_groups": 20, "contraction_case": 15}
 
 # Our own training text. Repeated letters, syllables, spaces, newlines and
 # CJK characters are frequent on purpose, so that merges such as "a a",
@@ -221,6 +237,97 @@ CLIP_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 QWEN2_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
                  "<|vision_end|>", "<|image_pad|>"]
 QWEN2_PLAIN = ["<tool_call>", "</tool_call>"]
+
+# Llama 3 (Meta-Llama-3-*, llama3-llava-next-8b): Qwen2's regex with digits in
+# runs of up to three; 256 special tokens after the BPE vocabulary, in
+# Llama 3's order (its ids 128000-128255).
+LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
+                  r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+# The same pattern with case-sensitive contractions, to mark the cases where
+# "(?i:" decides ("contraction_case").
+LLAMA3_PATTERN_CASED = LLAMA3_PATTERN.replace("(?i:", "(?:")
+LLAMA3_NAMED = {0: "<|begin_of_text|>", 1: "<|end_of_text|>", 6: "<|start_header_id|>",
+                7: "<|end_header_id|>", 9: "<|eot_id|>"}
+
+
+def llama3_special():
+    """<|reserved_special_token_N|> fill the slots the named tokens leave,
+    numbered in order, as in Llama 3's tokenizer.json."""
+    out, k = [], 0
+    for i in range(256):
+        if i in LLAMA3_NAMED:
+            out.append(LLAMA3_NAMED[i])
+        else:
+            out.append(f"<|reserved_special_token_{k}|>")
+            k += 1
+    return out
+
+
+LLAMA3_SPECIAL = llama3_special()
+# Whole pre-tokens put into the vocabulary without a merge that builds them
+# (byte-level form: "Ġ" is a space, "Ċ" a newline, "Ã¼" is "ü"). With
+# ignore_merges, as in Llama 3, HF emits a pre-token found in the vocabulary
+# as one token before trying merges; the cases where that changes the ids
+# are marked "ignore_merges".
+LLAMA3_WHOLE = ["\u0120tokenizer", "Llama", "\u0120multimodal", "!!!\u010a\u010a",
+                "\u0120Z\u00c3\u00bcrich"]
+# Extra training text: numbers and upper-case contractions, so that the
+# vocabulary has multi-digit tokens and "'LL" and the like.
+LLAMA3_TRAIN = [
+    "Numbers: 1234567, 89012, 345, 678, 9000, 100, 250, 999 and 2024, 2025, 1999.",
+    "I'LL GO, DON'T STOP, WE'RE HERE, THEY'VE WON, I'M OK, SHE'D SAY, IT'S FINE.",
+    "I'll go, don't stop, we're here, they've won, I'm ok, she'd say, it's fine.",
+] + [
+    # Capitalised words that begin like a contraction ("S", "T", "D", "M",
+    # "Re", "Ve", "Ll"), on lines of their own (no "Ġ" in front) and often
+    # enough that merges inside them come before "' S" and the like: then
+    # case-sensitive contractions ("'Sorry" one pre-token instead of "'S" +
+    # "orry") change the ids.
+    "\n".join("Sorry Sure Sam Sunday Today Tom Tea Don Dave Dear Mary More Many Monday "
+              "Really Rest Red Very Vest Lloyd".split())] * 4
+
+# Cases for what Llama 3's pre-tokenizer adds: contractions in any case
+# (and U+017F, whose case folding is "s"), digits in threes in every
+# script, whitespace and CR/LF runs, punctuation followed by newlines, the
+# chat format's special tokens and lookalikes, and the LLAMA3_WHOLE words.
+LLAMA3_CASES = [
+    "I'LL", "DON'T", "I'll", "i'Ll", "WE'RE", "They'Ve", "SHE'D", "I'M", "it'S", "IT'S",
+    "'S'T'RE'VE'M'LL'D", "'LL'll'Ll'lL", "O'NEIL", "ROCK'N'ROLL", "'Sup", "it'\u017f",
+    "'\u017f", "''s", "'s'", "don\u2019t DON\u2019T", "I'LL BE BACK. YOU'D BETTER NOT.",
+    "'TWAS THE NIGHT", "SAY 'STOP' NOW", "'REALLY?'", "'MAYBE'", "'LATER'", "'DONE'",
+    "'TRUE'", "'Sorry'", "'Maybe'", "'Tis", "'Twas", "'Very", "'Dear", "he said 'Ready'",
+    "x'Ss", "'Ssss", "'\u017fup", "'Monday'", "'Ve'Re", "'DJ'", "'LLAMA'",
+    "'Sure'", "'Sam'", "'Sunday'", "'Today'", "'Tom'", "'Tea'", "'Don'", "'Dave'", "'Mary'",
+    "'More'", "'Many'", "'Really'", "'Rest'", "'Red'", "'Vest'", "'Llama'", "'Lloyd'",
+    "x'Sorry", "She said 'Sorry' and 'Really'", "'\u017forry'",
+    "1234567", "12345678901234", "1 22 333 4444 55555 666666", "1,234,567.89", "v1.2.3-rc45",
+    "abc12345def", "2024\u5e7412\u670831\u65e5", "\u0663\u0664\u0665\u0666\u0667",
+    "\u0967\u0968\u0969\u096a", "\u00b2\u00b3\u2074\u2075", "\u2160\u2161\u2162\u2163",
+    "\u2460\u2461\u2462\u2463\u2464", "\U0001d7d8\U0001d7d9\U0001d7da\U0001d7db",
+    "0.0000001", "-1234", "+12345", "1234 5678", " 1234", "12\n345", "x1234567y",
+    "a   b", "abc   ", "abc \n", "   abc", "\n\n\r\n", "a\n\n\r\nb", "\r\n\r\n", "\r",
+    "x\ry", " \r\n ", "\t\tx", "a\t\tb", "x \t\n\ty", "  \n  \n  ", "end.  \n\n  ",
+    "\u00a0\u00a0x", "a\u180eb", "a\u3000\u3000b", "a\u2028\u2029b", "a\x85b", "a\x0b\x0cb",
+    "!!!\n\n", "...\r\n", "?!\n\nNext", ") {\n", "};\n\n}", "--\n", " ==>\r\n\r\nx",
+    "a, b; c: d.\n", "'''\n", '"""docstring"""\n', "#!/bin/sh\n\n", "**bold**\n",
+    "->\n\t", ":)\n\n:(", "x = [1, 2, 3];\r\n", "\u00bf\u00a1Hola!? \n",
+    "\U0001f642\U0001f642\n", "\U0001f468\u200d\U0001f469\u200d\U0001f467 family",
+    "\u4e2d\u6587\uff0c\u6807\u70b9\u3002\n", "\u65e5\u672c\u8a9e\u30c6\u30ad\u30b9\u30c8123",
+    "\u00dcn\u00efc\u00f6d\u00e9 \u00c0\u00c9\u00ce\u00d5\u00dc", "cr\u00e8me br\u00fbl\u00e9e",
+    "e\u0301t\u0301e\u0301",
+    "<|begin_of_text|>", "<|begin_of_text|>Hello", "<|end_of_text|>", "<|eot_id|><|eot_id|>",
+    "<|start_header_id|>user<|end_header_id|>\n\nHi!<|eot_id|>",
+    "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+    "<|start_header_id|>user<|end_header_id|>\n\n<image>\nWhat is this?<|eot_id|>"
+    "<|start_header_id|>assistant<|end_header_id|>\n\n",
+    "<|reserved_special_token_0|>", "<|reserved_special_token_250|>",
+    "x<|reserved_special_token_17|>y", "<|reserved_special_token_251|>", "<|eot_id|",
+    "<|begin_of_text|> spaced <|end_of_text|>", "<|EOT_ID|>",
+    " tokenizer", "the tokenizer works", "tokenizer", " tokenizers", "Llama", "Llama-3",
+    " Llama", "LlamaLlama", " multimodal model", "wow!!!\n\nok", "!!!\n\n\n", " Z\u00fcrich",
+    "Z\u00fcrich", "Llama tokenizer", "Hello Llama!", " tokenizer multimodal",
+    "A multimodal tokenizer from Z\u00fcrich",
+]
 
 
 def added(content, tid, special, normalized=False):
@@ -370,6 +477,67 @@ def qwen2_spec(lines):
     return spec
 
 
+def llama3_spec(lines):
+    """Llama 3's shape: no normalizer; Split(Llama 3 regex, Isolated) +
+    ByteLevel(use_regex false); BPE with ignore_merges and no prefix or
+    suffix; LLAMA3_WHOLE appended to the vocabulary without merges, then the
+    256 special tokens; TemplateProcessing adding <|begin_of_text|>; the
+    ByteLevel decoder with Llama 3's options."""
+    spec = byte_level_spec(
+        None,
+        {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": LLAMA3_PATTERN}, "behavior": "Isolated",
+             "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+             "use_regex": False}]},
+        None, {"ignore_merges": True})
+    spec["decoder"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                       "use_regex": True}
+    spec = train_hf(spec, lines + LLAMA3_TRAIN * 3, 700)
+    vocab = spec["model"]["vocab"]
+    for w in LLAMA3_WHOLE:
+        if w in vocab:
+            sys.exit(f"llama3: {w!r} is already in the trained vocabulary")
+        vocab[w] = len(vocab)
+    bos = LLAMA3_SPECIAL[0]
+    for i, t in enumerate(LLAMA3_SPECIAL):
+        spec["added_tokens"].append(added(t, len(vocab) + i, True))
+    spec["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": bos, "type_id": 0}},
+                   {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [{"SpecialToken": {"id": bos, "type_id": 0}},
+                 {"Sequence": {"id": "A", "type_id": 0}},
+                 {"SpecialToken": {"id": bos, "type_id": 1}},
+                 {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {bos: {"id": bos, "ids": [len(vocab)], "tokens": [bos]}}}
+    return spec
+
+
+def llama3_flags(tok):
+    """A flags function for goldens(): marks a case with each way of
+    getting Llama 3 slightly wrong that changes its ids (HF on a copy of the
+    tokenizer with that change): "ignore_merges" (off), "digit_groups"
+    (Qwen2's one-digit \\p{N}), "contraction_case" (contractions matched
+    case-sensitively)."""
+    spec = json.loads(tok.to_str())
+    variants = {}
+    for key in ("ignore_merges", "digit_groups", "contraction_case"):
+        v = json.loads(json.dumps(spec))
+        if key == "ignore_merges":
+            v["model"]["ignore_merges"] = False
+        else:
+            v["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = \
+                QWEN2_PATTERN if key == "digit_groups" else LLAMA3_PATTERN_CASED
+        variants[key] = Tokenizer.from_str(json.dumps(v))
+
+    def flags(text):
+        ids = tok.encode(text, add_special_tokens=False).ids
+        return {k: True for k, v in variants.items()
+                if v.encode(text, add_special_tokens=False).ids != ids}
+    return flags
+
+
 def nfkc_spec(lines):
     """Byte-level BPE (GPT-2's shape: ByteLevel with its regex) behind an
     NFKC normalizer, trained by HF's BpeTrainer, with overlapping added
@@ -467,6 +635,9 @@ def hf_bpe_word(model, word, rightmost):
     reversed when rightmost is set."""
     vocab, prefix, suffix = model["vocab"], model["continuing_subword_prefix"], \
         model["end_of_word_suffix"]
+    # HF's BPE::tokenize_with_cache: a word in the vocabulary, as it is.
+    if model.get("ignore_merges") and word in vocab:
+        return [vocab[word]]
     unk = vocab.get(model["unk_token"]) if model["unk_token"] else None
     syms, pending = [], None
     for i, ch in enumerate(word):
@@ -755,6 +926,15 @@ def main():
     nfkc_cases = cases + [t for t in NFKC_CASES + ADDED_CASES if t not in cases]
     extra = {"nfkc": dict(cases=nfkc_cases, normalized_texts=NFKC_PLAIN, flags=nfkc_flags)}
     fixtures["nfkc"] = (nfkc_spec(lines), NFKC_SPECIAL, None, None)
+    # Llama 3: its own cases on top of the common ones, flagged by what they
+    # exercise (llama3_flags needs the tokenizer, so it is made in the loop).
+    extra["llama3"] = dict(cases=cases + [t for t in LLAMA3_CASES if t not in cases],
+                           flags_of=llama3_flags)
+    fixtures["llama3"] = (llama3_spec(lines), LLAMA3_SPECIAL, None,
+                          {"bos_token": LLAMA3_SPECIAL[0], "eos_token": "<|eot_id|>",
+                           "model_input_names": ["input_ids", "attention_mask"],
+                           "model_max_length": 8192,
+                           "tokenizer_class": "PreTrainedTokenizerFast"})
 
     for name, (spec, added_texts, spm_proc, config) in fixtures.items():
         d = os.path.join(out_dir, name)
@@ -762,6 +942,10 @@ def main():
         tok = Tokenizer.from_str(json.dumps(spec))
         # What is written is what HF reads back, and the goldens come from it.
         final = json.loads(tok.to_str())
+        if name == "llama3":
+            # Llama 3's file has its merges as "a b" strings (tokenizers
+            # before 0.20 wrote them so); byte-level tokens hold no space.
+            final["model"]["merges"] = [" ".join(m) for m in final["model"]["merges"]]
         write_json(os.path.join(d, "tokenizer.json"), final, True)
         tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
         if name == "llama":
@@ -770,8 +954,9 @@ def main():
         if config:
             write_json(os.path.join(d, "tokenizer_config.json"), config, True)
         opts = extra.get(name, {})
+        flags = opts["flags_of"](tok) if "flags_of" in opts else opts.get("flags")
         golden, ties = goldens(tok, final, opts.get("cases", cases), name, added_texts, spm_proc,
-                               opts.get("normalized_texts", ()), opts.get("flags"))
+                               opts.get("normalized_texts", ()), flags)
         doc = {"reference": f"tokenizers=={PINNED_TOKENIZERS}"
                             + (f", sentencepiece=={PINNED_SENTENCEPIECE}" if spm_proc else ""),
                "tokenizer": f"fixtures/{name}/tokenizer.json",
@@ -787,6 +972,11 @@ def main():
                   f"overlapping added tokens")
             if n_compat < MIN_NFKC_CASES or n_overlap < MIN_OVERLAP_CASES:
                 sys.exit("nfkc: too few compatibility or overlapping-added-token cases")
+        if name == "llama3":
+            counts = {k: sum(1 for c in golden if c.get(k)) for k in LLAMA3_MIN}
+            print("llama3: " + ", ".join(f"{n} cases marked {k!r}" for k, n in counts.items()))
+            if any(counts[k] < n for k, n in LLAMA3_MIN.items()):
+                sys.exit(f"llama3: too few cases of a kind: {counts}, need {LLAMA3_MIN}")
 
 
 def overlapping(text, tokens):

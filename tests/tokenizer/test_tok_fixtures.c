@@ -9,10 +9,12 @@
  * byte-level BPE and a CLIP-style one (end-of-word suffix, unk, Roberta
  * template), a SentencePiece model whose pieces share scores (goldens from
  * `sentencepiece`), and a byte-level BPE behind an NFKC normalizer with
- * overlapping added tokens. Each golden has cases whose ids depend on which
- * of two equal-rank merges is applied first (repeated letters, spaces,
- * newlines, CJK); those are counted, so a wrong tie-break cannot pass
- * unnoticed. So are the cases the last two fixtures exist for. */
+ * overlapping added tokens, and a Llama-3-style byte-level BPE (its Split
+ * regex, ignore_merges, 256 special tokens). Each golden has cases whose
+ * ids depend on which of two equal-rank merges is applied first (repeated
+ * letters, spaces, newlines, CJK); those are counted, so a wrong tie-break
+ * cannot pass unnoticed. So are the cases the last three fixtures exist
+ * for. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,6 +32,8 @@
 enum { MIN_TIES = 20 };
 /* As tests/reference/tokenizer_fixtures.py requires (it found 23, 47, 21). */
 enum { MIN_SCORE_TIES = 10, MIN_NFKC_CASES = 30, MIN_OVERLAP_CASES = 15 };
+/* As the script requires for llama3 (it found 11, 32, 23). */
+enum { MIN_IGNORE_MERGES = 8, MIN_DIGIT_GROUPS = 20, MIN_CONTRACTION_CASE = 15 };
 
 static char *fixture(const char *rel)
 {
@@ -157,6 +161,34 @@ static void nfkc_json(void **state)
     assert_true(count("nfkc/golden.json", "added_overlap") >= MIN_OVERLAP_CASES);
 }
 
+/* What a Llama 3 tokenizer needs beyond Qwen2's, each counted by the cases
+ * whose ids depend on it: digits go in runs of up to three (\p{N}{1,3};
+ * "digit_groups" cases such as "1234567", "$100.00"); contractions are
+ * matched in any case ((?i:'s|...); "contraction_case" cases such as
+ * "'Sorry'", which case-sensitive contractions would leave one pre-token
+ * "'Sorry"); and its BPE has ignore_merges: a pre-token found in the
+ * vocabulary is one token even when the merges would not build it
+ * ("ignore_merges" cases: " tokenizer", "!!!\n\n", ...). Also 256 special
+ * tokens (chat-format texts, lookalikes), BOS template. Goldens from HF
+ * `tokenizers`. */
+static void llama3_json(void **state)
+{
+    (void)state;
+    tt_golden_stats s = check("llama3/tokenizer.json", "llama3/golden.json");
+    assert_true(s.trips > s.cases / 2);
+    assert_true(count("llama3/golden.json", "ignore_merges") >= MIN_IGNORE_MERGES);
+    assert_true(count("llama3/golden.json", "digit_groups") >= MIN_DIGIT_GROUPS);
+    assert_true(count("llama3/golden.json", "contraction_case") >= MIN_CONTRACTION_CASE);
+}
+
+/* The directory: Llama 3's tokenizer_config.json has no add_bos_token, so
+ * the tokenizer.json template (BOS) stays. */
+static void llama3_dir(void **state)
+{
+    (void)state;
+    check("llama3", "llama3/golden.json");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -165,6 +197,7 @@ int main(void)
         cmocka_unit_test(spm_tied_scores), cmocka_unit_test(llama_metaspace),
         cmocka_unit_test(qwen2_json),      cmocka_unit_test(qwen2_dir),
         cmocka_unit_test(clip_json),       cmocka_unit_test(nfkc_json),
+        cmocka_unit_test(llama3_json),     cmocka_unit_test(llama3_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
