@@ -59,6 +59,9 @@ dlv_status dlv_image_to_pixels(const dlv_preproc_config *cfg, const dlv_image *i
     if (!image) return dlv_error(DLV_E_INVALID_ARG, "preprocess: image is NULL");
     if (!out) return dlv_error(DLV_E_INVALID_ARG, "preprocess: out is NULL");
     if (!opts) opts = &defaults;
+    if (cfg->anyres)
+        return dlv_error(DLV_E_UNSUPPORTED, "preprocess: %s makes 1 + N tiles per image, not "
+                         "one [3, H, W] image", cfg->processor_class);
     uint32_t h, w;
     dlv_status st = dlv_preprocess_fixed_size(cfg, &h, &w);
     if (st != DLV_OK) return st;
@@ -80,5 +83,35 @@ dlv_status dlv_image_to_pixels(const dlv_preproc_config *cfg, const dlv_image *i
                        (unsigned)w, (unsigned)h);
     if (st == DLV_OK) st = dlv_preprocess_to_float(cfg, &pix, out, out_len);
     dlv_rgb8_free(&pix);
+    return st;
+}
+
+dlv_status dlv_image_to_anyres(const dlv_preproc_config *cfg, const dlv_image *image,
+                               const dlv_pixel_opts *opts, dlv_anyres_layout *layout,
+                               float **out)
+{
+    static const dlv_pixel_opts defaults = DLV_PIXEL_OPTS_DEFAULT;
+    if (!image || !layout || !out)
+        return dlv_error(DLV_E_INVALID_ARG, "anyres: NULL image or output");
+    *out = NULL;
+    if (!opts) opts = &defaults;
+    if (opts->pad_square)
+        return dlv_error(DLV_E_UNSUPPORTED, "anyres: pad-square does not apply to %s",
+                         cfg ? cfg->processor_class : "this config");
+    dlv_decode_opts dopts = {opts->max_pixels, opts->exif_rotate};
+    dlv_rgb8 rgb = {NULL, 0, 0};
+    dlv_status st = dlv_image_decode(image, &dopts, &rgb);
+    /* The size first: the buffer depends on the image's tile count. */
+    if (st == DLV_OK) st = dlv_anyres_layout_of(cfg, rgb.width, rgb.height, layout);
+    if (st == DLV_OK && !(*out = malloc(layout->n_floats * sizeof **out)))
+        st = dlv_error_nomem("anyres pixels", layout->n_floats * sizeof **out);
+    if (st == DLV_OK)
+        st = dlv_anyres_to_float(cfg, &rgb, opts->max_pixels, layout, *out, layout->n_floats);
+    if (st != DLV_OK) {
+        free(*out);
+        *out = NULL;
+        st = dlv_error_prefix(st, "%s", dlv_image_label(image));
+    }
+    dlv_rgb8_free(&rgb);
     return st;
 }

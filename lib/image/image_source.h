@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "disclvlm.h"
+#include "image/anyres.h"
 #include "image/preproc_config.h"
 #include "image/decode.h"
 
@@ -39,8 +40,19 @@ typedef struct dlv_pixel_opts {
 #define DLV_PIXEL_OPTS_DEFAULT {0, 0, DLV_DEFAULT_MAX_PIXELS}
 
 /* Decodes and preprocesses one image with the image processor's settings
- * into out [3, H, W] f32 (out_len floats; H, W from dlv_preprocess_fixed_size). */
+ * into out [3, H, W] f32 (out_len floats; H, W from dlv_preprocess_fixed_size).
+ * An anyres config (LlavaNextImageProcessor) is refused: its images are
+ * 1 + N tiles, see dlv_image_to_anyres. */
 dlv_status dlv_image_to_pixels(const dlv_preproc_config *cfg, const dlv_image *image,
                                const dlv_pixel_opts *opts, float *out, size_t out_len);
+
+/* Decodes one image and preprocesses it under an anyres config
+ * (image/anyres.h): *out gets layout->n_floats floats, [1 + n_tiles, 3,
+ * tile_h, tile_w] with the base image first (free()); *layout the tile
+ * grid and the decoded size. pad_square is refused (LLaVA-NeXT has its own
+ * padding). */
+dlv_status dlv_image_to_anyres(const dlv_preproc_config *cfg, const dlv_image *image,
+                               const dlv_pixel_opts *opts, dlv_anyres_layout *layout,
+                               float **out);
 
 #endif

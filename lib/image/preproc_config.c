@@ -1,8 +1,9 @@
 /* preprocessor_config.json: how images become pixel_values. The defaults are
  * those of CLIPImageProcessor (resize the shortest edge, center-crop, OpenAI
- * CLIP mean/std) or SiglipImageProcessor (resize to height x width, no crop,
- * mean/std 0.5), chosen by image_processor_type. A LlavaProcessor file
- * carries the same image_processor_type and fields. */
+ * CLIP mean/std), SiglipImageProcessor (resize to height x width, no crop,
+ * mean/std 0.5) or LlavaNextImageProcessor (CLIP's, plus the anyres
+ * image_grid_pinpoints), chosen by image_processor_type. A LlavaProcessor
+ * file carries the same image_processor_type and fields. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,7 @@
 
 #define MAX_PIXELS ((int64_t)1 << 20)
 
-typedef enum proc_kind { PROC_CLIP, PROC_SIGLIP } proc_kind;
+typedef enum proc_kind { PROC_CLIP, PROC_SIGLIP, PROC_LLAVA_NEXT } proc_kind;
 
 static const struct {
     const char *name;
@@ -23,6 +24,7 @@ static const struct {
     {"CLIPImageProcessor", PROC_CLIP},     {"CLIPImageProcessorFast", PROC_CLIP},
     {"LlavaImageProcessor", PROC_CLIP},    {"LlavaImageProcessorFast", PROC_CLIP},
     {"SiglipImageProcessor", PROC_SIGLIP}, {"SiglipImageProcessorFast", PROC_SIGLIP},
+    {"LlavaNextImageProcessor", PROC_LLAVA_NEXT},
 };
 
 static void defaults(proc_kind kind, dlv_preproc_config *p)
@@ -34,7 +36,7 @@ static void defaults(proc_kind kind, dlv_preproc_config *p)
     p->do_rescale = 1;
     p->rescale_factor = 1.0 / 255.0;
     p->do_normalize = 1;
-    if (kind == PROC_CLIP) {
+    if (kind != PROC_SIGLIP) {
         p->shortest_edge = 224;
         p->size_height = p->size_width = -1;
         p->do_center_crop = 1;
@@ -49,6 +51,15 @@ static void defaults(proc_kind kind, dlv_preproc_config *p)
         p->crop_height = p->crop_width = -1;
         for (int i = 0; i < 3; i++) p->image_mean[i] = p->image_std[i] = 0.5;
         p->do_convert_rgb = 0; /* None in SiglipImageProcessor */
+    }
+    p->anyres = kind == PROC_LLAVA_NEXT;
+    if (p->anyres) {
+        /* LlavaNextImageProcessor's default list (note: not multiples of
+         * its default crop of 224, so a config must name its crop_size). */
+        static const int64_t def[5][2] = {{336, 672}, {672, 336}, {672, 672}, {1008, 336},
+                                          {336, 1008}};
+        p->n_pinpoints = 5;
+        memcpy(p->pinpoints, def, sizeof def);
     }
 }
 
@@ -93,9 +104,9 @@ static dlv_status parse_size(const json_t *v, proc_kind kind, const char *label,
         return pixels(json_object_get(v, "shortest_edge"), label, "size.shortest_edge",
                       &p->shortest_edge);
     }
-    /* CLIPImageProcessor reads a bare integer as the shortest edge
-     * (get_size_dict with default_to_square=False). */
-    if (json_is_integer(v) && kind == PROC_CLIP) {
+    /* CLIPImageProcessor and LlavaNextImageProcessor read a bare integer
+     * as the shortest edge (get_size_dict with default_to_square=False). */
+    if (json_is_integer(v) && kind != PROC_SIGLIP) {
         p->size_height = p->size_width = -1;
         return pixels(v, label, "size", &p->shortest_edge);
     }
@@ -123,6 +134,54 @@ static dlv_status triple(const json_t *root, const char *key, const char *label,
     return DLV_OK;
 }
 
+/* image_grid_pinpoints: [[height, width], ...]. */
+static dlv_status parse_pinpoints(const json_t *v, const char *label, dlv_preproc_config *p)
+{
+    if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > DLV_MAX_PINPOINTS)
+        return dlv_error(DLV_E_FORMAT, "%s: field 'image_grid_pinpoints': expected a list of 1 "
+                         "to %d [height, width] pairs", label, DLV_MAX_PINPOINTS);
+    p->n_pinpoints = json_array_size(v);
+    for (size_t i = 0; i < p->n_pinpoints; i++) {
+        const json_t *e = json_array_get(v, i);
+        if (!json_is_array(e) || json_array_size(e) != 2)
+            return dlv_error(DLV_E_FORMAT, "%s: field 'image_grid_pinpoints'[%zu]: expected a "
+                             "[height, width] pair", label, i);
+        for (size_t j = 0; j < 2; j++) {
+            const json_t *x = json_array_get(e, j);
+            int64_t n = json_is_integer(x) ? (int64_t)json_integer_value(x) : 0;
+            if (n < 1 || n > DLV_MAX_PINPOINT_SIDE)
+                return dlv_error(DLV_E_FORMAT, "%s: field 'image_grid_pinpoints'[%zu][%zu]: "
+                                 "expected an integer in 1..%d", label, i, j,
+                                 DLV_MAX_PINPOINT_SIDE);
+            p->pinpoints[i][j] = n;
+        }
+    }
+    return DLV_OK;
+}
+
+/* Each resolution is cut into square tiles of crop_size.height. The model
+ * (LlavaNextForConditionalGeneration) counts a resolution's tiles as
+ * (h // side) * (w // side) while the processor cuts ceil(h / side) rows, so
+ * a side that is not a multiple makes transformers fail at the model;
+ * refused here, with the tile count bounded. */
+static dlv_status check_pinpoints(const char *label, const dlv_preproc_config *p)
+{
+    int64_t side = p->crop_height;
+    for (size_t i = 0; i < p->n_pinpoints; i++) {
+        int64_t h = p->pinpoints[i][0], w = p->pinpoints[i][1];
+        if (h % side != 0 || w % side != 0)
+            return dlv_error(DLV_E_FORMAT, "%s: field 'image_grid_pinpoints'[%zu]: %lld x %lld "
+                             "is not a multiple of crop_size.height %lld (the tile side)", label,
+                             i, (long long)h, (long long)w, (long long)side);
+        if ((h / side) * (w / side) > DLV_ANYRES_MAX_TILES)
+            return dlv_error(DLV_E_UNSUPPORTED, "%s: field 'image_grid_pinpoints'[%zu]: %lld x "
+                             "%lld makes %lld tiles of %lld x %lld, more than %d", label, i,
+                             (long long)h, (long long)w, (long long)((h / side) * (w / side)),
+                             (long long)side, (long long)side, DLV_ANYRES_MAX_TILES);
+    }
+    return DLV_OK;
+}
+
 static dlv_status parse_root(const json_t *root, const char *label, void *out_)
 {
     dlv_preproc_config *p = out_;
@@ -136,7 +195,8 @@ static dlv_status parse_root(const json_t *root, const char *label, void *out_)
     if (k == n_known)
         return dlv_error(DLV_E_UNSUPPORTED,
                          "%s: image_processor_type: '%s' is not supported (expected "
-                         "CLIPImageProcessor or SiglipImageProcessor)", label, p->processor_class);
+                         "CLIPImageProcessor, SiglipImageProcessor or LlavaNextImageProcessor)",
+                         label, p->processor_class);
     proc_kind kind = known_processors[k].kind;
     defaults(kind, p);
 
@@ -158,7 +218,10 @@ static dlv_status parse_root(const json_t *root, const char *label, void *out_)
         return dlv_error(DLV_E_FORMAT, "%s: field 'resample': %lld is not a PIL filter (0..5)",
                          label, (long long)resample);
     p->resample = (dlv_resample)resample;
-    if (do_pad)
+    /* LlavaNextImageProcessor's do_pad only pads a batch to the same number
+     * of tiles per image, which a caller does by itself; elsewhere it means
+     * padding to a square. */
+    if (do_pad && kind != PROC_LLAVA_NEXT)
         return dlv_error(DLV_E_UNSUPPORTED, "%s: field 'do_pad': padding to a square is not "
                          "supported", label);
     for (int i = 0; i < 3; i++)
@@ -169,7 +232,7 @@ static dlv_status parse_root(const json_t *root, const char *label, void *out_)
     if (size && !json_is_null(size) && (st = parse_size(size, kind, label, p))) return st;
 
     /* SiglipImageProcessor has no center crop: it ignores crop fields. */
-    if (kind == PROC_CLIP) {
+    if (kind != PROC_SIGLIP) {
         if ((st = dlv_json_bool(root, "do_center_crop", p->do_center_crop, label,
                                 &p->do_center_crop)))
             return st;
@@ -177,6 +240,11 @@ static dlv_status parse_root(const json_t *root, const char *label, void *out_)
         if (crop && !json_is_null(crop) &&
             (st = hw(crop, label, "crop_size", &p->crop_height, &p->crop_width)))
             return st;
+    }
+    if (kind == PROC_LLAVA_NEXT) {
+        const json_t *pins = json_object_get(root, "image_grid_pinpoints");
+        if (pins && !json_is_null(pins) && (st = parse_pinpoints(pins, label, p))) return st;
+        return check_pinpoints(label, p);
     }
     return DLV_OK;
 }

@@ -1,7 +1,7 @@
 /* preprocessor_config.json: how a model's images become pixel values
- * (CLIPImageProcessor / SiglipImageProcessor fields, with those classes'
- * defaults for absent fields). Below the model layer: the image pipeline
- * reads it. */
+ * (CLIPImageProcessor / SiglipImageProcessor / LlavaNextImageProcessor
+ * fields, with those classes' defaults for absent fields). Below the model
+ * layer: the image pipeline reads it. */
 #ifndef DLV_IMAGE_PREPROC_CONFIG_H
 #define DLV_IMAGE_PREPROC_CONFIG_H
 
@@ -14,6 +14,13 @@ typedef enum dlv_resample {
     DLV_RESAMPLE_NEAREST = 0, DLV_RESAMPLE_LANCZOS = 1, DLV_RESAMPLE_BILINEAR = 2,
     DLV_RESAMPLE_BICUBIC = 3, DLV_RESAMPLE_BOX = 4, DLV_RESAMPLE_HAMMING = 5
 } dlv_resample;   /* PIL's numbering, as preprocessor configs store it */
+
+/* Bounds on image_grid_pinpoints, so that a config cannot make one image
+ * cost far more than any model uses: llava-v1.6 tiles at most 2 x 2 or
+ * 3 x 1, OneVision 6 x 6; 1 + 64 tiles of 336 x 336 are 88 MB of floats. */
+#define DLV_MAX_PINPOINTS 64
+#define DLV_MAX_PINPOINT_SIDE 8192
+#define DLV_ANYRES_MAX_TILES 64
 
 typedef struct dlv_preproc_config {
     char processor_class[64];    /* image_processor_type, e.g. CLIPImageProcessor */
@@ -29,10 +36,17 @@ typedef struct dlv_preproc_config {
     double image_mean[3];
     double image_std[3];
     int do_convert_rgb;
+    /* LlavaNextImageProcessor ("anyres", image/anyres.h): each image is
+     * tiled at the best of these (height, width) resolutions, every side a
+     * multiple of crop_height (the tile side), at most
+     * DLV_ANYRES_MAX_TILES tiles each. anyres is 0 for the other classes. */
+    int anyres;
+    size_t n_pinpoints;
+    int64_t pinpoints[DLV_MAX_PINPOINTS][2];
 } dlv_preproc_config;
 
-/* Parses preprocessor_config.json; defaults follow CLIPImageProcessor or
- * SiglipImageProcessor by image_processor_type. */
+/* Parses preprocessor_config.json; defaults follow CLIPImageProcessor,
+ * SiglipImageProcessor or LlavaNextImageProcessor by image_processor_type. */
 dlv_status dlv_preproc_config_load(const char *path, dlv_preproc_config *out);
 dlv_status dlv_preproc_config_parse(const char *json, size_t len, const char *label,
                                     dlv_preproc_config *out);

@@ -4,6 +4,11 @@
  * under 0.1% of values), and the float tensor (within 1e-5 of HF's
  * rescale/normalize recomputed from the golden, HF's own sum and samples,
  * and bit-identical to HF's tensor where float math is IEEE single).
+ * LLaVA-NeXT (anyres): the chosen resolution and tile count, the 8-bit base
+ * and tiles (same rule), the whole [1 + n, 3, h, w] tensor bit-identical to
+ * LlavaNextImageProcessor's pixel_values (with its sum and samples within
+ * 1e-6), and select_best_resolution / fit / pad sizes for 300 image sizes
+ * per config, exactly.
  * Arguments: --synthetic (committed and generated inputs) or --assets
  * (../shared/assets/images; exit 77 when absent). */
 #include <float.h>
@@ -23,6 +28,7 @@
 #include "core/fs.h"
 #include "model/config.h"
 #include "common/sha256.h"
+#include "image/anyres.h"
 #include "image/decode.h"
 #include "image/preprocess.h"
 
@@ -270,6 +276,184 @@ static void test_preprocess(void **state)
     assert_true(n_cases > 0);
 }
 
+/* The float tensor of one anyres case against HF's digest, sum and samples. */
+static int check_anyres_float(const dlv_preproc_config *cfg, const dlv_rgb8 *img,
+                              const dlv_anyres_layout *lay, const json_t *c, const char *what)
+{
+    float *out = malloc(lay->n_floats * sizeof *out);
+    assert_non_null(out);
+    dlv_anyres_layout l2;
+    assert_int_equal(dlv_anyres_to_float(cfg, img, DLV_DEFAULT_MAX_PIXELS, &l2, out,
+                                         lay->n_floats), DLV_OK);
+    assert_memory_equal(&l2, lay, sizeof l2);
+    assert_int_equal(dlv_anyres_to_float(cfg, img, DLV_DEFAULT_MAX_PIXELS, NULL, out,
+                                         lay->n_floats - 1), DLV_E_BUFFER_TOO_SMALL);
+    int ok = 1;
+    double sum = 0;
+    for (size_t k = 0; k < lay->n_floats; k++) sum += (double)out[k];
+    double hf_sum = json_real_value(json_object_get(c, "hf_sum"));
+    if (fabs(sum - hf_sum) > 1e-6 * (double)lay->n_floats) ok = 0;
+    size_t plane = (size_t)lay->tile_h * lay->tile_w, i;
+    const json_t *smp;
+    json_array_foreach(json_object_get(c, "hf_samples"), i, smp) {
+        size_t at[4];
+        for (size_t j = 0; j < 4; j++) at[j] = (size_t)json_integer_value(json_array_get(smp, j));
+        double want = json_real_value(json_array_get(smp, 4));
+        float got = out[(at[0] * 3 + at[1]) * plane + at[2] * lay->tile_w + at[3]];
+        if (fabs((double)got - want) > 1e-6) ok = 0;
+    }
+#if FLT_EVAL_METHOD == 0
+    unsigned char *le = malloc(lay->n_floats * 4);
+    assert_non_null(le);
+    for (size_t k = 0; k < lay->n_floats; k++) {
+        uint32_t u;
+        memcpy(&u, &out[k], 4);
+        for (int b = 0; b < 4; b++) le[4 * k + (size_t)b] = (unsigned char)(u >> (8 * b));
+    }
+    char hex[65];
+    dlv_sha256_hex(le, lay->n_floats * 4, hex);
+    free(le);
+    if (strcmp(hex, json_string_value(json_object_get(c, "hf_sha256"))) != 0) {
+        printf("%s: float tensor is not bit-identical to HF's\n", what);
+        ok = 0;
+    }
+#endif
+    if (!ok) printf("%s: float tensor: sum %.9g vs HF %.9g\n", what, sum, hf_sum);
+    free(out);
+    return ok;
+}
+
+/* The 8-bit base and tiles, stacked top to bottom as the golden PNG is. */
+static int stack_tiles(const dlv_rgb8 *tiles, size_t n, dlv_rgb8 *out)
+{
+    if (dlv_rgb8_alloc(out, tiles[0].width, tiles[0].height * (uint32_t)n) != DLV_OK) return 0;
+    size_t one = (size_t)tiles[0].width * tiles[0].height * 3;
+    for (size_t t = 0; t < n; t++) {
+        if (tiles[t].width != tiles[0].width || tiles[t].height != tiles[0].height) return 0;
+        memcpy(out->px + t * one, tiles[t].px, one);
+    }
+    return 1;
+}
+
+static void test_anyres(void **state)
+{
+    const gstate *s = *state;
+    const json_t *configs = json_object_get(s->manifest, "anyres_configs");
+    size_t i, n_cases = 0, n_exact = 0, n_bad = 0, n_golden = 0;
+    const json_t *c;
+    json_array_foreach(json_object_get(s->manifest, "anyres_cases"), i, c) {
+        const char *id = json_string_value(json_object_get(c, "input"));
+        if (!is_mine(s, id)) continue;
+        const char *cname = json_string_value(json_object_get(c, "config"));
+        char what[512];
+        snprintf(what, sizeof what, "anyres %s %s", id, cname);
+        const char *cjson = json_string_value(json_object_get(configs, cname));
+        dlv_preproc_config cfg;
+        assert_int_equal(dlv_preproc_config_parse(cjson, strlen(cjson), cname, &cfg), DLV_OK);
+        assert_true(cfg.anyres);
+
+        dlv_rgb8 img, stacked = {NULL, 0, 0}, golden = {NULL, 0, 0}, *tiles = NULL;
+        assert_int_equal(load_input(s, id, 0, &img), DLV_OK);
+        dlv_anyres_layout lay, planned;
+        dlv_status st = dlv_anyres_rgb8(&cfg, &img, DLV_DEFAULT_MAX_PIXELS, &lay, &tiles);
+        if (st != DLV_OK) {
+            printf("%s: %s\n", what, dlv_last_error());
+            n_bad++;
+            dlv_rgb8_free(&img);
+            continue;
+        }
+        n_cases++;
+        /* The layout a model asks for up front is the one the pixels get. */
+        assert_int_equal(dlv_anyres_layout_of(&cfg, img.width, img.height, &planned), DLV_OK);
+        assert_memory_equal(&planned, &lay, sizeof lay);
+        const json_t *size = json_object_get(c, "image_size"), *tgt = json_object_get(c, "target");
+        int ok = lay.orig_h == json_integer_value(json_array_get(size, 0)) &&
+                 lay.orig_w == json_integer_value(json_array_get(size, 1)) &&
+                 lay.target_h == json_integer_value(json_array_get(tgt, 0)) &&
+                 lay.target_w == json_integer_value(json_array_get(tgt, 1)) &&
+                 lay.n_tiles == json_integer_value(json_object_get(c, "n_tiles")) &&
+                 lay.tile_h == json_integer_value(json_object_get(c, "tile_height")) &&
+                 lay.tile_w == json_integer_value(json_object_get(c, "tile_width")) &&
+                 lay.n_floats == (1 + (size_t)lay.n_tiles) * 3 * lay.tile_h * lay.tile_w;
+        if (!ok)
+            printf("%s: layout %ux%u -> %ux%u, %u tiles of %ux%u differs from HF's\n", what,
+                   (unsigned)lay.orig_w, (unsigned)lay.orig_h, (unsigned)lay.target_w,
+                   (unsigned)lay.target_h, (unsigned)lay.n_tiles, (unsigned)lay.tile_w,
+                   (unsigned)lay.tile_h);
+        ok = ok && stack_tiles(tiles, 1 + (size_t)lay.n_tiles, &stacked);
+        int exact = ok && sha_equal(&stacked, json_string_value(json_object_get(c, "sha256")));
+        const char *rel = json_string_value(json_object_get(c, "golden"));
+        if (ok && rel) {
+            size_t off1 = 0, more = 0, n = (size_t)stacked.width * stacked.height * 3;
+            n_golden++;
+            ok = compare_golden(s, rel, &stacked, &off1, &more, &golden);
+            if (ok && !exact) {
+                printf("%s: %zu values off by 1, %zu by more (of %zu)\n", what, off1, more, n);
+                ok = 0;
+            }
+        } else if (ok && !exact) {
+            printf("%s: 8-bit tiles differ from the golden digest\n", what);
+            ok = 0;
+        }
+        if (ok && !check_anyres_float(&cfg, &img, &lay, c, what)) ok = 0;
+        if (!ok) {
+            printf("%s: FAILED\n", what);
+            n_bad++;
+        } else {
+            n_exact++;
+        }
+        dlv_anyres_tiles_free(tiles, 1 + (size_t)lay.n_tiles);
+        dlv_rgb8_free(&stacked);
+        dlv_rgb8_free(&golden);
+        dlv_rgb8_free(&img);
+    }
+    printf("anyres: %zu cases (%zu with golden images): %zu exact, %zu failed\n", n_cases,
+           n_golden, n_exact, n_bad);
+    assert_int_equal(n_bad, 0);
+    assert_true(n_cases > 0);
+}
+
+/* select_best_resolution and the fit / pad sizes, "W,H:TH,TW:NH,NW:PH,PW". */
+static void test_anyres_layouts(void **state)
+{
+    const gstate *s = *state;
+    if (s->assets_mode) return;
+    const json_t *configs = json_object_get(s->manifest, "anyres_configs");
+    const char *cname;
+    const json_t *rows;
+    size_t n = 0, n_bad = 0, n_short = 0;
+    json_object_foreach(json_object_get(s->manifest, "anyres_layouts"), cname, rows) {
+        const char *cjson = json_string_value(json_object_get(configs, cname));
+        dlv_preproc_config cfg;
+        assert_int_equal(dlv_preproc_config_parse(cjson, strlen(cjson), cname, &cfg), DLV_OK);
+        size_t i;
+        const json_t *r;
+        json_array_foreach(rows, i, r) {
+            unsigned w, h, th, tw, nh, nw, ph, pw;
+            assert_int_equal(sscanf(json_string_value(r), "%u,%u:%u,%u:%u,%u:%u,%u", &w, &h, &th,
+                                    &tw, &nh, &nw, &ph, &pw), 8);
+            dlv_anyres_layout l;
+            dlv_status st = dlv_anyres_layout_of(&cfg, w, h, &l);
+            n++;
+            n_short += ph != th || pw != tw;
+            if (st != DLV_OK || l.target_h != th || l.target_w != tw || l.resized_h != nh ||
+                l.resized_w != nw || l.padded_h != ph || l.padded_w != pw ||
+                l.rows != (ph + cfg.crop_height - 1) / cfg.crop_height ||
+                l.cols != (pw + cfg.crop_height - 1) / cfg.crop_height) {
+                printf("%s %ux%u: got %u,%u:%u,%u:%u,%u, HF %s\n", cname, w, h,
+                       (unsigned)l.target_h, (unsigned)l.target_w, (unsigned)l.resized_h,
+                       (unsigned)l.resized_w, (unsigned)l.padded_h, (unsigned)l.padded_w,
+                       json_string_value(r));
+                n_bad++;
+            }
+        }
+    }
+    printf("anyres layouts: %zu sizes (%zu with a padded area one pixel short), %zu differ\n",
+           n, n_short, n_bad);
+    assert_int_equal(n_bad, 0);
+    assert_true(n > 0);
+}
+
 static gstate *load_state(int assets_mode)
 {
     gstate *s = calloc(1, sizeof *s);
@@ -310,6 +494,8 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_prestate(test_decode, s),
         cmocka_unit_test_prestate(test_preprocess, s),
+        cmocka_unit_test_prestate(test_anyres, s),
+        cmocka_unit_test_prestate(test_anyres_layouts, s),
     };
     int rc = cmocka_run_group_tests_name(assets_mode ? "golden-assets" : "golden-synthetic",
                                          tests, NULL, NULL);

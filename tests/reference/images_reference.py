@@ -8,6 +8,7 @@ Writes, deterministically:
                                    EXIF-rotated JPEG and PNG; odd, 1xN, Nx1, 1x1 sizes)
   tests/image/golden/manifest.json  what each test case expects
   tests/image/golden/*.png        the 8-bit images right before rescaling
+                                   (anyres: the base and tiles stacked vertically)
 
 Inputs named "gen:W:H" are a formula image the C test builds too (large and
 1xN cases without committed files); "assets:NAME" are ../shared/assets/images.
@@ -19,11 +20,20 @@ this script checks equal (exactly) the NumPy formula the C test uses
 (float64 rescale, float32 cast, float32 normalize), and whose sum and a few
 samples are stored. Pad-square cases apply LLaVA-1.5's expand2square first.
 
+LLaVA-NeXT ("anyres_cases", "anyres_layouts"): LlavaNextImageProcessor on
+the same kinds of inputs plus a few more formula images of varied aspect
+ratios; per case the chosen resolution, the tile count, the 8-bit base and
+tiles (do_rescale=False, do_normalize=False) as a SHA-256 and, where small,
+one PNG with the images stacked top to bottom, and pixel_values' digest, sum
+and samples. "anyres_layouts" lists select_best_resolution and
+_get_patch_output_size / _pad_for_patching sizes for many image sizes.
+
 Run in a virtualenv outside the repository:
     python3 -m venv /tmp/ref-img
     /tmp/ref-img/bin/pip install pillow==11.0.0 numpy==2.1.3 transformers==4.46.3
     /tmp/ref-img/bin/python tests/reference/images_reference.py [--assets DIR]
 (Pillow 11.0.0's wheel bundles libjpeg-turbo 3.0.4 and libpng 1.6.44.)
+Run without the assets folder, it drops the assets' cases from the manifest.
 """
 import argparse
 import hashlib
@@ -38,7 +48,8 @@ import numpy as np
 import PIL
 from PIL import Image, ImageOps
 import transformers
-from transformers import CLIPImageProcessor, SiglipImageProcessor
+from transformers import CLIPImageProcessor, LlavaNextImageProcessor, SiglipImageProcessor
+from transformers.image_processing_utils import select_best_resolution
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA = os.path.join(ROOT, "tests", "image", "data")
@@ -69,6 +80,44 @@ CONFIGS = {
                               "resample": 2, "rescale_factor": 0.00392156862745098,
                               "size": {"shortest_edge": 24}},
 }
+
+# LlavaNextImageProcessor configs (tests/image/test_vision_golden.c, anyres).
+ANYRES_CONFIGS = {
+    # llava-hf/llava-v1.6-mistral-7b-hf
+    "next336": {"crop_size": {"height": 336, "width": 336}, "do_center_crop": True,
+                "do_convert_rgb": True, "do_normalize": True, "do_pad": True, "do_rescale": True,
+                "do_resize": True,
+                "image_grid_pinpoints": [[336, 672], [672, 336], [672, 672], [1008, 336],
+                                         [336, 1008]],
+                "image_mean": CLIP_MEAN, "image_processor_type": "LlavaNextImageProcessor",
+                "image_std": CLIP_STD, "resample": 3, "rescale_factor": 0.00392156862745098,
+                "size": {"shortest_edge": 336}},
+    # The same at 28 px.
+    "next28": {"crop_size": {"height": 28, "width": 28}, "do_center_crop": True,
+               "do_convert_rgb": True, "do_normalize": True, "do_pad": True, "do_rescale": True,
+               "do_resize": True, "image_grid_pinpoints": [[28, 56], [56, 28], [56, 56]],
+               "image_mean": CLIP_MEAN, "image_processor_type": "LlavaNextImageProcessor",
+               "image_std": CLIP_STD, "resample": 3, "rescale_factor": 0.00392156862745098,
+               "size": {"shortest_edge": 28}},
+    # Bilinear; the base (30 x 30) and the tiles (24, short ones less) are
+    # resized to a shortest edge of 30 and center-cropped to 24 x 20.
+    "next24_bilinear": {"crop_size": {"height": 24, "width": 20}, "do_center_crop": True,
+                        "do_normalize": True, "do_rescale": True, "do_resize": True,
+                        "image_grid_pinpoints": [[24, 48], [48, 24], [48, 48], [72, 24],
+                                                 [24, 72]],
+                        "image_mean": [0.5, 0.25, 0.75],
+                        "image_processor_type": "LlavaNextImageProcessor",
+                        "image_std": [0.5, 0.3, 0.2], "resample": 2,
+                        "rescale_factor": 0.00392156862745098, "size": 30},
+}
+
+# Formula images only the anyres cases use (each pinpoint shape gets chosen,
+# odd padding differences leave the tile grid one pixel short).
+ANYRES_GEN = [(500, 300), (300, 500), (640, 480), (200, 900), (900, 200), (333, 335),
+              (1000, 1000), (700, 351)]
+# Committed inputs the anyres cases also use.
+ANYRES_DATA = ["data/png_rgb8.png", "data/jpeg_420.jpg", "data/png_1x17.png",
+               "data/png_17x1.png", "data/jpeg_exif6.jpg"]
 
 # Goldens above this many PNG bytes are kept as a SHA-256 only.
 MAX_GOLDEN_PNG = 30_000
@@ -239,6 +288,90 @@ def sha(a):
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
+def hf_mistakes_channels(rgb_hw, cfg):
+    """LlavaNextImageProcessor._pad_for_patching lets pad() guess the channel
+    axis, which it takes to be the first one when the resized image is 1 or
+    3 pixels high: it then pads the wrong axes (docs/images.md)."""
+    h, w = rgb_hw
+    best = select_best_resolution((h, w), cfg["image_grid_pinpoints"])
+    return anyres_fit((h, w), best)[0] in (1, 3)
+
+
+def anyres_fit(hw, target):
+    """_get_patch_output_size, via the processor's own helper."""
+    from transformers.models.llava_next.image_processing_llava_next import _get_patch_output_size
+    return _get_patch_output_size(np.zeros((hw[0], hw[1], 3), np.uint8), target, "channels_last")
+
+
+def anyres_layouts():
+    """select_best_resolution and the fit / pad sizes for many image sizes:
+    "W,H:TH,TW:NH,NW:PH,PW" per config."""
+    rng = np.random.default_rng(77)
+    sizes = {(1, 1), (1, 100000), (100000, 1), (2, 3), (3, 2), (8192, 8192), (65535, 3),
+             (336, 336), (672, 336), (336, 672), (1008, 336), (335, 1007), (337, 1009),
+             (673, 337), (1000, 500), (500, 1000), (1, 2), (2, 1), (28, 56), (56, 28)}
+    while len(sizes) < 220:
+        a, b = rng.integers(1, 4000, 2)
+        sizes.add((int(a), int(b)))
+    for _ in range(16):  # aspect ratios near the pinpoints' own
+        base = int(rng.integers(20, 2000))
+        for num, den in ((2, 1), (1, 2), (3, 1), (1, 3), (1, 1)):
+            w = base * num // den + int(rng.integers(-2, 3))
+            sizes.add((max(w, 1), base))
+    out = {}
+    for cname, cfg in ANYRES_CONFIGS.items():
+        rows = []
+        for w, h in sorted(sizes):
+            th, tw = select_best_resolution((h, w), cfg["image_grid_pinpoints"])
+            nh, nw = anyres_fit((h, w), (th, tw))
+            ph, pw = nh + 2 * ((th - nh) // 2), nw + 2 * ((tw - nw) // 2)
+            rows.append("%d,%d:%d,%d:%d,%d:%d,%d" % (w, h, th, tw, nh, nw, ph, pw))
+        out[cname] = rows
+    return out
+
+
+def anyres_cases(inputs):
+    cases, goldens = [], {}
+    for key, rgb in inputs.items():
+        for cname, cfg in ANYRES_CONFIGS.items():
+            h, w = rgb.size[1], rgb.size[0]
+            if hf_mistakes_channels((h, w), cfg):
+                print("anyres: skipping %s %s (transformers pads the wrong axes)" % (key, cname))
+                continue
+            kw = {k: v for k, v in cfg.items() if k != "image_processor_type"}
+            proc = LlavaNextImageProcessor(**kw)
+            out = proc(rgb, do_rescale=False, do_normalize=False,
+                       input_data_format="channels_last", return_tensors="np")
+            u8 = out["pixel_values"][0]
+            assert np.array_equal(u8, np.rint(u8)) and u8.min() >= 0 and u8.max() <= 255
+            u8 = u8.astype(np.uint8).transpose(0, 2, 3, 1)  # [1 + n, h, w, 3]
+            res = proc(rgb, input_data_format="channels_last", return_tensors="np")
+            pv = res["pixel_values"][0]
+            assert pv.dtype == np.float32 and pv.shape[0] == u8.shape[0]
+            assert list(res["image_sizes"][0]) == [h, w]
+            for t in range(u8.shape[0]):
+                assert np.array_equal(pv[t], hf_formula(u8[t], cfg)), (key, cname, t)
+            th, tw = select_best_resolution((h, w), cfg["image_grid_pinpoints"])
+            case = {"input": key, "config": cname, "image_size": [h, w], "target": [th, tw],
+                    "n_tiles": int(u8.shape[0]) - 1, "tile_height": int(u8.shape[1]),
+                    "tile_width": int(u8.shape[2]), "sha256": sha(u8), "golden": None,
+                    "hf_sum": float(pv.astype(np.float64).sum()),
+                    "hf_sha256": sha(pv.astype("<f4")), "hf_samples": []}
+            for i in range(6):
+                t, c = i % pv.shape[0], i % 3
+                y, x = (i * 37 + 5) % pv.shape[2], (i * 53 + 3) % pv.shape[3]
+                case["hf_samples"].append([t, c, y, x, float(pv[t, c, y, x])])
+            buf = io.BytesIO()
+            Image.fromarray(u8.reshape(-1, u8.shape[2], 3), "RGB").save(buf, "PNG", optimize=True)
+            if not key.startswith("assets:") and len(buf.getvalue()) <= MAX_GOLDEN_PNG:
+                gname = "anyres_%s_%s.png" % (key.replace("data/", "").replace(":", "_")
+                                              .replace(".", "_"), cname)
+                goldens[gname] = buf.getvalue()
+                case["golden"] = "golden/" + gname
+            cases.append(case)
+    return cases, goldens
+
+
 def main(argv):
     ap = argparse.ArgumentParser()
     ap.add_argument("--assets", default=os.path.join(ROOT, "..", "shared", "assets", "images"))
@@ -263,6 +396,8 @@ def main(argv):
     manifest = {"pillow": PIL.__version__, "numpy": np.__version__,
                 "transformers": transformers.__version__,
                 "configs": {k: json.dumps(v, sort_keys=True) for k, v in CONFIGS.items()},
+                "anyres_configs": {k: json.dumps(v, sort_keys=True)
+                                   for k, v in ANYRES_CONFIGS.items()},
                 "decode": [], "cases": []}
     for key, im in inputs.items():
         im.load()
@@ -310,12 +445,23 @@ def main(argv):
                         f.write(buf.getvalue())
                     case["golden"] = "golden/" + gname
                 manifest["cases"].append(case)
+    any_inputs = {k: inputs[k].convert("RGB") for k in ANYRES_DATA}
+    any_inputs.update({k: v.convert("RGB") for k, v in inputs.items()
+                       if k.startswith("gen:") or k.startswith("assets:")})
+    for w, h in ANYRES_GEN:
+        any_inputs["gen:%d:%d" % (w, h)] = Image.fromarray(gen_pattern(w, h), "RGB")
+    manifest["anyres_cases"], goldens = anyres_cases(any_inputs)
+    manifest["anyres_layouts"] = anyres_layouts()
+    for gname, data in goldens.items():
+        with open(os.path.join(GOLDEN, gname), "wb") as f:
+            f.write(data)
     with open(os.path.join(GOLDEN, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
         f.write("\n")
     total = sum(os.path.getsize(os.path.join(GOLDEN, g)) for g in os.listdir(GOLDEN))
-    print("%d decode checks, %d cases, goldens %.1f KB" % (
-        len(manifest["decode"]), len(manifest["cases"]), total / 1024))
+    print("%d decode checks, %d cases, %d anyres cases, goldens %.1f KB" % (
+        len(manifest["decode"]), len(manifest["cases"]), len(manifest["anyres_cases"]),
+        total / 1024))
 
 
 if __name__ == "__main__":
