@@ -67,7 +67,7 @@ static int check_positions(dlv_session *session, const char *text, int what, con
 /* Why sample s cannot be trained on (into why), or 0 when it can; -1 on a
  * library error (printed). */
 static int check_sample(const dlv_sample *s, const dlv_model *model, const train_check *tc,
-                        float *scratch, size_t scratch_len, size_t *cut, char *why, size_t cap)
+                        int check_image, size_t *cut, char *why, size_t cap)
 {
     if (blank(s->caption)) {
         snprintf(why, cap, "%s", s->caption ? "empty caption" : "no caption");
@@ -80,10 +80,10 @@ static int check_sample(const dlv_sample *s, const dlv_model *model, const train
         (r = check_positions(tc->session, s->long_caption, DLV_POSITIONS_AFTER_IMAGE,
                              "long caption", tc->truncate, cut, why, cap)))
         return r;
-    if (!scratch) return 0;
+    if (!check_image) return 0;
     dlv_image *im = NULL;
     dlv_status st = train_sample_image(s, &im);
-    if (st == DLV_OK) st = dlv_preprocess_image(model, im, NULL, scratch, scratch_len);
+    if (st == DLV_OK) st = dlv_image_check(model, im, NULL);
     dlv_image_free(im);
     if (st != DLV_OK) {
         const char *m = dlv_last_error();
@@ -105,25 +105,13 @@ int train_data_load(const char *path, const dlv_model *model, const train_check 
         fprintf(stderr, "disclvlm: train: out of memory\n");
         return 1;
     }
-    float *scratch = NULL;
-    size_t scratch_len = 0;
-    if (check_images && d->ds.n) {
-        size_t c = 0, h = 0, w = 0;
-        if (dlv_model_image_size(model, &c, &h, &w) != DLV_OK) return cli_fail("train");
-        scratch_len = c * h * w;
-        scratch = malloc((scratch_len ? scratch_len : 1) * sizeof *scratch);
-        if (!scratch) {
-            fprintf(stderr, "disclvlm: train: out of memory\n");
-            return 1;
-        }
-    }
     int tty = isatty(2), shown = 0, rc = 0;
     size_t cut = 0;
     double t0 = now_s(), last = t0;
     for (size_t i = 0; i < d->ds.n && rc == 0; i++) {
         const dlv_sample *s = &d->ds.items[i];
         char why[1024];
-        const int bad = check_sample(s, model, tc, scratch, scratch_len, &cut, why, sizeof why);
+        const int bad = check_sample(s, model, tc, check_images, &cut, why, sizeof why);
         if (bad < 0) {
             rc = 1;
         } else if (!bad) {
@@ -139,7 +127,7 @@ int train_data_load(const char *path, const dlv_model *model, const train_check 
             rc = 1;
         }
         double t = now_s();
-        if (tty && scratch && (t - last > 0.5 || i + 1 == d->ds.n)) {
+        if (tty && check_images && (t - last > 0.5 || i + 1 == d->ds.n)) {
             fprintf(stderr, "\rdisclvlm: train: checked %zu/%zu examples, %.0f/s\033[K", i + 1,
                     d->ds.n, (double)(i + 1) / (t - t0 > 0 ? t - t0 : 1e-9));
             shown = 1;
@@ -150,7 +138,6 @@ int train_data_load(const char *path, const dlv_model *model, const train_check 
     if (!rc && cut)
         fprintf(stderr, "disclvlm: train: note: %zu caption(s) longer than the model's positions "
                         "are truncated (--truncate)\n", cut);
-    free(scratch);
     return rc;
 }
 

@@ -227,8 +227,10 @@ DLV_API dlv_status dlv_encode_text(dlv_session *session,
  * truncation: what = DLV_POSITIONS_TEXT for the text's own prompt
  * (dlv_encode_text, a training caption), DLV_POSITIONS_AFTER_IMAGE for an
  * image prompt followed by text, the sequence of training's next-token loss
- * on a long caption (DLV_E_UNSUPPORTED for a CLIPModel). Lets a caller find
- * and name the texts that are too long before running anything. */
+ * on a long caption (DLV_E_UNSUPPORTED for a CLIPModel; for LLaVA-NeXT,
+ * whose image features depend on the image, counted with the most any image
+ * can have: an upper bound). Lets a caller find and name the texts that are
+ * too long before running anything. */
 #define DLV_POSITIONS_TEXT 0
 #define DLV_POSITIONS_AFTER_IMAGE 1
 DLV_API dlv_status dlv_text_positions(dlv_session *session, const char *text, int what,
@@ -433,6 +435,13 @@ DLV_API dlv_status dlv_preprocess_options_set_exif_rotate(dlv_preprocess_options
  * grows with the image. */
 DLV_API dlv_status dlv_preprocess_options_set_max_pixels(dlv_preprocess_options *opts,
                                                          uint64_t max_pixels);
+
+/* Whether image can be encoded by this model: decodes and preprocesses it
+ * as the model's encoders would (LLaVA-NeXT's tiles included), keeping
+ * nothing. DLV_OK, or the error encoding it would give, naming the image.
+ * opts may be NULL for the defaults. */
+DLV_API dlv_status dlv_image_check(const dlv_model *model, const dlv_image *image,
+                                   const dlv_preprocess_options *opts);
 
 /* The shape [channels, height, width] of the float32 tensor that
  * dlv_preprocess_image writes for this model. */

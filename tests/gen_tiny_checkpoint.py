@@ -58,13 +58,18 @@ TEXT = {
 
 PREFIXES = {
     "classic": {"vision": "vision_tower.", "projector": "multi_modal_projector.",
-                "text": "language_model.model.", "lm_head": "language_model."},
+                "text": "language_model.model.", "lm_head": "language_model.", "top": ""},
     "new": {"vision": "model.vision_tower.", "projector": "model.multi_modal_projector.",
-            "text": "model.language_model.", "lm_head": ""},
+            "text": "model.language_model.", "lm_head": "", "top": "model."},
 }
 
+# --family llava_next: LlavaNextForConditionalGeneration with grid
+# resolutions of whole 28 px tiles (the tiny tower's image_size): 1x2, 2x1,
+# 2x2, 1x3 and 3x1 tiles.
+NEXT_PINPOINTS = [[28, 56], [56, 28], [56, 56], [28, 84], [84, 28]]
 
-def tensor_specs(vision, text):
+
+def tensor_specs(vision, text, family="llava"):
     """(part, canonical name, shape, dtype override or None) in a fixed order."""
     v, t = VISION[vision], TEXT[text]
     vh, vi, p = v["hidden_size"], v["intermediate_size"], v["patch_size"]
@@ -106,6 +111,8 @@ def tensor_specs(vision, text):
             ("projector", "linear_1.bias", [th], None),
             ("projector", "linear_2.weight", [th, th], None),
             ("projector", "linear_2.bias", [th], None)]
+    if family == "llava_next":
+        out.append(("top", "image_newline", [th], None))
 
     hd = th // t["num_attention_heads"]
     q, kv = t["num_attention_heads"] * hd, t["num_key_value_heads"] * hd
@@ -183,10 +190,25 @@ def write_safetensors(path, tensors):
     return offset
 
 
-def config_json(vision, text, dtype):
+def config_json(vision, text, dtype, family="llava"):
     v = dict(VISION[vision])
     t = dict(TEXT[text])
     n_patches = (v["image_size"] // v["patch_size"]) ** 2
+    if family == "llava_next":
+        return {
+            "architectures": ["LlavaNextForConditionalGeneration"],
+            "image_grid_pinpoints": NEXT_PINPOINTS,
+            "image_seq_length": n_patches,
+            "image_token_index": 120,
+            "model_type": "llava_next",
+            "projector_hidden_act": "gelu",
+            "text_config": t,
+            "torch_dtype": "float32" if dtype == "f32" else "bfloat16",
+            "transformers_version": "4.46.3",
+            "vision_config": v,
+            "vision_feature_layer": -2,
+            "vision_feature_select_strategy": "default",
+        }
     cfg = {
         "architectures": ["LlavaForConditionalGeneration"],
         "image_seq_length": n_patches,
@@ -203,8 +225,21 @@ def config_json(vision, text, dtype):
     return cfg
 
 
-def preproc_json(vision):
+def preproc_json(vision, family="llava"):
     v = VISION[vision]
+    if family == "llava_next":
+        return {
+            "crop_size": {"height": v["image_size"], "width": v["image_size"]},
+            "do_center_crop": True, "do_convert_rgb": True, "do_normalize": True,
+            "do_pad": True, "do_rescale": True, "do_resize": True,
+            "image_grid_pinpoints": NEXT_PINPOINTS,
+            "image_mean": [0.48145466, 0.4578275, 0.40821073],
+            "image_processor_type": "LlavaNextImageProcessor",
+            "image_std": [0.26862954, 0.26130258, 0.27577711],
+            "processor_class": "LlavaNextProcessor", "resample": 3,
+            "rescale_factor": 0.00392156862745098,
+            "size": {"shortest_edge": v["image_size"]},
+        }
     if vision == "clip":
         return {
             "crop_size": {"height": v["image_size"], "width": v["image_size"]},
@@ -319,13 +354,15 @@ def write_tokenizer(out_dir, text):
 
 
 def generate(out_dir, vision, text, dtype, sharded=False, layout="classic",
-             drop=(), bad_shape=(), bad_dtype=(), with_tokenizer=False):
+             drop=(), bad_shape=(), bad_dtype=(), with_tokenizer=False, family="llava"):
+    if family == "llava_next" and vision != "clip":
+        raise SystemExit("gen_tiny_checkpoint: llava_next needs --vision clip")
     os.makedirs(out_dir, exist_ok=True)
     prefixes = PREFIXES[layout]
     wdtype = "F32" if dtype == "f32" else "BF16"
     tensors, manifest_params = [], {"vision": 0, "projector": 0, "text": 0}
     dtype_count, n_unused = {}, 0
-    for part, canonical, shape, override in tensor_specs(vision, text):
+    for part, canonical, shape, override in tensor_specs(vision, text, family):
         name = prefixes[part] + canonical
         if name in drop:
             continue
@@ -341,9 +378,9 @@ def generate(out_dir, vision, text, dtype, sharded=False, layout="classic",
         if override:  # buffers such as position_ids are not weights
             n_unused += 1
         else:
-            manifest_params["text" if part == "lm_head" else part] += n
+            manifest_params[{"lm_head": "text", "top": "projector"}.get(part, part)] += n
     unknown = [n for n in list(drop) + list(bad_shape) + list(bad_dtype)
-               if n not in {prefixes[p] + c for p, c, _, _ in tensor_specs(vision, text)}]
+               if n not in {prefixes[p] + c for p, c, _, _ in tensor_specs(vision, text, family)}]
     if unknown:
         raise SystemExit("gen_tiny_checkpoint: no tensor named %s in this model"
                          % ", ".join(repr(n) for n in unknown))
@@ -369,9 +406,9 @@ def generate(out_dir, vision, text, dtype, sharded=False, layout="classic",
         n_files = 1
 
     with open(os.path.join(out_dir, "config.json"), "w") as f:
-        json.dump(config_json(vision, text, dtype), f, indent=2, sort_keys=True)
+        json.dump(config_json(vision, text, dtype, family), f, indent=2, sort_keys=True)
     with open(os.path.join(out_dir, "preprocessor_config.json"), "w") as f:
-        json.dump(preproc_json(vision), f, indent=2, sort_keys=True)
+        json.dump(preproc_json(vision, family), f, indent=2, sort_keys=True)
     for f in ("tokenizer.json", "tokenizer_config.json"):
         if os.path.exists(os.path.join(out_dir, f)):
             os.remove(os.path.join(out_dir, f))
@@ -380,7 +417,7 @@ def generate(out_dir, vision, text, dtype, sharded=False, layout="classic",
 
     manifest_params["total"] = sum(manifest_params.values())
     manifest = {
-        "vision": vision, "text": text, "dtype": dtype, "layout": layout,
+        "family": family, "vision": vision, "text": text, "dtype": dtype, "layout": layout,
         "sharded": sharded, "files": n_files, "tensor_count": len(tensors),
         "unused_tensors": n_unused, "dtype_count": dtype_count,
         "parameters": manifest_params, "embedding_size": TEXT[text]["hidden_size"],
@@ -406,9 +443,12 @@ def main(argv):
                     help="write this tensor as I32")
     ap.add_argument("--with-tokenizer", action="store_true",
                     help="also write a tiny BPE tokenizer.json + tokenizer_config.json")
+    ap.add_argument("--family", choices=["llava", "llava_next"], default="llava",
+                    help="LlavaForConditionalGeneration (default) or "
+                         "LlavaNextForConditionalGeneration")
     a = ap.parse_args(argv)
     generate(a.out_dir, a.vision, a.text, a.dtype, a.sharded, a.layout,
-             set(a.drop), set(a.bad_shape), set(a.bad_dtype), a.with_tokenizer)
+             set(a.drop), set(a.bad_shape), set(a.bad_dtype), a.with_tokenizer, a.family)
     return 0
 
 

@@ -192,3 +192,29 @@ DLV_API dlv_status dlv_preprocess_image(const dlv_model *model, const dlv_image 
     st = dlv_image_to_pixels(cfg, image, &po, out, out_len);
     return st ? dlv_error_prefix(st, "%s", fn) : DLV_OK;
 }
+
+DLV_API dlv_status dlv_image_check(const dlv_model *model, const dlv_image *image,
+                                   const dlv_preprocess_options *opts)
+{
+    static const char fn[] = "dlv_image_check";
+    if (!image) return dlv_error(DLV_E_INVALID_ARG, "%s: image is NULL", fn);
+    if (!opts) opts = &default_options;
+    const dlv_preproc_config *cfg;
+    dlv_status st = model_preproc(model, fn, &cfg);
+    if (st != DLV_OK) return st;
+    const dlv_pixel_opts po = {opts->pad_square, opts->exif_rotate, opts->max_pixels};
+    float *px = NULL;
+    if (cfg->anyres) { /* LLaVA-NeXT: the tiles its encoder would make */
+        dlv_anyres_layout layout;
+        st = dlv_image_to_anyres(cfg, image, &po, &layout, &px);
+    } else {
+        uint32_t h = 0, w = 0;
+        st = dlv_preprocess_fixed_size(cfg, &h, &w);
+        const size_t n = 3 * (size_t)h * w;
+        if (st == DLV_OK && !(px = malloc(n * sizeof *px)))
+            st = dlv_error_nomem("pixels", n * sizeof *px);
+        if (st == DLV_OK) st = dlv_image_to_pixels(cfg, image, &po, px, n);
+    }
+    free(px);
+    return st ? dlv_error_prefix(st, "%s", fn) : DLV_OK;
+}

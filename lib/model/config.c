@@ -411,6 +411,44 @@ static dlv_status check_vision(const dlv_vision_config *v, const char *label)
     return DLV_OK;
 }
 
+/* LlavaNextConfig's image_grid_pinpoints: [[height, width], ...], each a
+ * positive multiple of nothing in particular (the image processor checks
+ * them against its crop size); absent or null: llava-v1.6's five. */
+static dlv_status parse_pinpoints(const json_t *root, const char *label, dlv_llava_config *c)
+{
+    static const int64_t v16[5][2] = {{336, 672}, {672, 336}, {672, 672}, {1008, 336},
+                                      {336, 1008}};
+    const json_t *g = json_object_get(root, "image_grid_pinpoints");
+    if (!g || json_is_null(g)) {
+        c->n_pinpoints = 5;
+        memcpy(c->pinpoints, v16, sizeof v16);
+        return DLV_OK;
+    }
+    if (!json_is_array(g) || json_array_size(g) == 0 ||
+        json_array_size(g) > DLV_MAX_PINPOINTS)
+        return dlv_error(DLV_E_FORMAT, "%s: image_grid_pinpoints: expected a list of 1 to %d "
+                         "[height, width] pairs", label, DLV_MAX_PINPOINTS);
+    c->n_pinpoints = (int64_t)json_array_size(g);
+    for (size_t i = 0; i < json_array_size(g); i++) {
+        const json_t *pair = json_array_get(g, i);
+        for (size_t k = 0; k < 2; k++) {
+            const json_t *v = json_is_array(pair) && json_array_size(pair) == 2
+                                  ? json_array_get(pair, k)
+                                  : NULL;
+            /* The image processor's bound (image/preproc_config.h): far
+             * beyond any published grid, small enough that tile and
+             * feature counts stay small. */
+            if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+                json_integer_value(v) > DLV_MAX_PINPOINT_SIDE)
+                return dlv_error(DLV_E_FORMAT, "%s: image_grid_pinpoints[%zu]: expected "
+                                 "[height, width], integers in 1..%d", label, i,
+                                 DLV_MAX_PINPOINT_SIDE);
+            c->pinpoints[i][k] = (int64_t)json_integer_value(v);
+        }
+    }
+    return DLV_OK;
+}
+
 static dlv_status parse_root(const json_t *root, const char *label, void *out_)
 {
     dlv_llava_config *c = out_;
@@ -421,10 +459,13 @@ static dlv_status parse_root(const json_t *root, const char *label, void *out_)
 
     const char *model_type;
     if ((st = get_str(root, "model_type", "llava", w, &model_type))) return st;
-    if (strcmp(model_type, "llava") != 0)
+    c->anyres = strcmp(model_type, "llava_next") == 0;
+    if (strcmp(model_type, "llava") != 0 && !c->anyres)
         return dlv_error(DLV_E_UNSUPPORTED,
-                         "%s: model_type: '%s' is not supported (expected 'llava', a "
-                         "LlavaForConditionalGeneration checkpoint)", label, model_type);
+                         "%s: model_type: '%s' is not supported (expected 'llava' or "
+                         "'llava_next': a LlavaForConditionalGeneration or "
+                         "LlavaNextForConditionalGeneration checkpoint)", label, model_type);
+    if (c->anyres && (st = parse_pinpoints(root, label, c))) return st;
 
     const json_t *arch = json_object_get(root, "architectures");
     if (arch && !json_is_null(arch)) {
@@ -454,6 +495,15 @@ static dlv_status parse_root(const json_t *root, const char *label, void *out_)
         return st;
     }
     if ((st = check_vision(&c->vision, label))) return st;
+    /* A grid resolution is a whole number of tower-sized tiles: the model
+     * counts them by floor division, the image processor by stepping, so
+     * anything else would give the two different counts. */
+    for (int64_t i = 0; c->anyres && i < c->n_pinpoints; i++)
+        if (c->pinpoints[i][0] % c->vision.image_size || c->pinpoints[i][1] % c->vision.image_size)
+            return dlv_error(DLV_E_FORMAT, "%s: image_grid_pinpoints[%lld]: [%lld, %lld] is not "
+                             "a multiple of vision_config.image_size %lld", label, (long long)i,
+                             (long long)c->pinpoints[i][0], (long long)c->pinpoints[i][1],
+                             (long long)c->vision.image_size);
 
     /* An empty object stands for LlamaConfig() just like an absent one. */
     static const char empty_json[] = "{}";
@@ -492,6 +542,13 @@ static dlv_status parse_root(const json_t *root, const char *label, void *out_)
                          "%s: vision_feature_select_strategy: '%s' (expected 'default' or 'full')",
                          label, select);
 
+    /* transformers packs side x side features per tile: a class token the
+     * default strategy drops, i.e. a CLIP tower (a SigLIP one, or "full",
+     * fails its shape check). */
+    if (c->anyres && (c->vision.kind != DLV_VISION_CLIP || c->vision_feature_select_full))
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: a LLaVA-NeXT model needs a CLIP vision tower "
+                         "(vision_config.model_type 'clip_vision_model') and "
+                         "vision_feature_select_strategy 'default', as transformers does", label);
     const json_t *vfl = json_object_get(root, "vision_feature_layer");
     if (vfl && json_is_array(vfl))
         return dlv_error(DLV_E_UNSUPPORTED,

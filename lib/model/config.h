@@ -69,6 +69,11 @@ typedef struct dlv_llava_config {
     int64_t vision_feature_layer;        /* negative counts from the end */
     int vision_feature_select_full;      /* 1 for "full", 0 for "default" */
     int64_t image_seq_length;
+    /* LLaVA-NeXT (model_type "llava_next"): anyres tiles over the grid
+     * pinpoints, packed with image_newline (docs/models.md). */
+    int anyres;
+    int64_t n_pinpoints;
+    int64_t pinpoints[DLV_MAX_PINPOINTS][2]; /* [height, width] in pixels */
 } dlv_llava_config;
 
 /* Parses config.json at path. Unknown model types and unsupported settings

@@ -46,6 +46,14 @@ static json_t *projector_json(const dlv_llava_config *c)
     bad |= set(o, "out_features", json_integer(c->text.hidden_size));
     bad |= set(o, "hidden_act", json_string(dlv_act_name(c->projector_hidden_act)));
     bad |= set(o, "bias", json_boolean(c->multimodal_projector_bias));
+    if (c->anyres) { /* LLaVA-NeXT: the tile grids an image may take */
+        json_t *g = json_array();
+        for (int64_t i = 0; g && i < c->n_pinpoints; i++)
+            bad |= json_array_append_new(g, json_pack("[I, I]", (json_int_t)c->pinpoints[i][0],
+                                                      (json_int_t)c->pinpoints[i][1]));
+        bad |= set(o, "image_grid_pinpoints", g);
+        bad |= set(o, "image_newline", json_true());
+    }
     if (bad) { json_decref(o); return NULL; }
     return o;
 }
@@ -81,7 +89,7 @@ static json_t *describe(const dlv_model *m)
     int bad = 0;
 
     const dlv_clip_config *clip = dlv_model_clip(m);
-    bad |= set(root, "format", json_string(clip ? "clip" : "llava"));
+    bad |= set(root, "format", json_string(clip ? "clip" : c->anyres ? "llava_next" : "llava"));
     json_t *arch = json_array();
     if (arch && c->architecture[0]) bad |= json_array_append_new(arch, json_string(c->architecture));
     bad |= set(root, "architectures", arch);

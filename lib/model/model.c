@@ -52,6 +52,32 @@ DLV_API void dlv_model_free(dlv_model *model)
     free(model);
 }
 
+/* LLaVA-NeXT: the model packs the tiles its image processor cut, so both
+ * files must describe the same grids and tile size (transformers reads
+ * each from its own file and would silently disagree). */
+static dlv_status check_anyres(const dlv_model *m, const char *path)
+{
+    const dlv_llava_config *c = &m->config;
+    const dlv_preproc_config *p = &m->preproc;
+    if (!c->anyres && !p->anyres) return DLV_OK;
+    if (c->anyres != p->anyres)
+        return dlv_error(DLV_E_FORMAT, "%s: image_processor_type '%s' does not go with "
+                         "config.json's model_type '%s'", path, p->processor_class,
+                         c->anyres ? "llava_next" : "llava");
+    if (p->crop_height != c->vision.image_size || p->crop_width != c->vision.image_size)
+        return dlv_error(DLV_E_FORMAT, "%s: crop_size %lld x %lld is not the vision tower's "
+                         "image_size %lld", path, (long long)p->crop_width,
+                         (long long)p->crop_height, (long long)c->vision.image_size);
+    int same = (int64_t)p->n_pinpoints == c->n_pinpoints;
+    for (int64_t i = 0; same && i < c->n_pinpoints; i++)
+        same = p->pinpoints[i][0] == c->pinpoints[i][0] &&
+               p->pinpoints[i][1] == c->pinpoints[i][1];
+    if (!same)
+        return dlv_error(DLV_E_FORMAT, "%s: image_grid_pinpoints differ from config.json's "
+                         "(the model would pack other grids than the processor cuts)", path);
+    return DLV_OK;
+}
+
 static dlv_status load_configs(dlv_model *m)
 {
     char *path = dlv_path_join(m->dir, "config.json");
@@ -79,6 +105,7 @@ static dlv_status load_configs(dlv_model *m)
         st = dlv_preproc_config_load(path, &m->preproc);
         m->has_preproc = st == DLV_OK;
     }
+    if (st == DLV_OK && m->has_preproc) st = check_anyres(m, path);
     free(path);
     return st;
 }

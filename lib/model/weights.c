@@ -17,9 +17,9 @@
 
 static const char *const prefixes[2][DLV_PART_COUNT] = {
     [DLV_LAYOUT_CLASSIC] = {"vision_tower.", "multi_modal_projector.", "language_model.model.",
-                            "language_model."},
+                            "language_model.", ""},
     [DLV_LAYOUT_NEW] = {"model.vision_tower.", "model.multi_modal_projector.",
-                        "model.language_model.", ""},
+                        "model.language_model.", "", "model."},
 };
 
 const char *dlv_weight_layout_name(dlv_weight_layout l)
@@ -34,6 +34,7 @@ const char *dlv_weight_part_name(dlv_weight_part p)
     case DLV_PART_PROJECTOR: return "projector";
     case DLV_PART_TEXT: return "text";
     case DLV_PART_LM_HEAD: return "lm_head";
+    case DLV_PART_TOP: return "top";
     case DLV_PART_COUNT: break;
     }
     return "unknown";
@@ -160,6 +161,9 @@ static void projector_table(builder *b, const dlv_llava_config *cfg)
     if (cfg->multimodal_projector_bias) W1(b, th, "linear_1.bias");
     W2(b, th, th, "linear_2.weight");
     if (cfg->multimodal_projector_bias) W1(b, th, "linear_2.bias");
+    /* LLaVA-NeXT's row separator of the packed tile features. */
+    b->part = DLV_PART_TOP;
+    if (cfg->anyres) W1(b, th, "image_newline");
 }
 
 static void text_table(builder *b, const dlv_llava_config *cfg)
@@ -307,7 +311,10 @@ static dlv_status check_one(dlv_weights *w, dlv_weight *e, const dlv_st_set *ckp
     if (st) return st;
     e->tensor = t;
     w->n_present++;
-    w->params[e->part == DLV_PART_LM_HEAD ? DLV_PART_TEXT : e->part] += t->n_elements;
+    /* The LM head counts as text, image_newline as the connector. */
+    w->params[e->part == DLV_PART_LM_HEAD ? DLV_PART_TEXT
+              : e->part == DLV_PART_TOP   ? DLV_PART_PROJECTOR
+                                          : e->part] += t->n_elements;
     return DLV_OK;
 }
 

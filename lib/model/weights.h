@@ -32,6 +32,7 @@ typedef enum dlv_weight_part {
     DLV_PART_PROJECTOR,
     DLV_PART_TEXT,      /* the language model's body */
     DLV_PART_LM_HEAD,   /* counted with the text part */
+    DLV_PART_TOP,       /* the model's own (LLaVA-NeXT's image_newline), counted as projector */
     DLV_PART_COUNT
 } dlv_weight_part;
 

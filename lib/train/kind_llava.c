@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "model/device_weights.h"
 #include "model/llava/llava.h"
+#include "model/llava/llava_next.h"
 #include "model/llava/llava_vision.h"
 #include "model/model.h"
 #include "tokenizer/text_util.h"
@@ -36,7 +37,10 @@ typedef struct step_data {
     int64_t ntp_total;            /* predictions in the batch */
     double ntp_sum;
     uint64_t tokens;
-    dlv_buffer feats;             /* [n, F, H] features for the step (no tape) */
+    dlv_buffer feats;             /* the step's features (no tape): example i's fcnt[i]
+                                   * rows start at row frow[i] ([n, F, H] but for
+                                   * LLaVA-NeXT, whose counts vary) */
+    int64_t *frow, *fcnt;
     dlv_buffer pixels;            /* [n, C, S, S] when the tower is trained */
     dlv_buffer selected;          /* [n, F, D] the frozen tower's rows when only the
                                    * projector trains: it does not run again */
@@ -96,7 +100,8 @@ static int weight_trained(unsigned sets, const dlv_weight *w)
     if (!w->tensor) return 0;
     switch (w->part) {
     case DLV_PART_VISION: return (sets & DLV_TRAIN_VISION) != 0;
-    case DLV_PART_PROJECTOR: return (sets & DLV_TRAIN_PROJECTOR) != 0;
+    case DLV_PART_PROJECTOR:
+    case DLV_PART_TOP: return (sets & DLV_TRAIN_PROJECTOR) != 0;
     case DLV_PART_TEXT:
     case DLV_PART_LM_HEAD: return (sets & DLV_TRAIN_LLM) != 0;
     default: return 0;
@@ -127,6 +132,8 @@ static void end_step(void *state)
     }
     free(k->s.caps);
     free(k->s.longs);
+    free(k->s.frow);
+    free(k->s.fcnt);
     dlv_buffer_free(&k->s.feats);
     dlv_buffer_free(&k->s.pixels);
     dlv_buffer_free(&k->s.selected);
@@ -160,6 +167,15 @@ static dlv_status create(dlv_trainer *t, const dlv_adapter *from, void **out)
     const dlv_train_config *cfg = dlv_trainer_config(t);
     if (!from) return dlv_error(DLV_E_INVALID_ARG, "%s: training starts from an adapter",
                                 dlv_model_dir(m));
+    /* LLaVA-NeXT's features are computed once per step, without a tape
+     * (docs/models.md, "LLaVA-NeXT"): its tower, projector and
+     * image_newline stay frozen. */
+    if (dlv_model_config(m)->anyres &&
+        (cfg->sets & (DLV_TRAIN_PROJECTOR | DLV_TRAIN_VISION)) != 0)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: training the projector or the vision tower "
+                         "of a LLaVA-NeXT model (model_type 'llava_next') is not supported yet; "
+                         "soft prompts, the logit scale, LoRA and the language model are",
+                         dlv_model_dir(m));
     llava_state *k = calloc(1, sizeof *k);
     if (!k) return dlv_error_nomem("trainer", sizeof *k);
     *out = k;
@@ -346,11 +362,37 @@ static int projector_only(const llava_state *k)
     return k->vision_grad && k->vision_from >= k->d.vision_run;
 }
 
+/* LLaVA-NeXT: each image's packed features, counts and rows. */
+static dlv_status features_next(llava_state *k, dlv_trainer *t, const dlv_train_example *ex,
+                                size_t n)
+{
+    const dlv_image **imgs = malloc(n * sizeof *imgs);
+    if (!imgs) return dlv_error_nomem("images", n * sizeof *imgs);
+    for (size_t i = 0; i < n; i++) imgs[i] = ex[i].image;
+    dlv_llava_next_feats f;
+    dlv_status st = dlv_llava_next_image_features(k->m, dlv_trainer_backend(t), &k->params,
+                                                  (const dlv_image *const *)imgs, n, &f);
+    free(imgs);
+    if (st) return st;
+    /* The step takes the buffer and the row table over. */
+    k->s.feats = f.buf;
+    k->s.frow = f.offset;
+    k->s.fcnt = f.count;
+    return DLV_OK;
+}
+
 static dlv_status features(llava_state *k, dlv_trainer *t, const dlv_train_example *ex,
                            size_t n, const float *host_px, size_t px)
 {
     dlv_backend *be = dlv_trainer_backend(t);
     const size_t per = (size_t)(k->d.n_features * k->H);
+    k->s.frow = malloc(n * sizeof *k->s.frow);
+    k->s.fcnt = malloc(n * sizeof *k->s.fcnt);
+    if (!k->s.frow || !k->s.fcnt) return dlv_error_nomem("feature rows", n * 16);
+    for (size_t i = 0; i < n; i++) {
+        k->s.frow[i] = (int64_t)i * k->d.n_features;
+        k->s.fcnt[i] = k->d.n_features;
+    }
     dlv_status st = dlv_buffer_alloc(be, n * per * sizeof(float), &k->s.feats);
     float *feats = dlv_buffer_ptr(&k->s.feats);
     const int cache = !k->vision_grad && dlv_trainer_config(t)->cache_features;
@@ -410,19 +452,34 @@ static dlv_status prepare(void *state, dlv_trainer *t, const dlv_train_example *
         return dlv_error(DLV_E_UNSUPPORTED, "%s has no preprocessor_config.json",
                          dlv_model_dir(m));
     const int64_t max_pos = tc->max_position_embeddings;
+    /* LLaVA-NeXT: the features first, whose counts give each image
+     * prompt's length. */
+    const int anyres = dlv_model_config(m)->anyres;
     int64_t img_pos = 0;
-    dlv_status fit = dlv_llava_image_fit(m, &k->params, &img_pos);
+    dlv_status fit = anyres ? DLV_OK : dlv_llava_image_fit(m, &k->params, &img_pos);
     if (fit) return fit;
     k->s.n = n;
     k->s.caps = calloc(n, sizeof *k->s.caps);
     k->s.longs = calloc(n, sizeof *k->s.longs);
-    const size_t px = (size_t)(k->d.vision.channels * k->d.vision.image_size *
-                               k->d.vision.image_size);
-    float *host_px = malloc(n * px * sizeof *host_px);
-    dlv_status st = k->s.caps && k->s.longs && host_px ? DLV_OK
-                                                         : dlv_error_nomem("batch", n * px * 4);
+    const size_t px = anyres ? 0 : (size_t)(k->d.vision.channels * k->d.vision.image_size *
+                                            k->d.vision.image_size);
+    float *host_px = anyres ? NULL : malloc(n * px * sizeof *host_px);
+    dlv_status st = k->s.caps && k->s.longs && (anyres || host_px)
+                        ? DLV_OK
+                        : dlv_error_nomem("batch", n * px * 4);
+    if (!st && anyres) st = features_next(k, t, ex, n);
     for (size_t i = 0; i < n && !st; i++) {
         int64_t cut = 0;
+        if (anyres) {
+            img_pos = dlv_llava_image_positions(&k->params, k->s.fcnt[i]);
+            if (img_pos > max_pos) {
+                st = dlv_error(DLV_E_INVALID_ARG, "example %zu: the image prompt has %lld "
+                               "positions (%lld image features and the prompt), more than the "
+                               "model's max_position_embeddings (%lld)", i, (long long)img_pos,
+                               (long long)k->s.fcnt[i], (long long)max_pos);
+                break;
+            }
+        }
         st = dlv_prompts_text_ids(&k->prompts, tok, ex[i].caption, strlen(ex[i].caption),
                                   &k->s.caps[i]);
         if (!st) st = dlv_llava_text_fit(&k->params, &k->s.caps[i], max_pos, cfg->truncate, &cut);
@@ -448,10 +505,10 @@ static dlv_status prepare(void *state, dlv_trainer *t, const dlv_train_example *
                                (long long)max_pos, (long long)(n_seq - max_pos));
             if (!st) k->s.ntp_total += (int64_t)lc->n;
         }
-        if (!st) st = dlv_image_to_pixels(pc, ex[i].image, NULL, host_px + i * px, px);
+        if (!st && !anyres) st = dlv_image_to_pixels(pc, ex[i].image, NULL, host_px + i * px, px);
         if (st) st = dlv_error_prefix(st, "example %zu", i);
     }
-    if (!st) st = features(k, t, ex, n, host_px, px);
+    if (!st && !anyres) st = features(k, t, ex, n, host_px, px);
     /* The tower is differentiated: its pixels stay on the device. */
     if (!st && k->vision_grad && !projector_only(k)) {
         st = dlv_buffer_alloc(dlv_trainer_backend(t), n * px * sizeof(float), &k->s.pixels);
@@ -509,7 +566,7 @@ static dlv_status chunk_forward(llava_state *k, dlv_trainer *t, int image_side, 
         dlv_seq_part mid = {0}, cont = {0};
         if (image_side) {
             mid = vis ? (dlv_seq_part){NULL, c->feats + i * per, F, c->dfeats + i * per}
-                      : (dlv_seq_part){NULL, feats + e * per, F, NULL};
+                      : (dlv_seq_part){NULL, feats + k->s.frow[e] * H, k->s.fcnt[e], NULL};
             /* The long caption's ids but its final EOS are input; the EOS
              * is only a target. */
             if (with_tape && k->s.longs[e].n)

@@ -139,6 +139,7 @@ _SIGNATURES = {
     "dlv_model_image_size": (_status, [_handle, POINTER(c_size_t), POINTER(c_size_t),
                                        POINTER(c_size_t)]),
     "dlv_preprocess_image": (_status, [_handle, _handle, _handle, c_void_p, c_size_t]),
+    "dlv_image_check": (_status, [_handle, _handle, _handle]),
     "dlv_tokenizer_load": (_status, [c_char_p, POINTER(_handle)]),
     "dlv_tokenizer_free": (None, [_handle]),
     "dlv_tokenize": (_status, [_handle, c_char_p, c_size_t, c_uint, c_void_p, c_size_t,

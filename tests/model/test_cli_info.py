@@ -35,8 +35,13 @@ def check_ok(exe, gen, tmp, name, **kw):
     r = run(exe, "info", d)
     check(r.returncode == 0, "%s: exit %d, stderr: %s" % (name, r.returncode, r.stderr))
     info = json.loads(r.stdout)
-    check(info["format"] == "llava", "format")
-    check(info["architectures"] == ["LlavaForConditionalGeneration"], "architectures")
+    next_ = kw.get("family") == "llava_next"
+    check(info["format"] == ("llava_next" if next_ else "llava"), "format")
+    check(info["architectures"] == ["LlavaNextForConditionalGeneration" if next_ else
+                                    "LlavaForConditionalGeneration"], "architectures")
+    if next_:
+        check(info["projector"]["image_grid_pinpoints"] == gen.NEXT_PINPOINTS,
+              "projector.image_grid_pinpoints")
     check(info["embedding_size"] == man["embedding_size"], "embedding_size")
     ck = info["checkpoint"]
     check(ck["tensor_count"] == man["tensor_count"],
@@ -70,6 +75,36 @@ def main():
         check_ok(exe, gen, tmp, "siglip-qwen2", vision="siglip", text="qwen2", dtype="f32",
                  sharded=False, layout="new")
         print(out)
+        # LLaVA-NeXT: image_newline counted with the projector; both files
+        # must agree on the grids and the tile size.
+        check_ok(exe, gen, tmp, "next", vision="clip", text="llama", dtype="f32",
+                 sharded=False, layout="new", family="llava_next", with_tokenizer=True)
+        data = os.path.join(tmp, "next.jsonl")
+        with open(data, "w") as f:
+            img = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "images",
+                               "img0.png")
+            f.write(json.dumps({"image": img, "caption": "a cat"}) + "\n")
+        r = run(exe, "train", "--model", os.path.join(tmp, "next"), "--data", data, "--out",
+                os.path.join(tmp, "next-adapter"), "--steps", "1", "--batch", "1", "--train",
+                "soft,lora,projector")
+        check(r.returncode == 1 and "training the projector or the vision tower of a LLaVA-NeXT"
+              in r.stderr and not os.path.exists(os.path.join(tmp, "next-adapter")),
+              "train --train projector on LLaVA-NeXT: refused (%d: %s)" % (r.returncode, r.stderr))
+        nxt = os.path.join(tmp, "next-broken")
+        gen.generate(nxt, "clip", "llama", "f32", family="llava_next",
+                     drop={"image_newline"})
+        check_fails(exe, nxt, "image_newline")
+        gen.generate(nxt, "clip", "llama", "f32", family="llava_next")
+        pp = os.path.join(nxt, "preprocessor_config.json")
+        with open(pp) as f:
+            pc = json.load(f)
+        pc["image_grid_pinpoints"] = pc["image_grid_pinpoints"][:2]
+        with open(pp, "w") as f:
+            json.dump(pc, f)
+        check_fails(exe, nxt, "image_grid_pinpoints differ from config.json's")
+        with open(pp, "w") as f:
+            json.dump(gen.preproc_json("clip"), f)
+        check_fails(exe, nxt, "does not go with config.json's model_type 'llava_next'")
 
         broken = os.path.join(tmp, "broken")
         gen.generate(broken, "clip", "llama", "f32",

@@ -200,6 +200,40 @@ static void test_interleave_qwen(void **state)
 }
 
 /* LlavaConfig() with nothing given: CLIP ViT-L/14-336 and LlamaConfig(). */
+/* LlavaNextConfig: llava-v1.6's pinpoints by default; the grid must be
+ * whole tower tiles and the tower CLIP with the default selection. */
+static void test_llava_next(void **state)
+{
+    (void)state;
+    dlv_llava_config c;
+    assert_int_equal(parse("{\"model_type\": \"llava_next\"}", &c), DLV_OK);
+    assert_true(c.anyres);
+    assert_int_equal(c.n_pinpoints, 5);
+    assert_int_equal(c.pinpoints[0][0], 336);
+    assert_int_equal(c.pinpoints[0][1], 672);
+    assert_int_equal(c.pinpoints[4][0], 336);
+    assert_int_equal(c.pinpoints[4][1], 1008);
+    assert_int_equal(parse("{\"model_type\": \"llava_next\", \"image_grid_pinpoints\": "
+                           "[[336, 336], [1344, 672]]}", &c), DLV_OK);
+    assert_int_equal(c.n_pinpoints, 2);
+    assert_int_equal(c.pinpoints[1][0], 1344);
+    assert_int_equal(parse("{}", &c), DLV_OK);
+    assert_false(c.anyres);
+    expect_error("{\"model_type\": \"llava_next\", \"image_grid_pinpoints\": [[336, 500]]}",
+                 DLV_E_FORMAT, "image_grid_pinpoints[0]", "multiple of vision_config.image_size");
+    expect_error("{\"model_type\": \"llava_next\", \"image_grid_pinpoints\": [[336]]}",
+                 DLV_E_FORMAT, "image_grid_pinpoints[0]", "[height, width]");
+    expect_error("{\"model_type\": \"llava_next\", \"image_grid_pinpoints\": []}",
+                 DLV_E_FORMAT, "image_grid_pinpoints", NULL);
+    expect_error("{\"model_type\": \"llava_next\", \"image_grid_pinpoints\": "
+                 "[[336, -336]]}", DLV_E_FORMAT, "image_grid_pinpoints[0]", NULL);
+    expect_error("{\"model_type\": \"llava_next\", \"vision_feature_select_strategy\": "
+                 "\"full\"}", DLV_E_UNSUPPORTED, "LLaVA-NeXT", "default");
+    expect_error("{\"model_type\": \"llava_next\", \"vision_config\": {\"model_type\": "
+                 "\"siglip_vision_model\", \"image_size\": 384, \"patch_size\": 16}, "
+                 "\"image_grid_pinpoints\": [[384, 768]]}", DLV_E_UNSUPPORTED, "CLIP", NULL);
+}
+
 static void test_empty_defaults(void **state)
 {
     (void)state;
@@ -336,7 +370,7 @@ static void test_config_errors(void **state)
                  "text_config.model_type", "gemma");
     expect_error("{\"vision_config\": {\"model_type\": \"pixtral\"}}", DLV_E_UNSUPPORTED,
                  "vision_config.model_type", "pixtral");
-    expect_error("{\"model_type\": \"llava_next\"}", DLV_E_UNSUPPORTED, "model_type", "llava_next");
+    expect_error("{\"model_type\": \"qwen2_vl\"}", DLV_E_UNSUPPORTED, "model_type", "qwen2_vl");
     expect_error("{\"vision_config\": {\"image_size\": 0}}", DLV_E_FORMAT,
                  "vision_config.image_size", NULL);
     expect_error("{\"text_config\": {\"vocab_size\": -5}}", DLV_E_FORMAT, "text_config.vocab_size",
@@ -626,6 +660,7 @@ int main(void)
         cmocka_unit_test(test_llava15_7b),
         cmocka_unit_test(test_interleave_qwen),
         cmocka_unit_test(test_empty_defaults),
+        cmocka_unit_test(test_llava_next),
         cmocka_unit_test(test_subconfig_without_model_type),
         cmocka_unit_test(test_kv_heads_and_head_dim),
         cmocka_unit_test(test_rope_and_tie),

@@ -134,8 +134,20 @@ from peft import PeftModel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import llava_embed_reference as ER  # noqa: E402
+import llava_next_reference as NR  # noqa: E402
+from PIL import Image  # noqa: E402
+from transformers import LlavaNextImageProcessor  # noqa: E402
 
-GRAD_VARIANTS = ["clip_llama_f32", "siglip_qwen2_f32", "clip_llama_bf16"]
+# next_*: LLaVA-NeXT (llava_next_reference.py's checkpoints and adapters):
+# the features are the packed anyres tiles of each image (a different count
+# per image), everything else as for LLaVA.
+GRAD_VARIANTS = ["clip_llama_f32", "siglip_qwen2_f32", "clip_llama_bf16", "next_clip_llama_f32"]
+
+
+def gen_args(name):
+    if name.startswith("next_"):
+        return NR.VARIANTS[name] + ["--family", "llava_next"]
+    return ER.VARIANTS[name]
 SHORT = ["a red circle", "Cat on a mat", "two dogs"]
 LONG = ["the quick brown fox jumps over the lazy dog",
         "A photo of a cat sitting on a mat near a window.", "sky"]
@@ -205,8 +217,16 @@ def objective(S, image_prompt, text_prompt, logit_scale, with_ntp=True):
     lm = model.language_model            # LlamaForCausalLM / Qwen2ForCausalLM (LoRA-wrapped)
     body = lm.model
     emb = body.embed_tokens
-    feats = model.get_image_features(S.pv, cfg.vision_feature_layer,
-                                     cfg.vision_feature_select_strategy)
+    if S.next:
+        tiles = model.get_image_features(S.pv, S.sizes, cfg.vision_feature_layer,
+                                         cfg.vision_feature_select_strategy)
+        packed, lens = model.pack_image_features(tiles, S.sizes,
+                                                 cfg.vision_feature_select_strategy,
+                                                 image_newline=model.image_newline)
+        feats = list(torch.split(packed, lens.tolist(), dim=0))
+    else:
+        feats = model.get_image_features(S.pv, cfg.vision_feature_layer,
+                                         cfg.vision_feature_select_strategy)
     P = S.pieces
     b = [S.bos] if P["add_bos"] else []
     ipre, _, isuf = P["image"]
@@ -269,9 +289,10 @@ def grad_of(p):
 def setup(name, tmp, image_paths):
     S = Setup()
     gen_dir = os.path.join(tmp, name)
-    subprocess.run([sys.executable, ER.GEN, gen_dir, "--with-tokenizer"] + ER.VARIANTS[name],
+    subprocess.run([sys.executable, ER.GEN, gen_dir, "--with-tokenizer"] + gen_args(name),
                    check=True)
-    base = ER.load_model(gen_dir)
+    S.next = name.startswith("next_")
+    base = NR.load_model(gen_dir) if S.next else ER.load_model(gen_dir)
     cfg = base.config
     S.family = cfg.text_config.model_type
     S.bos = cfg.text_config.bos_token_id
@@ -330,7 +351,16 @@ def setup(name, tmp, image_paths):
     for seq in S.short_ids + S.long_ids + list(S.pieces["image"]) + [
             x for c in SHORT for x in S.pieces["text"](c)]:
         assert all(0 <= i < V and i != cfg.image_token_index for i in seq), seq
-    S.pv = ER.pixel_values(gen_dir, image_paths)
+    if S.next:
+        proc = LlavaNextImageProcessor.from_pretrained(gen_dir)
+        imgs = []
+        for p in image_paths:
+            with Image.open(p) as im:
+                imgs.append(im.convert("RGB"))
+        enc = proc(images=imgs, return_tensors="pt")
+        S.pv, S.sizes = enc["pixel_values"].to(torch.float32), enc["image_sizes"]
+    else:
+        S.pv = ER.pixel_values(gen_dir, image_paths)
     return S
 
 
@@ -444,7 +474,7 @@ def run(name, tmp, image_paths):
             zero_grads.append(k)
     for k in zero_grads:  # only where the features do not reach
         assert "post_layernorm" in k or (
-            name.startswith("clip") and ".encoder.layers.%d." %
+            name.startswith(("clip", "next_clip")) and ".encoder.layers.%d." %
             (len(S.model.vision_tower.vision_model.encoder.layers) - 1) in k), k
 
     # ---- one SGD step (lr 1) on soft prompts, logit_scale, LoRA ----
@@ -497,7 +527,7 @@ def run(name, tmp, image_paths):
         outd[k] = v if v.dtype == torch.int32 else v.to(torch.float32)
     path = os.path.join(ER.OUT, "grad_%s.safetensors" % name)
     save_file(outd, path, metadata={
-        "generator_args": " ".join(ER.VARIANTS[name] + ["--with-tokenizer"]),
+        "generator_args": " ".join(gen_args(name) + ["--with-tokenizer"]),
         "adapter": "tests/model/golden/adapters/%s" % name,
         "torch": torch.__version__, "transformers": transformers.__version__,
         "peft": peft.__version__, "tokenizers": tokenizers.__version__,

@@ -6,6 +6,8 @@
 #include "core/error.h"
 #include "model/kind.h"
 #include "model/llava/llava.h"
+#include "model/llava/llava_next.h"
+#include "model/llava/llava_next_pack.h"
 #include "model/model.h"
 #include "tokenizer/text_util.h"
 #include "tokenizer/tokenizer.h"
@@ -84,10 +86,53 @@ static dlv_status finish_out(dlv_buffer *buf, size_t off_floats, size_t n_floats
     return st;
 }
 
+/* The image side's positions for an image of n_features rows must fit. */
+static dlv_status image_fits(const dlv_model *m, const dlv_llava_params *p, size_t i,
+                             int64_t n_features)
+{
+    const int64_t n = dlv_llava_image_positions(p, n_features);
+    const int64_t max = dlv_model_config(m)->text.max_position_embeddings;
+    if (n > max)
+        return dlv_error(DLV_E_INVALID_ARG, "image %zu: its prompt has %lld positions (%lld "
+                         "image features and the prompt), more than the model's "
+                         "max_position_embeddings (%lld)", i, (long long)n,
+                         (long long)n_features, (long long)max);
+    return DLV_OK;
+}
+
+/* LLaVA-NeXT: each image has its own number of features. */
+static dlv_status encode_images_next(const dlv_model *m, dlv_backend *be,
+                                     const dlv_llava_params *p, const dlv_image *const *images,
+                                     size_t n, float *out)
+{
+    const int64_t H = dlv_model_config(m)->text.hidden_size;
+    dlv_llava_next_feats f;
+    dlv_status st = dlv_llava_next_image_features(m, be, p, images, n, &f);
+    dlv_seq_part (*parts)[DLV_LLAVA_SEQ_PARTS] = st ? NULL : calloc(n, sizeof *parts);
+    dlv_seq *seqs = st ? NULL : calloc(n, sizeof *seqs);
+    dlv_buffer buf = {0};
+    if (!st && (!parts || !seqs)) st = dlv_error_nomem("image batch", n * sizeof *parts);
+    const int32_t bos = p->prompts->bos_id;
+    const float *feats = st ? NULL : dlv_buffer_ptr(&f.buf);
+    for (size_t i = 0; i < n && !st; i++) {
+        st = image_fits(m, p, i, f.count[i]);
+        const dlv_seq_part mid = {NULL, feats + f.offset[i] * H, f.count[i], NULL}, none = {0};
+        dlv_llava_side_parts(p, 1, &bos, mid, NULL, none, NULL, parts[i]);
+        seqs[i] = (dlv_seq){parts[i], DLV_LLAVA_SEQ_PARTS};
+    }
+    if (!st) st = dlv_buffer_alloc(be, n * (size_t)H * sizeof(float), &buf);
+    if (!st) st = dlv_llava_run_seqs(m, be, p, seqs, (int64_t)n, 1, dlv_buffer_ptr(&buf));
+    dlv_llava_next_feats_free(&f);
+    free(parts);
+    free(seqs);
+    return finish_out(&buf, 0, n * (size_t)H, out, st);
+}
+
 static dlv_status encode_images(const dlv_model *m, dlv_backend *be, const void *view,
                                 const dlv_image *const *images, size_t n, float *out)
 {
     const dlv_llava_params *p = view;
+    if (dlv_model_config(m)->anyres) return encode_images_next(m, be, p, images, n, out);
     const dlv_preproc_config *pc = dlv_model_preproc(m);
     if (!pc)
         return dlv_error(DLV_E_UNSUPPORTED, "%s has no preprocessor_config.json",
@@ -198,9 +243,36 @@ static dlv_status text_positions(const dlv_model *m, const void *view, const cha
     dlv_llava_dims_of(dlv_model_config(m), &d);
     dlv_ids ids = {0};
     st = dlv_tokenizer_encode(tok, text, strlen(text), 0, &ids);
-    if (!st) *positions = (size_t)dlv_llava_image_positions(p, d.n_features) + ids.n;
+    /* LLaVA-NeXT: the image's count is not known here; the largest any
+     * image can have bounds it (docs/models.md). */
+    const dlv_llava_config *cfg = dlv_model_config(m);
+    const int64_t f = cfg->anyres ? dlv_llava_next_max_features(cfg) : d.n_features;
+    if (!st) *positions = (size_t)dlv_llava_image_positions(p, f) + ids.n;
     dlv_ids_free(&ids);
     return st;
+}
+
+/* embed_tokens with a LLaVA-NeXT image: its features at image_at. */
+static dlv_status embed_tokens_next(const dlv_model *m, dlv_backend *be,
+                                    const dlv_llava_params *p, const int32_t *ids, size_t n_ids,
+                                    size_t image_at, const dlv_image *image, int normalize,
+                                    float *out)
+{
+    const int64_t H = dlv_model_config(m)->text.hidden_size;
+    dlv_llava_next_feats f;
+    dlv_status st = dlv_llava_next_image_features(m, be, p, &image, 1, &f);
+    dlv_buffer buf = {0};
+    if (!st) st = dlv_buffer_alloc(be, (size_t)H * sizeof(float), &buf);
+    if (!st) {
+        dlv_seq_part parts[3] = {
+            {ids, NULL, (int64_t)image_at, NULL},
+            {NULL, dlv_buffer_ptr(&f.buf), f.count[0], NULL},
+            {ids + image_at + 1, NULL, (int64_t)(n_ids - image_at - 1), NULL}};
+        dlv_seq seq = {parts, 3};
+        st = dlv_llava_run_seqs(m, be, p, &seq, 1, normalize, dlv_buffer_ptr(&buf));
+    }
+    dlv_llava_next_feats_free(&f);
+    return finish_out(&buf, 0, (size_t)H, out, st);
 }
 
 static dlv_status embed_tokens(const dlv_model *m, dlv_backend *be, const void *view,
@@ -208,6 +280,8 @@ static dlv_status embed_tokens(const dlv_model *m, dlv_backend *be, const void *
                                const dlv_image *image, int normalize, float *out)
 {
     const dlv_llava_params *p = view;
+    if (image && dlv_model_config(m)->anyres)
+        return embed_tokens_next(m, be, p, ids, n_ids, image_at, image, normalize, out);
     dlv_llava_dims d;
     dlv_llava_dims_of(dlv_model_config(m), &d);
     const int64_t H = d.text.hidden, F = image ? d.n_features : 0;

@@ -77,6 +77,7 @@ dlv_status dlv_llava_w_bind(const dlv_llava_config *cfg, const dlv_weights *tabl
     dlv_bind_vit(&b, DLV_PART_VISION, &cfg->vision, &out->vision);
     out->proj1 = dlv_bind_linear(&b, DLV_PART_PROJECTOR, "linear_1");
     out->proj2 = dlv_bind_linear(&b, DLV_PART_PROJECTOR, "linear_2");
+    out->image_newline = dlv_bind_get(&b, DLV_PART_TOP, "image_newline");
     bind_text(&b, out);
     /* Tied embeddings: the LM head reads the embedding table (and a trained
      * table's gradient collects both uses). */

@@ -19,6 +19,7 @@ typedef struct dlv_llava_w {
     dlv_tensor embed_tokens;        /* [vocab, hidden] */
     dlv_decoder_w text;
     dlv_tensor lm_head;             /* [vocab, hidden]; embed_tokens when tied */
+    dlv_tensor image_newline;       /* [hidden], LLaVA-NeXT only */
 } dlv_llava_w;
 
 typedef struct dlv_llava_dims {

@@ -318,6 +318,11 @@ extern "C" {
         opts: *mut dlv_preprocess_options,
         max_pixels: u64,
     ) -> dlv_status;
+    pub fn dlv_image_check(
+        model: *const dlv_model,
+        image: *const dlv_image,
+        opts: *const dlv_preprocess_options,
+    ) -> dlv_status;
     pub fn dlv_model_image_size(
         model: *const dlv_model,
         channels: *mut usize,

@@ -1,0 +1,98 @@
+/* LLaVA-NeXT's image side (see llava_next.h). */
+#include "model/llava/llava_next.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "image/image_source.h"
+#include "model/llava/llava_next_pack.h"
+#include "model/model.h"
+
+void dlv_llava_next_feats_free(dlv_llava_next_feats *f)
+{
+    if (!f) return;
+    dlv_buffer_free(&f->buf);
+    free(f->count);
+    free(f->offset);
+    memset(f, 0, sizeof *f);
+}
+
+/* One image: its tiles' pixels (host) -> packed features at dst (device).
+ * scratch holds the tiles' pixels and tower features, grown as needed. */
+static dlv_status one_image(const dlv_model *m, dlv_backend *be, const dlv_llava_params *p,
+                            const dlv_llava_next_layout *l, const float *pixels,
+                            dlv_buffer *scratch, const int32_t *zero_id, float *dst)
+{
+    dlv_llava_dims d;
+    dlv_llava_dims_of(dlv_model_config(m), &d);
+    const int64_t H = d.text.hidden, F = d.n_features;
+    const size_t px = (size_t)(d.vision.channels * d.vision.image_size * d.vision.image_size);
+    const size_t need = ((size_t)l->n_tiles * px + (size_t)(l->n_tiles * F * H)) * sizeof(float);
+    dlv_status st = DLV_OK;
+    if (scratch->size < need) {
+        dlv_buffer_free(scratch);
+        st = dlv_buffer_alloc(be, need, scratch);
+    }
+    float *dpx = dlv_buffer_ptr(scratch), *dfeat = dpx + (size_t)l->n_tiles * px;
+    if (!st) st = dlv_buffer_upload(scratch, 0, pixels, (size_t)l->n_tiles * px * sizeof(float));
+    if (!st) st = dlv_llava_image_features(m, be, p, dpx, l->n_tiles, dfeat);
+    if (!st)
+        st = dlv_llava_next_pack(be, l, H, dfeat, &p->w->image_newline, zero_id, dst);
+    return st;
+}
+
+dlv_status dlv_llava_next_image_features(const dlv_model *m, dlv_backend *be,
+                                         const dlv_llava_params *p,
+                                         const dlv_image *const *images, size_t n,
+                                         dlv_llava_next_feats *out)
+{
+    memset(out, 0, sizeof *out);
+    const dlv_llava_config *cfg = dlv_model_config(m);
+    const dlv_preproc_config *pc = dlv_model_preproc(m);
+    if (!pc)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s has no preprocessor_config.json",
+                         dlv_model_dir(m));
+    const int64_t H = cfg->text.hidden_size;
+    out->n = n;
+    out->count = calloc(n ? n : 1, sizeof *out->count);
+    out->offset = calloc(n ? n : 1, sizeof *out->offset);
+    float **pixels = calloc(n ? n : 1, sizeof *pixels);
+    dlv_llava_next_layout *lay = calloc(n ? n : 1, sizeof *lay);
+    dlv_status st = !out->count || !out->offset || !pixels || !lay
+                        ? dlv_error_nomem("image batch", n * sizeof(dlv_llava_next_layout))
+                        : DLV_OK;
+    /* Every image's tiles and count first: the packed buffer's size. */
+    int64_t rows = 0;
+    for (size_t i = 0; i < n && !st; i++) {
+        dlv_anyres_layout il;
+        st = dlv_image_to_anyres(pc, images[i], NULL, &il, &pixels[i]);
+        if (!st)
+            st = dlv_llava_next_layout_of(cfg, il.orig_h, il.orig_w, il.rows, il.cols, &lay[i]);
+        if (st) {
+            st = dlv_error_prefix(st, "image %zu", i);
+            break;
+        }
+        out->offset[i] = rows;
+        out->count[i] = lay[i].n_features;
+        rows += lay[i].n_features;
+    }
+    /* The packed rows, then one int32 0: image_newline's row index. */
+    const size_t feat_bytes = (size_t)(rows * H) * sizeof(float);
+    if (!st) st = dlv_buffer_alloc(be, feat_bytes + sizeof(int32_t), &out->buf);
+    if (!st) st = dlv_buffer_zero(&out->buf, feat_bytes, sizeof(int32_t));
+    float *base = dlv_buffer_ptr(&out->buf);
+    const int32_t *zero_id = (const int32_t *)(const void *)((const char *)base + feat_bytes);
+    dlv_buffer scratch = {0};
+    for (size_t i = 0; i < n && !st; i++) {
+        st = one_image(m, be, p, &lay[i], pixels[i], &scratch, zero_id,
+                       base + out->offset[i] * H);
+        if (st) st = dlv_error_prefix(st, "image %zu", i);
+    }
+    dlv_buffer_free(&scratch);
+    for (size_t i = 0; pixels && i < n; i++) free(pixels[i]);
+    free(pixels);
+    free(lay);
+    if (st) dlv_llava_next_feats_free(out);
+    return st;
+}
