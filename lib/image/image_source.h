@@ -13,6 +13,7 @@
 #include "disclvlm.h"
 #include "image/preproc_config.h"
 #include "image/decode.h"
+#include "image/qwen2vl.h"
 
 typedef enum dlv_image_kind { DLV_IMAGE_FILE, DLV_IMAGE_MEMORY, DLV_IMAGE_RGB } dlv_image_kind;
 
@@ -42,5 +43,13 @@ typedef struct dlv_pixel_opts {
  * into out [3, H, W] f32 (out_len floats; H, W from dlv_preprocess_fixed_size). */
 dlv_status dlv_image_to_pixels(const dlv_preproc_config *cfg, const dlv_image *image,
                                const dlv_pixel_opts *opts, float *out, size_t out_len);
+
+/* Decodes and preprocesses one image with a Qwen2VLImageProcessor config
+ * (image/qwen2vl.h): *out (malloc'd, *out_len floats) receives the patches
+ * [grid t * h * w, 3 * temporal_patch_size * patch_size^2], *grid the grid.
+ * pad_square does not apply (DLV_E_UNSUPPORTED). */
+dlv_status dlv_image_to_qwen2vl_patches(const dlv_preproc_config *cfg, const dlv_image *image,
+                                        const dlv_pixel_opts *opts, dlv_qwen2vl_grid *grid,
+                                        float **out, size_t *out_len);
 
 #endif

@@ -15,6 +15,15 @@ typedef enum dlv_resample {
     DLV_RESAMPLE_BICUBIC = 3, DLV_RESAMPLE_BOX = 4, DLV_RESAMPLE_HAMMING = 5
 } dlv_resample;   /* PIL's numbering, as preprocessor configs store it */
 
+/* Qwen2VLImageProcessor (Qwen2-VL, Qwen2.5-VL): the image is resized to a
+ * multiple of patch_size * merge_size within [min_pixels, max_pixels] and
+ * cut into patches (image/qwen2vl.h); none of the size / crop fields apply. */
+typedef struct dlv_qwen2vl_params {
+    int enabled;                  /* image_processor_type is Qwen2VLImageProcessor */
+    int64_t min_pixels, max_pixels;
+    int64_t patch_size, temporal_patch_size, merge_size;
+} dlv_qwen2vl_params;
+
 typedef struct dlv_preproc_config {
     char processor_class[64];    /* image_processor_type, e.g. CLIPImageProcessor */
     int do_resize;
@@ -29,10 +38,11 @@ typedef struct dlv_preproc_config {
     double image_mean[3];
     double image_std[3];
     int do_convert_rgb;
+    dlv_qwen2vl_params qwen2vl;
 } dlv_preproc_config;
 
-/* Parses preprocessor_config.json; defaults follow CLIPImageProcessor or
- * SiglipImageProcessor by image_processor_type. */
+/* Parses preprocessor_config.json; defaults follow CLIPImageProcessor,
+ * SiglipImageProcessor or Qwen2VLImageProcessor by image_processor_type. */
 dlv_status dlv_preproc_config_load(const char *path, dlv_preproc_config *out);
 dlv_status dlv_preproc_config_parse(const char *json, size_t len, const char *label,
                                     dlv_preproc_config *out);
