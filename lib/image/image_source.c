@@ -115,3 +115,28 @@ dlv_status dlv_image_to_anyres(const dlv_preproc_config *cfg, const dlv_image *i
     dlv_rgb8_free(&rgb);
     return st;
 }
+
+dlv_status dlv_image_to_qwen2vl_patches(const dlv_preproc_config *cfg, const dlv_image *image,
+                                        const dlv_pixel_opts *opts, dlv_qwen2vl_grid *grid,
+                                        float **out, size_t *out_len)
+{
+    static const dlv_pixel_opts defaults = DLV_PIXEL_OPTS_DEFAULT;
+    if (!cfg || !image || !grid || !out || !out_len)
+        return dlv_error(DLV_E_INVALID_ARG, "preprocess: NULL argument");
+    *out = NULL;
+    *out_len = 0;
+    memset(grid, 0, sizeof *grid);
+    if (!opts) opts = &defaults;
+    if (opts->pad_square)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: pad_square (LLaVA-1.5) does not apply to "
+                         "Qwen2VLImageProcessor", dlv_image_label(image));
+    dlv_decode_opts dopts = {opts->max_pixels, opts->exif_rotate};
+    dlv_rgb8 rgb = {NULL, 0, 0};
+    dlv_status st = dlv_image_decode(image, &dopts, &rgb);
+    if (st == DLV_OK) {
+        st = dlv_qwen2vl_preprocess(cfg, &rgb, opts->max_pixels, grid, out, out_len);
+        if (st != DLV_OK) st = dlv_error_prefix(st, "%s", dlv_image_label(image));
+    }
+    dlv_rgb8_free(&rgb);
+    return st;
+}

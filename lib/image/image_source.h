@@ -14,6 +14,7 @@
 #include "image/anyres.h"
 #include "image/preproc_config.h"
 #include "image/decode.h"
+#include "image/qwen2vl.h"
 
 typedef enum dlv_image_kind { DLV_IMAGE_FILE, DLV_IMAGE_MEMORY, DLV_IMAGE_RGB } dlv_image_kind;
 
@@ -54,5 +55,12 @@ dlv_status dlv_image_to_pixels(const dlv_preproc_config *cfg, const dlv_image *i
 dlv_status dlv_image_to_anyres(const dlv_preproc_config *cfg, const dlv_image *image,
                                const dlv_pixel_opts *opts, dlv_anyres_layout *layout,
                                float **out);
+/* Decodes and preprocesses one image with a Qwen2VLImageProcessor config
+ * (image/qwen2vl.h): *out (malloc'd, *out_len floats) receives the patches
+ * [grid t * h * w, 3 * temporal_patch_size * patch_size^2], *grid the grid.
+ * pad_square does not apply (DLV_E_UNSUPPORTED). */
+dlv_status dlv_image_to_qwen2vl_patches(const dlv_preproc_config *cfg, const dlv_image *image,
+                                        const dlv_pixel_opts *opts, dlv_qwen2vl_grid *grid,
+                                        float **out, size_t *out_len);
 
 #endif

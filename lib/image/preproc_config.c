@@ -1,9 +1,10 @@
 /* preprocessor_config.json: how images become pixel_values. The defaults are
  * those of CLIPImageProcessor (resize the shortest edge, center-crop, OpenAI
  * CLIP mean/std), SiglipImageProcessor (resize to height x width, no crop,
- * mean/std 0.5) or LlavaNextImageProcessor (CLIP's, plus the anyres
- * image_grid_pinpoints), chosen by image_processor_type. A LlavaProcessor
- * file carries the same image_processor_type and fields. */
+ * mean/std 0.5), LlavaNextImageProcessor (CLIP's, plus the anyres
+ * image_grid_pinpoints) or Qwen2VLImageProcessor (its own fields,
+ * parse_qwen2vl), chosen by image_processor_type. A LlavaProcessor file
+ * carries the same image_processor_type and fields. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,7 @@
 
 #define MAX_PIXELS ((int64_t)1 << 20)
 
-typedef enum proc_kind { PROC_CLIP, PROC_SIGLIP, PROC_LLAVA_NEXT } proc_kind;
+typedef enum proc_kind { PROC_CLIP, PROC_SIGLIP, PROC_LLAVA_NEXT, PROC_QWEN2VL } proc_kind;
 
 static const struct {
     const char *name;
@@ -25,6 +26,8 @@ static const struct {
     {"LlavaImageProcessor", PROC_CLIP},    {"LlavaImageProcessorFast", PROC_CLIP},
     {"SiglipImageProcessor", PROC_SIGLIP}, {"SiglipImageProcessorFast", PROC_SIGLIP},
     {"LlavaNextImageProcessor", PROC_LLAVA_NEXT},
+    /* Only the slow processor: the fast one resizes with torchvision. */
+    {"Qwen2VLImageProcessor", PROC_QWEN2VL},
 };
 
 static void defaults(proc_kind kind, dlv_preproc_config *p)
@@ -36,7 +39,15 @@ static void defaults(proc_kind kind, dlv_preproc_config *p)
     p->do_rescale = 1;
     p->rescale_factor = 1.0 / 255.0;
     p->do_normalize = 1;
-    if (kind != PROC_SIGLIP) {
+    if (kind == PROC_QWEN2VL) {
+        /* Qwen2VLImageProcessor(): CLIP's mean and std, no size or crop. */
+        p->shortest_edge = p->size_height = p->size_width = -1;
+        p->do_center_crop = 0;
+        p->crop_height = p->crop_width = -1;
+        memcpy(p->image_mean, clip_mean, sizeof clip_mean);
+        memcpy(p->image_std, clip_std, sizeof clip_std);
+        p->do_convert_rgb = 1;
+    } else if (kind == PROC_CLIP || kind == PROC_LLAVA_NEXT) {
         p->shortest_edge = 224;
         p->size_height = p->size_width = -1;
         p->do_center_crop = 1;
@@ -182,6 +193,79 @@ static dlv_status check_pinpoints(const char *label, const dlv_preproc_config *p
     return DLV_OK;
 }
 
+/* ---- Qwen2VLImageProcessor ---- */
+
+/* Bounds (far above Qwen2-VL's 14 / 2 / 2 and 12845056 pixels) that keep
+ * the patch buffers of one image within a few GB whatever the file says. */
+#define QWEN2VL_MAX_PIXELS_CAP ((int64_t)1 << 26) /* 64 Mpixel */
+#define QWEN2VL_MAX_PATCH 512
+#define QWEN2VL_MAX_TEMPORAL 8
+#define QWEN2VL_MAX_MERGE 16
+
+/* An integer field in lo..hi; absent or null gives def. */
+static dlv_status bounded(const json_t *v, const char *field, int64_t def, int64_t lo,
+                          int64_t hi, const char *label, int64_t *out)
+{
+    *out = def;
+    if (!v || json_is_null(v)) return DLV_OK;
+    if (!json_is_integer(v))
+        return dlv_error(DLV_E_FORMAT, "%s: field '%s': expected an integer", label, field);
+    *out = (int64_t)json_integer_value(v);
+    if (*out < lo || *out > hi)
+        return dlv_error(DLV_E_FORMAT, "%s: field '%s': %lld is outside %lld..%lld", label, field,
+                         (long long)*out, (long long)lo, (long long)hi);
+    return DLV_OK;
+}
+
+/* min_pixels / max_pixels as transformers 4.46.3 reads them: the top-level
+ * fields, or Qwen2VLImageProcessor()'s 56*56 and 28*28*1280. 4.46 ignores
+ * `size`; later versions spell the bounds size.shortest_edge /
+ * size.longest_edge (and 4.46 saves size.min_pixels / size.max_pixels next
+ * to the top-level fields), so a file that gives only `size` is read as
+ * the version that wrote it meant. */
+static dlv_status pixel_bound(const json_t *root, const char *key, const char *size_key,
+                              int64_t def, const char *label, int64_t *out)
+{
+    const json_t *v = json_object_get(root, key);
+    const json_t *size = json_object_get(root, "size");
+    char field[64];
+    snprintf(field, sizeof field, "%s", key);
+    if ((!v || json_is_null(v)) && json_is_object(size)) {
+        const char *k = size_key;
+        v = json_object_get(size, k);
+        if (!v || json_is_null(v)) v = json_object_get(size, k = key);
+        snprintf(field, sizeof field, "size.%s", k);
+    }
+    return bounded(v, field, def, 0, QWEN2VL_MAX_PIXELS_CAP, label, out);
+}
+
+static dlv_status parse_qwen2vl(const json_t *root, const char *label, dlv_qwen2vl_params *q)
+{
+    dlv_status st;
+    q->enabled = 1;
+    if ((st = pixel_bound(root, "min_pixels", "shortest_edge", 56 * 56, label,
+                          &q->min_pixels)) ||
+        (st = pixel_bound(root, "max_pixels", "longest_edge", 28 * 28 * 1280, label,
+                          &q->max_pixels)) ||
+        (st = bounded(json_object_get(root, "patch_size"), "patch_size", 14, 1,
+                      QWEN2VL_MAX_PATCH, label, &q->patch_size)) ||
+        (st = bounded(json_object_get(root, "temporal_patch_size"), "temporal_patch_size", 2, 1,
+                      QWEN2VL_MAX_TEMPORAL, label, &q->temporal_patch_size)) ||
+        (st = bounded(json_object_get(root, "merge_size"), "merge_size", 2, 1,
+                      QWEN2VL_MAX_MERGE, label, &q->merge_size)))
+        return st;
+    if (q->min_pixels > q->max_pixels)
+        return dlv_error(DLV_E_FORMAT, "%s: field 'min_pixels': %lld is above max_pixels %lld",
+                         label, (long long)q->min_pixels, (long long)q->max_pixels);
+    /* Below factor^2 every image would be resized to a zero side. */
+    int64_t factor = q->patch_size * q->merge_size;
+    if (q->max_pixels < factor * factor)
+        return dlv_error(DLV_E_FORMAT, "%s: field 'max_pixels': %lld is below (patch_size * "
+                         "merge_size)^2 = %lld", label, (long long)q->max_pixels,
+                         (long long)(factor * factor));
+    return DLV_OK;
+}
+
 static dlv_status parse_root(const json_t *root, const char *label, void *out_)
 {
     dlv_preproc_config *p = out_;
@@ -195,7 +279,8 @@ static dlv_status parse_root(const json_t *root, const char *label, void *out_)
     if (k == n_known)
         return dlv_error(DLV_E_UNSUPPORTED,
                          "%s: image_processor_type: '%s' is not supported (expected "
-                         "CLIPImageProcessor, SiglipImageProcessor or LlavaNextImageProcessor)",
+                         "CLIPImageProcessor, SiglipImageProcessor, LlavaNextImageProcessor or "
+                         "Qwen2VLImageProcessor)",
                          label, p->processor_class);
     proc_kind kind = known_processors[k].kind;
     defaults(kind, p);
@@ -228,6 +313,7 @@ static dlv_status parse_root(const json_t *root, const char *label, void *out_)
         if (!(p->image_std[i] != 0.0))
             return dlv_error(DLV_E_FORMAT, "%s: field 'image_std'[%d]: must be non-zero", label, i);
 
+    if (kind == PROC_QWEN2VL) return parse_qwen2vl(root, label, &p->qwen2vl);
     const json_t *size = json_object_get(root, "size");
     if (size && !json_is_null(size) && (st = parse_size(size, kind, label, p))) return st;
 

@@ -22,6 +22,15 @@ typedef enum dlv_resample {
 #define DLV_MAX_PINPOINT_SIDE 8192
 #define DLV_ANYRES_MAX_TILES 64
 
+/* Qwen2VLImageProcessor (Qwen2-VL, Qwen2.5-VL): the image is resized to a
+ * multiple of patch_size * merge_size within [min_pixels, max_pixels] and
+ * cut into patches (image/qwen2vl.h); none of the size / crop fields apply. */
+typedef struct dlv_qwen2vl_params {
+    int enabled;                  /* image_processor_type is Qwen2VLImageProcessor */
+    int64_t min_pixels, max_pixels;
+    int64_t patch_size, temporal_patch_size, merge_size;
+} dlv_qwen2vl_params;
+
 typedef struct dlv_preproc_config {
     char processor_class[64];    /* image_processor_type, e.g. CLIPImageProcessor */
     int do_resize;
@@ -43,10 +52,12 @@ typedef struct dlv_preproc_config {
     int anyres;
     size_t n_pinpoints;
     int64_t pinpoints[DLV_MAX_PINPOINTS][2];
+    dlv_qwen2vl_params qwen2vl;
 } dlv_preproc_config;
 
 /* Parses preprocessor_config.json; defaults follow CLIPImageProcessor,
- * SiglipImageProcessor or LlavaNextImageProcessor by image_processor_type. */
+ * SiglipImageProcessor, LlavaNextImageProcessor or Qwen2VLImageProcessor by
+ * image_processor_type. */
 dlv_status dlv_preproc_config_load(const char *path, dlv_preproc_config *out);
 dlv_status dlv_preproc_config_parse(const char *json, size_t len, const char *label,
                                     dlv_preproc_config *out);

@@ -12,6 +12,14 @@
 #include "core/error.h"
 #include "image/resample.h"
 
+/* Qwen2VLImageProcessor's output is a variable number of patches, not one
+ * [3, H, W] image: image/qwen2vl.h handles it, this pipeline refuses it. */
+static dlv_status refuse_patches(const dlv_preproc_config *cfg)
+{
+    return dlv_error(DLV_E_UNSUPPORTED, "%s: its output is patches (Qwen2-VL), not one "
+                     "[3, H, W] image", cfg->processor_class);
+}
+
 static dlv_status resize_size(const dlv_preproc_config *cfg, uint32_t w, uint32_t h,
                               uint32_t *rh, uint32_t *rw)
 {
@@ -48,6 +56,7 @@ dlv_status dlv_preprocess_output_size(const dlv_preproc_config *cfg, uint32_t in
                                       uint32_t in_h, int pad_square, uint32_t *out_h,
                                       uint32_t *out_w)
 {
+    if (cfg->qwen2vl.enabled) return refuse_patches(cfg);
     if (pad_square) in_w = in_h = in_w > in_h ? in_w : in_h;
     dlv_status st = resize_size(cfg, in_w, in_h, out_h, out_w);
     if (st != DLV_OK) return st;
@@ -61,6 +70,7 @@ dlv_status dlv_preprocess_output_size(const dlv_preproc_config *cfg, uint32_t in
 dlv_status dlv_preprocess_fixed_size(const dlv_preproc_config *cfg, uint32_t *out_h,
                                      uint32_t *out_w)
 {
+    if (cfg->qwen2vl.enabled) return refuse_patches(cfg);
     if (cfg->do_center_crop) {
         *out_h = (uint32_t)cfg->crop_height;
         *out_w = (uint32_t)cfg->crop_width;
@@ -131,6 +141,7 @@ static dlv_status center_crop(const dlv_rgb8 *in, uint32_t ch, uint32_t cw, dlv_
 
 static dlv_status check_config(const dlv_preproc_config *cfg)
 {
+    if (cfg->qwen2vl.enabled) return refuse_patches(cfg);
     if (cfg->do_resize && cfg->shortest_edge <= 0 &&
         (cfg->size_height <= 0 || cfg->size_width <= 0))
         return dlv_error(DLV_E_FORMAT, "%s: do_resize without a size", cfg->processor_class);
