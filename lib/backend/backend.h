@@ -256,6 +256,14 @@ typedef struct dlv_backend_ops {
     dlv_status (*add_rmsnorm)(dlv_backend *be, float *sum, float *out, const float *a,
                               const float *b, const void *weight, dlv_dtype weight_dtype,
                               int64_t rows, int64_t cols, float eps);
+
+    /* Rotary embedding from per-token cos/sin tables (M-RoPE, 2-D vision
+     * RoPE: the model builds the angles), and its transpose; optional. */
+    dlv_status (*rope_table)(dlv_backend *be, float *x, const float *cos, const float *sin,
+                             int64_t n_tokens, int64_t n_heads, int64_t head_dim);
+    dlv_status (*rope_table_backward)(dlv_backend *be, float *dx, const float *cos,
+                                      const float *sin, int64_t n_tokens, int64_t n_heads,
+                                      int64_t head_dim);
 } dlv_backend_ops;
 
 /* Every backend instance starts with this header. */
@@ -397,6 +405,21 @@ dlv_status dlv_add_rmsnorm(dlv_backend *be, float *sum, float *out, const float 
  * backend checks inside the op). */
 dlv_status dlv_rope(dlv_backend *be, float *x, const int32_t *positions, int64_t n_tokens,
                     int64_t n_heads, int64_t head_dim, double theta);
+/* Rotary position embedding in place from precomputed tables, the same
+ * rotate-half rotation as dlv_rope with the angles left to the caller:
+ * Qwen2-VL's multimodal RoPE (a frequency's position taken from the
+ * temporal, height or width index by section) and its vision tower's 2-D
+ * RoPE (half the frequencies from the patch row, half from the column) are
+ * both a table of per-token angles (model/nn/rope_tables.h builds them).
+ * x is [n_tokens, n_heads * head_dim], head_dim even; cos and sin are f32
+ * [n_tokens, head_dim / 2] device memory, shared by every head of a token.
+ * With d = head_dim, i < d/2, c = cos[t, i], s = sin[t, i]:
+ *   x'[i] = x[i] c - x[i + d/2] s,  x'[i + d/2] = x[i + d/2] c + x[i] s
+ * (HF's q * cos + rotate_half(q) * sin, whose cos/sin are these d/2 values
+ * repeated twice). Tables of cosf/sinf of dlv_rope's angles give dlv_rope's
+ * bits. x must not overlap cos or sin (cos and sin may overlap each other). */
+dlv_status dlv_rope_table(dlv_backend *be, float *x, const float *cos, const float *sin,
+                          int64_t n_tokens, int64_t n_heads, int64_t head_dim);
 /* args->struct_size must be sizeof(dlv_attention_args); see the struct. */
 dlv_status dlv_attention(dlv_backend *be, const dlv_attention_args *args);
 /* out[i] = act(inp[i]) for n elements; out may alias inp. */
@@ -443,6 +466,11 @@ dlv_status dlv_layernorm_backward(dlv_backend *be, float *dinp, float *dweight, 
 /* In place: dx <- R^T dx, R the rotation dlv_rope applies (same arguments). */
 dlv_status dlv_rope_backward(dlv_backend *be, float *dx, const int32_t *positions,
                              int64_t n_tokens, int64_t n_heads, int64_t head_dim, double theta);
+/* In place: dx <- R^T dx, R the rotation dlv_rope_table applies (same
+ * arguments): dx1' = g1 c + g2 s, dx2' = g2 c - g1 s. */
+dlv_status dlv_rope_table_backward(dlv_backend *be, float *dx, const float *cos,
+                                   const float *sin, int64_t n_tokens, int64_t n_heads,
+                                   int64_t head_dim);
 /* args->struct_size must be sizeof(dlv_attention_bw_args). */
 dlv_status dlv_attention_backward(dlv_backend *be, const dlv_attention_bw_args *args);
 /* dinp[i] += dout[i] * act'(inp[i]). */

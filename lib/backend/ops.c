@@ -183,6 +183,16 @@ dlv_status dlv_rope(dlv_backend *be, float *x, const int32_t *positions, int64_t
     return be->ops->rope(be, x, positions, n_tokens, n_heads, head_dim, theta);
 }
 
+dlv_status dlv_rope_table(dlv_backend *be, float *x, const float *cos, const float *sin,
+                          int64_t n_tokens, int64_t n_heads, int64_t head_dim)
+{
+    static const char op[] = "rope_table";
+    NEED_BE(op, be);
+    TRY(check_rope_table(op, "x", x, cos, sin, n_tokens, n_heads, head_dim));
+    if (!DLV_BACKEND_HAS(be->ops, rope_table)) return unsupported(op, be);
+    return be->ops->rope_table(be, x, cos, sin, n_tokens, n_heads, head_dim);
+}
+
 /* ---- attention ---------------------------------------------------------- */
 
 dlv_status dlv_attention(dlv_backend *be, const dlv_attention_args *a)

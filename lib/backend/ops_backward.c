@@ -122,6 +122,17 @@ dlv_status dlv_rope_backward(dlv_backend *be, float *dx, const int32_t *position
     return be->ops->rope_backward(be, dx, positions, n_tokens, n_heads, head_dim, theta);
 }
 
+dlv_status dlv_rope_table_backward(dlv_backend *be, float *dx, const float *cos,
+                                   const float *sin, int64_t n_tokens, int64_t n_heads,
+                                   int64_t head_dim)
+{
+    static const char op[] = "rope_table_backward";
+    NEED_BE(op, be);
+    TRY(check_rope_table(op, "dx", dx, cos, sin, n_tokens, n_heads, head_dim));
+    if (!DLV_BACKEND_HAS(be->ops, rope_table_backward)) return unsupported(op, be);
+    return be->ops->rope_table_backward(be, dx, cos, sin, n_tokens, n_heads, head_dim);
+}
+
 /* ---- attention ---------------------------------------------------------- */
 
 dlv_status dlv_attention_backward(dlv_backend *be, const dlv_attention_bw_args *a)

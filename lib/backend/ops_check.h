@@ -197,4 +197,32 @@ static inline dlv_status check_rope_shape(const char *op, const char *x_name, in
     return check_bytes(op, "positions", n_tokens, 1, sizeof(int32_t), pos_bytes);
 }
 
+/* The rules of dlv_rope_table and dlv_rope_table_backward: counts >= 0,
+ * head_dim positive and even, x [n_tokens, n_heads * head_dim] and the
+ * tables [n_tokens, head_dim / 2] addressable and not NULL when non-empty,
+ * and x (rotated in place) disjoint from both tables: a kernel that wrote
+ * x before reading a later table entry would read a rotated value. */
+static inline dlv_status check_rope_table(const char *op, const char *x_name, const float *x,
+                                          const float *cos, const float *sin, int64_t n_tokens,
+                                          int64_t n_heads, int64_t head_dim)
+{
+    dlv_status st;
+    if ((st = check_count(op, "n_tokens", n_tokens)) || (st = check_count(op, "n_heads", n_heads)))
+        return st;
+    if (head_dim <= 0 || head_dim % 2 != 0)
+        return dlv_error(DLV_E_INVALID_ARG, "%s: head_dim %lld is not a positive even number",
+                         op, (long long)head_dim);
+    size_t row_bytes, x_bytes, table_bytes;
+    if ((st = check_bytes(op, "a token row", n_heads, head_dim, sizeof(float), &row_bytes)) ||
+        (st = check_bytes(op, x_name, n_tokens, (int64_t)(row_bytes / sizeof(float)),
+                          sizeof(float), &x_bytes)) ||
+        (st = check_bytes(op, "cos", n_tokens, head_dim / 2, sizeof(float), &table_bytes)))
+        return st;
+    if ((st = check_ptr(op, x_name, x, x_bytes)) || (st = check_ptr(op, "cos", cos, table_bytes)) ||
+        (st = check_ptr(op, "sin", sin, table_bytes)) ||
+        (st = check_overlap(op, x_name, x, x_bytes, "cos", cos, table_bytes, false)))
+        return st;
+    return check_overlap(op, x_name, x, x_bytes, "sin", sin, table_bytes, false);
+}
+
 #endif

@@ -458,6 +458,45 @@ static dlv_status run_rope(run_ctx *x, const op_case *c)
     return run_rope_dir(x, c, 0);
 }
 
+/* rope_table and rope_table_backward: in place on x (dx), tables of the
+ * cosines and sines of random angles in [-max_pos, max_pos] (theta unused),
+ * both inside one buffer one float past its start (sub-tensors, as a model
+ * holds them). */
+static dlv_status run_rope_table_dir(run_ctx *x, const op_case *c, int backward)
+{
+    const rope_p *p = &c->u.rope;
+    size_t n = (size_t)(p->n_tokens * p->n_heads * p->head_dim);
+    size_t nt = (size_t)(p->n_tokens * (p->head_dim / 2));
+    float *ang = host_rand(x, nt, -(float)p->max_pos, (float)p->max_pos);
+    float *tabs = host_alloc(x, (1 + 2 * nt) * sizeof *tabs);
+    tabs[0] = 0.0f;
+    for (size_t i = 0; i < nt; i++) {
+        tabs[1 + i] = cosf(ang[i]);
+        tabs[1 + nt + i] = sinf(ang[i]);
+    }
+    dlv_buffer *dx, *dtab;
+    CK(dev_in(x, host_rand(x, n, -1.0f, 1.0f), n * sizeof(float), &dx));
+    CK(dev_in(x, tabs, (1 + 2 * nt) * sizeof(float), &dtab));
+    const float *dcos = dptr_at(dtab, sizeof(float));
+    const float *dsin = dptr_at(dtab, (1 + nt) * sizeof(float));
+    if (backward)
+        CK(dlv_rope_table_backward(x->be, dptr(dx), dcos, dsin, p->n_tokens, p->n_heads,
+                                   p->head_dim));
+    else
+        CK(dlv_rope_table(x->be, dptr(dx), dcos, dsin, p->n_tokens, p->n_heads, p->head_dim));
+    return dev_out(x, backward ? "dx" : "x", dx, n, 1.0);
+}
+
+static dlv_status run_rope_table(run_ctx *x, const op_case *c)
+{
+    return run_rope_table_dir(x, c, 0);
+}
+
+static dlv_status run_rope_table_backward(run_ctx *x, const op_case *c)
+{
+    return run_rope_table_dir(x, c, 1);
+}
+
 /* The key mask [batch, n_kv]: sequence b % 3 == 0 is left-padded (with a
  * causal mask its first queries see no key: zero rows), 1 right-padded, 2
  * has random holes and, when short, no key at all. */
@@ -920,6 +959,14 @@ static const op_case op_cases[] = {
     ROPE("rope", run_rope, 33, 5, 18, 2047, 5e5),
     ROPE("rope", run_rope, 128, 8, 64, 4095, 1e4),
 
+    /* rope_table: max_pos is the angles' range. Qwen2-VL's shapes: the
+     * language model's head_dim 128, the vision tower's 80. */
+    ROPE("rope_table", run_rope_table, 1, 1, 2, 1, 0.0),
+    ROPE("rope_table", run_rope_table, 7, 3, 64, 100, 0.0),
+    ROPE("rope_table", run_rope_table, 33, 5, 18, 3000, 0.0),
+    ROPE("rope_table", run_rope_table, 40, 16, 80, 50, 0.0),
+    ROPE("rope_table", run_rope_table, 128, 4, 128, 30000, 0.0),
+
     /* attention: causal and not, key masks (left/right padding, holes, a
      * fully masked sequence), GQA ratios 1, 2, 3 (6/2), 4 (4/1), 8 (8/1),
      * n_q < n_kv (a cache) and n_q > n_kv (queries with no key). */
@@ -975,6 +1022,11 @@ static const op_case op_cases[] = {
     ROPE("rope_backward", run_rope_backward, 7, 3, 64, 100, 1e4),
     ROPE("rope_backward", run_rope_backward, 33, 5, 18, 2047, 5e5),
     ROPE("rope_backward", run_rope_backward, 128, 8, 64, 4095, 1e6),
+
+    ROPE("rope_table_backward", run_rope_table_backward, 1, 1, 2, 1, 0.0),
+    ROPE("rope_table_backward", run_rope_table_backward, 7, 3, 64, 100, 0.0),
+    ROPE("rope_table_backward", run_rope_table_backward, 33, 5, 18, 3000, 0.0),
+    ROPE("rope_table_backward", run_rope_table_backward, 128, 4, 128, 30000, 0.0),
 
     ATTN("attention_backward", run_attention_backward, 1, 1, 1, 1, 1, 1, 0, 0),
     ATTN("attention_backward", run_attention_backward, 1, 1, 9, 4, 2, 16, 1, 0),

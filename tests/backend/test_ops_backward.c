@@ -319,6 +319,74 @@ static void test_bias_backward(void **state)
 
 /* ---- rope ----------------------------------------------------------------- */
 
+typedef struct rope_table_ctx {
+    const double *x, *g;
+    const float *cos_t, *sin_t; /* [T, D/2] */
+    int64_t T, H, D;
+} rope_table_ctx;
+
+/* L = g . R x with R the rotation by the tables (their f32 values, the
+ * products in double). */
+static double rope_table_loss(const void *vctx)
+{
+    const rope_table_ctx *c = vctx;
+    int64_t half = c->D / 2;
+    double L = 0.0;
+    for (int64_t t = 0; t < c->T; t++)
+        for (int64_t i = 0; i < half; i++) {
+            double cs = c->cos_t[t * half + i], sn = c->sin_t[t * half + i];
+            for (int64_t h = 0; h < c->H; h++) {
+                int64_t o = (t * c->H + h) * c->D;
+                double x1 = c->x[o + i], x2 = c->x[o + i + half];
+                L += c->g[o + i] * (x1 * cs - x2 * sn) + c->g[o + i + half] * (x2 * cs + x1 * sn);
+            }
+        }
+    return L;
+}
+
+/* rope_table_backward: finite differences of g . R x, the transpose
+ * identity <R x, g> = <x, R^T g> (in double over the f32 results, to f32
+ * rounding), and R R^T g = g for tables of unit (cos, sin) pairs. */
+static void test_rope_table_backward(void **state)
+{
+    dlv_backend *be = *state;
+    const struct { int64_t T, H, D; } cases[] = {{1, 1, 2}, {7, 3, 8}, {5, 2, 64}, {300, 2, 32}};
+    for (size_t s = 0; s < 4; s++) {
+        rng r = {520 + s};
+        int64_t T = cases[s].T, H = cases[s].H, D = cases[s].D, half = D / 2;
+        size_t N = (size_t)(T * H * D), NT = (size_t)(T * half);
+        float *x = rand_floats(&r, N, -1.0f, 1.0f), *g = rand_floats(&r, N, -1.0f, 1.0f);
+        float *ang = rand_floats(&r, NT, -100.0f, 100.0f);
+        float *cos_t = alloc_floats(NT, 0.0f), *sin_t = alloc_floats(NT, 0.0f);
+        for (size_t i = 0; i < NT; i++) {
+            cos_t[i] = cosf(ang[i]);
+            sin_t[i] = sinf(ang[i]);
+        }
+        float *dx = copy_floats(g, N);
+        assert_int_equal(dlv_rope_table_backward(be, dx, cos_t, sin_t, T, H, D), DLV_OK);
+        double *xd = to_doubles(x, N), *gd = to_doubles(g, N);
+        rope_table_ctx ctx = {.x = xd, .g = gd, .cos_t = cos_t, .sin_t = sin_t, .T = T, .H = H,
+                              .D = D};
+        /* In place, not accumulated: dx is the gradient itself. */
+        fd_check("rope_table_backward", rope_table_loss, &ctx, xd, N, dx, NULL, 300, &r);
+        float *rx = copy_floats(x, N);
+        assert_int_equal(dlv_rope_table(be, rx, cos_t, sin_t, T, H, D), DLV_OK);
+        double lhs = 0.0, rhs = 0.0, scale = 0.0;
+        for (size_t i = 0; i < N; i++) {
+            lhs += (double)rx[i] * (double)g[i];
+            rhs += (double)x[i] * (double)dx[i];
+            scale += fabs((double)x[i]) + fabs((double)g[i]);
+        }
+        if (fabs(lhs - rhs) > 1e-6 * scale)
+            fail_msg("rope_table_backward: <R x, g> = %.9g, <x, R^T g> = %.9g", lhs, rhs);
+        float *y = copy_floats(dx, N);
+        assert_int_equal(dlv_rope_table(be, y, cos_t, sin_t, T, H, D), DLV_OK);
+        check_vals("rope_table_backward: R R^T g == g", y, gd, N, 2e-6, 0.0);
+        free(x); free(g); free(ang); free(cos_t); free(sin_t); free(dx); free(xd); free(gd);
+        free(rx); free(y);
+    }
+}
+
 typedef struct rope_ctx {
     const double *x, *g;
     const int32_t *pos;
@@ -862,6 +930,9 @@ static void test_threads_bitwise(void **state)
          dlv_embedding_backward(b4, a4, g, ids, R, 11, C));
     BOTH(dlv_rope_backward(b1, a1, ids, R, 2, 128, 1e4),
          dlv_rope_backward(b4, a4, ids, R, 2, 128, 1e4));
+    /* Tables [R, 64]: any values will do for the split. */
+    BOTH(dlv_rope_table_backward(b1, a1, x, g, R, 2, 128),
+         dlv_rope_table_backward(b4, a4, x, g, R, 2, 128));
     int32_t *t = malloc(R * sizeof *t);
     assert_non_null(t);
     for (int i = 0; i < R; i++) t[i] = i % 5 == 0 ? -1 : (i * 31) % C;
@@ -988,6 +1059,29 @@ static void test_rope_backward_errors(void **state)
            "positions[2] = -5 is negative");
     EXPECT(dlv_rope_backward(be, (float *)(void *)pos, pos, 1, 1, 2, 1e4), DLV_E_INVALID_ARG,
            "dx overlaps positions");
+}
+
+static void test_rope_table_backward_errors(void **state)
+{
+    dlv_backend *be = *state;
+    float *c = eb, *s = ec; /* tables [4, 4] */
+    assert_int_equal(dlv_rope_table_backward(be, ea, c, s, 4, 2, 8), DLV_OK);
+    EXPECT(dlv_rope_table_backward(NULL, ea, c, s, 4, 2, 8), DLV_E_INVALID_ARG,
+           "rope_table_backward: backend is NULL");
+    EXPECT(dlv_rope_table_backward(be, NULL, c, s, 4, 2, 8), DLV_E_INVALID_ARG,
+           "rope_table_backward: dx is NULL");
+    EXPECT(dlv_rope_table_backward(be, ea, NULL, s, 4, 2, 8), DLV_E_INVALID_ARG,
+           "rope_table_backward: cos is NULL");
+    EXPECT(dlv_rope_table_backward(be, ea, c, NULL, 4, 2, 8), DLV_E_INVALID_ARG,
+           "rope_table_backward: sin is NULL");
+    EXPECT(dlv_rope_table_backward(be, ea, c, s, 4, 2, 7), DLV_E_INVALID_ARG, "head_dim 7");
+    EXPECT(dlv_rope_table_backward(be, ea, c, s, -1, 2, 8), DLV_E_INVALID_ARG, "n_tokens = -1");
+    EXPECT(dlv_rope_table_backward(be, ea, c, s, 4, -2, 8), DLV_E_INVALID_ARG, "n_heads = -2");
+    EXPECT(dlv_rope_table_backward(be, ea, ea + 48, s, 4, 2, 8), DLV_E_INVALID_ARG,
+           "dx overlaps cos");
+    EXPECT(dlv_rope_table_backward(be, ea, c, ea + 60, 4, 2, 8), DLV_E_INVALID_ARG,
+           "dx overlaps sin");
+    assert_int_equal(dlv_rope_table_backward(be, NULL, NULL, NULL, 0, 2, 8), DLV_OK);
 }
 
 static dlv_attention_bw_args good_attention_bw(void)
@@ -1161,6 +1255,7 @@ static void test_backward_slots_unsupported(void **state)
     ops.rmsnorm_backward = NULL;
     ops.layernorm_backward = NULL;
     ops.rope_backward = NULL;
+    ops.rope_table_backward = NULL;
     ops.attention_backward = NULL;
     ops.activation_backward = NULL;
     ops.swiglu_backward = NULL;
@@ -1179,6 +1274,8 @@ static void test_backward_slots_unsupported(void **state)
            DLV_E_UNSUPPORTED, "op layernorm_backward is not");
     EXPECT(dlv_rope_backward(&bare, d, ids, 2, 1, 4, 1e4), DLV_E_UNSUPPORTED,
            "op rope_backward is not");
+    EXPECT(dlv_rope_table_backward(&bare, d, g, x, 2, 1, 4), DLV_E_UNSUPPORTED,
+           "op rope_table_backward is not implemented on backend bare");
     dlv_attention_bw_args a = good_attention_bw();
     EXPECT(dlv_attention_backward(&bare, &a), DLV_E_UNSUPPORTED,
            "op attention_backward is not");
@@ -1215,6 +1312,7 @@ int main(void)
         cmocka_unit_test(test_l2_normalize_backward),
         cmocka_unit_test(test_bias_backward),
         cmocka_unit_test(test_rope_backward),
+        cmocka_unit_test(test_rope_table_backward),
         cmocka_unit_test(test_attention_backward),
         cmocka_unit_test(test_activation_backward),
         cmocka_unit_test(test_swiglu_backward),
@@ -1224,6 +1322,7 @@ int main(void)
         cmocka_unit_test(test_threads_bitwise),
         cmocka_unit_test(test_norm_backward_errors),
         cmocka_unit_test(test_rope_backward_errors),
+        cmocka_unit_test(test_rope_table_backward_errors),
         cmocka_unit_test(test_attention_backward_errors),
         cmocka_unit_test(test_elementwise_backward_errors),
         cmocka_unit_test(test_embedding_backward_errors),

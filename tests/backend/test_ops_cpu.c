@@ -6,7 +6,8 @@
  * Tolerances (|got - ref| <= atol + rtol |ref|), all from f32 rounding of a
  * few operations per element:
  *   norms, activations, add, l2:  atol 1e-6, rtol 1e-5
- *   RoPE:                         atol 2e-6 (values in [-1, 1])
+ *   RoPE:                         atol 2e-6 (values in [-1, 1]); rope_table
+ *                                 with dlv_rope's angles: dlv_rope's bits
  *   attention:                    atol 1e-5, rtol 1e-5
  *   GEMMs (matmul, conv):         k * (1e-6 + 1e-6 |ref|), k the dot length
  * Embedding lookup and im2col are copies and must be exact. */
@@ -493,6 +494,52 @@ static void test_rope(void **state)
                     if (fabs(l1 - l0) > 1e-5) fail_msg("rope changed a pair's length");
                 }
             free(x); free(orig); free(ref);
+        }
+}
+
+/* rope_table with the tables of dlv_rope's own angles (cosf and sinf of
+ * (float)position * inv_freq[i], inv_freq = 1 / powf(theta, 2i/d) as HF's
+ * default RoPE computes it) gives dlv_rope's result bit for bit: the same
+ * rotation, only the angles' source differs. Then the backward against
+ * rope_backward the same way, and the closed-form reference. */
+static void test_rope_table(void **state)
+{
+    fixture *fx = *state;
+    static const int32_t positions[] = {0, 1, 2, 7, 100, 1000, 4095, 3, 32767, 12345, 5};
+    enum { T = sizeof positions / sizeof positions[0] };
+    static const double thetas[] = {10000.0, 1e6, 5e5};
+    static const int64_t dims[] = {2, 8, 18, 64, 80, 128};
+    for (int ti = 0; ti < 3; ti++)
+        for (int di = 0; di < 6; di++) {
+            int64_t d = dims[di], half = d / 2, H = 3;
+            size_t n = (size_t)(T * H * d), nt = (size_t)(T * half);
+            rng r = {1400 + (uint64_t)ti * 8 + (uint64_t)di};
+            float *x = rand_floats(&r, n, -1.0f, 1.0f);
+            float *y = malloc(n * sizeof *y), *cos_t = malloc(nt * sizeof *cos_t);
+            float *sin_t = malloc(nt * sizeof *sin_t);
+            assert_non_null(y);
+            assert_non_null(cos_t);
+            assert_non_null(sin_t);
+            for (int64_t i = 0; i < half; i++) {
+                float inv = 1.0f / powf((float)thetas[ti], (float)(2 * i) / (float)d);
+                for (int t = 0; t < T; t++) {
+                    float a = (float)positions[t] * inv;
+                    cos_t[t * half + i] = cosf(a);
+                    sin_t[t * half + i] = sinf(a);
+                }
+            }
+            double *ref = alloc_doubles(n);
+            rope_ref(ref, x, positions, T, H, d, thetas[ti], 0);
+            memcpy(y, x, n * sizeof *x);
+            assert_int_equal(dlv_rope(fx->be, x, positions, T, H, d, thetas[ti]), DLV_OK);
+            assert_int_equal(dlv_rope_table(fx->be, y, cos_t, sin_t, T, H, d), DLV_OK);
+            assert_memory_equal(y, x, n * sizeof *x);
+            check_close("rope_table", y, ref, n, 2e-6, 0.0);
+            assert_int_equal(dlv_rope_backward(fx->be, x, positions, T, H, d, thetas[ti]),
+                             DLV_OK);
+            assert_int_equal(dlv_rope_table_backward(fx->be, y, cos_t, sin_t, T, H, d), DLV_OK);
+            assert_memory_equal(y, x, n * sizeof *x);
+            free(x); free(y); free(cos_t); free(sin_t); free(ref);
         }
 }
 
@@ -1026,6 +1073,7 @@ static void test_threads_bitwise(void **state)
         cmocka_unit_test_prestate_setup_teardown(test_activations, setup, teardown,         \
                                                  prestate),                                 \
         cmocka_unit_test_prestate_setup_teardown(test_rope, setup, teardown, prestate),     \
+        cmocka_unit_test_prestate_setup_teardown(test_rope_table, setup, teardown, prestate), \
         cmocka_unit_test_prestate_setup_teardown(test_attention, setup, teardown, prestate), \
         cmocka_unit_test_prestate_setup_teardown(test_attention_large_scores, setup,        \
                                                  teardown, prestate),                       \

@@ -120,6 +120,39 @@ static void test_rope_errors(void **state)
     assert_memory_equal(before, x, sizeof before); /* nothing rotated */
 }
 
+static void test_rope_table_errors(void **state)
+{
+    dlv_backend *be = cpu(state);
+    float *x = buf_a, *c = buf_b, *s = buf_c; /* x [4, 2 * 8], tables [4, 4] */
+    assert_int_equal(dlv_rope_table(be, x, c, s, 4, 2, 8), DLV_OK);
+    assert_int_equal(dlv_rope_table(be, x, c, c, 4, 2, 8), DLV_OK); /* inputs may overlap */
+    EXPECT(dlv_rope_table(NULL, x, c, s, 4, 2, 8), DLV_E_INVALID_ARG,
+           "rope_table: backend is NULL");
+    EXPECT(dlv_rope_table(be, NULL, c, s, 4, 2, 8), DLV_E_INVALID_ARG,
+           "rope_table: x is NULL for a 256-byte tensor");
+    EXPECT(dlv_rope_table(be, x, NULL, s, 4, 2, 8), DLV_E_INVALID_ARG,
+           "rope_table: cos is NULL for a 64-byte tensor");
+    EXPECT(dlv_rope_table(be, x, c, NULL, 4, 2, 8), DLV_E_INVALID_ARG, "rope_table: sin is NULL");
+    EXPECT(dlv_rope_table(be, x, c, s, 4, 2, 7), DLV_E_INVALID_ARG,
+           "rope_table: head_dim 7 is not a positive even number");
+    EXPECT(dlv_rope_table(be, x, c, s, 4, 2, 0), DLV_E_INVALID_ARG, "head_dim 0");
+    EXPECT(dlv_rope_table(be, x, c, s, 4, 2, -2), DLV_E_INVALID_ARG, "head_dim -2");
+    EXPECT(dlv_rope_table(be, x, c, s, -4, 2, 8), DLV_E_INVALID_ARG, "n_tokens = -4");
+    EXPECT(dlv_rope_table(be, x, c, s, 4, -2, 8), DLV_E_INVALID_ARG, "n_heads = -2");
+    EXPECT(dlv_rope_table(be, x, c, s, INT64_MAX / 2, 2, 8), DLV_E_INVALID_ARG, "too large");
+    EXPECT(dlv_rope_table(be, x, c, s, 4, INT64_MAX / 4, 8), DLV_E_INVALID_ARG,
+           "a token row of");
+    /* x is rotated in place: a table inside it would be read half rotated. */
+    EXPECT(dlv_rope_table(be, x, x + 8, s, 4, 2, 8), DLV_E_INVALID_ARG,
+           "rope_table: x overlaps cos");
+    EXPECT(dlv_rope_table(be, x, c, x, 4, 2, 8), DLV_E_INVALID_ARG,
+           "rope_table: x overlaps sin");
+    EXPECT(dlv_rope_table(be, x + 4, c, x, 4, 2, 8), DLV_E_INVALID_ARG, "x overlaps sin");
+    /* Empty: nothing read, NULL allowed. */
+    assert_int_equal(dlv_rope_table(be, NULL, NULL, NULL, 0, 2, 8), DLV_OK);
+    assert_int_equal(dlv_rope_table(be, NULL, c, s, 4, 0, 8), DLV_OK);
+}
+
 static dlv_attention_args good_attention(void)
 {
     /* batch 2, 3 tokens, 4 heads / 2 kv heads of 4: q 96 floats, kv 48. */
@@ -283,6 +316,7 @@ static void test_missing_slots_unsupported(void **state)
     ops.embedding = NULL;
     ops.im2col_patches = NULL;
     ops.l2_normalize = NULL;
+    ops.rope_table = NULL;
     dlv_backend bare = {.ops = &ops, .device = 0};
     assert_false(DLV_BACKEND_HAS(&ops, attention));
     assert_true(DLV_BACKEND_HAS(&ops, matmul));
@@ -297,6 +331,9 @@ static void test_missing_slots_unsupported(void **state)
     EXPECT(dlv_rmsnorm(&bare, o, x, NULL, DLV_DTYPE_F32, 2, 4, 1e-5f), DLV_E_UNSUPPORTED,
            "op rmsnorm is not");
     EXPECT(dlv_rope(&bare, o, ids, 2, 1, 4, 1e4), DLV_E_UNSUPPORTED, "op rope is not");
+    EXPECT(dlv_rope_table(&bare, o, x, x, 2, 1, 4), DLV_E_UNSUPPORTED,
+           "op rope_table is not implemented on backend bare");
+    EXPECT(dlv_rope_table(&bare, o, x, x, 2, 1, 5), DLV_E_INVALID_ARG, "head_dim 5");
     EXPECT(dlv_attention(&bare, &a), DLV_E_UNSUPPORTED, "op attention is not");
     EXPECT(dlv_activation(&bare, DLV_OP_ACT_GELU_TANH, o, x, 4), DLV_E_UNSUPPORTED,
            "op gelu_tanh is not implemented on backend bare");
@@ -338,6 +375,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_add_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_norm_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rope_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rope_table_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attention_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_activation_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_embedding_errors, setup, teardown),

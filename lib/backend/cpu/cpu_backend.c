@@ -210,6 +210,8 @@ static const dlv_backend_ops cpu_ops = {
     .sum_squares = dlv_cpu_sum_squares,
     .add_layernorm = dlv_cpu_add_layernorm,
     .add_rmsnorm = dlv_cpu_add_rmsnorm,
+    .rope_table = dlv_cpu_rope_table,
+    .rope_table_backward = dlv_cpu_rope_table_backward,
 };
 
 dlv_status dlv_cpu_backend_create(const dlv_backend_config *cfg, dlv_backend **out)

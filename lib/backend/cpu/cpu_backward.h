@@ -23,6 +23,11 @@ dlv_status dlv_cpu_bias_backward(dlv_backend *be, float *dbias, const float *dou
 /* cpu_attention_bw.c */
 dlv_status dlv_cpu_attention_backward(dlv_backend *be, const dlv_attention_bw_args *args);
 
+/* cpu_rope_table.c */
+dlv_status dlv_cpu_rope_table_backward(dlv_backend *be, float *dx, const float *cos_tab,
+                                       const float *sin_tab, int64_t n_tokens, int64_t n_heads,
+                                       int64_t head_dim);
+
 /* cpu_backward.c */
 dlv_status dlv_cpu_rope_backward(dlv_backend *be, float *dx, const int32_t *positions,
                                  int64_t n_tokens, int64_t n_heads, int64_t head_dim,

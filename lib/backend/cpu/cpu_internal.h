@@ -154,6 +154,10 @@ dlv_status dlv_cpu_l2_normalize(dlv_backend *be, float *out, const float *inp, i
                                 int64_t cols);
 dlv_status dlv_cpu_rope(dlv_backend *be, float *x, const int32_t *positions, int64_t n_tokens,
                         int64_t n_heads, int64_t head_dim, double theta);
+/* cpu_rope_table.c */
+dlv_status dlv_cpu_rope_table(dlv_backend *be, float *x, const float *cos_tab,
+                              const float *sin_tab, int64_t n_tokens, int64_t n_heads,
+                              int64_t head_dim);
 /* The fused (flash-style) attention forward (cpu_flash.c). */
 dlv_status dlv_cpu_attention(dlv_backend *be, const dlv_attention_args *args);
 /* Row statistics of the normalisations (cpu_norm.c), accumulated in double

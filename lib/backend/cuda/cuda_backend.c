@@ -182,6 +182,8 @@ static const dlv_backend_ops cuda_ops_all = {
     .sum_squares = dlv_cuda_sum_squares,
     .add_layernorm = dlv_cuda_add_layernorm,
     .add_rmsnorm = dlv_cuda_add_rmsnorm,
+    .rope_table = dlv_cuda_rope_table,
+    .rope_table_backward = dlv_cuda_rope_table_backward,
 };
 
 static dlv_status cuda_device_count(const dlv_cuda_host *host, int *out)

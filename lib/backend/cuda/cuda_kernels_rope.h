@@ -24,6 +24,14 @@ cudaError_t dlv_cuk_rope(cudaStream_t s, float *x, const int32_t *positions, int
                          int64_t n_heads, int64_t head_dim, const float *inv_freq_host,
                          const float *inv_freq_dev, float sin_sign);
 
+/* In place on x [n_tokens, n_heads * head_dim]: the same rotation by the
+ * per-token tables cos_tab, sin_tab [n_tokens, head_dim / 2] (device
+ * memory, f32; the model builds the angles: M-RoPE, 2-D vision RoPE),
+ * sin_sign 1 (forward) or -1 (backward, R^T). */
+cudaError_t dlv_cuk_rope_table(cudaStream_t s, float *x, const float *cos_tab,
+                               const float *sin_tab, int64_t n_tokens, int64_t n_heads,
+                               int64_t head_dim, float sin_sign);
+
 DLV_CUK_END_DECLS
 
 #endif

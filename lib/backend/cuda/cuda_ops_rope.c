@@ -85,3 +85,34 @@ dlv_status dlv_cuda_rope_backward(dlv_backend *be, float *dx, const int32_t *pos
     return rope_run(be, "rope_backward", dx, positions, n_tokens, n_heads, head_dim, theta,
                     -1.0f);
 }
+
+/* The table-driven rotation: nothing to compute on the host and no index
+ * to check (the tables are values), so it only queues the kernel. */
+static dlv_status rope_table_run(dlv_backend *be, const char *op, float *x, const float *cos_tab,
+                                 const float *sin_tab, int64_t n_tokens, int64_t n_heads,
+                                 int64_t head_dim, float sin_sign)
+{
+    const cuda_backend *cu = as_cuda(be);
+    if (n_tokens == 0 || n_heads == 0) return DLV_OK;
+    dlv_status st = dlv_cuda_op_begin(cu);
+    if (st != DLV_OK) return st;
+    return dlv_cuda_queued(cu, dlv_cuk_rope_table(cu->stream, x, cos_tab, sin_tab, n_tokens,
+                                                  n_heads, head_dim, sin_sign),
+                           op);
+}
+
+dlv_status dlv_cuda_rope_table(dlv_backend *be, float *x, const float *cos_tab,
+                               const float *sin_tab, int64_t n_tokens, int64_t n_heads,
+                               int64_t head_dim)
+{
+    return rope_table_run(be, "rope_table", x, cos_tab, sin_tab, n_tokens, n_heads, head_dim,
+                          1.0f);
+}
+
+dlv_status dlv_cuda_rope_table_backward(dlv_backend *be, float *dx, const float *cos_tab,
+                                        const float *sin_tab, int64_t n_tokens, int64_t n_heads,
+                                        int64_t head_dim)
+{
+    return rope_table_run(be, "rope_table_backward", dx, cos_tab, sin_tab, n_tokens, n_heads,
+                          head_dim, -1.0f);
+}

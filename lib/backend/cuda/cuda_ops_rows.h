@@ -39,12 +39,18 @@ dlv_status dlv_cuda_embedding(dlv_backend *be, float *out, const void *table,
 dlv_status dlv_cuda_im2col_patches(dlv_backend *be, float *out, const float *pixels, int64_t c,
                                    int64_t h, int64_t w, int64_t patch);
 
-/* cuda_ops_rope.c: RoPE and its backward */
+/* cuda_ops_rope.c: RoPE and its backward, from theta or from cos/sin tables */
 dlv_status dlv_cuda_rope(dlv_backend *be, float *x, const int32_t *positions, int64_t n_tokens,
                          int64_t n_heads, int64_t head_dim, double theta);
 dlv_status dlv_cuda_rope_backward(dlv_backend *be, float *dx, const int32_t *positions,
                                   int64_t n_tokens, int64_t n_heads, int64_t head_dim,
                                   double theta);
+dlv_status dlv_cuda_rope_table(dlv_backend *be, float *x, const float *cos_tab,
+                               const float *sin_tab, int64_t n_tokens, int64_t n_heads,
+                               int64_t head_dim);
+dlv_status dlv_cuda_rope_table_backward(dlv_backend *be, float *dx, const float *cos_tab,
+                                        const float *sin_tab, int64_t n_tokens, int64_t n_heads,
+                                        int64_t head_dim);
 
 /* cuda_ops_backward.c: backward ops and the loss */
 dlv_status dlv_cuda_rmsnorm_backward(dlv_backend *be, float *dinp, float *dweight,

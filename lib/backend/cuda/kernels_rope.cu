@@ -44,7 +44,41 @@ __global__ void __launch_bounds__(kBlock)
     }
 }
 
+/* The table-driven rotation (cpu/cpu_rope_table.c): the same per-(token,
+ * pair) work with the angle's cosine and sine read from the tables instead
+ * of computed, so it matches the CPU exactly (no sincosf involved). */
+__global__ void __launch_bounds__(kBlock)
+    rope_table_kernel(float *x, const float *cos_tab, const float *sin_tab, int64_t n_tokens,
+                      int64_t n_heads, int64_t d, float sin_sign)
+{
+    const int64_t half = d / 2, items = n_tokens * half;
+    for (int64_t it = gs_begin(); it < items; it += gs_stride()) {
+        const int64_t t = it / half;
+        const float cs = cos_tab[it], sv = sin_sign * sin_tab[it];
+        float *row = x + t * n_heads * d;
+        const int64_t i = it % half;
+        for (int64_t h = 0; h < n_heads; h++) {
+            float *xh = row + h * d;
+            const float x1 = xh[i], x2 = xh[i + half];
+            /* Written as two roundings each (no fma), as the CPU's f32
+             * expression: -fmad=false is not set module-wide, so the
+             * intrinsics spell the products and the sum out. */
+            xh[i] = __fadd_rn(__fmul_rn(x1, cs), __fmul_rn(-x2, sv));
+            xh[i + half] = __fadd_rn(__fmul_rn(x2, cs), __fmul_rn(x1, sv));
+        }
+    }
+}
+
 } // namespace
+
+extern "C" cudaError_t dlv_cuk_rope_table(cudaStream_t s, float *x, const float *cos_tab,
+                                          const float *sin_tab, int64_t n_tokens,
+                                          int64_t n_heads, int64_t head_dim, float sin_sign)
+{
+    rope_table_kernel<<<grid_for(n_tokens * (head_dim / 2), kBlock), kBlock, 0, s>>>(
+        x, cos_tab, sin_tab, n_tokens, n_heads, head_dim, sin_sign);
+    return cudaGetLastError();
+}
 
 extern "C" cudaError_t dlv_cuk_rope(cudaStream_t s, float *x, const int32_t *positions,
                                     int64_t n_tokens, int64_t n_heads, int64_t head_dim,

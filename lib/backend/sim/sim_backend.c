@@ -222,6 +222,17 @@ static dlv_status sim_rope(dlv_backend *be, float *x, const int32_t *positions,
     return inner(be)->ops->rope(inner(be), x, positions, n_tokens, n_heads, head_dim, theta);
 }
 
+static dlv_status sim_rope_table(dlv_backend *be, float *x, const float *cos,
+                                 const float *sin, int64_t n_tokens, int64_t n_heads,
+                                 int64_t head_dim)
+{
+    UNTAG("rope_table", x);
+    UNTAG("rope_table", cos);
+    UNTAG("rope_table", sin);
+    return inner(be)->ops->rope_table(inner(be), x, cos, sin, n_tokens, n_heads,
+                                      head_dim);
+}
+
 static dlv_status sim_attention(dlv_backend *be, const dlv_attention_args *args)
 {
     dlv_attention_args a = *args;
@@ -324,6 +335,17 @@ static dlv_status sim_rope_backward(dlv_backend *be, float *dx, const int32_t *p
     UNTAG("rope_backward", positions);
     return inner(be)->ops->rope_backward(inner(be), dx, positions, n_tokens, n_heads, head_dim,
                                          theta);
+}
+
+static dlv_status sim_rope_table_backward(dlv_backend *be, float *dx, const float *cos,
+                                          const float *sin, int64_t n_tokens,
+                                          int64_t n_heads, int64_t head_dim)
+{
+    UNTAG("rope_table_backward", dx);
+    UNTAG("rope_table_backward", cos);
+    UNTAG("rope_table_backward", sin);
+    return inner(be)->ops->rope_table_backward(inner(be), dx, cos, sin, n_tokens,
+                                               n_heads, head_dim);
 }
 
 static dlv_status sim_attention_backward(dlv_backend *be, const dlv_attention_bw_args *args)
@@ -486,6 +508,8 @@ static const dlv_backend_ops sim_ops = {
     .sum_squares = sim_sum_squares,
     .add_layernorm = sim_add_layernorm,
     .add_rmsnorm = sim_add_rmsnorm,
+    .rope_table = sim_rope_table,
+    .rope_table_backward = sim_rope_table_backward,
 };
 
 dlv_status dlv_sim_backend_create(const dlv_backend_config *cfg, dlv_backend **out)
