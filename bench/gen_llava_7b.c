@@ -23,9 +23,16 @@
  * 1 + uniform [-0.02, 0.02], from a xorshift generator seeded by the tensor
  * name (deterministic), rounded to bf16 (nearest even).
  *
- * Usage: gen_llava_7b OUT_DIR [--single] [--tokenizer-dir DIR]
- *   (default tokenizer dir: ../shared/assets/tokenizers/llama2, relative to
- *   the current directory, i.e. the repository root) */
+ * With --next it writes llava-hf/llava-v1.6-mistral-7b-hf's shapes instead
+ * (LlavaNextForConditionalGeneration: the same tower and projector, the
+ * Mistral-7B decoder with 8 KV heads and an intermediate size of 14336,
+ * image_newline, the five grid pinpoints; 7,566,747,648 parameters) with a
+ * LlavaNextImageProcessor config and, by default, the Mistral tokenizer.
+ *
+ * Usage: gen_llava_7b OUT_DIR [--single] [--next] [--tokenizer-dir DIR]
+ *   (default tokenizer dir: ../shared/assets/tokenizers/llama2, or
+ *   .../mistral with --next, relative to the current directory, i.e. the
+ *   repository root) */
 #ifndef _GNU_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -43,9 +50,14 @@
 /* llava-1.5-7b shapes (config.json below gives the same through defaults). */
 enum {
     V_HIDDEN = 1024, V_INTER = 4096, V_LAYERS = 24, V_PATCH = 14, V_IMAGE = 336,
-    T_HIDDEN = 4096, T_INTER = 11008, T_LAYERS = 32, T_HEADS = 32, T_KV = 32,
-    T_VOCAB = 32064
+    T_HIDDEN = 4096, T_LAYERS = 32, T_HEADS = 32, T_VOCAB = 32064
 };
+
+/* What differs between the two decoders (Vicuna-7B, Mistral-7B). */
+typedef struct text_shape {
+    uint64_t inter, kv;
+    int next; /* LLaVA-NeXT: image_newline too */
+} text_shape;
 
 #define SHARD_LIMIT 5000000000ull /* save_pretrained's "5GB" (decimal) */
 
@@ -87,6 +99,71 @@ static const char config_json[] =
     "  \"vision_feature_layer\": -2,\n"
     "  \"vision_feature_select_strategy\": \"default\",\n"
     "  \"vocab_size\": 32064\n"
+    "}\n";
+
+/* llava-v1.6-mistral-7b-hf's config.json (its fields; torch_dtype bfloat16). */
+static const char next_config_json[] =
+    "{\n"
+    "  \"architectures\": [\n"
+    "    \"LlavaNextForConditionalGeneration\"\n"
+    "  ],\n"
+    "  \"ignore_index\": -100,\n"
+    "  \"image_grid_pinpoints\": [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]],\n"
+    "  \"image_token_index\": 32000,\n"
+    "  \"model_type\": \"llava_next\",\n"
+    "  \"projector_hidden_act\": \"gelu\",\n"
+    "  \"text_config\": {\n"
+    "    \"_name_or_path\": \"mistralai/Mistral-7B-Instruct-v0.2\",\n"
+    "    \"architectures\": [\n"
+    "      \"MistralForCausalLM\"\n"
+    "    ],\n"
+    "    \"intermediate_size\": 14336,\n"
+    "    \"max_position_embeddings\": 32768,\n"
+    "    \"model_type\": \"mistral\",\n"
+    "    \"num_key_value_heads\": 8,\n"
+    "    \"rms_norm_eps\": 1e-05,\n"
+    "    \"rope_theta\": 1000000.0,\n"
+    "    \"sliding_window\": null,\n"
+    "    \"torch_dtype\": \"bfloat16\",\n"
+    "    \"vocab_size\": 32064\n"
+    "  },\n"
+    "  \"tie_word_embeddings\": false,\n"
+    "  \"torch_dtype\": \"bfloat16\",\n"
+    "  \"transformers_version\": \"4.39.0.dev0\",\n"
+    "  \"use_image_newline_parameter\": true,\n"
+    "  \"vision_config\": {\n"
+    "    \"hidden_size\": 1024,\n"
+    "    \"image_size\": 336,\n"
+    "    \"intermediate_size\": 4096,\n"
+    "    \"model_type\": \"clip_vision_model\",\n"
+    "    \"num_attention_heads\": 16,\n"
+    "    \"num_hidden_layers\": 24,\n"
+    "    \"patch_size\": 14,\n"
+    "    \"projection_dim\": 768,\n"
+    "    \"vocab_size\": 32000\n"
+    "  },\n"
+    "  \"vision_feature_layer\": -2,\n"
+    "  \"vision_feature_select_strategy\": \"default\",\n"
+    "  \"vocab_size\": 32064\n"
+    "}\n";
+
+static const char next_preproc_json[] =
+    "{\n"
+    "  \"crop_size\": {\"height\": 336, \"width\": 336},\n"
+    "  \"do_center_crop\": true,\n"
+    "  \"do_convert_rgb\": true,\n"
+    "  \"do_normalize\": true,\n"
+    "  \"do_pad\": true,\n"
+    "  \"do_rescale\": true,\n"
+    "  \"do_resize\": true,\n"
+    "  \"image_grid_pinpoints\": [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]],\n"
+    "  \"image_mean\": [0.48145466, 0.4578275, 0.40821073],\n"
+    "  \"image_processor_type\": \"LlavaNextImageProcessor\",\n"
+    "  \"image_std\": [0.26862954, 0.26130258, 0.27577711],\n"
+    "  \"processor_class\": \"LlavaNextProcessor\",\n"
+    "  \"resample\": 3,\n"
+    "  \"rescale_factor\": 0.00392156862745098,\n"
+    "  \"size\": {\"shortest_edge\": 336}\n"
     "}\n";
 
 static const char preproc_json[] =
@@ -148,7 +225,7 @@ static void add(const char *name, int ndim, uint64_t d0, uint64_t d1, uint64_t d
  * tower, projector, language model), as tests/gen_tiny_checkpoint.py's
  * tensor_specs() for clip + llama, without CLIP's position_ids buffer
  * (not persistent since transformers 4.31, so not in the published files). */
-static void build_specs(void)
+static void build_specs(const text_shape *ts)
 {
     char b[96];
     const char *v = "vision_tower.vision_model.";
@@ -197,9 +274,10 @@ static void build_specs(void)
     add("multi_modal_projector.linear_1.bias", 1, T_HIDDEN, 0, 0, 0);
     add("multi_modal_projector.linear_2.weight", 2, T_HIDDEN, T_HIDDEN, 0, 0);
     add("multi_modal_projector.linear_2.bias", 1, T_HIDDEN, 0, 0, 0);
+    if (ts->next) add("image_newline", 1, T_HIDDEN, 0, 0, 0);
 
     const char *l = "language_model.model.";
-    const uint64_t hd = T_HIDDEN / T_HEADS, q = T_HEADS * hd, kv = T_KV * hd;
+    const uint64_t hd = T_HIDDEN / T_HEADS, q = T_HEADS * hd, kv = ts->kv * hd;
     snprintf(b, sizeof b, "%sembed_tokens.weight", l);
     add(b, 2, T_VOCAB, T_HIDDEN, 0, 0);
     for (int i = 0; i < T_LAYERS; i++) {
@@ -212,11 +290,11 @@ static void build_specs(void)
         snprintf(b, sizeof b, "%slayers.%d.self_attn.o_proj.weight", l, i);
         add(b, 2, T_HIDDEN, q, 0, 0);
         snprintf(b, sizeof b, "%slayers.%d.mlp.gate_proj.weight", l, i);
-        add(b, 2, T_INTER, T_HIDDEN, 0, 0);
+        add(b, 2, ts->inter, T_HIDDEN, 0, 0);
         snprintf(b, sizeof b, "%slayers.%d.mlp.up_proj.weight", l, i);
-        add(b, 2, T_INTER, T_HIDDEN, 0, 0);
+        add(b, 2, ts->inter, T_HIDDEN, 0, 0);
         snprintf(b, sizeof b, "%slayers.%d.mlp.down_proj.weight", l, i);
-        add(b, 2, T_HIDDEN, T_INTER, 0, 0);
+        add(b, 2, T_HIDDEN, ts->inter, 0, 0);
         snprintf(b, sizeof b, "%slayers.%d.input_layernorm.weight", l, i);
         add(b, 1, T_HIDDEN, 0, 0, 0);
         snprintf(b, sizeof b, "%slayers.%d.post_attention_layernorm.weight", l, i);
@@ -400,26 +478,31 @@ static double now_s(void)
 
 int main(int argc, char **argv)
 {
-    const char *dir = NULL, *tok = "../shared/assets/tokenizers/llama2";
+    const char *dir = NULL, *tok = NULL;
     int single = 0;
+    text_shape ts = {11008, 32, 0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--single")) single = 1;
+        else if (!strcmp(argv[i], "--next")) ts = (text_shape){14336, 8, 1};
         else if (!strcmp(argv[i], "--tokenizer-dir") && i + 1 < argc) tok = argv[++i];
         else if (argv[i][0] != '-' && !dir) dir = argv[i];
         else {
-            fprintf(stderr, "usage: gen_llava_7b OUT_DIR [--single] [--tokenizer-dir DIR]\n");
+            fprintf(stderr, "usage: gen_llava_7b OUT_DIR [--single] [--next] "
+                            "[--tokenizer-dir DIR]\n");
             return 2;
         }
     }
     if (!dir) {
-        fprintf(stderr, "usage: gen_llava_7b OUT_DIR [--single] [--tokenizer-dir DIR]\n");
+        fprintf(stderr, "usage: gen_llava_7b OUT_DIR [--single] [--next] [--tokenizer-dir DIR]\n");
         return 2;
     }
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "gen_llava_7b: cannot create %s: %s\n", dir, strerror(errno));
         return 1;
     }
-    build_specs();
+    if (!tok) tok = ts.next ? "../shared/assets/tokenizers/mistral"
+                            : "../shared/assets/tokenizers/llama2";
+    build_specs(&ts);
 
     /* Shards as save_pretrained cuts them: a new shard when the next tensor
      * would take the current one past the limit. */
@@ -474,9 +557,9 @@ int main(int argc, char **argv)
     }
     free(idx.p);
     snprintf(path, sizeof path, "%s/config.json", dir);
-    rc |= write_text(path, config_json);
+    rc |= write_text(path, ts.next ? next_config_json : config_json);
     snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
-    rc |= write_text(path, preproc_json);
+    rc |= write_text(path, ts.next ? next_preproc_json : preproc_json);
     static const char *tok_files[] = {"tokenizer.json", "tokenizer_config.json"};
     for (int i = 0; i < 2; i++) {
         snprintf(from, sizeof from, "%s/%s", tok, tok_files[i]);
