@@ -174,6 +174,19 @@ static inline dlv_status check_attention_shape(const char *op, int64_t batch, in
     return DLV_OK;
 }
 
+/* What every rotary op requires: counts >= 0, head_dim positive and even. */
+static inline dlv_status check_rope_heads(const char *op, int64_t n_tokens, int64_t n_heads,
+                                          int64_t head_dim)
+{
+    dlv_status st;
+    if ((st = check_count(op, "n_tokens", n_tokens)) || (st = check_count(op, "n_heads", n_heads)))
+        return st;
+    if (head_dim <= 0 || head_dim % 2 != 0)
+        return dlv_error(DLV_E_INVALID_ARG, "%s: head_dim %lld is not a positive even number",
+                         op, (long long)head_dim);
+    return DLV_OK;
+}
+
 /* The shape rules of dlv_rope and dlv_rope_backward: bytes of x
  * [n_tokens, n_heads * head_dim] and of positions [n_tokens]. */
 static inline dlv_status check_rope_shape(const char *op, const char *x_name, int64_t n_tokens,
@@ -182,11 +195,7 @@ static inline dlv_status check_rope_shape(const char *op, const char *x_name, in
 {
     *x_bytes = *pos_bytes = 0;
     dlv_status st;
-    if ((st = check_count(op, "n_tokens", n_tokens)) || (st = check_count(op, "n_heads", n_heads)))
-        return st;
-    if (head_dim <= 0 || head_dim % 2 != 0)
-        return dlv_error(DLV_E_INVALID_ARG, "%s: head_dim %lld is not a positive even number",
-                         op, (long long)head_dim);
+    if ((st = check_rope_heads(op, n_tokens, n_heads, head_dim))) return st;
     if (!(theta > 0.0) || !isfinite(theta) || !isfinite((float)theta))
         return dlv_error(DLV_E_INVALID_ARG, "%s: theta %g is not a finite value > 0", op, theta);
     size_t row_bytes;
@@ -207,11 +216,7 @@ static inline dlv_status check_rope_table(const char *op, const char *x_name, co
                                           int64_t n_heads, int64_t head_dim)
 {
     dlv_status st;
-    if ((st = check_count(op, "n_tokens", n_tokens)) || (st = check_count(op, "n_heads", n_heads)))
-        return st;
-    if (head_dim <= 0 || head_dim % 2 != 0)
-        return dlv_error(DLV_E_INVALID_ARG, "%s: head_dim %lld is not a positive even number",
-                         op, (long long)head_dim);
+    if ((st = check_rope_heads(op, n_tokens, n_heads, head_dim))) return st;
     size_t row_bytes, x_bytes, table_bytes;
     if ((st = check_bytes(op, "a token row", n_heads, head_dim, sizeof(float), &row_bytes)) ||
         (st = check_bytes(op, x_name, n_tokens, (int64_t)(row_bytes / sizeof(float)),

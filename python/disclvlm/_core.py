@@ -352,6 +352,14 @@ class Model(_Owner):
         finally:
             _lib.dlv_preprocess_options_free(opts)
 
+    def check_image(self, image: "ImageLike") -> None:
+        """Raises the error encoding `image` would raise (it cannot be read,
+        is not a PNG or JPEG, is too large, ...); returns None when the
+        model can encode it. Nothing is kept (dlv_image_check)."""
+        ptr = self._ptr()
+        with _Images([image]) as im:
+            check(_lib.dlv_image_check(ptr, im.handles[0], None))
+
     # Conveniences on a built-in session, serialized by a lock.
 
     def _default_session(self) -> "Session":

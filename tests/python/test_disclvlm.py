@@ -256,6 +256,18 @@ def test_bad_images(session, tmp_path):
         session.encode_image([np.zeros((8, 8, 3), np.uint8), 42])
 
 
+def test_check_image(model, images, tmp_path):
+    paths, arrays = images
+    assert model.check_image(paths[0]) is None
+    assert model.check_image(arrays[1]) is None
+    with pytest.raises(disclvlm.DisclvlmIOError, match="/nonexistent.png"):
+        model.check_image("/nonexistent.png")
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.raises(disclvlm.DisclvlmError, match="junk.png"):
+        model.check_image(str(junk))
+
+
 def test_bad_texts_and_scores(session):
     with pytest.raises(disclvlm.InvalidArgumentError, match="NUL"):
         session.encode_text(["ok", "a\0b"])

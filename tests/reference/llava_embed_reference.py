@@ -277,8 +277,8 @@ def classic_copy(new_dir, out_dir):
         shutil.copy(os.path.join(new_dir, fn), out_dir)
 
 
-def load_model(model_dir):
-    model, info = LlavaForConditionalGeneration.from_pretrained(
+def load_model(model_dir, cls=LlavaForConditionalGeneration):
+    model, info = cls.from_pretrained(
         model_dir, torch_dtype=torch.float32, attn_implementation="eager",
         output_loading_info=True)
     if info["missing_keys"] or info["mismatched_keys"] or info["unexpected_keys"]:

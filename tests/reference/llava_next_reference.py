@@ -84,13 +84,7 @@ VARIANTS = {
 
 
 def load_model(model_dir):
-    model, info = LlavaNextForConditionalGeneration.from_pretrained(
-        model_dir, torch_dtype=torch.float32, attn_implementation="eager",
-        output_loading_info=True)
-    if info["missing_keys"] or info["mismatched_keys"] or info["unexpected_keys"]:
-        raise SystemExit("%s: not all weights loaded: %s" % (model_dir, info))
-    model.eval()
-    return model
+    return ref.load_model(model_dir, LlavaNextForConditionalGeneration)
 
 
 def run(name, args, tmp, image_paths):
