@@ -135,6 +135,12 @@ static dlv_status layer_forward(dlv_backend *be, const dlv_encoder_tape *t,
         (st = lin_fw(be, t, A->k, A->h1, &w->lin[DLV_ENC_K])) ||
         (st = lin_fw(be, t, A->v, A->h1, &w->lin[DLV_ENC_V])))
         return dlv_error_prefix(st, "self_attn q/k/v");
+    if (d->rope_cos) {
+        const int64_t hd = d->hidden / d->n_heads;
+        if ((st = dlv_rope_table(be, A->q, d->rope_cos, d->rope_sin, R, d->n_heads, hd)) ||
+            (st = dlv_rope_table(be, A->k, d->rope_cos, d->rope_sin, R, d->n_heads, hd)))
+            return dlv_error_prefix(st, "self_attn rotary");
+    }
     dlv_attention_args aa = attention_args(t, A);
     if ((st = dlv_attention(be, &aa))) return dlv_error_prefix(st, "self_attn");
     if ((st = lin_fw(be, t, t->o, A->a, &w->lin[DLV_ENC_O])))
@@ -165,6 +171,9 @@ dlv_status dlv_encoder_forward(dlv_backend *be, const dlv_encoder_dims *d,
     if (d->n_heads < 1 || d->hidden % d->n_heads)
         return dlv_error(DLV_E_INVALID_ARG, "encoder forward: hidden %lld is not a multiple of "
                          "%lld heads", (long long)d->hidden, (long long)d->n_heads);
+    if (!d->rope_cos != !d->rope_sin)
+        return dlv_error(DLV_E_INVALID_ARG, "encoder forward: rope_%s is NULL but rope_%s is "
+                         "not", d->rope_cos ? "sin" : "cos", d->rope_cos ? "cos" : "sin");
     if (n > INT32_MAX / S)
         return dlv_error(DLV_E_INVALID_ARG, "encoder forward: %lld x %lld rows is too many",
                          (long long)n, (long long)S);
@@ -270,6 +279,16 @@ static dlv_status layer_backward(dlv_backend *be, const dlv_encoder_tape *t,
         .head_dim = f.head_dim, .scale = f.scale, .causal = f.causal,
     };
     if ((st = dlv_attention_backward(be, &ab))) return dlv_error_prefix(st, "self_attn");
+    if (d->rope_cos) {
+        /* The tape holds the rotated q and k; the projections' gradients
+         * need the rotation undone. */
+        const int64_t hd = D / d->n_heads;
+        if ((st = dlv_rope_table_backward(be, gr->dq, d->rope_cos, d->rope_sin, R, d->n_heads,
+                                          hd)) ||
+            (st = dlv_rope_table_backward(be, gr->dk, d->rope_cos, d->rope_sin, R, d->n_heads,
+                                          hd)))
+            return dlv_error_prefix(st, "self_attn rotary");
+    }
     if ((st = lin_bw(be, t, gr->dh, 0.0f, gr->dq, A->h1, &w->lin[DLV_ENC_Q], GLIN(DLV_ENC_Q))) ||
         (st = lin_bw(be, t, gr->dh, 1.0f, gr->dk, A->h1, &w->lin[DLV_ENC_K], GLIN(DLV_ENC_K))) ||
         (st = lin_bw(be, t, gr->dh, 1.0f, gr->dv, A->h1, &w->lin[DLV_ENC_V], GLIN(DLV_ENC_V))))

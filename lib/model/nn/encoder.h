@@ -5,6 +5,7 @@
  *
  * Per layer, with n sequences of S rows each (R = n S):
  *   h1 = layernorm(x, ln1);   q, k, v = linear(h1)
+ *   q, k = rope(q), rope(k)   (only with rotary tables: Qwen2-VL's tower)
  *   a  = attention(q, k, v)   (scale head_dim^-0.5; causal and masked
  *                              padded keys for text)
  *   x2 = x + linear_o(a);     h2 = layernorm(x2, ln2)
@@ -42,6 +43,13 @@ typedef struct dlv_encoder_dims {
     dlv_op_act act;       /* the MLP's activation */
     int causal;           /* CLIP's text tower */
     int per_sequence;     /* GEMMs per sequence (see above) */
+    /* Rotary tables (dlv_rope_table) applied to q and k after their
+     * projections, device f32 [n * S, head_dim / 2] each, or both NULL:
+     * no rotary (CLIP, SigLIP). Qwen2-VL's vision tower gives each patch
+     * its 2-D angles (model/nn/rope_tables.h). Per-call data rather than a
+     * shape, kept by the tape like key_mask: they must stay unchanged until
+     * the backward. */
+    const float *rope_cos, *rope_sin;
 } dlv_encoder_dims;
 
 typedef struct dlv_encoder_tape dlv_encoder_tape;
