@@ -5,7 +5,8 @@
  *
  * Per layer, with n = batch * len token rows:
  *   x1    = rmsnorm(h_in, ln1)
- *   q,k,v = linear(x1) (+ biases, + LoRA); q, k rotated (RoPE, rotate-half)
+ *   q,k,v = linear(x1) (+ biases, + LoRA); q, k rotated (RoPE, rotate-half;
+ *           by the token's position, or by caller tables: M-RoPE)
  *   att   = attention(q, k, v)        causal, padded keys masked, GQA,
  *                                     scale head_dim^-0.5
  *   h_mid = h_in + linear_o(att)
