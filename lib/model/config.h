@@ -83,6 +83,50 @@ dlv_status dlv_llava_config_load(const char *path, dlv_llava_config *out);
 dlv_status dlv_llava_config_parse(const char *json, size_t len, const char *label,
                                   dlv_llava_config *out);
 
+/* ---- Qwen2-VL (model_type "qwen2_vl"; model/config_qwen2vl.c) ----------
+ * Qwen2VLConfig of transformers 4.46.3: the language model's fields at the
+ * top level, the vision tower's under vision_config. Not loadable as a model
+ * yet (dlv_llava_config_parse still refuses it); this is its parser. */
+
+/* Qwen2VLVisionConfig. */
+typedef struct dlv_qwen2vl_vision_config {
+    int64_t depth;               /* blocks */
+    int64_t embed_dim;           /* the blocks' width */
+    int64_t hidden_size;         /* the merger's output: the language model's width */
+    double mlp_ratio;
+    int64_t mlp_dim;             /* int(embed_dim * mlp_ratio), VisionMlp's width */
+    int64_t num_heads;
+    int64_t in_channels;
+    int64_t patch_size;
+    int64_t spatial_merge_size;
+    int64_t temporal_patch_size;
+    dlv_act hidden_act;
+} dlv_qwen2vl_vision_config;
+
+typedef struct dlv_qwen2vl_config {
+    char architecture[64];       /* architectures[0], "" if absent */
+    char torch_dtype[16];        /* "" if absent */
+    /* The language model as a Qwen2 decoder (kind DLV_TEXT_QWEN2: q/k/v
+     * biases; head_dim = hidden_size / num_attention_heads). M-RoPE uses the
+     * default frequencies, so has_rope_scaling is 0. */
+    dlv_text_config text;
+    int64_t mrope_section[3];    /* rope_scaling.mrope_section; sums to head_dim / 2 */
+    dlv_qwen2vl_vision_config vision;
+    int64_t image_token_id, vision_start_token_id, vision_end_token_id; /* in the vocabulary */
+    int64_t video_token_id;      /* -1 if absent */
+} dlv_qwen2vl_config;
+
+/* Parses a Qwen2-VL config.json (text, label for messages) or the file at
+ * path. Absent fields take Qwen2VLConfig / Qwen2VLVisionConfig's defaults,
+ * except those without one there: image_token_id, vision_start_token_id,
+ * vision_end_token_id and rope_scaling.mrope_section are required.
+ * DLV_E_FORMAT names the field for a wrong type or an out-of-range value;
+ * DLV_E_UNSUPPORTED for settings this library cannot run. On failure *out
+ * is zeroed. */
+dlv_status dlv_qwen2vl_config_parse(const char *json, size_t len, const char *label,
+                                    dlv_qwen2vl_config *out);
+dlv_status dlv_qwen2vl_config_load(const char *path, dlv_qwen2vl_config *out);
+
 const char *dlv_vision_kind_name(dlv_vision_kind k);  /* "clip_vision_model" */
 const char *dlv_text_kind_name(dlv_text_kind k);      /* "llama" */
 const char *dlv_act_name(dlv_act a);

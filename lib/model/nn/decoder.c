@@ -19,6 +19,7 @@ struct dlv_decoder_tape {
     int32_t *lengths;      /* [batch], host */
     dlv_buffer positions;  /* [n] int32 */
     dlv_buffer mask;       /* [n] uint8 */
+    dlv_decoder_rope rope; /* the caller's tables; cos NULL: positions */
     dlv_buffer store;      /* the saved activations */
     acts *layers;          /* [n_layers]: all fields, or h_in only (recompute) */
     float *h_last;         /* the final norm's input [n, hidden] */
@@ -196,9 +197,15 @@ static dlv_status layer_forward(dlv_backend *be, const dlv_decoder_tape *t,
         (st = dlv_linear_forward(be, A->k, A->x1, n, &w->lin[DLV_DEC_K], LORA(DLV_DEC_K), lt)) ||
         (st = dlv_linear_forward(be, A->v, A->x1, n, &w->lin[DLV_DEC_V], LORA(DLV_DEC_V), lt)))
         return dlv_error_prefix(st, "self_attn q/k/v");
-    if ((st = dlv_rope(be, A->q, pos, n, d->n_heads, d->head_dim, d->theta)) ||
-        (st = dlv_rope(be, A->k, pos, n, d->n_kv_heads, d->head_dim, d->theta)))
+    const float *cs = t->rope.cos, *sn = t->rope.sin;
+    if (cs) {
+        if ((st = dlv_rope_table(be, A->q, cs, sn, n, d->n_heads, d->head_dim)) ||
+            (st = dlv_rope_table(be, A->k, cs, sn, n, d->n_kv_heads, d->head_dim)))
+            return dlv_error_prefix(st, "rope (tables)");
+    } else if ((st = dlv_rope(be, A->q, pos, n, d->n_heads, d->head_dim, d->theta)) ||
+               (st = dlv_rope(be, A->k, pos, n, d->n_kv_heads, d->head_dim, d->theta))) {
         return dlv_error_prefix(st, "rope");
+    }
     /* HF's eager attention: softmax(q k^T / sqrt(head_dim) + causal and
      * padding mask) v, with k/v heads repeated (repeat_kv) for GQA. */
     dlv_attention_args aa = attention_args(t, A);
@@ -265,12 +272,27 @@ dlv_status dlv_decoder_forward(dlv_backend *be, const dlv_decoder_dims *d,
                                int64_t len, int recompute, dlv_decoder_tape **tape,
                                float *hidden, float *trace)
 {
+    return dlv_decoder_forward_rope(be, d, w, lora, NULL, x, lengths, batch, len, recompute,
+                                    tape, hidden, trace);
+}
+
+dlv_status dlv_decoder_forward_rope(dlv_backend *be, const dlv_decoder_dims *d,
+                                    const dlv_decoder_w *w, const dlv_decoder_lora *lora,
+                                    const dlv_decoder_rope *rope, const float *x,
+                                    const int32_t *lengths, int64_t batch, int64_t len,
+                                    int recompute, dlv_decoder_tape **tape, float *hidden,
+                                    float *trace)
+{
     if (tape) *tape = NULL;
     dlv_status st = check_forward(be, d, w, lora, x, lengths, batch, len, hidden);
     if (st) return st;
+    if (rope && (!rope->cos || !rope->sin))
+        return dlv_error(DLV_E_INVALID_ARG, "decoder forward: rope tables: %s is NULL",
+                         rope->cos ? "sin" : "cos");
     dlv_decoder_tape *t = calloc(1, sizeof *t);
     if (!t) return dlv_error_nomem("decoder tape", sizeof *t);
     t->d = *d;
+    if (rope) t->rope = *rope;
     t->n_layers = w->n_layers;
     t->batch = batch;
     t->len = len;
@@ -395,9 +417,18 @@ static dlv_status layer_backward(dlv_backend *be, const dlv_decoder_tape *t,
     };
     if ((st = dlv_attention_backward(be, &ab))) return dlv_error_prefix(st, "self_attn");
     const int32_t *pos = dlv_buffer_ptr(&t->positions);
-    if ((st = dlv_rope_backward(be, P(s->dq), pos, n, d->n_heads, d->head_dim, d->theta)) ||
-        (st = dlv_rope_backward(be, P(s->dk), pos, n, d->n_kv_heads, d->head_dim, d->theta)))
+    const float *cs = t->rope.cos, *sn = t->rope.sin;
+    if (cs) {
+        if ((st = dlv_rope_table_backward(be, P(s->dq), cs, sn, n, d->n_heads, d->head_dim)) ||
+            (st = dlv_rope_table_backward(be, P(s->dk), cs, sn, n, d->n_kv_heads,
+                                          d->head_dim)))
+            return dlv_error_prefix(st, "rope (tables)");
+    } else if ((st = dlv_rope_backward(be, P(s->dq), pos, n, d->n_heads, d->head_dim,
+                                       d->theta)) ||
+               (st = dlv_rope_backward(be, P(s->dk), pos, n, d->n_kv_heads, d->head_dim,
+                                       d->theta))) {
         return dlv_error_prefix(st, "rope");
+    }
     if ((st = dlv_linear_backward(be, dx, 0.0f, P(s->dq), A->x1, n, &w->lin[DLV_DEC_Q],
                                   GLIN(DLV_DEC_Q), LORA(DLV_DEC_Q), GLORA(DLV_DEC_Q), lt, lu)) ||
         (st = dlv_linear_backward(be, dx, 1.0f, P(s->dk), A->x1, n, &w->lin[DLV_DEC_K],

@@ -5,7 +5,8 @@
  *
  * Per layer, with n = batch * len token rows:
  *   x1    = rmsnorm(h_in, ln1)
- *   q,k,v = linear(x1) (+ biases, + LoRA); q, k rotated (RoPE, rotate-half)
+ *   q,k,v = linear(x1) (+ biases, + LoRA); q, k rotated (RoPE, rotate-half;
+ *           by the token's position, or by caller tables: M-RoPE)
  *   att   = attention(q, k, v)        causal, padded keys masked, GQA,
  *                                     scale head_dim^-0.5
  *   h_mid = h_in + linear_o(att)
@@ -57,6 +58,16 @@ typedef struct dlv_decoder_lora {
 
 typedef struct dlv_decoder_tape dlv_decoder_tape;
 
+/* Rotary tables that replace the 1-D positions (Qwen2-VL's multimodal RoPE,
+ * where a token's angle per frequency comes from its temporal, height or
+ * width index): cos, sin [batch * len, head_dim / 2] f32 device memory, one
+ * row per token of the padded batch (model/nn/rope_tables.h builds them;
+ * padded rows may hold anything finite). q and k of every layer are rotated
+ * by dlv_rope_table; d->theta is then unused. */
+typedef struct dlv_decoder_rope {
+    const float *cos, *sin;
+} dlv_decoder_rope;
+
 /* Runs the decoder on x [batch * len, hidden] (device; read only) and writes
  * the final-norm hidden state of every row to hidden [batch * len, hidden]
  * (device). lengths (host) [batch], each in [1, len].
@@ -72,6 +83,16 @@ dlv_status dlv_decoder_forward(dlv_backend *be, const dlv_decoder_dims *d,
                                const float *x, const int32_t *lengths, int64_t batch,
                                int64_t len, int recompute, dlv_decoder_tape **tape,
                                float *hidden, float *trace);
+
+/* dlv_decoder_forward with rotary tables (rope non-NULL) in place of the
+ * positions 0 .. len-1; rope NULL is dlv_decoder_forward. The tape refers
+ * to the tables too: they must stay unchanged until the backward. */
+dlv_status dlv_decoder_forward_rope(dlv_backend *be, const dlv_decoder_dims *d,
+                                    const dlv_decoder_w *w, const dlv_decoder_lora *lora,
+                                    const dlv_decoder_rope *rope, const float *x,
+                                    const int32_t *lengths, int64_t batch, int64_t len,
+                                    int recompute, dlv_decoder_tape **tape, float *hidden,
+                                    float *trace);
 
 /* The backward of the forward that made tape, for dhidden [batch * len,
  * hidden] (device; only real rows are read). Accumulates (+=) the gradients

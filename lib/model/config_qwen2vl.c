@@ -1,0 +1,341 @@
+/* config.json of Qwen2VLForConditionalGeneration (transformers 4.46.3's
+ * Qwen2VLConfig and Qwen2VLVisionConfig; see config.h). Absent fields take
+ * the classes' defaults, because save_pretrained writes only the fields
+ * that differ from them. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/json_util.h"
+#include "model/config.h"
+
+/* Sizes above this are refused so that products of a few of them (tensor
+ * element counts) cannot overflow 64 bits (as config.c). */
+#define MAX_DIM ((int64_t)1 << 31)
+
+/* Where a field sits, for messages: "config.json: vision_config.depth". */
+typedef struct where {
+    const char *label;   /* the file */
+    const char *prefix;  /* "" or "vision_config." */
+} where;
+
+static const json_t *present(const json_t *obj, const char *key)
+{
+    const json_t *v = json_object_get(obj, key);
+    return (v && !json_is_null(v)) ? v : NULL;
+}
+
+/* An integer in [lo, hi] (absent or null: def). */
+static dlv_status get_range(const json_t *obj, const char *key, int64_t def, int64_t lo,
+                            int64_t hi, where w, int64_t *out)
+{
+    *out = def;
+    const json_t *v = present(obj, key);
+    if (!v) return DLV_OK;
+    if (!json_is_integer(v))
+        return dlv_error(DLV_E_FORMAT, "%s: %s%s: expected an integer", w.label, w.prefix, key);
+    *out = (int64_t)json_integer_value(v);
+    if (*out < lo || *out > hi)
+        return dlv_error(DLV_E_FORMAT, "%s: %s%s: %lld is outside %lld..%lld", w.label, w.prefix,
+                         key, (long long)*out, (long long)lo, (long long)hi);
+    return DLV_OK;
+}
+
+static dlv_status get_size(const json_t *obj, const char *key, int64_t def, where w,
+                           int64_t *out)
+{
+    return get_range(obj, key, def, 1, MAX_DIM, w, out);
+}
+
+/* A number > 0 (absent or null: def). */
+static dlv_status get_positive(const json_t *obj, const char *key, double def, where w,
+                               double *out)
+{
+    *out = def;
+    const json_t *v = present(obj, key);
+    if (!v) return DLV_OK;
+    if (!json_is_number(v))
+        return dlv_error(DLV_E_FORMAT, "%s: %s%s: expected a number", w.label, w.prefix, key);
+    *out = json_number_value(v);
+    if (!(*out > 0.0) || *out > 1e300)
+        return dlv_error(DLV_E_FORMAT, "%s: %s%s: %g is not a positive finite number", w.label,
+                         w.prefix, key, *out);
+    return DLV_OK;
+}
+
+static dlv_status get_bool(const json_t *obj, const char *key, int def, where w, int *out)
+{
+    *out = def;
+    const json_t *v = present(obj, key);
+    if (!v) return DLV_OK;
+    if (!json_is_boolean(v))
+        return dlv_error(DLV_E_FORMAT, "%s: %s%s: expected true or false", w.label, w.prefix,
+                         key);
+    *out = json_is_true(v);
+    return DLV_OK;
+}
+
+/* A string copied into buf (absent or null: def). */
+static dlv_status get_str(const json_t *obj, const char *key, const char *def, where w,
+                          char *buf, size_t cap)
+{
+    const json_t *v = present(obj, key);
+    const char *s = def;
+    if (v && !json_is_string(v))
+        return dlv_error(DLV_E_FORMAT, "%s: %s%s: expected a string", w.label, w.prefix, key);
+    if (v) s = json_string_value(v);
+    if (strlen(s) >= cap)
+        return dlv_error(DLV_E_FORMAT, "%s: %s%s: '%.40s' is longer than %zu bytes", w.label,
+                         w.prefix, key, s, cap - 1);
+    snprintf(buf, cap, "%s", s);
+    return DLV_OK;
+}
+
+/* A token id in [0, vocab): required (absent: an error) or optional (absent
+ * or null: -1). Qwen2VLConfig has no defaults for these; the model reads
+ * them from the extra fields of config.json. */
+static dlv_status get_token(const json_t *obj, const char *key, int required, int64_t vocab,
+                            where w, int64_t *out)
+{
+    if (!present(obj, key) && required)
+        return dlv_error(DLV_E_FORMAT, "%s: %s: missing (Qwen2-VL's prompts need it)", w.label,
+                         key);
+    return get_range(obj, key, -1, 0, vocab - 1, w, out);
+}
+
+/* An activation by its transformers name (config.h's dlv_act names). */
+static dlv_status get_act(const json_t *obj, const char *key, dlv_act def, where w,
+                          dlv_act *out)
+{
+    char name[32];
+    dlv_status st = get_str(obj, key, dlv_act_name(def), w, name, sizeof name);
+    if (st) return st;
+    for (dlv_act a = DLV_ACT_QUICK_GELU; a <= DLV_ACT_RELU; a++)
+        if (!strcmp(name, dlv_act_name(a))) {
+            *out = a;
+            return DLV_OK;
+        }
+    return dlv_error(DLV_E_UNSUPPORTED, "%s: %s%s: activation '%s' is not supported", w.label,
+                     w.prefix, key, name);
+}
+
+/* ---- vision_config ------------------------------------------------------ */
+
+static dlv_status parse_vision(const json_t *o, const char *label, dlv_qwen2vl_vision_config *v)
+{
+    const where w = {label, "vision_config."};
+    /* Qwen2VLVisionConfig's defaults (Qwen2-VL-72B's tower). */
+    *v = (dlv_qwen2vl_vision_config){
+        .depth = 32, .embed_dim = 1280, .hidden_size = 3584, .mlp_ratio = 4.0, .num_heads = 16,
+        .in_channels = 3, .patch_size = 14, .spatial_merge_size = 2, .temporal_patch_size = 2,
+        .hidden_act = DLV_ACT_QUICK_GELU};
+    if (!o) return DLV_OK;
+    char type[32];
+    dlv_status st;
+    if ((st = get_str(o, "model_type", "qwen2_vl", w, type, sizeof type))) return st;
+    if (strcmp(type, "qwen2_vl") != 0)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: vision_config.model_type: '%s' is not "
+                         "supported (expected qwen2_vl)", label, type);
+    if ((st = get_size(o, "depth", v->depth, w, &v->depth)) ||
+        (st = get_size(o, "embed_dim", v->embed_dim, w, &v->embed_dim)) ||
+        (st = get_size(o, "hidden_size", v->hidden_size, w, &v->hidden_size)) ||
+        (st = get_positive(o, "mlp_ratio", v->mlp_ratio, w, &v->mlp_ratio)) ||
+        (st = get_size(o, "num_heads", v->num_heads, w, &v->num_heads)) ||
+        (st = get_size(o, "in_channels", v->in_channels, w, &v->in_channels)) ||
+        (st = get_size(o, "patch_size", v->patch_size, w, &v->patch_size)) ||
+        (st = get_size(o, "spatial_merge_size", v->spatial_merge_size, w,
+                       &v->spatial_merge_size)) ||
+        (st = get_size(o, "temporal_patch_size", v->temporal_patch_size, w,
+                       &v->temporal_patch_size)) ||
+        (st = get_act(o, "hidden_act", v->hidden_act, w, &v->hidden_act)))
+        return st;
+    return DLV_OK;
+}
+
+static dlv_status check_vision(dlv_qwen2vl_vision_config *v, const char *label)
+{
+    /* VisionMlp's width is int(embed_dim * mlp_ratio): Python's truncation. */
+    const double mlp = (double)v->embed_dim * v->mlp_ratio;
+    if (!(mlp >= 1.0 && mlp <= (double)MAX_DIM))
+        return dlv_error(DLV_E_FORMAT, "%s: vision_config.mlp_ratio: %g times embed_dim %lld "
+                         "is outside 1..%lld", label, v->mlp_ratio, (long long)v->embed_dim,
+                         (long long)MAX_DIM);
+    v->mlp_dim = (int64_t)mlp;
+    if (v->embed_dim % v->num_heads)
+        return dlv_error(DLV_E_FORMAT, "%s: vision_config.embed_dim: %lld is not divisible by "
+                         "num_heads %lld", label, (long long)v->embed_dim,
+                         (long long)v->num_heads);
+    /* The tower's 2-D RoPE gives a quarter of each head to the row and a
+     * quarter to the column index (model/nn/rope_tables.h). */
+    if ((v->embed_dim / v->num_heads) % 4)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: vision_config.num_heads: head size %lld "
+                         "(embed_dim / num_heads) is not a multiple of 4", label,
+                         (long long)(v->embed_dim / v->num_heads));
+    return DLV_OK;
+}
+
+/* ---- the language model (top level) -------------------------------------- */
+
+static dlv_status parse_text(const json_t *o, const char *label, dlv_text_config *t)
+{
+    const where w = {label, ""};
+    /* Qwen2VLConfig's defaults (Qwen2-VL-72B's language model). */
+    memset(t, 0, sizeof *t);
+    t->kind = DLV_TEXT_QWEN2;
+    t->attention_bias = 1; /* Qwen2VLAttention: q/k/v biases, none on o_proj */
+    t->hidden_act = DLV_ACT_SILU;
+    t->bos_token_id = t->eos_token_id = t->pad_token_id = -1;
+    dlv_status st;
+    if ((st = get_size(o, "vocab_size", 152064, w, &t->vocab_size)) ||
+        (st = get_size(o, "hidden_size", 8192, w, &t->hidden_size)) ||
+        (st = get_size(o, "intermediate_size", 29568, w, &t->intermediate_size)) ||
+        (st = get_size(o, "num_hidden_layers", 80, w, &t->num_hidden_layers)) ||
+        (st = get_size(o, "num_attention_heads", 64, w, &t->num_attention_heads)) ||
+        (st = get_size(o, "max_position_embeddings", 32768, w,
+                       &t->max_position_embeddings)) ||
+        (st = get_positive(o, "rms_norm_eps", 1e-5, w, &t->rms_norm_eps)) ||
+        (st = get_positive(o, "rope_theta", 1000000.0, w, &t->rope_theta)) ||
+        (st = get_bool(o, "tie_word_embeddings", 0, w, &t->tie_word_embeddings)) ||
+        (st = get_act(o, "hidden_act", DLV_ACT_SILU, w, &t->hidden_act)))
+        return st;
+    if (t->hidden_act != DLV_ACT_SILU)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: hidden_act: '%s' is not supported (the "
+                         "decoder's MLP is SiLU-gated)", label, dlv_act_name(t->hidden_act));
+    /* num_key_value_heads: absent takes the default 8; an explicit null
+     * means as many as the attention heads (Qwen2VLConfig.__init__). */
+    if (!json_object_get(o, "num_key_value_heads")) t->num_key_value_heads = 8;
+    else if ((st = get_size(o, "num_key_value_heads", t->num_attention_heads, w,
+                            &t->num_key_value_heads)))
+        return st;
+    if (t->hidden_size % t->num_attention_heads)
+        return dlv_error(DLV_E_FORMAT, "%s: hidden_size: %lld is not divisible by "
+                         "num_attention_heads %lld", label, (long long)t->hidden_size,
+                         (long long)t->num_attention_heads);
+    t->head_dim = t->hidden_size / t->num_attention_heads;
+    if (t->head_dim % 2)
+        return dlv_error(DLV_E_FORMAT, "%s: num_attention_heads: head_dim %lld (hidden_size / "
+                         "num_attention_heads) is odd; RoPE needs it even", label,
+                         (long long)t->head_dim);
+    if (t->num_attention_heads % t->num_key_value_heads)
+        return dlv_error(DLV_E_FORMAT, "%s: num_key_value_heads: %lld does not divide "
+                         "num_attention_heads %lld", label, (long long)t->num_key_value_heads,
+                         (long long)t->num_attention_heads);
+    return DLV_OK;
+}
+
+/* rope_scaling: {"type": "mrope", "mrope_section": [s0, s1, s2]}. 4.46
+ * renames type "mrope" to "default" on load (M-RoPE is the default
+ * frequencies, sectioned); other types would scale them, which the tables
+ * do not. Qwen2VLAttention indexes mrope_section unconditionally, so the
+ * section is required. */
+static dlv_status parse_mrope(const json_t *root, const char *label, int64_t head_dim,
+                              int64_t section[3])
+{
+    const json_t *r = present(root, "rope_scaling");
+    if (!r)
+        return dlv_error(DLV_E_FORMAT, "%s: rope_scaling: missing; Qwen2-VL needs "
+                         "rope_scaling.mrope_section", label);
+    if (!json_is_object(r))
+        return dlv_error(DLV_E_FORMAT, "%s: rope_scaling: expected an object", label);
+    const json_t *type = json_object_get(r, "rope_type");
+    if (!type) type = json_object_get(r, "type");
+    if (type && !json_is_string(type))
+        return dlv_error(DLV_E_FORMAT, "%s: rope_scaling.type: expected a string", label);
+    const char *name = type ? json_string_value(type) : "default";
+    if (strcmp(name, "mrope") != 0 && strcmp(name, "default") != 0)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: rope_scaling.type: '%s' is not supported "
+                         "(expected mrope)", label, name);
+    const json_t *s = json_object_get(r, "mrope_section");
+    if (!json_is_array(s) || json_array_size(s) != 3)
+        return dlv_error(DLV_E_FORMAT, "%s: rope_scaling.mrope_section: expected a list of 3 "
+                         "integers (temporal, height, width)", label);
+    int64_t sum = 0;
+    for (size_t i = 0; i < 3; i++) {
+        const json_t *v = json_array_get(s, i);
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            json_integer_value(v) > MAX_DIM)
+            return dlv_error(DLV_E_FORMAT, "%s: rope_scaling.mrope_section[%zu]: expected an "
+                             "integer in 0..%lld", label, i, (long long)MAX_DIM);
+        section[i] = (int64_t)json_integer_value(v);
+        sum += section[i];
+    }
+    if (sum != head_dim / 2)
+        return dlv_error(DLV_E_FORMAT, "%s: rope_scaling.mrope_section: [%lld, %lld, %lld] "
+                         "sums to %lld, not head_dim / 2 = %lld", label, (long long)section[0],
+                         (long long)section[1], (long long)section[2], (long long)sum,
+                         (long long)(head_dim / 2));
+    return DLV_OK;
+}
+
+static dlv_status parse_root(const json_t *root, const char *label, void *out_)
+{
+    dlv_qwen2vl_config *c = out_;
+    const where w = {label, ""};
+    if (!json_is_object(root))
+        return dlv_error(DLV_E_FORMAT, "%s: expected a JSON object at the top level", label);
+    char type[32];
+    dlv_status st;
+    if ((st = get_str(root, "model_type", "", w, type, sizeof type))) return st;
+    if (strcmp(type, "qwen2_vl") != 0)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: model_type: '%s' is not qwen2_vl (a "
+                         "Qwen2VLForConditionalGeneration checkpoint)", label, type);
+    const json_t *arch = present(root, "architectures");
+    if (arch) {
+        const json_t *a0 = json_is_array(arch) ? json_array_get(arch, 0) : NULL;
+        if (!json_is_array(arch) || (json_array_size(arch) > 0 && !json_is_string(a0)))
+            return dlv_error(DLV_E_FORMAT, "%s: architectures: expected a list of strings",
+                             label);
+        if (a0) snprintf(c->architecture, sizeof c->architecture, "%s", json_string_value(a0));
+    }
+    if ((st = get_str(root, "torch_dtype", "", w, c->torch_dtype, sizeof c->torch_dtype)))
+        return st;
+    if ((st = parse_text(root, label, &c->text)) ||
+        (st = parse_mrope(root, label, c->text.head_dim, c->mrope_section)))
+        return st;
+
+    const json_t *vc = present(root, "vision_config");
+    if (vc && !json_is_object(vc))
+        return dlv_error(DLV_E_FORMAT, "%s: vision_config: expected an object", label);
+    if ((st = parse_vision(vc, label, &c->vision)) || (st = check_vision(&c->vision, label)))
+        return st;
+    /* The merger's output replaces the placeholder embeddings. */
+    if (c->vision.hidden_size != c->text.hidden_size)
+        return dlv_error(DLV_E_FORMAT, "%s: vision_config.hidden_size: %lld differs from "
+                         "hidden_size %lld (the merger's output feeds the language model)",
+                         label, (long long)c->vision.hidden_size,
+                         (long long)c->text.hidden_size);
+
+    const int64_t V = c->text.vocab_size;
+    if ((st = get_token(root, "image_token_id", 1, V, w, &c->image_token_id)) ||
+        (st = get_token(root, "vision_start_token_id", 1, V, w, &c->vision_start_token_id)) ||
+        (st = get_token(root, "vision_end_token_id", 1, V, w, &c->vision_end_token_id)) ||
+        (st = get_token(root, "video_token_id", 0, V, w, &c->video_token_id)) ||
+        (st = get_token(root, "bos_token_id", 0, V, w, &c->text.bos_token_id)) ||
+        (st = get_token(root, "eos_token_id", 0, V, w, &c->text.eos_token_id)) ||
+        (st = get_token(root, "pad_token_id", 0, V, w, &c->text.pad_token_id)))
+        return st;
+    if (c->image_token_id == c->vision_start_token_id ||
+        c->image_token_id == c->vision_end_token_id ||
+        c->image_token_id == c->video_token_id)
+        return dlv_error(DLV_E_FORMAT, "%s: image_token_id: %lld is also another vision "
+                         "token's id", label, (long long)c->image_token_id);
+    return DLV_OK;
+}
+
+dlv_status dlv_qwen2vl_config_parse(const char *json, size_t len, const char *label,
+                                    dlv_qwen2vl_config *out)
+{
+    if (!json || !out)
+        return dlv_error(DLV_E_INVALID_ARG, "dlv_qwen2vl_config_parse: NULL argument");
+    return dlv_json_config_parse(json, len, label ? label : "config.json", parse_root, out,
+                                 sizeof *out);
+}
+
+dlv_status dlv_qwen2vl_config_load(const char *path, dlv_qwen2vl_config *out)
+{
+    if (!path || !out)
+        return dlv_error(DLV_E_INVALID_ARG, "dlv_qwen2vl_config_load: NULL argument");
+    /* Real configs are a few kB (as dlv_llava_config_load). */
+    return dlv_json_config_load(path, (size_t)16 << 20, parse_root, out, sizeof *out);
+}
