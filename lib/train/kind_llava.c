@@ -41,6 +41,8 @@ typedef struct step_data {
                                    * rows start at row frow[i] ([n, F, H] but for
                                    * LLaVA-NeXT, whose counts vary) */
     int64_t *frow, *fcnt;
+    dlv_llava_next_tiles tiles;   /* LLaVA-NeXT with its tower or projector trained:
+                                   * each image's tiles, for the taped pass */
     dlv_buffer pixels;            /* [n, C, S, S] when the tower is trained */
     dlv_buffer selected;          /* [n, F, D] the frozen tower's rows when only the
                                    * projector trains: it does not run again */
@@ -59,6 +61,10 @@ typedef struct chunk_tape {
     dlv_buffer hbuf;              /* hidden [count len, H], E raw [count, H] */
     float *hidden, *feats, *dfeats, *E;
     int64_t *at;                  /* [count] the embedding row of each sequence */
+    /* LLaVA-NeXT, tower or projector trained: per example, its tiles' tape
+     * and a buffer of [pixels | tile features | packed | dpacked | id 0]. */
+    dlv_llava_vision_tape **ntape;
+    dlv_buffer *nbuf;
 } chunk_tape;
 
 typedef struct llava_state {
@@ -69,6 +75,7 @@ typedef struct llava_state {
     int64_t n_img, n_txt;         /* soft prompt rows */
     int img_ids, txt_ids;         /* side uses its instruction ids */
     int train_soft, train_ls, train_lora, vision_grad;
+    int anyres;                   /* LLaVA-NeXT: a feature count per image */
     size_t off_img, off_txt, off_ls, off_lora;
     int has_lora;
     dlv_lora shape;               /* offsets and scale (its params are unused) */
@@ -110,6 +117,10 @@ static int weight_trained(unsigned sets, const dlv_weight *w)
 
 static void chunk_free(chunk_tape *c)
 {
+    for (size_t i = 0; i < c->count && c->ntape; i++) dlv_llava_vision_tape_free(c->ntape[i]);
+    for (size_t i = 0; i < c->count && c->nbuf; i++) dlv_buffer_free(&c->nbuf[i]);
+    free(c->ntape);
+    free(c->nbuf);
     dlv_decoder_tape_free(c->dec);
     dlv_llava_vision_tape_free(c->vis);
     dlv_seq_batch_free(&c->batch);
@@ -134,6 +145,7 @@ static void end_step(void *state)
     free(k->s.longs);
     free(k->s.frow);
     free(k->s.fcnt);
+    dlv_llava_next_tiles_free(&k->s.tiles);
     dlv_buffer_free(&k->s.feats);
     dlv_buffer_free(&k->s.pixels);
     dlv_buffer_free(&k->s.selected);
@@ -167,19 +179,11 @@ static dlv_status create(dlv_trainer *t, const dlv_adapter *from, void **out)
     const dlv_train_config *cfg = dlv_trainer_config(t);
     if (!from) return dlv_error(DLV_E_INVALID_ARG, "%s: training starts from an adapter",
                                 dlv_model_dir(m));
-    /* LLaVA-NeXT's features are computed once per step, without a tape
-     * (docs/models.md, "LLaVA-NeXT"): its tower, projector and
-     * image_newline stay frozen. */
-    if (dlv_model_config(m)->anyres &&
-        (cfg->sets & (DLV_TRAIN_PROJECTOR | DLV_TRAIN_VISION)) != 0)
-        return dlv_error(DLV_E_UNSUPPORTED, "%s: training the projector or the vision tower "
-                         "of a LLaVA-NeXT model (model_type 'llava_next') is not supported yet; "
-                         "soft prompts, the logit scale, LoRA and the language model are",
-                         dlv_model_dir(m));
     llava_state *k = calloc(1, sizeof *k);
     if (!k) return dlv_error_nomem("trainer", sizeof *k);
     *out = k;
     k->m = m;
+    k->anyres = dlv_model_config(m)->anyres;
     dlv_llava_dims_of(dlv_model_config(m), &k->d);
     k->H = k->d.text.hidden;
     dlv_status st = dlv_prompts_copy(&from->prompts, &k->prompts);
@@ -359,7 +363,9 @@ static dlv_status tokenize(const dlv_tokenizer *tok, const char *text, int32_t e
 /* The projector trains but no stage of the tower does. */
 static int projector_only(const llava_state *k)
 {
-    return k->vision_grad && k->vision_from >= k->d.vision_run;
+    /* LLaVA-NeXT keeps its tiles instead and runs the projector on the
+     * tower's output again (dlv_llava_vision_forward from vision_run). */
+    return !k->anyres && k->vision_grad && k->vision_from >= k->d.vision_run;
 }
 
 /* LLaVA-NeXT: each image's packed features, counts and rows. */
@@ -370,9 +376,11 @@ static dlv_status features_next(llava_state *k, dlv_trainer *t, const dlv_train_
     if (!imgs) return dlv_error_nomem("images", n * sizeof *imgs);
     for (size_t i = 0; i < n; i++) imgs[i] = ex[i].image;
     dlv_llava_next_feats f;
-    dlv_status st = dlv_llava_next_image_features(k->m, dlv_trainer_backend(t), &k->params,
-                                                  (const dlv_image *const *)imgs, n, &f);
+    dlv_status st = dlv_llava_next_tile(k->m, (const dlv_image *const *)imgs, n, &k->s.tiles);
     free(imgs);
+    if (!st) st = dlv_llava_next_features(k->m, dlv_trainer_backend(t), &k->params, &k->s.tiles, &f);
+    /* The tiles stay for the taped pass only when the tower or projector trains. */
+    if (st || !k->vision_grad) dlv_llava_next_tiles_free(&k->s.tiles);
     if (st) return st;
     /* The step takes the buffer and the row table over. */
     k->s.feats = f.buf;
@@ -518,6 +526,92 @@ static dlv_status prepare(void *state, dlv_trainer *t, const dlv_train_example *
     return st;
 }
 
+/* LLaVA-NeXT example i of chunk c's buffer: its tiles' pixels, their
+ * features, the packed rows and their gradient, then an int32 0 (the
+ * newline's row). */
+typedef struct next_rows {
+    float *pixels, *tiles, *packed, *dpacked;
+    int32_t *zero_id;
+} next_rows;
+
+static next_rows next_rows_of(const llava_state *k, const chunk_tape *c, size_t i)
+{
+    const dlv_llava_next_layout *l = &k->s.tiles.layout[c->first + i];
+    const size_t px = (size_t)(k->d.vision.channels * k->d.vision.image_size *
+                               k->d.vision.image_size);
+    next_rows r;
+    r.pixels = dlv_buffer_ptr(&c->nbuf[i]);
+    r.tiles = r.pixels + (size_t)l->n_tiles * px;
+    r.packed = r.tiles + (size_t)(l->n_tiles * k->d.n_features * k->H);
+    r.dpacked = r.packed + (size_t)(l->n_features * k->H);
+    r.zero_id = (int32_t *)(void *)(r.dpacked + (size_t)(l->n_features * k->H));
+    return r;
+}
+
+/* LLaVA-NeXT with its tower or projector trained: each example's tiles
+ * again, with a tape, packed into rows whose gradient the decoder's
+ * backward fills. */
+static dlv_status next_taped(llava_state *k, dlv_trainer *t, chunk_tape *c)
+{
+    dlv_backend *be = dlv_trainer_backend(t);
+    const size_t px = (size_t)(k->d.vision.channels * k->d.vision.image_size *
+                               k->d.vision.image_size);
+    c->ntape = calloc(c->count, sizeof *c->ntape);
+    c->nbuf = calloc(c->count, sizeof *c->nbuf);
+    if (!c->ntape || !c->nbuf) return dlv_error_nomem("tile tapes", c->count * 64);
+    dlv_status st = DLV_OK;
+    for (size_t i = 0; i < c->count && !st; i++) {
+        const dlv_llava_next_layout *l = &k->s.tiles.layout[c->first + i];
+        const size_t nt = (size_t)l->n_tiles, rows = (size_t)l->n_features;
+        const size_t tile_floats = nt * px + nt * (size_t)(k->d.n_features * k->H);
+        const size_t floats = tile_floats + 2 * rows * (size_t)k->H + 1;
+        st = dlv_buffer_alloc(be, floats * sizeof(float), &c->nbuf[i]);
+        if (st) break;
+        const next_rows r = next_rows_of(k, c, i);
+        st = dlv_buffer_upload(&c->nbuf[i], 0, k->s.tiles.pixels[c->first + i],
+                               nt * px * sizeof(float));
+        /* dpacked and the id 0 after it start at zero. */
+        if (!st)
+            st = dlv_buffer_zero(&c->nbuf[i], (tile_floats + rows * (size_t)k->H) * sizeof(float),
+                                 (rows * (size_t)k->H + 1) * sizeof(float));
+        if (!st)
+            st = dlv_llava_vision_forward(be, &k->d, &k->w, r.pixels, (int64_t)nt, k->vision_from,
+                                          dlv_trainer_config(t)->recompute, &c->ntape[i], r.tiles,
+                                          NULL);
+        if (!st)
+            st = dlv_llava_next_pack(be, l, k->H, r.tiles, &k->w.image_newline, r.zero_id,
+                                     r.packed);
+        if (st) st = dlv_error_prefix(st, "example %zu", c->first + i);
+    }
+    return st;
+}
+
+/* Their backward: each example's packed rows' gradient back to its tiles
+ * (and image_newline), then through the projector and the tower. */
+static dlv_status next_backward(llava_state *k, dlv_trainer *t, chunk_tape *c)
+{
+    dlv_backend *be = dlv_trainer_backend(t);
+    float *dnewline = dlv_tensor_present(&k->gw.image_newline)
+                          ? dlv_tensor_f32(&k->gw.image_newline) : NULL;
+    dlv_status st = DLV_OK;
+    for (size_t i = 0; i < c->count && !st; i++) {
+        const dlv_llava_next_layout *l = &k->s.tiles.layout[c->first + i];
+        const size_t n = (size_t)(l->n_tiles * k->d.n_features * k->H);
+        dlv_buffer db = {0};
+        st = dlv_buffer_alloc(be, n * sizeof(float), &db);
+        if (!st) st = dlv_buffer_zero(&db, 0, n * sizeof(float));
+        const next_rows r = next_rows_of(k, c, i);
+        if (!st)
+            st = dlv_llava_next_pack_backward(be, l, k->H, r.dpacked, dlv_buffer_ptr(&db),
+                                              dnewline);
+        if (!st)
+            st = dlv_llava_vision_backward(be, &k->w, &k->gw, c->ntape[i], dlv_buffer_ptr(&db));
+        dlv_buffer_free(&db);
+        if (st) st = dlv_error_prefix(st, "example %zu", c->first + i);
+    }
+    return st;
+}
+
 /* The chunk's sequences, features, batch and decoder forward; the
  * embedding rows' positions. */
 static dlv_status chunk_forward(llava_state *k, dlv_trainer *t, int image_side, size_t first,
@@ -536,7 +630,8 @@ static dlv_status chunk_forward(llava_state *k, dlv_trainer *t, int image_side, 
     /* Images whose tower is trained: the features again, with a tape. */
     const int vis = image_side && with_tape && k->vision_grad;
     dlv_status st = DLV_OK;
-    if (vis) {
+    if (vis && k->anyres) st = next_taped(k, t, c);
+    if (vis && !k->anyres) {
         st = dlv_buffer_alloc(be, 2 * count * per * sizeof(float), &c->vbuf);
         c->feats = dlv_buffer_ptr(&c->vbuf);
         c->dfeats = c->feats + count * per;
@@ -565,8 +660,13 @@ static dlv_status chunk_forward(llava_state *k, dlv_trainer *t, int image_side, 
         const size_t e = first + i;
         dlv_seq_part mid = {0}, cont = {0};
         if (image_side) {
-            mid = vis ? (dlv_seq_part){NULL, c->feats + i * per, F, c->dfeats + i * per}
-                      : (dlv_seq_part){NULL, feats + k->s.frow[e] * H, k->s.fcnt[e], NULL};
+            if (vis && k->anyres) {
+                const next_rows r = next_rows_of(k, c, i);
+                mid = (dlv_seq_part){NULL, r.packed, k->s.fcnt[e], r.dpacked};
+            } else {
+                mid = vis ? (dlv_seq_part){NULL, c->feats + i * per, F, c->dfeats + i * per}
+                          : (dlv_seq_part){NULL, feats + k->s.frow[e] * H, k->s.fcnt[e], NULL};
+            }
             /* The long caption's ids but its final EOS are input; the EOS
              * is only a target. */
             if (with_tape && k->s.longs[e].n)
@@ -679,6 +779,7 @@ static dlv_status backward(void *state, dlv_trainer *t, int image_side, const fl
                                     dlv_tensor_present(&k->gw.embed_tokens)
                                         ? dlv_tensor_f32(&k->gw.embed_tokens) : NULL);
     if (!st && c->vis) st = dlv_llava_vision_backward(be, &k->w, &k->gw, c->vis, c->dfeats);
+    if (!st && c->ntape) st = next_backward(k, t, c);
     dlv_buffer_free(&gb);
     chunk_free(c);
     return st;

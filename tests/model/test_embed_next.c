@@ -22,8 +22,7 @@
  *    packing, the image token expanded to img0's count);
  *  - after dlv_adapter_load: adapter_image_embeds / adapter_text_embeds /
  *    raw_hidden_adapter;
- *  - training the projector is refused (DLV_E_UNSUPPORTED naming LLaVA-NeXT;
- *    the training goldens are tests/train/test_train_golden.c's).
+ * (Training: tests/train/test_train_golden.c, grad_next_clip_llama_f32.)
  * The reference checks that its default image prompt's ids equal
  * LlavaNextProcessor's for the whole prompt string, so matching these
  * embeddings means the library built the processor's sequence.
@@ -223,18 +222,6 @@ static void test_variants(void **state)
         check_ok(dlv_adapter_load(s, cases[c].adapter_dir), cases[c].adapter_dir);
         bad += check_side(variant, "adapter", s, imgs, &g, g.ad_img, g.ad_txt,
                           g.raw_hidden_ad);
-        /* Training the projector or the tower is refused (their features
-         * are computed without a tape); tests/train covers the rest. */
-        dlv_train_options *to = NULL;
-        check_ok(dlv_train_options_new(&to), "train options");
-        check_ok(dlv_train_options_set(to, "train", "soft,lora,projector"), "train sets");
-        dlv_status st = dlv_train_begin(s, to);
-        dlv_train_options_free(to);
-        if (st != DLV_E_UNSUPPORTED || !strstr(dlv_last_error(), "LLaVA-NeXT"))
-            fprintf(stderr, "%s: training: %s: %s\n", variant, dlv_status_str(st),
-                    dlv_last_error());
-        assert_int_equal(st, DLV_E_UNSUPPORTED);
-        assert_non_null(strstr(dlv_last_error(), "LLaVA-NeXT"));
         for (int i = 0; i < N_IMG; i++) dlv_image_free(imgs[i]);
         dlv_session_free(s);
         dlv_model_free(m);

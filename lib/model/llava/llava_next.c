@@ -6,8 +6,42 @@
 
 #include "core/error.h"
 #include "image/image_source.h"
-#include "model/llava/llava_next_pack.h"
 #include "model/model.h"
+
+void dlv_llava_next_tiles_free(dlv_llava_next_tiles *t)
+{
+    if (!t) return;
+    for (size_t i = 0; t->pixels && i < t->n; i++) free(t->pixels[i]);
+    free(t->pixels);
+    free(t->layout);
+    memset(t, 0, sizeof *t);
+}
+
+dlv_status dlv_llava_next_tile(const dlv_model *m, const dlv_image *const *images, size_t n,
+                               dlv_llava_next_tiles *out)
+{
+    memset(out, 0, sizeof *out);
+    const dlv_preproc_config *pc = dlv_model_preproc(m);
+    if (!pc)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s has no preprocessor_config.json",
+                         dlv_model_dir(m));
+    out->n = n;
+    out->pixels = calloc(n ? n : 1, sizeof *out->pixels);
+    out->layout = calloc(n ? n : 1, sizeof *out->layout);
+    dlv_status st = !out->pixels || !out->layout
+                        ? dlv_error_nomem("image batch", n * sizeof(dlv_llava_next_layout))
+                        : DLV_OK;
+    for (size_t i = 0; i < n && !st; i++) {
+        dlv_anyres_layout il;
+        st = dlv_image_to_anyres(pc, images[i], NULL, &il, &out->pixels[i]);
+        if (!st)
+            st = dlv_llava_next_layout_of(dlv_model_config(m), il.orig_h, il.orig_w, il.rows,
+                                          il.cols, &out->layout[i]);
+        if (st) st = dlv_error_prefix(st, "image %zu", i);
+    }
+    if (st) dlv_llava_next_tiles_free(out);
+    return st;
+}
 
 void dlv_llava_next_feats_free(dlv_llava_next_feats *f)
 {
@@ -42,40 +76,23 @@ static dlv_status one_image(const dlv_model *m, dlv_backend *be, const dlv_llava
     return st;
 }
 
-dlv_status dlv_llava_next_image_features(const dlv_model *m, dlv_backend *be,
-                                         const dlv_llava_params *p,
-                                         const dlv_image *const *images, size_t n,
-                                         dlv_llava_next_feats *out)
+dlv_status dlv_llava_next_features(const dlv_model *m, dlv_backend *be,
+                                   const dlv_llava_params *p, const dlv_llava_next_tiles *tiles,
+                                   dlv_llava_next_feats *out)
 {
     memset(out, 0, sizeof *out);
-    const dlv_llava_config *cfg = dlv_model_config(m);
-    const dlv_preproc_config *pc = dlv_model_preproc(m);
-    if (!pc)
-        return dlv_error(DLV_E_UNSUPPORTED, "%s has no preprocessor_config.json",
-                         dlv_model_dir(m));
-    const int64_t H = cfg->text.hidden_size;
+    const size_t n = tiles->n;
+    const int64_t H = dlv_model_config(m)->text.hidden_size;
     out->n = n;
     out->count = calloc(n ? n : 1, sizeof *out->count);
     out->offset = calloc(n ? n : 1, sizeof *out->offset);
-    float **pixels = calloc(n ? n : 1, sizeof *pixels);
-    dlv_llava_next_layout *lay = calloc(n ? n : 1, sizeof *lay);
-    dlv_status st = !out->count || !out->offset || !pixels || !lay
-                        ? dlv_error_nomem("image batch", n * sizeof(dlv_llava_next_layout))
-                        : DLV_OK;
-    /* Every image's tiles and count first: the packed buffer's size. */
+    dlv_status st = !out->count || !out->offset ? dlv_error_nomem("feature rows", n * 16)
+                                                : DLV_OK;
     int64_t rows = 0;
     for (size_t i = 0; i < n && !st; i++) {
-        dlv_anyres_layout il;
-        st = dlv_image_to_anyres(pc, images[i], NULL, &il, &pixels[i]);
-        if (!st)
-            st = dlv_llava_next_layout_of(cfg, il.orig_h, il.orig_w, il.rows, il.cols, &lay[i]);
-        if (st) {
-            st = dlv_error_prefix(st, "image %zu", i);
-            break;
-        }
         out->offset[i] = rows;
-        out->count[i] = lay[i].n_features;
-        rows += lay[i].n_features;
+        out->count[i] = tiles->layout[i].n_features;
+        rows += tiles->layout[i].n_features;
     }
     /* The packed rows, then one int32 0: image_newline's row index. */
     const size_t feat_bytes = (size_t)(rows * H) * sizeof(float);
@@ -85,14 +102,24 @@ dlv_status dlv_llava_next_image_features(const dlv_model *m, dlv_backend *be,
     const int32_t *zero_id = (const int32_t *)(const void *)((const char *)base + feat_bytes);
     dlv_buffer scratch = {0};
     for (size_t i = 0; i < n && !st; i++) {
-        st = one_image(m, be, p, &lay[i], pixels[i], &scratch, zero_id,
+        st = one_image(m, be, p, &tiles->layout[i], tiles->pixels[i], &scratch, zero_id,
                        base + out->offset[i] * H);
         if (st) st = dlv_error_prefix(st, "image %zu", i);
     }
     dlv_buffer_free(&scratch);
-    for (size_t i = 0; pixels && i < n; i++) free(pixels[i]);
-    free(pixels);
-    free(lay);
     if (st) dlv_llava_next_feats_free(out);
+    return st;
+}
+
+dlv_status dlv_llava_next_image_features(const dlv_model *m, dlv_backend *be,
+                                         const dlv_llava_params *p,
+                                         const dlv_image *const *images, size_t n,
+                                         dlv_llava_next_feats *out)
+{
+    memset(out, 0, sizeof *out);
+    dlv_llava_next_tiles tiles;
+    dlv_status st = dlv_llava_next_tile(m, images, n, &tiles);
+    if (!st) st = dlv_llava_next_features(m, be, p, &tiles, out);
+    dlv_llava_next_tiles_free(&tiles);
     return st;
 }

@@ -11,6 +11,21 @@
 #include "backend/backend.h"
 #include "disclvlm.h"
 #include "model/llava/llava.h"
+#include "model/llava/llava_next_pack.h"
+
+/* n images decoded and tiled, on the host: image i's pixels[i] are
+ * [layout[i].n_tiles, C, S, S] (the base tile first). */
+typedef struct dlv_llava_next_tiles {
+    size_t n;
+    float **pixels;
+    dlv_llava_next_layout *layout;
+} dlv_llava_next_tiles;
+
+/* Decodes and tiles images[0, n) with the model's image processor;
+ * messages name the image. */
+dlv_status dlv_llava_next_tile(const dlv_model *m, const dlv_image *const *images, size_t n,
+                               dlv_llava_next_tiles *out);
+void dlv_llava_next_tiles_free(dlv_llava_next_tiles *t);
 
 /* n images' packed features: image i's count[i] rows start at row
  * offset[i] of buf ([sum count, hidden] floats, device). */
@@ -20,8 +35,11 @@ typedef struct dlv_llava_next_feats {
     size_t n;
 } dlv_llava_next_feats;
 
-/* Decodes, tiles and encodes images[0, n) of an anyres model (m's config
- * anyres); messages name the image. */
+/* The packed features of tiled images (no tape), with p's weights. */
+dlv_status dlv_llava_next_features(const dlv_model *m, dlv_backend *be,
+                                   const dlv_llava_params *p, const dlv_llava_next_tiles *tiles,
+                                   dlv_llava_next_feats *out);
+/* Both steps for images[0, n) of an anyres model (m's config anyres). */
 dlv_status dlv_llava_next_image_features(const dlv_model *m, dlv_backend *be,
                                          const dlv_llava_params *p,
                                          const dlv_image *const *images, size_t n,

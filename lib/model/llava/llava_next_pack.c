@@ -81,3 +81,38 @@ dlv_status dlv_llava_next_pack(dlv_backend *be, const dlv_llava_next_layout *l, 
     }
     return st ? dlv_error_prefix(st, "LLaVA-NeXT: packing the image features") : DLV_OK;
 }
+
+/* dst (rows x hidden) += src, on the backend. */
+static dlv_status acc(dlv_backend *be, float *dst, const float *src, int64_t rows, int64_t hidden)
+{
+    return dlv_add(be, dst, dst, src, DLV_DTYPE_F32, 0, rows, hidden);
+}
+
+dlv_status dlv_llava_next_pack_backward(dlv_backend *be, const dlv_llava_next_layout *l,
+                                        int64_t hidden, const float *dpacked, float *dtiles,
+                                        float *dnewline)
+{
+    const int64_t s = l->side, F = s * s;
+    dlv_status st = acc(be, dtiles, dpacked, F, hidden);
+    const float *src = dpacked + F * hidden;
+    if (l->n_tiles == 1)
+        return st || !dnewline ? st : acc(be, dnewline, src, 1, hidden);
+    /* The forward's walk, run backwards: each run of a row goes back to its
+     * tile, each row's last entry to the newline. */
+    for (int64_t r = 0; r < l->rows && !st; r++) {
+        const int64_t Y = l->row0 + r, ty = Y / s, y = Y % s;
+        for (int64_t X = l->col0; X < l->col0 + l->cols && !st;) {
+            const int64_t tx = X / s, x = X % s;
+            int64_t run = s - x;
+            if (run > l->col0 + l->cols - X) run = l->col0 + l->cols - X;
+            st = acc(be, dtiles + ((1 + ty * l->grid_w + tx) * F + y * s + x) * hidden, src, run,
+                     hidden);
+            src += run * hidden;
+            X += run;
+        }
+        if (!st && dnewline) st = acc(be, dnewline, src, 1, hidden);
+        src += hidden;
+    }
+    return st ? dlv_error_prefix(st, "LLaVA-NeXT: packing the image features (backward)")
+              : DLV_OK;
+}

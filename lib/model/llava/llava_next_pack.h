@@ -48,4 +48,12 @@ dlv_status dlv_llava_next_pack(dlv_backend *be, const dlv_llava_next_layout *l, 
                                const float *tiles, const dlv_tensor *newline,
                                const int32_t *zero_id, float *out);
 
+/* The backward of dlv_llava_next_pack: dtiles [n_tiles, side^2, hidden]
+ * (device, zeroed by the caller) += each packed row's gradient where it came
+ * from (rows cut by unpadding get none); dnewline [hidden] (device f32, may
+ * be NULL) += the newline rows' gradients. */
+dlv_status dlv_llava_next_pack_backward(dlv_backend *be, const dlv_llava_next_layout *l,
+                                        int64_t hidden, const float *dpacked, float *dtiles,
+                                        float *dnewline);
+
 #endif
