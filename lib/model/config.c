@@ -4,6 +4,7 @@
  * save_pretrained only writes the fields that differ from them: the real
  * llava-1.5-7b-hf config.json has no text_config.hidden_size at all. */
 #include "model/config.h"
+#include "model/config_fields.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,84 +14,7 @@
 #include "core/fs.h"
 #include "core/json_util.h"
 
-/* Sizes above this are refused so that products of a few of them (tensor
- * element counts) cannot overflow 64 bits. */
-#define MAX_DIM ((int64_t)1 << 31)
-
-/* Where a field sits, for messages: "config.json: text_config.hidden_size". */
-typedef struct where {
-    const char *label;   /* the file */
-    const char *prefix;  /* "" or "text_config." */
-} where;
-
-static const json_t *present(const json_t *obj, const char *key)
-{
-    const json_t *v = json_object_get(obj, key);
-    return (v && !json_is_null(v)) ? v : NULL;
-}
-
-static dlv_status get_int(const json_t *obj, const char *key, int64_t def, where w,
-                          int64_t *out)
-{
-    *out = def; /* also on failure */
-    const json_t *v = present(obj, key);
-    if (!v) return DLV_OK;
-    if (!json_is_integer(v))
-        return dlv_error(DLV_E_FORMAT, "%s: %s%s: expected an integer", w.label, w.prefix, key);
-    *out = (int64_t)json_integer_value(v);
-    return DLV_OK;
-}
-
-/* A size: an integer in [1, MAX_DIM]. */
-static dlv_status get_size(const json_t *obj, const char *key, int64_t def, where w,
-                           int64_t *out)
-{
-    dlv_status st = get_int(obj, key, def, w, out);
-    if (st != DLV_OK) return st;
-    if (*out <= 0 || *out > MAX_DIM)
-        return dlv_error(DLV_E_FORMAT, "%s: %s%s: %lld is outside 1..%lld", w.label,
-                         w.prefix, key, (long long)*out, (long long)MAX_DIM);
-    return DLV_OK;
-}
-
-static dlv_status get_real(const json_t *obj, const char *key, double def, where w,
-                           double *out)
-{
-    *out = def; /* also on failure */
-    const json_t *v = present(obj, key);
-    if (!v) return DLV_OK;
-    if (!json_is_number(v))
-        return dlv_error(DLV_E_FORMAT, "%s: %s%s: expected a number", w.label, w.prefix, key);
-    *out = json_number_value(v);
-    return DLV_OK;
-}
-
-static dlv_status get_bool(const json_t *obj, const char *key, int def, where w, int *out)
-{
-    *out = def; /* also on failure */
-    const json_t *v = present(obj, key);
-    if (!v) return DLV_OK;
-    if (!json_is_boolean(v))
-        return dlv_error(DLV_E_FORMAT, "%s: %s%s: expected true or false", w.label,
-                         w.prefix, key);
-    *out = json_is_true(v);
-    return DLV_OK;
-}
-
-/* *out points into the JSON tree (valid while it lives). */
-static dlv_status get_str(const json_t *obj, const char *key, const char *def, where w,
-                          const char **out)
-{
-    *out = def; /* also on failure */
-    const json_t *v = present(obj, key);
-    if (!v) return DLV_OK;
-    if (!json_is_string(v))
-        return dlv_error(DLV_E_FORMAT, "%s: %s%s: expected a string", w.label, w.prefix, key);
-    *out = json_string_value(v);
-    return DLV_OK;
-}
-
-static dlv_status copy_str(const char *s, char *buf, size_t cap, where w, const char *key)
+static dlv_status copy_str(const char *s, char *buf, size_t cap, dlv_cfg_where w, const char *key)
 {
     size_t n = strlen(s);
     if (n >= cap)
@@ -102,7 +26,7 @@ static dlv_status copy_str(const char *s, char *buf, size_t cap, where w, const 
 
 /* Token ids: an integer, null (-1), or for eos a list whose first entry is
  * kept (generation stops on any of them; one is enough to describe it). */
-static dlv_status get_token(const json_t *obj, const char *key, int64_t def, where w,
+static dlv_status get_token(const json_t *obj, const char *key, int64_t def, dlv_cfg_where w,
                             int64_t *out)
 {
     *out = def; /* also on failure */
@@ -117,7 +41,7 @@ static dlv_status get_token(const json_t *obj, const char *key, int64_t def, whe
     return DLV_OK;
 }
 
-static dlv_status parse_act(const char *name, where w, const char *key, dlv_act *out)
+static dlv_status parse_act(const char *name, dlv_cfg_where w, const char *key, dlv_act *out)
 {
     static const struct { const char *name; dlv_act act; } acts[] = {
         {"quick_gelu", DLV_ACT_QUICK_GELU}, {"gelu", DLV_ACT_GELU},
@@ -130,11 +54,11 @@ static dlv_status parse_act(const char *name, where w, const char *key, dlv_act 
                      w.prefix, key, name);
 }
 
-static dlv_status get_act(const json_t *obj, const char *key, const char *def, where w,
+static dlv_status get_act(const json_t *obj, const char *key, const char *def, dlv_cfg_where w,
                           dlv_act *out)
 {
     const char *s;
-    dlv_status st = get_str(obj, key, def, w, &s);
+    dlv_status st = dlv_cfg_str(obj, key, def, w, &s);
     if (st != DLV_OK) return st;
     return parse_act(s, w, key, out);
 }
@@ -211,9 +135,9 @@ static void vision_llava_default(dlv_vision_config *v)
 
 static dlv_status parse_vision(const json_t *o, const char *label, dlv_vision_config *v)
 {
-    where w = {label, "vision_config."};
+    dlv_cfg_where w = {label, "vision_config."};
     const char *type;
-    dlv_status st = get_str(o, "model_type", "clip_vision_model", w, &type);
+    dlv_status st = dlv_cfg_str(o, "model_type", "clip_vision_model", w, &type);
     if (st != DLV_OK) return st;
     dlv_vision_kind kind;
     if (strcmp(type, "clip_vision_model") == 0) kind = DLV_VISION_CLIP;
@@ -224,21 +148,21 @@ static dlv_status parse_vision(const json_t *o, const char *label, dlv_vision_co
                          "(expected clip_vision_model or siglip_vision_model)", label, type);
     vision_defaults(kind, v);
     const char *act_def = dlv_act_name(v->hidden_act);
-    if ((st = get_size(o, "hidden_size", v->hidden_size, w, &v->hidden_size)) ||
-        (st = get_size(o, "intermediate_size", v->intermediate_size, w, &v->intermediate_size)) ||
-        (st = get_size(o, "num_hidden_layers", v->num_hidden_layers, w, &v->num_hidden_layers)) ||
-        (st = get_size(o, "num_attention_heads", v->num_attention_heads, w,
+    if ((st = dlv_cfg_size(o, "hidden_size", v->hidden_size, w, &v->hidden_size)) ||
+        (st = dlv_cfg_size(o, "intermediate_size", v->intermediate_size, w, &v->intermediate_size)) ||
+        (st = dlv_cfg_size(o, "num_hidden_layers", v->num_hidden_layers, w, &v->num_hidden_layers)) ||
+        (st = dlv_cfg_size(o, "num_attention_heads", v->num_attention_heads, w,
                        &v->num_attention_heads)) ||
-        (st = get_size(o, "num_channels", v->num_channels, w, &v->num_channels)) ||
-        (st = get_size(o, "image_size", v->image_size, w, &v->image_size)) ||
-        (st = get_size(o, "patch_size", v->patch_size, w, &v->patch_size)) ||
+        (st = dlv_cfg_size(o, "num_channels", v->num_channels, w, &v->num_channels)) ||
+        (st = dlv_cfg_size(o, "image_size", v->image_size, w, &v->image_size)) ||
+        (st = dlv_cfg_size(o, "patch_size", v->patch_size, w, &v->patch_size)) ||
         (st = get_act(o, "hidden_act", act_def, w, &v->hidden_act)) ||
-        (st = get_real(o, "layer_norm_eps", v->layer_norm_eps, w, &v->layer_norm_eps)))
+        (st = dlv_cfg_real(o, "layer_norm_eps", v->layer_norm_eps, w, &v->layer_norm_eps)))
         return st;
     if (kind == DLV_VISION_CLIP) {
-        if ((st = get_int(o, "projection_dim", v->projection_dim, w, &v->projection_dim)))
+        if ((st = dlv_cfg_int(o, "projection_dim", v->projection_dim, w, &v->projection_dim)))
             return st;
-    } else if ((st = get_bool(o, "vision_use_head", v->vision_use_head, w, &v->vision_use_head))) {
+    } else if ((st = dlv_cfg_bool(o, "vision_use_head", v->vision_use_head, w, &v->vision_use_head))) {
         return st;
     }
     return DLV_OK;
@@ -286,7 +210,7 @@ static void text_defaults(dlv_text_kind kind, dlv_text_config *t)
 
 /* rope_scaling (transformers 4.x) or rope_parameters (5.x): an object whose
  * "rope_type" (or legacy "type") names the scaling; "default" means none. */
-static dlv_status parse_rope_obj(const json_t *r, const char *key, where w, dlv_text_config *t)
+static dlv_status parse_rope_obj(const json_t *r, const char *key, dlv_cfg_where w, dlv_text_config *t)
 {
     if (!r || json_is_null(r)) return DLV_OK;
     if (!json_is_object(r))
@@ -314,9 +238,9 @@ static dlv_status parse_rope_obj(const json_t *r, const char *key, where w, dlv_
 
 static dlv_status parse_text(const json_t *o, const char *label, dlv_text_config *t)
 {
-    where w = {label, "text_config."};
+    dlv_cfg_where w = {label, "text_config."};
     const char *type;
-    dlv_status st = get_str(o, "model_type", "llama", w, &type);
+    dlv_status st = dlv_cfg_str(o, "model_type", "llama", w, &type);
     if (st != DLV_OK) return st;
     dlv_text_kind kind;
     if (strcmp(type, "llama") == 0) kind = DLV_TEXT_LLAMA;
@@ -328,17 +252,17 @@ static dlv_status parse_text(const json_t *o, const char *label, dlv_text_config
                          "(expected llama, mistral or qwen2)", label, type);
     text_defaults(kind, t);
 
-    if ((st = get_size(o, "vocab_size", t->vocab_size, w, &t->vocab_size)) ||
-        (st = get_size(o, "hidden_size", t->hidden_size, w, &t->hidden_size)) ||
-        (st = get_size(o, "intermediate_size", t->intermediate_size, w, &t->intermediate_size)) ||
-        (st = get_size(o, "num_hidden_layers", t->num_hidden_layers, w, &t->num_hidden_layers)) ||
-        (st = get_size(o, "num_attention_heads", t->num_attention_heads, w,
+    if ((st = dlv_cfg_size(o, "vocab_size", t->vocab_size, w, &t->vocab_size)) ||
+        (st = dlv_cfg_size(o, "hidden_size", t->hidden_size, w, &t->hidden_size)) ||
+        (st = dlv_cfg_size(o, "intermediate_size", t->intermediate_size, w, &t->intermediate_size)) ||
+        (st = dlv_cfg_size(o, "num_hidden_layers", t->num_hidden_layers, w, &t->num_hidden_layers)) ||
+        (st = dlv_cfg_size(o, "num_attention_heads", t->num_attention_heads, w,
                        &t->num_attention_heads)) ||
         (st = get_act(o, "hidden_act", "silu", w, &t->hidden_act)) ||
-        (st = get_size(o, "max_position_embeddings", t->max_position_embeddings, w,
+        (st = dlv_cfg_size(o, "max_position_embeddings", t->max_position_embeddings, w,
                        &t->max_position_embeddings)) ||
-        (st = get_real(o, "rms_norm_eps", t->rms_norm_eps, w, &t->rms_norm_eps)) ||
-        (st = get_bool(o, "tie_word_embeddings", 0, w, &t->tie_word_embeddings)) ||
+        (st = dlv_cfg_real(o, "rms_norm_eps", t->rms_norm_eps, w, &t->rms_norm_eps)) ||
+        (st = dlv_cfg_bool(o, "tie_word_embeddings", 0, w, &t->tie_word_embeddings)) ||
         (st = get_token(o, "bos_token_id", t->bos_token_id, w, &t->bos_token_id)) ||
         (st = get_token(o, "eos_token_id", t->eos_token_id, w, &t->eos_token_id)) ||
         (st = get_token(o, "pad_token_id", t->pad_token_id, w, &t->pad_token_id)))
@@ -351,12 +275,12 @@ static dlv_status parse_text(const json_t *o, const char *label, dlv_text_config
                         : kind == DLV_TEXT_QWEN2 ? 32 : t->num_attention_heads;
     const json_t *kv = json_object_get(o, "num_key_value_heads");
     if (!kv) t->num_key_value_heads = kv_absent;
-    else if ((st = get_size(o, "num_key_value_heads", t->num_attention_heads, w,
+    else if ((st = dlv_cfg_size(o, "num_key_value_heads", t->num_attention_heads, w,
                             &t->num_key_value_heads)))
         return st;
 
-    int have_head_dim = present(o, "head_dim") != NULL;
-    if ((st = get_size(o, "head_dim", 1, w, &t->head_dim))) return st;
+    int have_head_dim = dlv_cfg_present(o, "head_dim") != NULL;
+    if ((st = dlv_cfg_size(o, "head_dim", 1, w, &t->head_dim))) return st;
     if (!have_head_dim) {
         if (t->hidden_size % t->num_attention_heads != 0)
             return dlv_error(DLV_E_FORMAT,
@@ -372,12 +296,12 @@ static dlv_status parse_text(const json_t *o, const char *label, dlv_text_config
                          (long long)t->num_attention_heads);
 
     if (kind == DLV_TEXT_LLAMA) {
-        if ((st = get_bool(o, "attention_bias", 0, w, &t->attention_bias)) ||
-            (st = get_bool(o, "mlp_bias", 0, w, &t->mlp_bias)))
+        if ((st = dlv_cfg_bool(o, "attention_bias", 0, w, &t->attention_bias)) ||
+            (st = dlv_cfg_bool(o, "mlp_bias", 0, w, &t->mlp_bias)))
             return st;
     }
 
-    if ((st = get_real(o, "rope_theta", t->rope_theta, w, &t->rope_theta)) ||
+    if ((st = dlv_cfg_real(o, "rope_theta", t->rope_theta, w, &t->rope_theta)) ||
         (st = parse_rope_obj(json_object_get(o, "rope_scaling"), "rope_scaling", w, t)) ||
         (st = parse_rope_obj(json_object_get(o, "rope_parameters"), "rope_parameters", w, t)))
         return st;
@@ -452,13 +376,13 @@ static dlv_status parse_pinpoints(const json_t *root, const char *label, dlv_lla
 static dlv_status parse_root(const json_t *root, const char *label, void *out_)
 {
     dlv_llava_config *c = out_;
-    where w = {label, ""};
+    dlv_cfg_where w = {label, ""};
     dlv_status st;
     if (!json_is_object(root))
         return dlv_error(DLV_E_FORMAT, "%s: expected a JSON object at the top level", label);
 
     const char *model_type;
-    if ((st = get_str(root, "model_type", "llava", w, &model_type))) return st;
+    if ((st = dlv_cfg_str(root, "model_type", "llava", w, &model_type))) return st;
     c->anyres = strcmp(model_type, "llava_next") == 0;
     if (strcmp(model_type, "llava") != 0 && !c->anyres)
         return dlv_error(DLV_E_UNSUPPORTED,
@@ -481,8 +405,8 @@ static dlv_status parse_root(const json_t *root, const char *label, void *out_)
         }
     }
     const char *dtype;
-    if ((st = get_str(root, "torch_dtype", NULL, w, &dtype))) return st;
-    if (!dtype && (st = get_str(root, "dtype", "", w, &dtype))) return st;
+    if ((st = dlv_cfg_str(root, "torch_dtype", NULL, w, &dtype))) return st;
+    if (!dtype && (st = dlv_cfg_str(root, "dtype", "", w, &dtype))) return st;
     if ((st = copy_str(dtype, c->torch_dtype, sizeof c->torch_dtype, w, "torch_dtype")))
         return st;
 
@@ -522,15 +446,15 @@ static dlv_status parse_root(const json_t *root, const char *label, void *out_)
 
     /* LlavaConfig ties the embeddings if either level asks for it. */
     int tie_top;
-    if ((st = get_bool(root, "tie_word_embeddings", 0, w, &tie_top))) return st;
+    if ((st = dlv_cfg_bool(root, "tie_word_embeddings", 0, w, &tie_top))) return st;
     c->text.tie_word_embeddings = c->text.tie_word_embeddings || tie_top;
 
     const char *select;
-    if ((st = get_int(root, "image_token_index", 32000, w, &c->image_token_index)) ||
+    if ((st = dlv_cfg_int(root, "image_token_index", 32000, w, &c->image_token_index)) ||
         (st = get_act(root, "projector_hidden_act", "gelu", w, &c->projector_hidden_act)) ||
-        (st = get_bool(root, "multimodal_projector_bias", 1, w, &c->multimodal_projector_bias)) ||
-        (st = get_size(root, "image_seq_length", 576, w, &c->image_seq_length)) ||
-        (st = get_str(root, "vision_feature_select_strategy", "default", w, &select)))
+        (st = dlv_cfg_bool(root, "multimodal_projector_bias", 1, w, &c->multimodal_projector_bias)) ||
+        (st = dlv_cfg_size(root, "image_seq_length", 576, w, &c->image_seq_length)) ||
+        (st = dlv_cfg_str(root, "vision_feature_select_strategy", "default", w, &select)))
         return st;
     if (c->image_token_index < 0)
         return dlv_error(DLV_E_FORMAT, "%s: image_token_index: %lld is negative", label,
@@ -553,7 +477,7 @@ static dlv_status parse_root(const json_t *root, const char *label, void *out_)
     if (vfl && json_is_array(vfl))
         return dlv_error(DLV_E_UNSUPPORTED,
                          "%s: vision_feature_layer: a list of layers is not supported yet", label);
-    if ((st = get_int(root, "vision_feature_layer", -2, w, &c->vision_feature_layer))) return st;
+    if ((st = dlv_cfg_int(root, "vision_feature_layer", -2, w, &c->vision_feature_layer))) return st;
     /* hidden_states holds the embeddings and each layer's output: L + 1
      * entries, indexed from either end. */
     int64_t n_states = c->vision.num_hidden_layers + 1;

@@ -9,82 +9,26 @@
 #include "core/error.h"
 #include "core/json_util.h"
 #include "model/config.h"
-
-/* Sizes above this are refused so that products of a few of them (tensor
- * element counts) cannot overflow 64 bits (as config.c). */
-#define MAX_DIM ((int64_t)1 << 31)
-
-/* Where a field sits, for messages: "config.json: vision_config.depth". */
-typedef struct where {
-    const char *label;   /* the file */
-    const char *prefix;  /* "" or "vision_config." */
-} where;
-
-static const json_t *present(const json_t *obj, const char *key)
-{
-    const json_t *v = json_object_get(obj, key);
-    return (v && !json_is_null(v)) ? v : NULL;
-}
-
-/* An integer in [lo, hi] (absent or null: def). */
-static dlv_status get_range(const json_t *obj, const char *key, int64_t def, int64_t lo,
-                            int64_t hi, where w, int64_t *out)
-{
-    *out = def;
-    const json_t *v = present(obj, key);
-    if (!v) return DLV_OK;
-    if (!json_is_integer(v))
-        return dlv_error(DLV_E_FORMAT, "%s: %s%s: expected an integer", w.label, w.prefix, key);
-    *out = (int64_t)json_integer_value(v);
-    if (*out < lo || *out > hi)
-        return dlv_error(DLV_E_FORMAT, "%s: %s%s: %lld is outside %lld..%lld", w.label, w.prefix,
-                         key, (long long)*out, (long long)lo, (long long)hi);
-    return DLV_OK;
-}
-
-static dlv_status get_size(const json_t *obj, const char *key, int64_t def, where w,
-                           int64_t *out)
-{
-    return get_range(obj, key, def, 1, MAX_DIM, w, out);
-}
+#include "model/config_fields.h"
 
 /* A number > 0 (absent or null: def). */
-static dlv_status get_positive(const json_t *obj, const char *key, double def, where w,
+static dlv_status get_positive(const json_t *obj, const char *key, double def, dlv_cfg_where w,
                                double *out)
 {
-    *out = def;
-    const json_t *v = present(obj, key);
-    if (!v) return DLV_OK;
-    if (!json_is_number(v))
-        return dlv_error(DLV_E_FORMAT, "%s: %s%s: expected a number", w.label, w.prefix, key);
-    *out = json_number_value(v);
-    if (!(*out > 0.0) || *out > 1e300)
+    dlv_status st = dlv_cfg_real(obj, key, def, w, out);
+    if (st == DLV_OK && (!(*out > 0.0) || *out > 1e300))
         return dlv_error(DLV_E_FORMAT, "%s: %s%s: %g is not a positive finite number", w.label,
                          w.prefix, key, *out);
-    return DLV_OK;
-}
-
-static dlv_status get_bool(const json_t *obj, const char *key, int def, where w, int *out)
-{
-    *out = def;
-    const json_t *v = present(obj, key);
-    if (!v) return DLV_OK;
-    if (!json_is_boolean(v))
-        return dlv_error(DLV_E_FORMAT, "%s: %s%s: expected true or false", w.label, w.prefix,
-                         key);
-    *out = json_is_true(v);
-    return DLV_OK;
+    return st;
 }
 
 /* A string copied into buf (absent or null: def). */
-static dlv_status get_str(const json_t *obj, const char *key, const char *def, where w,
+static dlv_status get_str(const json_t *obj, const char *key, const char *def, dlv_cfg_where w,
                           char *buf, size_t cap)
 {
-    const json_t *v = present(obj, key);
     const char *s = def;
-    if (v && !json_is_string(v))
-        return dlv_error(DLV_E_FORMAT, "%s: %s%s: expected a string", w.label, w.prefix, key);
-    if (v) s = json_string_value(v);
+    dlv_status st = dlv_cfg_str(obj, key, def, w, &s);
+    if (st) return st;
     if (strlen(s) >= cap)
         return dlv_error(DLV_E_FORMAT, "%s: %s%s: '%.40s' is longer than %zu bytes", w.label,
                          w.prefix, key, s, cap - 1);
@@ -96,16 +40,16 @@ static dlv_status get_str(const json_t *obj, const char *key, const char *def, w
  * or null: -1). Qwen2VLConfig has no defaults for these; the model reads
  * them from the extra fields of config.json. */
 static dlv_status get_token(const json_t *obj, const char *key, int required, int64_t vocab,
-                            where w, int64_t *out)
+                            dlv_cfg_where w, int64_t *out)
 {
-    if (!present(obj, key) && required)
+    if (!dlv_cfg_present(obj, key) && required)
         return dlv_error(DLV_E_FORMAT, "%s: %s: missing (Qwen2-VL's prompts need it)", w.label,
                          key);
-    return get_range(obj, key, -1, 0, vocab - 1, w, out);
+    return dlv_cfg_range(obj, key, -1, 0, vocab - 1, w, out);
 }
 
 /* An activation by its transformers name (config.h's dlv_act names). */
-static dlv_status get_act(const json_t *obj, const char *key, dlv_act def, where w,
+static dlv_status get_act(const json_t *obj, const char *key, dlv_act def, dlv_cfg_where w,
                           dlv_act *out)
 {
     char name[32];
@@ -124,7 +68,7 @@ static dlv_status get_act(const json_t *obj, const char *key, dlv_act def, where
 
 static dlv_status parse_vision(const json_t *o, const char *label, dlv_qwen2vl_vision_config *v)
 {
-    const where w = {label, "vision_config."};
+    const dlv_cfg_where w = {label, "vision_config."};
     /* Qwen2VLVisionConfig's defaults (Qwen2-VL-72B's tower). */
     *v = (dlv_qwen2vl_vision_config){
         .depth = 32, .embed_dim = 1280, .hidden_size = 3584, .mlp_ratio = 4.0, .num_heads = 16,
@@ -137,16 +81,16 @@ static dlv_status parse_vision(const json_t *o, const char *label, dlv_qwen2vl_v
     if (strcmp(type, "qwen2_vl") != 0)
         return dlv_error(DLV_E_UNSUPPORTED, "%s: vision_config.model_type: '%s' is not "
                          "supported (expected qwen2_vl)", label, type);
-    if ((st = get_size(o, "depth", v->depth, w, &v->depth)) ||
-        (st = get_size(o, "embed_dim", v->embed_dim, w, &v->embed_dim)) ||
-        (st = get_size(o, "hidden_size", v->hidden_size, w, &v->hidden_size)) ||
+    if ((st = dlv_cfg_size(o, "depth", v->depth, w, &v->depth)) ||
+        (st = dlv_cfg_size(o, "embed_dim", v->embed_dim, w, &v->embed_dim)) ||
+        (st = dlv_cfg_size(o, "hidden_size", v->hidden_size, w, &v->hidden_size)) ||
         (st = get_positive(o, "mlp_ratio", v->mlp_ratio, w, &v->mlp_ratio)) ||
-        (st = get_size(o, "num_heads", v->num_heads, w, &v->num_heads)) ||
-        (st = get_size(o, "in_channels", v->in_channels, w, &v->in_channels)) ||
-        (st = get_size(o, "patch_size", v->patch_size, w, &v->patch_size)) ||
-        (st = get_size(o, "spatial_merge_size", v->spatial_merge_size, w,
+        (st = dlv_cfg_size(o, "num_heads", v->num_heads, w, &v->num_heads)) ||
+        (st = dlv_cfg_size(o, "in_channels", v->in_channels, w, &v->in_channels)) ||
+        (st = dlv_cfg_size(o, "patch_size", v->patch_size, w, &v->patch_size)) ||
+        (st = dlv_cfg_size(o, "spatial_merge_size", v->spatial_merge_size, w,
                        &v->spatial_merge_size)) ||
-        (st = get_size(o, "temporal_patch_size", v->temporal_patch_size, w,
+        (st = dlv_cfg_size(o, "temporal_patch_size", v->temporal_patch_size, w,
                        &v->temporal_patch_size)) ||
         (st = get_act(o, "hidden_act", v->hidden_act, w, &v->hidden_act)))
         return st;
@@ -157,10 +101,10 @@ static dlv_status check_vision(dlv_qwen2vl_vision_config *v, const char *label)
 {
     /* VisionMlp's width is int(embed_dim * mlp_ratio): Python's truncation. */
     const double mlp = (double)v->embed_dim * v->mlp_ratio;
-    if (!(mlp >= 1.0 && mlp <= (double)MAX_DIM))
+    if (!(mlp >= 1.0 && mlp <= (double)DLV_CFG_MAX_DIM))
         return dlv_error(DLV_E_FORMAT, "%s: vision_config.mlp_ratio: %g times embed_dim %lld "
                          "is outside 1..%lld", label, v->mlp_ratio, (long long)v->embed_dim,
-                         (long long)MAX_DIM);
+                         (long long)DLV_CFG_MAX_DIM);
     v->mlp_dim = (int64_t)mlp;
     if (v->embed_dim % v->num_heads)
         return dlv_error(DLV_E_FORMAT, "%s: vision_config.embed_dim: %lld is not divisible by "
@@ -179,7 +123,7 @@ static dlv_status check_vision(dlv_qwen2vl_vision_config *v, const char *label)
 
 static dlv_status parse_text(const json_t *o, const char *label, dlv_text_config *t)
 {
-    const where w = {label, ""};
+    const dlv_cfg_where w = {label, ""};
     /* Qwen2VLConfig's defaults (Qwen2-VL-72B's language model). */
     memset(t, 0, sizeof *t);
     t->kind = DLV_TEXT_QWEN2;
@@ -187,16 +131,16 @@ static dlv_status parse_text(const json_t *o, const char *label, dlv_text_config
     t->hidden_act = DLV_ACT_SILU;
     t->bos_token_id = t->eos_token_id = t->pad_token_id = -1;
     dlv_status st;
-    if ((st = get_size(o, "vocab_size", 152064, w, &t->vocab_size)) ||
-        (st = get_size(o, "hidden_size", 8192, w, &t->hidden_size)) ||
-        (st = get_size(o, "intermediate_size", 29568, w, &t->intermediate_size)) ||
-        (st = get_size(o, "num_hidden_layers", 80, w, &t->num_hidden_layers)) ||
-        (st = get_size(o, "num_attention_heads", 64, w, &t->num_attention_heads)) ||
-        (st = get_size(o, "max_position_embeddings", 32768, w,
+    if ((st = dlv_cfg_size(o, "vocab_size", 152064, w, &t->vocab_size)) ||
+        (st = dlv_cfg_size(o, "hidden_size", 8192, w, &t->hidden_size)) ||
+        (st = dlv_cfg_size(o, "intermediate_size", 29568, w, &t->intermediate_size)) ||
+        (st = dlv_cfg_size(o, "num_hidden_layers", 80, w, &t->num_hidden_layers)) ||
+        (st = dlv_cfg_size(o, "num_attention_heads", 64, w, &t->num_attention_heads)) ||
+        (st = dlv_cfg_size(o, "max_position_embeddings", 32768, w,
                        &t->max_position_embeddings)) ||
         (st = get_positive(o, "rms_norm_eps", 1e-5, w, &t->rms_norm_eps)) ||
         (st = get_positive(o, "rope_theta", 1000000.0, w, &t->rope_theta)) ||
-        (st = get_bool(o, "tie_word_embeddings", 0, w, &t->tie_word_embeddings)) ||
+        (st = dlv_cfg_bool(o, "tie_word_embeddings", 0, w, &t->tie_word_embeddings)) ||
         (st = get_act(o, "hidden_act", DLV_ACT_SILU, w, &t->hidden_act)))
         return st;
     if (t->hidden_act != DLV_ACT_SILU)
@@ -205,7 +149,7 @@ static dlv_status parse_text(const json_t *o, const char *label, dlv_text_config
     /* num_key_value_heads: absent takes the default 8; an explicit null
      * means as many as the attention heads (Qwen2VLConfig.__init__). */
     if (!json_object_get(o, "num_key_value_heads")) t->num_key_value_heads = 8;
-    else if ((st = get_size(o, "num_key_value_heads", t->num_attention_heads, w,
+    else if ((st = dlv_cfg_size(o, "num_key_value_heads", t->num_attention_heads, w,
                             &t->num_key_value_heads)))
         return st;
     if (t->hidden_size % t->num_attention_heads)
@@ -232,7 +176,7 @@ static dlv_status parse_text(const json_t *o, const char *label, dlv_text_config
 static dlv_status parse_mrope(const json_t *root, const char *label, int64_t head_dim,
                               int64_t section[3])
 {
-    const json_t *r = present(root, "rope_scaling");
+    const json_t *r = dlv_cfg_present(root, "rope_scaling");
     if (!r)
         return dlv_error(DLV_E_FORMAT, "%s: rope_scaling: missing; Qwen2-VL needs "
                          "rope_scaling.mrope_section", label);
@@ -254,9 +198,9 @@ static dlv_status parse_mrope(const json_t *root, const char *label, int64_t hea
     for (size_t i = 0; i < 3; i++) {
         const json_t *v = json_array_get(s, i);
         if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-            json_integer_value(v) > MAX_DIM)
+            json_integer_value(v) > DLV_CFG_MAX_DIM)
             return dlv_error(DLV_E_FORMAT, "%s: rope_scaling.mrope_section[%zu]: expected an "
-                             "integer in 0..%lld", label, i, (long long)MAX_DIM);
+                             "integer in 0..%lld", label, i, (long long)DLV_CFG_MAX_DIM);
         section[i] = (int64_t)json_integer_value(v);
         sum += section[i];
     }
@@ -271,7 +215,7 @@ static dlv_status parse_mrope(const json_t *root, const char *label, int64_t hea
 static dlv_status parse_root(const json_t *root, const char *label, void *out_)
 {
     dlv_qwen2vl_config *c = out_;
-    const where w = {label, ""};
+    const dlv_cfg_where w = {label, ""};
     if (!json_is_object(root))
         return dlv_error(DLV_E_FORMAT, "%s: expected a JSON object at the top level", label);
     char type[32];
@@ -280,7 +224,7 @@ static dlv_status parse_root(const json_t *root, const char *label, void *out_)
     if (strcmp(type, "qwen2_vl") != 0)
         return dlv_error(DLV_E_UNSUPPORTED, "%s: model_type: '%s' is not qwen2_vl (a "
                          "Qwen2VLForConditionalGeneration checkpoint)", label, type);
-    const json_t *arch = present(root, "architectures");
+    const json_t *arch = dlv_cfg_present(root, "architectures");
     if (arch) {
         const json_t *a0 = json_is_array(arch) ? json_array_get(arch, 0) : NULL;
         if (!json_is_array(arch) || (json_array_size(arch) > 0 && !json_is_string(a0)))
@@ -294,7 +238,7 @@ static dlv_status parse_root(const json_t *root, const char *label, void *out_)
         (st = parse_mrope(root, label, c->text.head_dim, c->mrope_section)))
         return st;
 
-    const json_t *vc = present(root, "vision_config");
+    const json_t *vc = dlv_cfg_present(root, "vision_config");
     if (vc && !json_is_object(vc))
         return dlv_error(DLV_E_FORMAT, "%s: vision_config: expected an object", label);
     if ((st = parse_vision(vc, label, &c->vision)) || (st = check_vision(&c->vision, label)))
