@@ -13,7 +13,13 @@
  *
  * per_sequence runs every GEMM on one sequence's S rows, so a sequence's
  * result does not depend on its batch companions bit for bit (the vision
- * towers); otherwise GEMMs span all R rows. */
+ * towers); otherwise GEMMs span all R rows.
+ *
+ * Qwen2.5-VL's tower changes three things, as options (dims below): the
+ * norms are RMSNorm (rms_norm), the MLP is gated (glu: x' = x2 +
+ * down(silu(gate(h2)) * up(h2)), lin[FC1] = gate, up, lin[FC2] = down),
+ * and attention may run within windows (runs of rows) instead of over
+ * each sequence, layer by layer. */
 #ifndef DLV_MODEL_NN_ENCODER_H
 #define DLV_MODEL_NN_ENCODER_H
 
@@ -33,8 +39,9 @@ typedef struct dlv_layernorm_w {
 } dlv_layernorm_w;
 
 typedef struct dlv_encoder_layer_w {
-    dlv_layernorm_w ln1, ln2;
+    dlv_layernorm_w ln1, ln2;   /* with rms_norm: w only (b absent) */
     dlv_linear lin[DLV_ENC_N_LINEAR];
+    dlv_linear up;              /* glu only: the MLP's up projection */
 } dlv_encoder_layer_w;
 
 typedef struct dlv_encoder_dims {
@@ -50,6 +57,17 @@ typedef struct dlv_encoder_dims {
      * shape, kept by the tape like key_mask: they must stay unchanged until
      * the backward. */
     const float *rope_cos, *rope_sin;
+    /* Qwen2.5-VL (all 0 / NULL otherwise). rms_norm: ln1, ln2 are RMSNorm
+     * (eps above). glu: the SwiGLU MLP (act must be SILU). Windows: when
+     * n_windows > 0, window_lens (host, > 0 each, summing to n * S) split
+     * the rows into consecutive runs, and a layer l with full_attn[l] == 0
+     * (host [n_layers], NULL: none full) attends within each run; the other
+     * layers attend over each sequence of S rows. Both arrays are kept by
+     * the tape: unchanged until the backward. No key_mask with windows. */
+    int rms_norm, glu;
+    const int64_t *window_lens;
+    int64_t n_windows;
+    const uint8_t *full_attn;
 } dlv_encoder_dims;
 
 typedef struct dlv_encoder_tape dlv_encoder_tape;
