@@ -199,9 +199,11 @@ DLV_API dlv_status dlv_image_check(const dlv_model *model, const dlv_image *imag
     static const char fn[] = "dlv_image_check";
     if (!image) return dlv_error(DLV_E_INVALID_ARG, "%s: image is NULL", fn);
     if (!opts) opts = &default_options;
-    const dlv_preproc_config *cfg;
+    const dlv_preproc_config *cfg = NULL;
     dlv_status st = model_preproc(model, fn, &cfg);
     if (st != DLV_OK) return st;
+    if (!cfg) /* model_preproc says so first; this tells the compiler */
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: the model has no image processor", fn);
     const dlv_pixel_opts po = {opts->pad_square, opts->exif_rotate, opts->max_pixels};
     float *px = NULL;
     if (cfg->anyres) { /* LLaVA-NeXT: the tiles its encoder would make */

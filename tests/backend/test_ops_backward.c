@@ -334,7 +334,7 @@ static double rope_table_loss(const void *vctx)
     double L = 0.0;
     for (int64_t t = 0; t < c->T; t++)
         for (int64_t i = 0; i < half; i++) {
-            double cs = c->cos_t[t * half + i], sn = c->sin_t[t * half + i];
+            double cs = (double)c->cos_t[t * half + i], sn = (double)c->sin_t[t * half + i];
             for (int64_t h = 0; h < c->H; h++) {
                 int64_t o = (t * c->H + h) * c->D;
                 double x1 = c->x[o + i], x2 = c->x[o + i + half];
