@@ -1,20 +1,27 @@
-/* Qwen2-VL's vision tower (model/nn/qwen2vl_vit.c) against transformers
- * 4.46.3 (tests/reference/qwen2vl_vision_reference.py): a tiny random
- * Qwen2VisionTransformerPretrainedModel, its weights bound by HF name from
- * the golden file itself.
+/* Qwen2-VL's and Qwen2.5-VL's vision tower (model/nn/qwen2vl_vit.c) against
+ * transformers: a tiny random Qwen2VisionTransformerPretrainedModel
+ * (transformers 4.46.3, tests/reference/qwen2vl_vision_reference.py) or
+ * Qwen2_5_VisionTransformerPretrainedModel (4.51.3,
+ * tests/reference/qwen25vl_vision_reference.py: RMSNorm, SwiGLU MLP, window
+ * attention with block 1 over whole frames), its weights bound by HF name
+ * from the golden file itself.
  *
- *   test_qwen2vl_vision GOLDEN_F32 GOLDEN_BF16
+ *   test_qwen2vl_vision [--qwen25] GOLDEN_F32 GOLDEN_BF16
  *
- * Checks (|got - want| <= 1e-5 + 1e-4 |want|, as the other embedding
- * goldens; the measured errors are printed):
- *   - the grids (two images, a two-frame video) in one call: patch_embed's
- *     output, the hidden state after block 0, the tower's output;
- *   - each grid alone gives its rows of that call bit for bit;
- *   - bf16 weights (widened) against the f32 tower on the rounded weights;
- *   - the backward (with and without recompute) against autograd's
- *     gradients of sum(out * dout) for a parameter of every stage;
- *   - argument errors.
- * Runs on DLV_TEST_BACKEND (cpu; sim from tests/model/meson.build). */
+ * Checks (|got - want| <= 1e-5 + 1e-4 |want|; the measured errors are
+ * printed):
+ *   - Qwen2.5: the window layout against HF's get_window_index for a grid
+ *     with partial windows;
+ *   - the grids in one call (Qwen2-VL: two images and a two-frame video;
+ *     Qwen2.5: an image with partial windows, one tiled exactly, a two-frame
+ *     video): patch_embed's output where the golden has it, the hidden state
+ *     after block 0 (in the patches' order), the tower's output;
+ *   - each grid alone equals its rows of the joint call, bit for bit;
+ *   - bf16 weights (widened) against HF's f32 run of the same bf16 values;
+ *   - the backward, with and without recompute, against autograd's
+ *     gradients of sum(out * dout) for parameters of every stage;
+ *   - bad grids, weights of the wrong shape, bad options: DLV_E_INVALID_ARG
+ *     naming them. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -31,13 +38,23 @@
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "model/nn/qwen2vl_vit.h"
+#include "model/nn/vision_windows.h"
 
 #define ATOL 1e-5
 #define RTOL 1e-4
 
-/* CONFIG in the reference script. */
-enum { DEPTH = 2, EMBED = 32, HEADS = 2, MLP_RATIO = 2, PATCH = 2, TPATCH = 2, MERGE = 2,
-       HIDDEN = 48, CHANNELS = 3, K = CHANNELS * TPATCH * PATCH * PATCH };
+/* CONFIG in each reference script: what differs, then what is shared. */
+typedef struct tower_case {
+    int qwen25;
+    int depth, embed, inter, window;
+    dlv_op_act act;
+} tower_case;
+static const tower_case QWEN2 = {0, 2, 32, 64, 0, DLV_OP_ACT_QUICK_GELU};
+static const tower_case QWEN25 = {1, 3, 24, 48, 8, DLV_OP_ACT_SILU};
+static const tower_case *tc = &QWEN2; /* set once by main */
+enum { MAX_DEPTH = 3, HEADS = 2, PATCH = 2, TPATCH = 2, MERGE = 2, HIDDEN = 48, CHANNELS = 3,
+       K = CHANNELS * TPATCH * PATCH * PATCH };
+static const int64_t FULLATT[] = {1};
 
 static const char *golden_f32_path, *golden_bf16_path;
 
@@ -46,9 +63,15 @@ static dlv_qwen2vl_vit_dims tower_dims(void)
     dlv_qwen2vl_vit_dims d = {
         .in_channels = CHANNELS, .patch = PATCH, .temporal_patch = TPATCH, .merge = MERGE,
         .out_hidden = HIDDEN, .rope_theta = 10000.0,
-        .enc = {.hidden = EMBED, .inter = EMBED * MLP_RATIO, .n_heads = HEADS, .eps = 1e-6f,
-                .act = DLV_OP_ACT_QUICK_GELU},
+        .enc = {.hidden = tc->embed, .inter = tc->inter, .n_heads = HEADS, .eps = 1e-6f,
+                .act = tc->act},
     };
+    if (tc->qwen25) {
+        d.variant = DLV_QWEN2VL_VIT_QWEN25;
+        d.window_size = tc->window;
+        d.fullatt_blocks = FULLATT;
+        d.n_fullatt = 1;
+    }
     return d;
 }
 
@@ -118,7 +141,7 @@ static void expect_close(const char *what, const float *got, const float *want, 
  * or, for a gradient set, f32 zeros of the same shapes. */
 typedef struct bound {
     dlv_buffer buf;
-    dlv_encoder_layer_w layers[DEPTH];
+    dlv_encoder_layer_w layers[MAX_DEPTH];
     dlv_qwen2vl_vit_w w;
 } bound;
 
@@ -170,11 +193,19 @@ static dlv_linear get_linear(const dlv_st_file *f, const bound *b, int as_grad, 
     return l;
 }
 
+/* LayerNorm (Qwen2-VL), or Qwen2RMSNorm: a weight only (Qwen2.5). */
 static dlv_layernorm_w get_ln(const dlv_st_file *f, const bound *b, int as_grad,
                               const char *name)
 {
-    dlv_linear l = get_linear(f, b, as_grad, name);
-    return (dlv_layernorm_w){l.w, l.b};
+    if (!tc->qwen25) {
+        dlv_linear l = get_linear(f, b, as_grad, name);
+        return (dlv_layernorm_w){l.w, l.b};
+    }
+    char key[128];
+    snprintf(key, sizeof key, "%s.weight", name);
+    dlv_layernorm_w n = {0};
+    n.w = get(f, b, as_grad, key);
+    return n;
 }
 
 static void bind(dlv_backend *be, const dlv_st_file *f, int as_grad, bound *b)
@@ -194,21 +225,27 @@ static void bind(dlv_backend *be, const dlv_st_file *f, int as_grad, bound *b)
         off += ((size_t)t->n_bytes + ALIGN - 1) / ALIGN * ALIGN;
     }
     b->w.patch.w = get(f, b, as_grad, "patch_embed.proj.weight");
-    b->w.n_layers = DEPTH;
+    b->w.n_layers = tc->depth;
     b->w.layers = b->layers;
-    for (int l = 0; l < DEPTH; l++) {
+    for (int l = 0; l < tc->depth; l++) {
         char key[64];
         dlv_encoder_layer_w *L = &b->layers[l];
 #define NAME(s) (snprintf(key, sizeof key, "blocks.%d.%s", l, s), key)
         L->ln1 = get_ln(f, b, as_grad, NAME("norm1"));
         L->ln2 = get_ln(f, b, as_grad, NAME("norm2"));
         const dlv_linear qkv = get_linear(f, b, as_grad, NAME("attn.qkv"));
-        if (dlv_qwen2vl_vit_split_qkv(&qkv, EMBED, NAME("attn.qkv"), &L->lin[DLV_ENC_Q],
+        if (dlv_qwen2vl_vit_split_qkv(&qkv, tc->embed, NAME("attn.qkv"), &L->lin[DLV_ENC_Q],
                                       &L->lin[DLV_ENC_K], &L->lin[DLV_ENC_V]) != DLV_OK)
             fail_msg("%s", dlv_last_error());
         L->lin[DLV_ENC_O] = get_linear(f, b, as_grad, NAME("attn.proj"));
-        L->lin[DLV_ENC_FC1] = get_linear(f, b, as_grad, NAME("mlp.fc1"));
-        L->lin[DLV_ENC_FC2] = get_linear(f, b, as_grad, NAME("mlp.fc2"));
+        if (tc->qwen25) { /* SwiGLU: gate, up, down */
+            L->lin[DLV_ENC_FC1] = get_linear(f, b, as_grad, NAME("mlp.gate_proj"));
+            L->up = get_linear(f, b, as_grad, NAME("mlp.up_proj"));
+            L->lin[DLV_ENC_FC2] = get_linear(f, b, as_grad, NAME("mlp.down_proj"));
+        } else {
+            L->lin[DLV_ENC_FC1] = get_linear(f, b, as_grad, NAME("mlp.fc1"));
+            L->lin[DLV_ENC_FC2] = get_linear(f, b, as_grad, NAME("mlp.fc2"));
+        }
 #undef NAME
     }
     b->w.merger_ln = get_ln(f, b, as_grad, "merger.ln_q");
@@ -219,7 +256,7 @@ static void bind(dlv_backend *be, const dlv_st_file *f, int as_grad, bound *b)
 /* ---- running the tower --------------------------------------------------- */
 
 typedef struct run_out {
-    float *out, *trace; /* host [M, HIDDEN], [DEPTH + 1, N, EMBED] (or NULL) */
+    float *out, *trace; /* host [M, HIDDEN], [depth + 1, N, embed] (or NULL) */
 } run_out;
 
 /* The tower on the host patches [n_patches, K] of grids; a trace if asked. */
@@ -230,7 +267,7 @@ static run_out run(dlv_backend *be, const dlv_qwen2vl_vit_w *w, const float *pat
     int64_t N = 0, M = 0;
     assert_int_equal(dlv_qwen2vl_vit_rows(&d, grids, n_grids, &N, &M), DLV_OK);
     const size_t np = (size_t)(N * K), no = (size_t)(M * HIDDEN),
-                 nt = with_trace ? (size_t)((DEPTH + 1) * N * EMBED) : 0;
+                 nt = with_trace ? (size_t)((tc->depth + 1) * N * tc->embed) : 0;
     dlv_buffer buf = {0};
     assert_int_equal(dlv_buffer_alloc(be, (np + no + nt) * sizeof(float), &buf), DLV_OK);
     float *dp = dlv_buffer_ptr(&buf);
@@ -252,6 +289,25 @@ static run_out run(dlv_backend *be, const dlv_qwen2vl_vit_w *w, const float *pat
 
 /* ---- tests --------------------------------------------------------------- */
 
+/* HF's get_window_index for grid (1, 6, 10) (3 x 5 units) with windows of
+ * 2 units: window_index and the windows' unit counts. */
+static void test_window_layout(void **state)
+{
+    (void)state;
+    static const int64_t want_src[15] = {0, 1, 5, 6, 2, 3, 7, 8, 4, 9, 10, 11, 12, 13, 14};
+    static const int64_t want_lens[6] = {4, 4, 2, 2, 2, 1};
+    int64_t src[15], lens[15], n = 0;
+    assert_int_equal(dlv_vision_windows(1, 3, 5, 2, src, lens, &n), DLV_OK);
+    assert_int_equal(n, 6);
+    assert_memory_equal(src, want_src, sizeof want_src);
+    assert_memory_equal(lens, want_lens, sizeof want_lens);
+    /* Exactly tiled (HF's empty padding windows dropped), two frames. */
+    assert_int_equal(dlv_vision_windows(2, 2, 2, 2, src, lens, &n), DLV_OK);
+    assert_int_equal(n, 2);
+    assert_true(lens[0] == 4 && lens[1] == 4 && src[4] == 4 && src[7] == 7);
+    assert_int_equal(dlv_vision_windows(1, 3, 5, 0, src, lens, &n), DLV_E_INVALID_ARG);
+}
+
 static void test_forward_f32(void **state)
 {
     (void)state;
@@ -262,18 +318,22 @@ static void test_forward_f32(void **state)
     bind(be, f, 0, &b);
     dlv_qwen2vl_grid grids[8];
     const int64_t G = golden_grids(f, grids, 8);
-    size_t np, n_out, n_embed, n_block0;
+    size_t np, n_out, n_block0;
     float *patches = golden_f32(f, "golden.patches", &np);
     float *want = golden_f32(f, "golden.out", &n_out);
-    float *embed = golden_f32(f, "golden.embed", &n_embed);
     float *block0 = golden_f32(f, "golden.block0", &n_block0);
     const int64_t N = (int64_t)(np / K);
     printf("%s: %lld grids, %lld patches, backend %s\n", golden_f32_path, (long long)G,
            (long long)N, test_backend_name());
 
     run_out all = run(be, &b.w, patches, grids, G, 1);
-    expect_close("patch_embed (trace 0)", all.trace, embed, n_embed);
-    expect_close("after blocks.0 (trace 1)", all.trace + N * EMBED, block0, n_block0);
+    if (dlv_st_find(f, "golden.embed")) { /* Qwen2-VL's golden has the patch embedding */
+        size_t n_embed;
+        float *embed = golden_f32(f, "golden.embed", &n_embed);
+        expect_close("patch_embed (trace 0)", all.trace, embed, n_embed);
+        free(embed);
+    }
+    expect_close("after blocks.0 (trace 1)", all.trace + N * tc->embed, block0, n_block0);
     expect_close("output, all grids in one call", all.out, want, n_out);
 
     /* One grid at a time: its rows of the joint call, bit for bit. */
@@ -292,7 +352,6 @@ static void test_forward_f32(void **state)
     free(all.trace);
     free(patches);
     free(want);
-    free(embed);
     free(block0);
     dlv_buffer_free(&b.buf);
     dlv_st_close(f);
@@ -436,33 +495,67 @@ static void test_errors(void **state)
     /* A weight of the wrong shape is named. */
     const dlv_qwen2vl_grid ok = {.t = 1, .h = 2, .w = 2};
     dlv_qwen2vl_vit_w w = b.w;
-    dlv_encoder_layer_w layers[DEPTH];
+    dlv_encoder_layer_w layers[MAX_DEPTH];
     memcpy(layers, b.layers, sizeof layers);
     w.layers = layers;
     layers[1].lin[DLV_ENC_FC1] = layers[1].lin[DLV_ENC_FC2];
     expect_error(dlv_qwen2vl_vit_forward(be, &d, &w, dp, &ok, 1, 0, NULL, dp + 4 * K, NULL),
-                 "blocks.1: mlp.fc1.weight");
+                 tc->qwen25 ? "blocks.1: mlp.gate_proj.weight" : "blocks.1: mlp.fc1.weight");
+    if (tc->qwen25) {
+        memcpy(layers, b.layers, sizeof layers);
+        layers[2].up = layers[2].lin[DLV_ENC_FC2];
+        expect_error(dlv_qwen2vl_vit_forward(be, &d, &w, dp, &ok, 1, 0, NULL, dp + 4 * K, NULL),
+                     "blocks.2: mlp.up_proj.weight");
+    }
     w = b.w;
     w.merger_fc2 = b.w.merger_fc1;
     expect_error(dlv_qwen2vl_vit_forward(be, &d, &w, dp, &ok, 1, 0, NULL, dp + 4 * K, NULL),
                  "merger.mlp.2.weight");
 
+    /* Qwen2.5's options: a block index past the depth, a window smaller
+     * than a merged unit, an MLP activation dlv_swiglu does not compute. */
+    const int64_t past[] = {1, tc->depth};
+    dlv_qwen2vl_vit_dims dd = d;
+    if (tc->qwen25) {
+    dd.fullatt_blocks = past;
+    dd.n_fullatt = 2;
+    expect_error(dlv_qwen2vl_vit_forward(be, &dd, &b.w, dp, &ok, 1, 0, NULL, dp + 4 * K, NULL),
+                 "fullatt_block_indexes[1]");
+    dd = d;
+    dd.window_size = MERGE * PATCH - 1;
+    expect_error(dlv_qwen2vl_vit_forward(be, &dd, &b.w, dp, &ok, 1, 0, NULL, dp + 4 * K, NULL),
+                 "window_size");
+    dd = d;
+    dd.enc.act = DLV_OP_ACT_GELU;
+    expect_error(dlv_qwen2vl_vit_forward(be, &dd, &b.w, dp, &ok, 1, 0, NULL, dp + 4 * K, NULL),
+                 "silu");
+    }
+
     /* The fused qkv must be [3 D, D]. */
     dlv_linear l = b.layers[0].lin[DLV_ENC_O], q, k, v;
-    expect_error(dlv_qwen2vl_vit_split_qkv(&l, EMBED, "blocks.0.attn.proj", &q, &k, &v),
+    expect_error(dlv_qwen2vl_vit_split_qkv(&l, tc->embed, "blocks.0.attn.proj", &q, &k, &v),
                  "blocks.0.attn.proj.weight");
 
-    /* A head_dim the 2-D rotary cannot split (EMBED / 4 heads = 8 is fine,
-     * EMBED / 16 = 2 is not). */
+    /* A head_dim the 2-D rotary cannot split (2, from embed / 2 heads). */
     dlv_qwen2vl_vit_dims bad = d;
-    bad.enc.n_heads = 16;
+    bad.enc.n_heads = tc->embed / 2;
     expect_error(dlv_qwen2vl_vit_forward(be, &bad, &b.w, dp, &ok, 1, 0, NULL, dp + 4 * K, NULL),
                  "head_dim");
 
-    /* The encoder refuses half a pair of rotary tables. */
+    /* The encoder refuses windows that do not cover its rows. */
+    static const int64_t wl[] = {2, 1};
     dlv_encoder_dims e = d.enc;
+    e.rms_norm = e.glu = 1;
+    e.act = DLV_OP_ACT_SILU;
+    e.window_lens = wl;
+    e.n_windows = 2;
+    expect_error(dlv_encoder_forward(be, &e, b.layers, tc->depth, dp, 1, 4, NULL, 0, 0, NULL,
+                                     dp + 4 * K, NULL),
+                 "window_lens sum");
+    /* ... and half a pair of rotary tables. */
+    e = d.enc;
     e.rope_cos = dp;
-    expect_error(dlv_encoder_forward(be, &e, b.layers, DEPTH, dp, 1, 4, NULL, 0, 0, NULL,
+    expect_error(dlv_encoder_forward(be, &e, b.layers, tc->depth, dp, 1, 4, NULL, 0, 0, NULL,
                                      dp + 4 * K, NULL),
                  "rope_sin");
     dlv_buffer_free(&buf);
@@ -473,18 +566,25 @@ static void test_errors(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s GOLDEN_F32 GOLDEN_BF16\n", argv[0]);
+    int a = 1;
+    if (argc > 1 && strcmp(argv[1], "--qwen25") == 0) {
+        tc = &QWEN25;
+        a = 2;
+    }
+    if (argc - a != 2) {
+        fprintf(stderr, "usage: %s [--qwen25] GOLDEN_F32 GOLDEN_BF16\n", argv[0]);
         return 2;
     }
-    golden_f32_path = argv[1];
-    golden_bf16_path = argv[2];
+    golden_f32_path = argv[a];
+    golden_bf16_path = argv[a + 1];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forward_f32),
         cmocka_unit_test(test_forward_bf16),
         cmocka_unit_test(test_backward),
         cmocka_unit_test(test_backward_recompute),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_window_layout), /* Qwen2.5's only: last, not run for Qwen2-VL */
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const size_t n = sizeof tests / sizeof *tests - (tc->qwen25 ? 0 : 1);
+    return _cmocka_run_group_tests("qwen2vl_vision", tests, n, NULL, NULL);
 }
