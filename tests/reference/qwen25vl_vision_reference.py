@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Goldens for tests/model/test_qwen25vl_vision.c: Qwen2.5-VL's vision
+"""Goldens for tests/model/test_qwen2vl_vision.c --qwen25: Qwen2.5-VL's vision
 tower (Qwen2_5_VisionTransformerPretrainedModel, transformers 4.51.3, CPU,
 float32, eager attention) for lib/model/nn/qwen2vl_vit.c's Qwen2.5 variant.
 
@@ -32,16 +32,16 @@ Run by hand (not in CI), without PYTHONPATH:
     /tmp/ref-qwen25/bin/python tests/reference/qwen25vl_vision_reference.py
 """
 import os
+import sys
 
 import torch
 import transformers
-from safetensors.torch import save_file
 from transformers.models.qwen2_5_vl.configuration_qwen2_5_vl import Qwen2_5_VLVisionConfig
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
     Qwen2_5_VisionTransformerPretrainedModel)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-GOLDEN = os.path.join(os.path.dirname(HERE), "model", "golden")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vision_tower_goldens as vt  # noqa: E402
 
 # Also written into the C test.
 CONFIG = dict(depth=3, hidden_size=24, num_heads=2, intermediate_size=48, patch_size=2,
@@ -53,19 +53,6 @@ GRAD_NAMES = ["patch_embed.proj.weight", "blocks.0.attn.qkv.bias", "blocks.0.nor
               "blocks.1.mlp.up_proj.weight", "blocks.2.mlp.down_proj.bias",
               "blocks.2.norm2.weight", "merger.ln_q.weight", "merger.mlp.0.bias",
               "merger.mlp.2.bias"]
-
-
-def randomize(tower, gen):
-    """Weights N(0, 1) / sqrt(fan-in), norms 1 + N(0, 0.1^2), biases N(0, 0.1^2)."""
-    with torch.no_grad():
-        for name, p in sorted(tower.named_parameters()):
-            if "norm" in name or "ln_q" in name:
-                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
-            elif name.endswith("bias"):
-                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
-            else:
-                fan_in = p[0].numel()
-                p.copy_(torch.randn(p.shape, generator=gen) / fan_in ** 0.5)
 
 
 def run(tower, patches, grid):
@@ -91,7 +78,7 @@ def main():
     tower = Qwen2_5_VisionTransformerPretrainedModel._from_config(
         cfg, attn_implementation="eager", torch_dtype=torch.float32).eval()
     assert tower.blocks[0].attn.__class__.__name__ == "Qwen2_5_VLVisionAttention"
-    randomize(tower, gen)
+    vt.randomize(tower, gen)
 
     grid = torch.tensor(GRIDS, dtype=torch.int64)
     window_index, cu = tower.get_window_index(grid)
@@ -108,35 +95,9 @@ def main():
     params = dict(tower.named_parameters())
     grads = {"grad." + name: params[name].grad.detach().clone() for name in GRAD_NAMES}
 
-    weights = {"visual." + name: p.detach().clone().contiguous()
-               for name, p in tower.state_dict().items()}
-    common = {"golden.grid_thw": grid.to(torch.int32)}
-    f32 = dict(weights)
-    f32.update(common)
-    f32.update({"golden.patches": patches, "golden.block0": block0, "golden.out": out,
-                "golden.dout": dout})
-    f32.update(grads)
-
-    bf16 = {name: t.to(torch.bfloat16) for name, t in weights.items()}
-    with torch.no_grad():
-        for name, p in tower.state_dict().items():
-            p.copy_(bf16["visual." + name].float())
-    out_bf16, _ = run(tower, patches, grid)
-    bf16.update(common)
-    bf16["golden.out"] = out_bf16
-    print("bf16 vs f32 output, max |diff|:", (out_bf16 - out).abs().max().item())
-
-    meta = {"transformers": transformers.__version__, "torch": torch.__version__,
-            "config": repr(CONFIG)}
-    total = 0
-    for suffix, tensors in (("f32", f32), ("bf16", bf16)):
-        path = os.path.join(GOLDEN, f"qwen25vl_vision_{suffix}.safetensors")
-        save_file({k: v.contiguous() for k, v in sorted(tensors.items())}, path, metadata=meta)
-        size = os.path.getsize(path)
-        total += size
-        print(path, size, "bytes")
-    print("output", tuple(out.shape), "total", total, "bytes")
-    assert total < 300 * 1024
+    golden = {"golden.patches": patches, "golden.block0": block0, "golden.out": out,
+                "golden.dout": dout}
+    vt.write("qwen25vl_vision", CONFIG, tower, lambda: run(tower, patches, grid)[0], grid, golden, grads)
 
 
 if __name__ == "__main__":

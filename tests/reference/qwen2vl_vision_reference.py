@@ -28,15 +28,15 @@ Run by hand (not in CI), without PYTHONPATH:
     /tmp/ref-embed/bin/python tests/reference/qwen2vl_vision_reference.py
 """
 import os
+import sys
 
 import torch
 import transformers
-from safetensors.torch import save_file
 from transformers.models.qwen2_vl.configuration_qwen2_vl import Qwen2VLVisionConfig
 from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-GOLDEN = os.path.join(os.path.dirname(HERE), "model", "golden")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vision_tower_goldens as vt  # noqa: E402
 
 # Also written into the C test. patch_size 2 keeps the inputs small: the
 # tower only sees the flattened patch, whose length is a linear's in-dim.
@@ -48,21 +48,6 @@ GRIDS = [[1, 4, 6], [2, 2, 2], [1, 6, 4]]
 GRAD_NAMES = ["patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "blocks.0.attn.qkv.bias",
               "blocks.0.norm1.weight", "blocks.1.attn.proj.weight", "blocks.1.norm2.bias",
               "merger.ln_q.weight", "merger.mlp.0.bias", "merger.mlp.2.bias"]
-
-
-def randomize(tower, gen):
-    """Every parameter random: weights N(0, 0.2^2) scaled by fan-in, norms
-    1 + N(0, 0.1^2), biases N(0, 0.1^2)."""
-    with torch.no_grad():
-        for name, p in sorted(tower.named_parameters()):
-            if "norm" in name or "ln_q" in name:
-                base = 1.0 if name.endswith("weight") else 0.0
-                p.copy_(base + 0.1 * torch.randn(p.shape, generator=gen))
-            elif name.endswith("bias"):
-                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
-            else:
-                fan_in = p[0].numel()
-                p.copy_(torch.randn(p.shape, generator=gen) / fan_in ** 0.5)
 
 
 def run(tower, patches, grid):
@@ -86,7 +71,7 @@ def main():
     tower = Qwen2VisionTransformerPretrainedModel._from_config(
         cfg, attn_implementation="eager", torch_dtype=torch.float32).eval()
     assert tower.blocks[0].attn.__class__.__name__ == "VisionAttention"
-    randomize(tower, gen)
+    vt.randomize(tower, gen)
 
     grid = torch.tensor(GRIDS, dtype=torch.int64)
     n = int((grid[:, 0] * grid[:, 1] * grid[:, 2]).sum())
@@ -100,36 +85,9 @@ def main():
     params = dict(tower.named_parameters())
     grads = {"grad." + name: params[name].grad.detach().clone() for name in GRAD_NAMES}
 
-    weights = {"visual." + name: p.detach().clone().contiguous()
-               for name, p in tower.state_dict().items()}
-    common = {"golden.grid_thw": grid.to(torch.int32)}
-    f32 = dict(weights)
-    f32.update(common)
-    f32.update({"golden.patches": patches, "golden.embed": embed, "golden.block0": block0,
-                "golden.out": out, "golden.dout": dout})
-    f32.update(grads)
-
-    # bf16: the weights rounded, then the same f32 tower on their widened values.
-    bf16 = {name: t.to(torch.bfloat16) for name, t in weights.items()}
-    with torch.no_grad():
-        for name, p in tower.state_dict().items():
-            p.copy_(bf16["visual." + name].float())
-    out_bf16, _, _ = run(tower, patches, grid)
-    bf16.update(common)
-    bf16["golden.out"] = out_bf16
-    print("bf16 vs f32 output, max |diff|:", (out_bf16 - out).abs().max().item())
-
-    meta = {"transformers": transformers.__version__, "torch": torch.__version__,
-            "config": repr(CONFIG)}
-    total = 0
-    for suffix, tensors in (("f32", f32), ("bf16", bf16)):
-        path = os.path.join(GOLDEN, f"qwen2vl_vision_{suffix}.safetensors")
-        save_file({k: v.contiguous() for k, v in sorted(tensors.items())}, path, metadata=meta)
-        size = os.path.getsize(path)
-        total += size
-        print(path, size, "bytes")
-    print("output", tuple(out.shape), "total", total, "bytes")
-    assert total < 300 * 1024
+    golden = {"golden.patches": patches, "golden.embed": embed, "golden.block0": block0,
+                "golden.out": out, "golden.dout": dout}
+    vt.write("qwen2vl_vision", CONFIG, tower, lambda: run(tower, patches, grid)[0], grid, golden, grads)
 
 
 if __name__ == "__main__":
