@@ -210,9 +210,12 @@ try:
 
     # A killed rank: the job ends, the checkpoint survives, resume is exact.
     K = A + ["--save-every", "1", "--log", out("lk")]
+    # A marker only this job's ranks inherit: other runs of the suite on the
+    # machine have rank-1 processes of the same program too.
+    marker = "DLV_MPI_KILL_TEST=%d.%d" % (os.getpid(), int(time.time() * 1e6))
     p = subprocess.Popen([MPIRUN, "--oversubscribe", "-np", "2", exe, *K, "--steps", "100000",
                           "--out", out("k")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, env=MPI_ENV)
+                         text=True, env=dict(MPI_ENV, **dict([marker.split("=", 1)])))
     state = out("k.ckpt/train_state.safetensors")
     t0 = time.time()
     while not os.path.exists(state) and time.time() - t0 < 120 and p.poll() is None:
@@ -226,7 +229,8 @@ try:
                 cmd = f.read()
         except OSError:
             continue
-        if b"OMPI_COMM_WORLD_RANK=1" in env and exe.encode() in cmd and b"mpirun" not in cmd:
+        if (b"OMPI_COMM_WORLD_RANK=1" in env and marker.encode() in env
+                and exe.encode() in cmd and b"mpirun" not in cmd):
             victim = int(pid)
     if check(victim is not None, "the rank-1 process found"):
         os.kill(victim, signal.SIGKILL)
