@@ -11,6 +11,8 @@
 - --workers 2 serves concurrent requests with two sessions;
 - SIGTERM while a request waits in a batch: the request is answered, then
   the server exits 0;
+- a LLaVA-NeXT model: images with different feature counts (their anyres
+  grids) and a text in one batch, each the CLI's within float rounding;
 - bad --workers / --max-batch / --batch-wait values are usage errors.
 
 usage: test_cli_serve_batch.py DISCLVLM_EXE GEN_TINY_CHECKPOINT_PY IMAGES_DIR
@@ -185,6 +187,36 @@ try:
     finally:
         srv.send_signal(signal.SIGTERM)
         check(srv.wait(timeout=60) == 0, "--workers 2: SIGTERM, exit 0")
+
+    # LLaVA-NeXT: images with different feature counts (their anyres grids)
+    # in one batch, each request its own rows.
+    nxt = os.path.join(tmp, "next")
+    subprocess.run([sys.executable, gen, nxt, "--family", "llava_next", "--vision", "clip",
+                    "--text", "llama", "--dtype", "f32", "--with-tokenizer"], check=True,
+                   capture_output=True)
+    nimgs = [os.path.join(images, "img%d.png" % k) for k in range(6)]
+    nref = []
+    for k, p in enumerate(nimgs):
+        out = os.path.join(tmp, "n%d.npy" % k)
+        subprocess.run([exe, "encode-image", "--model", nxt, "--threads", "1", "--out", out,
+                        "--", p], check=True, capture_output=True)
+        nref.append(npy(out)[0])
+    nbodies = [{"input": [{"image": base64.b64encode(open(p, "rb").read()).decode()}]}
+               for p in nimgs] + [{"input": texts[0]}]
+    srv, base = start(exe, nxt, "--max-batch", "16", "--batch-wait", "300")
+    try:
+        res = concurrently(base, nbodies)
+        ok = all(st == 200 for st, _ in res)
+        worst = max(max_diff(b["data"][0]["embedding"], w)
+                    for (st, b), w in zip(res, nref)) if ok else float("inf")
+        m, _ = metrics(base)
+        check(ok and worst <= TOL and m.get("disclvlm_batch_items_count", 99) < 7,
+              "LLaVA-NeXT: 6 images of different feature counts and a text, batched (%s "
+              "batches): each the CLI's within %g (worst %.3g)"
+              % (m.get("disclvlm_batch_items_count"), TOL, worst))
+    finally:
+        srv.send_signal(signal.SIGTERM)
+        check(srv.wait(timeout=60) == 0, "LLaVA-NeXT: SIGTERM, exit 0")
 
     for opt, val in (("--workers", "0"), ("--max-batch", "0"), ("--max-batch", "9999"),
                      ("--batch-wait", "x"), ("--workers", "1000")):
