@@ -3,7 +3,9 @@
 format, for tests: config.json and preprocessor_config.json as
 save_pretrained writes them, and the weights as safetensors (one file or two
 shards with model.safetensors.index.json) with deterministic pseudo-random
-values.
+values. --family llava_next writes a LlavaNextForConditionalGeneration,
+--family qwen2_vl / qwen2_5_vl (with --text qwen2) a
+Qwen2VLForConditionalGeneration / Qwen2_5_VLForConditionalGeneration.
 With --with-tokenizer it also writes a tiny BPE tokenizer.json and
 tokenizer_config.json whose ids fit the tiny vocabulary.
 
@@ -68,10 +70,98 @@ PREFIXES = {
 # 2x2, 1x3 and 3x1 tiles.
 NEXT_PINPOINTS = [[28, 56], [56, 28], [56, 56], [28, 84], [84, 28]]
 
+# --family qwen2_vl / qwen2_5_vl (--text qwen2; --vision does not apply):
+# Qwen2VLForConditionalGeneration as transformers 4.46.3's save_pretrained
+# writes it and Qwen2_5_VLForConditionalGeneration as 4.51.3's does (the
+# old layout of both: visual.*, model.*, lm_head.* unless tied). The
+# language model is TEXT["qwen2"] with M-RoPE sections [2, 3, 3] (head_dim
+# 16) and the vision tokens at 104..107 (the tiny tokenizer names them
+# <|vision_start|>, <|vision_end|>, <|image_pad|>, <|video_pad|> for these
+# families). QWEN_VL_VISION holds each tower's whole vision_config;
+# config.json carries what that version's save_pretrained writes of it
+# (4.46.3 leaves out the fields at their defaults: in_channels,
+# spatial_merge_size, temporal_patch_size, hidden_act).
+QWEN_VL_VISION = {
+    "qwen2_vl": {
+        "depth": 2, "embed_dim": 32, "num_heads": 2, "mlp_ratio": 2, "patch_size": 4,
+        "temporal_patch_size": 2, "spatial_merge_size": 2, "in_channels": 3,
+        "hidden_size": 64, "hidden_act": "quick_gelu",
+    },
+    "qwen2_5_vl": {
+        "depth": 3, "hidden_size": 32, "intermediate_size": 48, "num_heads": 2,
+        "out_hidden_size": 64, "patch_size": 4, "temporal_patch_size": 2,
+        "spatial_merge_size": 2, "window_size": 16, "fullatt_block_indexes": [1],
+        "hidden_act": "silu", "in_channels": 3, "tokens_per_second": 2,
+    },
+}
+QWEN_VL_SAVED_VISION_KEYS = {
+    "qwen2_vl": ["depth", "embed_dim", "hidden_size", "mlp_ratio", "num_heads", "patch_size"],
+    "qwen2_5_vl": sorted(QWEN_VL_VISION["qwen2_5_vl"]),
+}
+QWEN_VL_ARCH = {"qwen2_vl": ("Qwen2VLForConditionalGeneration", "4.46.3", "Qwen2VLProcessor"),
+                "qwen2_5_vl": ("Qwen2_5_VLForConditionalGeneration", "4.51.3",
+                               "Qwen2_5_VLProcessor")}
+QWEN_VL_TOKENS = {"vision_start_token_id": 104, "vision_end_token_id": 105,
+                  "image_token_id": 106, "video_token_id": 107}
+QWEN_VL_PREFIXES = {"vision": "visual.", "projector": "visual.merger.", "text": "model.",
+                    "lm_head": "", "top": ""}
+QWEN_VL_MIN_PIXELS, QWEN_VL_MAX_PIXELS = 256, 2048
+
+
+def is_qwen_vl(family):
+    return family in QWEN_VL_VISION
+
+
+def qwen_vl_vision_specs(family):
+    """The tower (part "vision") and its patch merger (part "projector",
+    the merger being what LLaVA's projector is), HF's parameter order."""
+    v = QWEN_VL_VISION[family]
+    q25 = family == "qwen2_5_vl"
+    d = v["hidden_size"] if q25 else v["embed_dim"]
+    p, t, c, m = v["patch_size"], v["temporal_patch_size"], v["in_channels"], \
+        v["spatial_merge_size"]
+    out_h = v["out_hidden_size"] if q25 else v["hidden_size"]
+    out = [("vision", "patch_embed.proj.weight", [d, c, t, p, p], None)]
+    for i in range(v["depth"]):
+        l = "blocks.%d." % i
+        for norm in ("norm1", "norm2"):
+            out.append(("vision", l + norm + ".weight", [d], None))
+            if not q25:  # Qwen2.5-VL's norms are RMSNorms: no bias
+                out.append(("vision", l + norm + ".bias", [d], None))
+        out += [("vision", l + "attn.qkv.weight", [3 * d, d], None),
+                ("vision", l + "attn.qkv.bias", [3 * d], None),
+                ("vision", l + "attn.proj.weight", [d, d], None),
+                ("vision", l + "attn.proj.bias", [d], None)]
+        if q25:
+            f = v["intermediate_size"]
+            out += [("vision", l + "mlp.gate_proj.weight", [f, d], None),
+                    ("vision", l + "mlp.gate_proj.bias", [f], None),
+                    ("vision", l + "mlp.up_proj.weight", [f, d], None),
+                    ("vision", l + "mlp.up_proj.bias", [f], None),
+                    ("vision", l + "mlp.down_proj.weight", [d, f], None),
+                    ("vision", l + "mlp.down_proj.bias", [d], None)]
+        else:
+            f = d * v["mlp_ratio"]
+            out += [("vision", l + "mlp.fc1.weight", [f, d], None),
+                    ("vision", l + "mlp.fc1.bias", [f], None),
+                    ("vision", l + "mlp.fc2.weight", [d, f], None),
+                    ("vision", l + "mlp.fc2.bias", [d], None)]
+    mdim = d * m * m
+    out.append(("projector", "ln_q.weight", [d], None))
+    if not q25:
+        out.append(("projector", "ln_q.bias", [d], None))
+    out += [("projector", "mlp.0.weight", [mdim, mdim], None),
+            ("projector", "mlp.0.bias", [mdim], None),
+            ("projector", "mlp.2.weight", [out_h, mdim], None),
+            ("projector", "mlp.2.bias", [out_h], None)]
+    return out
+
 
 def tensor_specs(vision, text, family="llava"):
     """(part, canonical name, shape, dtype override or None) in a fixed order."""
-    v, t = VISION[vision], TEXT[text]
+    if is_qwen_vl(family):
+        return qwen_vl_vision_specs(family) + text_specs(text)
+    v = VISION[vision]
     vh, vi, p = v["hidden_size"], v["intermediate_size"], v["patch_size"]
     n_patches = (v["image_size"] // p) ** 2
     out = []
@@ -106,14 +196,21 @@ def tensor_specs(vision, text, family="llava"):
     out.append(("vision", pre + "post_layernorm.weight", [vh], None))
     out.append(("vision", pre + "post_layernorm.bias", [vh], None))
 
-    th, ti = t["hidden_size"], t["intermediate_size"]
+    th = TEXT[text]["hidden_size"]
     out += [("projector", "linear_1.weight", [th, vh], None),
             ("projector", "linear_1.bias", [th], None),
             ("projector", "linear_2.weight", [th, th], None),
             ("projector", "linear_2.bias", [th], None)]
     if family == "llava_next":
         out.append(("top", "image_newline", [th], None))
+    return out + text_specs(text)
 
+
+def text_specs(text):
+    """The language model's tensors (parts "text" and "lm_head")."""
+    t = TEXT[text]
+    th, ti = t["hidden_size"], t["intermediate_size"]
+    out = []
     hd = th // t["num_attention_heads"]
     q, kv = t["num_attention_heads"] * hd, t["num_key_value_heads"] * hd
     out.append(("text", "embed_tokens.weight", [t["vocab_size"], th], None))
@@ -142,6 +239,8 @@ def values(name, n):
     """n deterministic floats for a tensor: a 32-bit LCG seeded by the name."""
     x = zlib.crc32(name.encode()) or 1
     norm = name.endswith("norm.weight") or ("layer_norm" in name and name.endswith(".weight"))
+    # Qwen2-VL towers' norms (no other model has these names).
+    norm = norm or name.endswith((".norm1.weight", ".norm2.weight", ".ln_q.weight"))
     vals = []
     for _ in range(n):
         x = (x * 1664525 + 1013904223) & 0xFFFFFFFF
@@ -190,7 +289,44 @@ def write_safetensors(path, tensors):
     return offset
 
 
+def qwen_vl_config_json(text, dtype, family):
+    """config.json of Qwen2VLForConditionalGeneration (4.46.3) /
+    Qwen2_5_VLForConditionalGeneration (4.51.3): save_pretrained's fields,
+    except rope_scaling, written as the published Qwen2-VL / Qwen2.5-VL
+    checkpoints have it ({"type": "mrope", "mrope_section": ...});
+    save_pretrained would write {"mrope_section": ..., "rope_type": "default",
+    "type": "default"}, the form its config class turns "mrope" into."""
+    t = TEXT[text]
+    arch, version, _ = QWEN_VL_ARCH[family]
+    v = QWEN_VL_VISION[family]
+    vision = {k: v[k] for k in QWEN_VL_SAVED_VISION_KEYS[family]}
+    vision["model_type"] = family
+    cfg = {
+        "architectures": [arch], "attention_dropout": 0.0,
+        "bos_token_id": t["bos_token_id"], "eos_token_id": t["eos_token_id"],
+        "hidden_act": "silu", "hidden_size": t["hidden_size"], "initializer_range": 0.02,
+        "intermediate_size": t["intermediate_size"],
+        "max_position_embeddings": t["max_position_embeddings"], "max_window_layers": 80,
+        "model_type": family, "num_attention_heads": t["num_attention_heads"],
+        "num_hidden_layers": t["num_hidden_layers"],
+        "num_key_value_heads": t["num_key_value_heads"], "rms_norm_eps": t["rms_norm_eps"],
+        "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
+        "rope_theta": t["rope_theta"], "sliding_window": 4096,
+        "tie_word_embeddings": t["tie_word_embeddings"],
+        "torch_dtype": "float32" if dtype == "f32" else "bfloat16",
+        "transformers_version": version, "use_cache": True,
+        "use_sliding_window": t["use_sliding_window"], "vision_config": vision,
+        "vocab_size": t["vocab_size"],
+    }
+    cfg.update(QWEN_VL_TOKENS)
+    hd = t["hidden_size"] // t["num_attention_heads"]
+    assert sum(cfg["rope_scaling"]["mrope_section"]) * 2 == hd
+    return cfg
+
+
 def config_json(vision, text, dtype, family="llava"):
+    if is_qwen_vl(family):
+        return qwen_vl_config_json(text, dtype, family)
     v = dict(VISION[vision])
     t = dict(TEXT[text])
     n_patches = (v["image_size"] // v["patch_size"]) ** 2
@@ -226,6 +362,27 @@ def config_json(vision, text, dtype, family="llava"):
 
 
 def preproc_json(vision, family="llava"):
+    if is_qwen_vl(family):
+        # Qwen2VLImageProcessor (both families) as save_pretrained of the
+        # processor writes it; "size" in each version's form (4.51.3 refuses
+        # 4.46.3's {"min_pixels", "max_pixels"}, 4.46.3 ignores "size").
+        v = QWEN_VL_VISION[family]
+        if family == "qwen2_vl":
+            size = {"max_pixels": QWEN_VL_MAX_PIXELS, "min_pixels": QWEN_VL_MIN_PIXELS}
+        else:
+            size = {"longest_edge": QWEN_VL_MAX_PIXELS, "shortest_edge": QWEN_VL_MIN_PIXELS}
+        return {
+            "do_convert_rgb": True, "do_normalize": True, "do_rescale": True,
+            "do_resize": True,
+            "image_mean": [0.48145466, 0.4578275, 0.40821073],
+            "image_processor_type": "Qwen2VLImageProcessor",
+            "image_std": [0.26862954, 0.26130258, 0.27577711],
+            "max_pixels": QWEN_VL_MAX_PIXELS, "merge_size": v["spatial_merge_size"],
+            "min_pixels": QWEN_VL_MIN_PIXELS, "patch_size": v["patch_size"],
+            "processor_class": QWEN_VL_ARCH[family][2], "resample": 3,
+            "rescale_factor": 0.00392156862745098, "size": size,
+            "temporal_patch_size": v["temporal_patch_size"],
+        }
     v = VISION[vision]
     if family == "llava_next":
         return {
@@ -272,6 +429,8 @@ def preproc_json(vision, family="llava"):
 #   120 <image> (image_token_index).
 # The same vocabulary serves both text families; only the post-processor and
 # tokenizer_config.json differ (Llama adds <s>, Qwen2 adds nothing).
+# For --family qwen2_vl / qwen2_5_vl, 104..107 are <|vision_start|>,
+# <|vision_end|>, <|image_pad|> and <|video_pad|> (QWEN_VL_TOKENS' ids).
 SPM_SPACE = "\u2581"
 TOK_CHARS = ([SPM_SPACE, "\n"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
              + [chr(c) for c in range(ord("A"), ord("Z") + 1)]
@@ -290,9 +449,17 @@ TOK_ADDED = ([(0, "<unk>"), (1, "<s>"), (2, "</s>"), (100, "<|startoftext|>"),
               (101, "<|endoftext|>"), (102, "<|im_start|>"), (103, "<|im_end|>")]
              + [(i, "<|reserved_%d|>" % (i - 104)) for i in range(104, 120)]
              + [(120, "<image>")])
+QWEN_VL_TOK_NAMES = {104: "<|vision_start|>", 105: "<|vision_end|>", 106: "<|image_pad|>",
+                     107: "<|video_pad|>"}
 
 
-def tokenizer_json(text):
+def tok_added(family="llava"):
+    if not is_qwen_vl(family):
+        return TOK_ADDED
+    return [(i, QWEN_VL_TOK_NAMES.get(i, c)) for i, c in TOK_ADDED]
+
+
+def tokenizer_json(text, family="llava"):
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
     for c in TOK_CHARS:
         vocab[c] = len(vocab)
@@ -302,7 +469,7 @@ def tokenizer_json(text):
     assert len(vocab) == 100, len(vocab)
     added = [{"id": i, "content": c, "single_word": False, "lstrip": False,
               "rstrip": False, "normalized": False, "special": True}
-             for i, c in TOK_ADDED]
+             for i, c in tok_added(family)]
     if text == "llama":
         post = {"type": "TemplateProcessing",
                 "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
@@ -333,7 +500,13 @@ def tokenizer_json(text):
     }
 
 
-def tokenizer_config_json(text):
+def tokenizer_config_json(text, family="llava"):
+    if is_qwen_vl(family):
+        # Qwen2's (no BOS), with the class the published checkpoints name:
+        # Qwen2VLProcessor accepts only Qwen2Tokenizer / Qwen2TokenizerFast.
+        cfg = tokenizer_config_json(text)
+        cfg["tokenizer_class"] = "Qwen2Tokenizer"
+        return cfg
     if text == "llama":
         return {"add_bos_token": True, "add_eos_token": False, "bos_token": "<s>",
                 "eos_token": "</s>", "unk_token": "<unk>", "pad_token": None,
@@ -346,19 +519,25 @@ def tokenizer_config_json(text):
             "tokenizer_class": "PreTrainedTokenizerFast"}
 
 
-def write_tokenizer(out_dir, text):
+def write_tokenizer(out_dir, text, family="llava"):
     with open(os.path.join(out_dir, "tokenizer.json"), "w", encoding="utf-8") as f:
-        json.dump(tokenizer_json(text), f, indent=2, ensure_ascii=False)
+        json.dump(tokenizer_json(text, family), f, indent=2, ensure_ascii=False)
     with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
-        json.dump(tokenizer_config_json(text), f, indent=2, sort_keys=True)
+        json.dump(tokenizer_config_json(text, family), f, indent=2, sort_keys=True)
 
 
 def generate(out_dir, vision, text, dtype, sharded=False, layout="classic",
              drop=(), bad_shape=(), bad_dtype=(), with_tokenizer=False, family="llava"):
     if family == "llava_next" and vision != "clip":
         raise SystemExit("gen_tiny_checkpoint: llava_next needs --vision clip")
+    if is_qwen_vl(family):
+        if text != "qwen2":
+            raise SystemExit("gen_tiny_checkpoint: %s needs --text qwen2" % family)
+        if layout != "classic":
+            raise SystemExit("gen_tiny_checkpoint: %s has only the classic layout" % family)
+        vision = family  # the family's own tower; VISION does not apply
     os.makedirs(out_dir, exist_ok=True)
-    prefixes = PREFIXES[layout]
+    prefixes = QWEN_VL_PREFIXES if is_qwen_vl(family) else PREFIXES[layout]
     wdtype = "F32" if dtype == "f32" else "BF16"
     tensors, manifest_params = [], {"vision": 0, "projector": 0, "text": 0}
     dtype_count, n_unused = {}, 0
@@ -413,7 +592,7 @@ def generate(out_dir, vision, text, dtype, sharded=False, layout="classic",
         if os.path.exists(os.path.join(out_dir, f)):
             os.remove(os.path.join(out_dir, f))
     if with_tokenizer:
-        write_tokenizer(out_dir, text)
+        write_tokenizer(out_dir, text, family)
 
     manifest_params["total"] = sum(manifest_params.values())
     manifest = {
@@ -430,8 +609,11 @@ def generate(out_dir, vision, text, dtype, sharded=False, layout="classic",
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out_dir")
-    ap.add_argument("--vision", choices=sorted(VISION), default="clip")
-    ap.add_argument("--text", choices=sorted(TEXT), default="llama")
+    ap.add_argument("--vision", choices=sorted(VISION), default=None,
+                    help="the LLaVA families' tower (default clip); not for qwen2_vl, "
+                         "qwen2_5_vl")
+    ap.add_argument("--text", choices=sorted(TEXT), default="llama",
+                    help="qwen2_vl and qwen2_5_vl need qwen2")
     ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
     ap.add_argument("--sharded", action="store_true")
     ap.add_argument("--layout", choices=sorted(PREFIXES), default="classic")
@@ -443,11 +625,15 @@ def main(argv):
                     help="write this tensor as I32")
     ap.add_argument("--with-tokenizer", action="store_true",
                     help="also write a tiny BPE tokenizer.json + tokenizer_config.json")
-    ap.add_argument("--family", choices=["llava", "llava_next"], default="llava",
-                    help="LlavaForConditionalGeneration (default) or "
-                         "LlavaNextForConditionalGeneration")
+    ap.add_argument("--family", choices=["llava", "llava_next"] + sorted(QWEN_VL_VISION),
+                    default="llava",
+                    help="LlavaForConditionalGeneration (default), "
+                         "LlavaNextForConditionalGeneration, Qwen2VLForConditionalGeneration "
+                         "(qwen2_vl) or Qwen2_5_VLForConditionalGeneration (qwen2_5_vl)")
     a = ap.parse_args(argv)
-    generate(a.out_dir, a.vision, a.text, a.dtype, a.sharded, a.layout,
+    if is_qwen_vl(a.family) and a.vision is not None:
+        raise SystemExit("gen_tiny_checkpoint: --vision does not apply to " + a.family)
+    generate(a.out_dir, a.vision or "clip", a.text, a.dtype, a.sharded, a.layout,
              set(a.drop), set(a.bad_shape), set(a.bad_dtype), a.with_tokenizer, a.family)
     return 0
 
