@@ -209,6 +209,10 @@ DLV_API dlv_status dlv_image_check(const dlv_model *model, const dlv_image *imag
     if (cfg->anyres) { /* LLaVA-NeXT: the tiles its encoder would make */
         dlv_anyres_layout layout;
         st = dlv_image_to_anyres(cfg, image, &po, &layout, &px);
+    } else if (cfg->qwen2vl.enabled) { /* Qwen2-VL: its patches */
+        dlv_qwen2vl_grid grid;
+        size_t n = 0;
+        st = dlv_image_to_qwen2vl_patches(cfg, image, &po, &grid, &px, &n);
     } else {
         uint32_t h = 0, w = 0;
         st = dlv_preprocess_fixed_size(cfg, &h, &w);

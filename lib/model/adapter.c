@@ -149,7 +149,7 @@ dlv_status dlv_adapter_write_files(const dlv_model *m, const dlv_adapter *a, con
     if (!prompts || !soft) st = dlv_error_nomem("a path", strlen(dir) + 32);
     if (!st) st = dlv_prompts_save(&a->prompts, prompts);
     if (!st) st = save_soft(a, dlv_model_config(m)->text.hidden_size, soft);
-    if (!st && a->has_lora) st = dlv_lora_save(&a->lora, &dlv_model_config(m)->text, dir);
+    if (!st && a->has_lora) st = dlv_lora_save(&a->lora, dlv_model_config(m), dir);
     free(prompts);
     free(soft);
     return st;

@@ -373,6 +373,33 @@ static dlv_status parse_pinpoints(const json_t *root, const char *label, dlv_lla
     return DLV_OK;
 }
 
+/* Qwen2-VL / Qwen2.5-VL: the file's own config, mirrored into the fields
+ * the LLaVA kind's shared code reads (config.h). */
+static dlv_status qwen2vl_view(const json_t *root, const char *label, dlv_llava_config *c)
+{
+    dlv_status st = dlv_qwen2vl_config_from_json(root, label, &c->qv);
+    if (st) return st;
+    const dlv_qwen2vl_config *q = &c->qv;
+    c->qwen2vl = 1;
+    memcpy(c->architecture, q->architecture, sizeof c->architecture);
+    memcpy(c->torch_dtype, q->torch_dtype, sizeof c->torch_dtype);
+    c->text = q->text;
+    c->image_token_index = q->image_token_id;
+    /* A rough picture of the tower for what describes it (dlv_model_info):
+     * one merged unit's patches per "image". No LLaVA vision code runs. */
+    c->vision = (dlv_vision_config){
+        .kind = DLV_VISION_CLIP, .hidden_size = q->vision.embed_dim,
+        .intermediate_size = q->vision.mlp_dim, .num_hidden_layers = q->vision.depth,
+        .num_attention_heads = q->vision.num_heads, .num_channels = q->vision.in_channels,
+        .image_size = q->vision.patch_size * q->vision.spatial_merge_size,
+        .patch_size = q->vision.patch_size, .hidden_act = q->vision.hidden_act,
+        .layer_norm_eps = 1e-6};
+    c->vision_feature_layer = -1;
+    c->vision_feature_select_full = 1;
+    c->image_seq_length = q->vision.spatial_merge_size * q->vision.spatial_merge_size;
+    return DLV_OK;
+}
+
 static dlv_status parse_root(const json_t *root, const char *label, void *out_)
 {
     dlv_llava_config *c = out_;
@@ -383,12 +410,16 @@ static dlv_status parse_root(const json_t *root, const char *label, void *out_)
 
     const char *model_type;
     if ((st = dlv_cfg_str(root, "model_type", "llava", w, &model_type))) return st;
+    if (!strcmp(model_type, "qwen2_vl") || !strcmp(model_type, "qwen2_5_vl"))
+        return qwen2vl_view(root, label, c);
     c->anyres = strcmp(model_type, "llava_next") == 0;
     if (strcmp(model_type, "llava") != 0 && !c->anyres)
         return dlv_error(DLV_E_UNSUPPORTED,
-                         "%s: model_type: '%s' is not supported (expected 'llava' or "
-                         "'llava_next': a LlavaForConditionalGeneration or "
-                         "LlavaNextForConditionalGeneration checkpoint)", label, model_type);
+                         "%s: model_type: '%s' is not supported (expected 'llava', "
+                         "'llava_next', 'qwen2_vl' or 'qwen2_5_vl': a "
+                         "LlavaForConditionalGeneration, LlavaNextForConditionalGeneration, "
+                         "Qwen2VLForConditionalGeneration or "
+                         "Qwen2_5_VLForConditionalGeneration checkpoint)", label, model_type);
     if (c->anyres && (st = parse_pinpoints(root, label, c))) return st;
 
     const json_t *arch = json_object_get(root, "architectures");

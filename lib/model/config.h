@@ -58,35 +58,13 @@ typedef struct dlv_text_config {
     int64_t pad_token_id;        /* -1 if none */
 } dlv_text_config;
 
-typedef struct dlv_llava_config {
-    char architecture[64];       /* architectures[0] */
-    char torch_dtype[16];        /* "bfloat16", "" if absent */
-    dlv_vision_config vision;
-    dlv_text_config text;
-    int64_t image_token_index;
-    dlv_act projector_hidden_act;
-    int multimodal_projector_bias;
-    int64_t vision_feature_layer;        /* negative counts from the end */
-    int vision_feature_select_full;      /* 1 for "full", 0 for "default" */
-    int64_t image_seq_length;
-    /* LLaVA-NeXT (model_type "llava_next"): anyres tiles over the grid
-     * pinpoints, packed with image_newline (docs/models.md). */
-    int anyres;
-    int64_t n_pinpoints;
-    int64_t pinpoints[DLV_MAX_PINPOINTS][2]; /* [height, width] in pixels */
-} dlv_llava_config;
+/* ---- Qwen2-VL (model_type "qwen2_vl" / "qwen2_5_vl"; model/config_qwen2vl.c)
+ * Qwen2VLConfig of transformers 4.46.3 and Qwen2_5_VLConfig of 4.51.3: the
+ * language model's fields at the top level, the vision tower's under
+ * vision_config. dlv_llava_config_parse reads such a file into a LLaVA-shaped
+ * view (dlv_llava_config.qwen2vl below). */
 
-/* Parses config.json at path. Unknown model types and unsupported settings
- * give DLV_E_UNSUPPORTED naming the field; wrong JSON types DLV_E_FORMAT. */
-dlv_status dlv_llava_config_load(const char *path, dlv_llava_config *out);
-/* The same from a JSON text (label names it in messages). */
-dlv_status dlv_llava_config_parse(const char *json, size_t len, const char *label,
-                                  dlv_llava_config *out);
-
-/* ---- Qwen2-VL (model_type "qwen2_vl"; model/config_qwen2vl.c) ----------
- * Qwen2VLConfig of transformers 4.46.3: the language model's fields at the
- * top level, the vision tower's under vision_config. Not loadable as a model
- * yet (dlv_llava_config_parse still refuses it); this is its parser. */
+#define DLV_QWEN2VL_MAX_FULLATT 64
 
 /* Qwen2VLVisionConfig. */
 typedef struct dlv_qwen2vl_vision_config {
@@ -101,9 +79,18 @@ typedef struct dlv_qwen2vl_vision_config {
     int64_t spatial_merge_size;
     int64_t temporal_patch_size;
     dlv_act hidden_act;
+    /* Qwen2.5-VL (Qwen2_5_VLVisionConfig): embed_dim is its hidden_size,
+     * hidden_size its out_hidden_size, mlp_dim its intermediate_size
+     * (mlp_ratio unused); window attention over window_size pixels except
+     * in the fullatt blocks. */
+    int qwen25;
+    int64_t window_size;
+    int64_t n_fullatt;
+    int64_t fullatt[DLV_QWEN2VL_MAX_FULLATT];
 } dlv_qwen2vl_vision_config;
 
 typedef struct dlv_qwen2vl_config {
+    int qwen25;                  /* model_type "qwen2_5_vl" */
     char architecture[64];       /* architectures[0], "" if absent */
     char torch_dtype[16];        /* "" if absent */
     /* The language model as a Qwen2 decoder (kind DLV_TEXT_QWEN2: q/k/v
@@ -126,6 +113,37 @@ typedef struct dlv_qwen2vl_config {
 dlv_status dlv_qwen2vl_config_parse(const char *json, size_t len, const char *label,
                                     dlv_qwen2vl_config *out);
 dlv_status dlv_qwen2vl_config_load(const char *path, dlv_qwen2vl_config *out);
+
+typedef struct dlv_llava_config {
+    char architecture[64];       /* architectures[0] */
+    char torch_dtype[16];        /* "bfloat16", "" if absent */
+    dlv_vision_config vision;
+    dlv_text_config text;
+    int64_t image_token_index;
+    dlv_act projector_hidden_act;
+    int multimodal_projector_bias;
+    int64_t vision_feature_layer;        /* negative counts from the end */
+    int vision_feature_select_full;      /* 1 for "full", 0 for "default" */
+    int64_t image_seq_length;
+    /* LLaVA-NeXT (model_type "llava_next"): anyres tiles over the grid
+     * pinpoints, packed with image_newline (docs/models.md). */
+    int anyres;
+    int64_t n_pinpoints;
+    int64_t pinpoints[DLV_MAX_PINPOINTS][2]; /* [height, width] in pixels */
+    /* Qwen2-VL / Qwen2.5-VL (model_type "qwen2_vl", "qwen2_5_vl"): the
+     * file's own config in qv; text, image_token_index, architecture and
+     * torch_dtype above mirror it, vision describes the tower only roughly
+     * (hidden_size, layers, patch) and no LLaVA vision field applies. */
+    int qwen2vl;
+    dlv_qwen2vl_config qv;
+} dlv_llava_config;
+
+/* Parses config.json at path. Unknown model types and unsupported settings
+ * give DLV_E_UNSUPPORTED naming the field; wrong JSON types DLV_E_FORMAT. */
+dlv_status dlv_llava_config_load(const char *path, dlv_llava_config *out);
+/* The same from a JSON text (label names it in messages). */
+dlv_status dlv_llava_config_parse(const char *json, size_t len, const char *label,
+                                  dlv_llava_config *out);
 
 const char *dlv_vision_kind_name(dlv_vision_kind k);  /* "clip_vision_model" */
 const char *dlv_text_kind_name(dlv_text_kind k);      /* "llama" */

@@ -39,4 +39,10 @@ dlv_status dlv_cfg_bool(const json_t *obj, const char *key, int def, dlv_cfg_whe
 dlv_status dlv_cfg_str(const json_t *obj, const char *key, const char *def, dlv_cfg_where w,
                        const char **out);
 
+/* Qwen2-VL / Qwen2.5-VL's config.json from its parsed JSON (config_qwen2vl.c;
+ * what dlv_llava_config_parse calls for those model types). */
+struct dlv_qwen2vl_config;
+dlv_status dlv_qwen2vl_config_from_json(const json_t *root, const char *label,
+                                        struct dlv_qwen2vl_config *out);
+
 #endif

@@ -66,7 +66,7 @@ static dlv_status get_act(const json_t *obj, const char *key, dlv_act def, dlv_c
 
 /* ---- vision_config ------------------------------------------------------ */
 
-static dlv_status parse_vision(const json_t *o, const char *label, dlv_qwen2vl_vision_config *v)
+static dlv_status parse_vision2(const json_t *o, const char *label, dlv_qwen2vl_vision_config *v)
 {
     const dlv_cfg_where w = {label, "vision_config."};
     /* Qwen2VLVisionConfig's defaults (Qwen2-VL-72B's tower). */
@@ -97,10 +97,85 @@ static dlv_status parse_vision(const json_t *o, const char *label, dlv_qwen2vl_v
     return DLV_OK;
 }
 
+/* fullatt_block_indexes: a list of block indexes in [0, depth). */
+static dlv_status parse_fullatt(const json_t *o, const char *label, dlv_qwen2vl_vision_config *v)
+{
+    const json_t *a = dlv_cfg_present(o, "fullatt_block_indexes");
+    if (!a) return DLV_OK; /* the default, set by the caller */
+    if (!json_is_array(a) || json_array_size(a) > DLV_QWEN2VL_MAX_FULLATT)
+        return dlv_error(DLV_E_FORMAT, "%s: vision_config.fullatt_block_indexes: expected a "
+                         "list of at most %d block indexes", label, DLV_QWEN2VL_MAX_FULLATT);
+    v->n_fullatt = (int64_t)json_array_size(a);
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        const json_t *x = json_array_get(a, i);
+        if (!json_is_integer(x) || json_integer_value(x) < 0 ||
+            json_integer_value(x) >= v->depth)
+            return dlv_error(DLV_E_FORMAT, "%s: vision_config.fullatt_block_indexes[%zu]: "
+                             "expected a block index in 0..%lld", label, i,
+                             (long long)(v->depth - 1));
+        v->fullatt[i] = (int64_t)json_integer_value(x);
+    }
+    return DLV_OK;
+}
+
+/* Qwen2_5_VLVisionConfig (transformers 4.51.3): its defaults are
+ * Qwen2.5-VL-7B's tower. */
+static dlv_status parse_vision25(const json_t *o, const char *label, dlv_qwen2vl_vision_config *v)
+{
+    const dlv_cfg_where w = {label, "vision_config."};
+    *v = (dlv_qwen2vl_vision_config){
+        .depth = 32, .embed_dim = 3584, .hidden_size = 3584, .mlp_dim = 3420, .num_heads = 16,
+        .in_channels = 3, .patch_size = 14, .spatial_merge_size = 2, .temporal_patch_size = 2,
+        .hidden_act = DLV_ACT_SILU, .qwen25 = 1, .window_size = 112, .n_fullatt = 4,
+        .fullatt = {7, 15, 23, 31}};
+    if (!o) return DLV_OK;
+    char type[32];
+    dlv_status st;
+    if ((st = get_str(o, "model_type", "qwen2_5_vl", w, type, sizeof type))) return st;
+    if (strcmp(type, "qwen2_5_vl") != 0)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: vision_config.model_type: '%s' is not "
+                         "supported (expected qwen2_5_vl)", label, type);
+    if ((st = dlv_cfg_size(o, "depth", v->depth, w, &v->depth)) ||
+        (st = dlv_cfg_size(o, "hidden_size", v->embed_dim, w, &v->embed_dim)) ||
+        (st = dlv_cfg_size(o, "out_hidden_size", v->hidden_size, w, &v->hidden_size)) ||
+        (st = dlv_cfg_size(o, "intermediate_size", v->mlp_dim, w, &v->mlp_dim)) ||
+        (st = dlv_cfg_size(o, "num_heads", v->num_heads, w, &v->num_heads)) ||
+        (st = dlv_cfg_size(o, "in_channels", v->in_channels, w, &v->in_channels)) ||
+        (st = dlv_cfg_size(o, "patch_size", v->patch_size, w, &v->patch_size)) ||
+        (st = dlv_cfg_size(o, "spatial_merge_size", v->spatial_merge_size, w,
+                           &v->spatial_merge_size)) ||
+        (st = dlv_cfg_size(o, "temporal_patch_size", v->temporal_patch_size, w,
+                           &v->temporal_patch_size)) ||
+        (st = dlv_cfg_size(o, "window_size", v->window_size, w, &v->window_size)) ||
+        (st = get_act(o, "hidden_act", v->hidden_act, w, &v->hidden_act)))
+        return st;
+    if (!dlv_cfg_present(o, "fullatt_block_indexes")) {
+        /* The defaults may name blocks a shallower tower lacks: HF's loop
+         * never meets them. */
+        int64_t n = 0;
+        for (int64_t i = 0; i < v->n_fullatt; i++)
+            if (v->fullatt[i] < v->depth) v->fullatt[n++] = v->fullatt[i];
+        v->n_fullatt = n;
+    }
+    if ((st = parse_fullatt(o, label, v))) return st;
+    /* The gated MLP is SiLU(gate) * up (model/nn/encoder.h's glu). */
+    if (v->hidden_act != DLV_ACT_SILU)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: vision_config.hidden_act: '%s' is not "
+                         "supported (Qwen2.5-VL's tower is SiLU-gated)", label,
+                         dlv_act_name(v->hidden_act));
+    const int64_t unit = v->patch_size * v->spatial_merge_size;
+    if (v->window_size % unit)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: vision_config.window_size: %lld is not a "
+                         "multiple of patch_size * spatial_merge_size (%lld)", label,
+                         (long long)v->window_size, (long long)unit);
+    return DLV_OK;
+}
+
 static dlv_status check_vision(dlv_qwen2vl_vision_config *v, const char *label)
 {
-    /* VisionMlp's width is int(embed_dim * mlp_ratio): Python's truncation. */
-    const double mlp = (double)v->embed_dim * v->mlp_ratio;
+    /* VisionMlp's width is int(embed_dim * mlp_ratio): Python's truncation
+     * (Qwen2.5-VL gives intermediate_size instead). */
+    const double mlp = v->qwen25 ? (double)v->mlp_dim : (double)v->embed_dim * v->mlp_ratio;
     if (!(mlp >= 1.0 && mlp <= (double)DLV_CFG_MAX_DIM))
         return dlv_error(DLV_E_FORMAT, "%s: vision_config.mlp_ratio: %g times embed_dim %lld "
                          "is outside 1..%lld", label, v->mlp_ratio, (long long)v->embed_dim,
@@ -214,6 +289,7 @@ static dlv_status parse_mrope(const json_t *root, const char *label, int64_t hea
 
 static dlv_status parse_root(const json_t *root, const char *label, void *out_)
 {
+    memset(out_, 0, sizeof(dlv_qwen2vl_config));
     dlv_qwen2vl_config *c = out_;
     const dlv_cfg_where w = {label, ""};
     if (!json_is_object(root))
@@ -221,9 +297,11 @@ static dlv_status parse_root(const json_t *root, const char *label, void *out_)
     char type[32];
     dlv_status st;
     if ((st = get_str(root, "model_type", "", w, type, sizeof type))) return st;
-    if (strcmp(type, "qwen2_vl") != 0)
-        return dlv_error(DLV_E_UNSUPPORTED, "%s: model_type: '%s' is not qwen2_vl (a "
-                         "Qwen2VLForConditionalGeneration checkpoint)", label, type);
+    c->qwen25 = strcmp(type, "qwen2_5_vl") == 0;
+    if (strcmp(type, "qwen2_vl") != 0 && !c->qwen25)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: model_type: '%s' is not qwen2_vl or qwen2_5_vl "
+                         "(a Qwen2VLForConditionalGeneration or "
+                         "Qwen2_5_VLForConditionalGeneration checkpoint)", label, type);
     const json_t *arch = dlv_cfg_present(root, "architectures");
     if (arch) {
         const json_t *a0 = json_is_array(arch) ? json_array_get(arch, 0) : NULL;
@@ -241,7 +319,9 @@ static dlv_status parse_root(const json_t *root, const char *label, void *out_)
     const json_t *vc = dlv_cfg_present(root, "vision_config");
     if (vc && !json_is_object(vc))
         return dlv_error(DLV_E_FORMAT, "%s: vision_config: expected an object", label);
-    if ((st = parse_vision(vc, label, &c->vision)) || (st = check_vision(&c->vision, label)))
+    if ((st = c->qwen25 ? parse_vision25(vc, label, &c->vision)
+                        : parse_vision2(vc, label, &c->vision)) ||
+        (st = check_vision(&c->vision, label)))
         return st;
     /* The merger's output replaces the placeholder embeddings. */
     if (c->vision.hidden_size != c->text.hidden_size)
@@ -282,4 +362,10 @@ dlv_status dlv_qwen2vl_config_load(const char *path, dlv_qwen2vl_config *out)
         return dlv_error(DLV_E_INVALID_ARG, "dlv_qwen2vl_config_load: NULL argument");
     /* Real configs are a few kB (as dlv_llava_config_load). */
     return dlv_json_config_load(path, (size_t)16 << 20, parse_root, out, sizeof *out);
+}
+
+dlv_status dlv_qwen2vl_config_from_json(const json_t *root, const char *label,
+                                        dlv_qwen2vl_config *out)
+{
+    return parse_root(root, label, out);
 }

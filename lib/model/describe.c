@@ -22,6 +22,21 @@ static json_t *vision_json(const dlv_llava_config *c)
     int64_t side = v->image_size / v->patch_size;
     json_t *o = json_object();
     int bad = !o;
+    if (c->qwen2vl) { /* dynamic resolution: no image size, no feature layer */
+        const dlv_qwen2vl_vision_config *q = &c->qv.vision;
+        bad |= set(o, "type", json_string(q->qwen25 ? "qwen2_5_vl" : "qwen2_vl"));
+        bad |= set(o, "hidden_size", json_integer(q->embed_dim));
+        bad |= set(o, "intermediate_size", json_integer(q->mlp_dim));
+        bad |= set(o, "layers", json_integer(q->depth));
+        bad |= set(o, "heads", json_integer(q->num_heads));
+        bad |= set(o, "patch_size", json_integer(q->patch_size));
+        bad |= set(o, "temporal_patch_size", json_integer(q->temporal_patch_size));
+        bad |= set(o, "spatial_merge_size", json_integer(q->spatial_merge_size));
+        bad |= set(o, "hidden_act", json_string(dlv_act_name(q->hidden_act)));
+        if (q->qwen25) bad |= set(o, "window_size", json_integer(q->window_size));
+        if (bad) { json_decref(o); return NULL; }
+        return o;
+    }
     bad |= set(o, "type", json_string(dlv_vision_kind_name(v->kind)));
     bad |= set(o, "hidden_size", json_integer(v->hidden_size));
     bad |= set(o, "intermediate_size", json_integer(v->intermediate_size));
@@ -41,6 +56,15 @@ static json_t *projector_json(const dlv_llava_config *c)
 {
     json_t *o = json_object();
     int bad = !o;
+    if (c->qwen2vl) { /* Qwen2-VL's PatchMerger */
+        const int64_t m = c->qv.vision.spatial_merge_size;
+        bad |= set(o, "type", json_string("patch_merger"));
+        bad |= set(o, "in_features", json_integer(c->qv.vision.embed_dim * m * m));
+        bad |= set(o, "out_features", json_integer(c->text.hidden_size));
+        bad |= set(o, "spatial_merge_size", json_integer(m));
+        if (bad) { json_decref(o); return NULL; }
+        return o;
+    }
     bad |= set(o, "type", json_string("mlp2x"));
     bad |= set(o, "in_features", json_integer(c->vision.hidden_size));
     bad |= set(o, "out_features", json_integer(c->text.hidden_size));
@@ -89,7 +113,9 @@ static json_t *describe(const dlv_model *m)
     int bad = 0;
 
     const dlv_clip_config *clip = dlv_model_clip(m);
-    bad |= set(root, "format", json_string(clip ? "clip" : c->anyres ? "llava_next" : "llava"));
+    const char *format = clip ? "clip" : c->anyres ? "llava_next" : "llava";
+    if (c->qwen2vl) format = c->qv.qwen25 ? "qwen2_5_vl" : "qwen2_vl";
+    bad |= set(root, "format", json_string(format));
     json_t *arch = json_array();
     if (arch && c->architecture[0]) bad |= json_array_append_new(arch, json_string(c->architecture));
     bad |= set(root, "architectures", arch);

@@ -71,6 +71,15 @@ static dlv_status place(dlv_backend *be, const dlv_weight *w, const char *label,
                                     be->ops->name);
     *t = (dlv_tensor){buf, 0, dtype, w->ndim, {0, 0, 0, 0}};
     for (int i = 0; i < w->ndim && i < DLV_TENSOR_MAX_DIMS; i++) t->shape[i] = w->shape[i];
+    if (w->ndim > DLV_TENSOR_MAX_DIMS) {
+        /* A convolution whose kernel equals its stride (Qwen2-VL's Conv3d
+         * patch embedding [D, C, T, P, P]) is a linear [D, C T P P] on the
+         * flattened patch: the same bytes, viewed 2-D. */
+        t->ndim = 2;
+        t->shape[1] = 1;
+        for (int i = 1; i < w->ndim; i++) t->shape[1] *= w->shape[i];
+        t->shape[2] = t->shape[3] = 0;
+    }
     /* A scalar (logit_scale stored with shape []) is one element. */
     if (w->ndim == 0) {
         t->ndim = 1;

@@ -263,9 +263,11 @@ static int parse_name(const char *name, int64_t *layer, int *module, int *is_b)
     else if (n > sizeof sb - 1 && !strcmp(p + n - (sizeof sb - 1), sb)) *is_b = 1;
     else return -1;
     size_t path_len = n - (sizeof sa - 1);
+    /* LLaVA (transformers < 4.52), LLaVA and Qwen2-VL (>= 4.52), Qwen2-VL
+     * (< 4.52: its language model is the top-level "model"). */
     static const char *const prefixes[] = {"language_model.model.layers.",
-                                           "model.language_model.layers."};
-    for (int k = 0; k < 2; k++) {
+                                           "model.language_model.layers.", "model.layers."};
+    for (int k = 0; k < 3; k++) {
         size_t pl = strlen(prefixes[k]);
         if (path_len <= pl || strncmp(p, prefixes[k], pl) != 0) continue;
         const char *q = p + pl;
@@ -303,8 +305,8 @@ static dlv_status all_zero(const dlv_st_tensor *t, int *zero)
     return DLV_OK;
 }
 
-static dlv_status read_tensors(const dlv_text_config *t, const char *path, dlv_st_file *f,
-                               dlv_lora *l)
+static dlv_status read_tensors(const dlv_text_config *t, const char *layers, const char *path,
+                               dlv_st_file *f, dlv_lora *l)
 {
     const size_t slots = (size_t)l->n_layers * DLV_LORA_N_MODULES;
     unsigned char *seen = calloc(slots * 2, 1);
@@ -378,9 +380,9 @@ static dlv_status read_tensors(const dlv_text_config *t, const char *path, dlv_s
         if (!(l->targets & (1u << m))) continue;
         for (int b = 0; b < 2; b++)
             if (!seen[s * 2 + (size_t)b])
-                st = dlv_error(DLV_E_FORMAT, "%s: tensor 'base_model.model.language_model.model."
-                               "layers.%zu.%s.%s.lora_%c.weight' is missing (%s is in "
-                               "target_modules)", path, s / DLV_LORA_N_MODULES,
+                st = dlv_error(DLV_E_FORMAT, "%s: tensor 'base_model.model.%s%zu.%s.%s."
+                               "lora_%c.weight' is missing (%s is in target_modules)", path,
+                               layers, s / DLV_LORA_N_MODULES,
                                dlv_lora_module_parent((dlv_lora_module)m), module_names[m],
                                b ? 'B' : 'A', module_names[m]);
     }
@@ -407,7 +409,7 @@ dlv_status dlv_lora_load(const dlv_model *m, const char *dir, dlv_lora *out)
     if (!st) {
         out->dropout = c.dropout;
         memcpy(out->base_model, c.base_model, sizeof out->base_model);
-        st = read_tensors(t, wpath, f, out);
+        st = read_tensors(t, dlv_lora_peft_layers(dlv_model_config(m)), wpath, f, out);
         if (st) dlv_lora_free(out);
     }
     if (f) dlv_st_close(f);
@@ -458,8 +460,14 @@ static dlv_status save_config(const dlv_lora *l, const char *path)
     return st;
 }
 
-dlv_status dlv_lora_save(const dlv_lora *l, const dlv_text_config *t, const char *dir)
+const char *dlv_lora_peft_layers(const dlv_llava_config *cfg)
 {
+    return cfg->qwen2vl ? "model.layers." : "language_model.model.layers.";
+}
+
+dlv_status dlv_lora_save(const dlv_lora *l, const dlv_llava_config *cfg, const char *dir)
+{
+    const dlv_text_config *t = &cfg->text;
     const size_t slots = (size_t)l->n_layers * DLV_LORA_N_MODULES;
     dlv_st_write_entry *e = calloc(slots * 2, sizeof *e);
     int64_t (*shapes)[2] = calloc(slots * 2, sizeof *shapes);
@@ -477,8 +485,8 @@ dlv_status dlv_lora_save(const dlv_lora *l, const dlv_text_config *t, const char
             dlv_lora_module_dims(t, (dlv_lora_module)m, &o, &in);
             for (int b = 0; b < 2; b++, n++) {
                 snprintf(names[n], sizeof names[n],
-                         "base_model.model.language_model.model.layers.%lld.%s.%s.lora_%c.weight",
-                         (long long)layer, dlv_lora_module_parent((dlv_lora_module)m),
+                         "base_model.model.%s%lld.%s.%s.lora_%c.weight",
+                         dlv_lora_peft_layers(cfg), (long long)layer, dlv_lora_module_parent((dlv_lora_module)m),
                          module_names[m], b ? 'B' : 'A');
                 shapes[n][0] = b ? o : l->rank;
                 shapes[n][1] = b ? l->rank : in;

@@ -81,6 +81,10 @@ dlv_status dlv_lora_load(const dlv_model *m, const char *dir, dlv_lora *out);
 
 /* Writes adapter_config.json + adapter_model.safetensors (F32, classic
  * module paths) into dir, each file atomically. */
-dlv_status dlv_lora_save(const dlv_lora *l, const dlv_text_config *t, const char *dir);
+/* PEFT's module path of the decoder layers in cfg's family, after
+ * "base_model.model.": "language_model.model.layers." (LLaVA) or
+ * "model.layers." (Qwen2-VL), as transformers < 4.52 names them. */
+const char *dlv_lora_peft_layers(const dlv_llava_config *cfg);
+dlv_status dlv_lora_save(const dlv_lora *l, const dlv_llava_config *cfg, const char *dir);
 
 #endif

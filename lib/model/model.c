@@ -3,6 +3,7 @@
  * weight table checked against it, and the compute backend. */
 #include "model/model.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,6 +79,32 @@ static dlv_status check_anyres(const dlv_model *m, const char *path)
     return DLV_OK;
 }
 
+/* Qwen2-VL: the processor cuts the patches the tower embeds, so patch,
+ * temporal patch and merge sizes must agree between the two files. */
+static dlv_status check_qwen2vl(const dlv_model *m, const char *path)
+{
+    const dlv_llava_config *c = &m->config;
+    const dlv_qwen2vl_params *p = &m->preproc.qwen2vl;
+    if (!c->qwen2vl && !p->enabled) return DLV_OK;
+    if (c->qwen2vl != p->enabled)
+        return dlv_error(DLV_E_FORMAT, "%s: image_processor_type '%s' does not go with "
+                         "config.json's model_type '%s'", path, m->preproc.processor_class,
+                         c->qwen2vl ? (c->qv.qwen25 ? "qwen2_5_vl" : "qwen2_vl")
+                                    : c->anyres ? "llava_next" : "llava");
+    const dlv_qwen2vl_vision_config *v = &c->qv.vision;
+    const char *field = p->patch_size != v->patch_size ? "patch_size"
+                        : p->temporal_patch_size != v->temporal_patch_size ? "temporal_patch_size"
+                        : p->merge_size != v->spatial_merge_size ? "merge_size" : NULL;
+    if (field)
+        return dlv_error(DLV_E_FORMAT, "%s: %s differs from config.json's vision_config (the "
+                         "tower would embed other patches than the processor cuts)", path,
+                         field);
+    if (v->in_channels != 3)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: vision_config.in_channels is %lld; images "
+                         "have 3 channels", path, (long long)v->in_channels);
+    return DLV_OK;
+}
+
 static dlv_status load_configs(dlv_model *m)
 {
     char *path = dlv_path_join(m->dir, "config.json");
@@ -106,6 +133,7 @@ static dlv_status load_configs(dlv_model *m)
         m->has_preproc = st == DLV_OK;
     }
     if (st == DLV_OK && m->has_preproc) st = check_anyres(m, path);
+    if (st == DLV_OK && m->has_preproc) st = check_qwen2vl(m, path);
     free(path);
     return st;
 }
@@ -165,6 +193,16 @@ dlv_status dlv_model_open(const char *dir, const char *backend, int device,
     /* The LayerNorm ops read weight and bias with one dtype. */
     if (st == DLV_OK) st = dlv_bind_check_vit(m->clip ? &m->clip_w.vision : &m->llava_w.vision,
                                               dir);
+    for (int64_t l = 0; st == DLV_OK && m->config.qwen2vl && l < m->llava_w.qvision.n_layers; l++) {
+        char name[64];
+        const dlv_encoder_layer_w *L = &m->llava_w.qvision.layers[l];
+        snprintf(name, sizeof name, "visual.blocks.%lld.norm1", (long long)l);
+        st = dlv_bind_check_layernorm(&L->ln1, dir, name);
+        snprintf(name, sizeof name, "visual.blocks.%lld.norm2", (long long)l);
+        if (!st) st = dlv_bind_check_layernorm(&L->ln2, dir, name);
+    }
+    if (st == DLV_OK && m->config.qwen2vl)
+        st = dlv_bind_check_layernorm(&m->llava_w.qvision.merger_ln, dir, "visual.merger.ln_q");
     if (st == DLV_OK && m->clip)
         st = dlv_bind_check_encoder(m->clip_w.text_layers, m->clip_w.n_text_layers, dir,
                                     "text_model.");

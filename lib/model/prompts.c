@@ -16,18 +16,29 @@
 typedef struct defaults {
     const char *prefix, *image_instruction, *text_instruction, *suffix;
     int add_bos;
+    const char *text_prefix; /* NULL: prefix */
 } defaults;
 
 /* E5-V-style wording: LLaVA-1.5's Vicuna format for the Llama family,
- * ChatML for Qwen2 (docs/adapter-format.md, "Default prompts"). */
-static defaults family_defaults(int qwen2, int has_bos)
+ * ChatML for Qwen2, and for Qwen2-VL ChatML with the image between
+ * <|vision_start|> and <|vision_end|> as its processor's chat template
+ * puts it (docs/adapter-format.md, "Default prompts"). <|vision_end|>
+ * opens the image instruction: the image is the prompt's only slot, so a
+ * soft prompt replacing the instruction starts at <|vision_end|>'s
+ * embedding. */
+static defaults family_defaults(int family, int has_bos)
 {
-    if (qwen2)
+    if (family == DLV_PROMPT_FAMILY_QWEN2VL)
+        return (defaults){"<|im_start|>user\n<|vision_start|>",
+                          "<|vision_end|>\nSummarize above image in one word:",
+                          "\nSummarize above sentence in one word:",
+                          "<|im_end|>\n<|im_start|>assistant\n", 0, "<|im_start|>user\n"};
+    if (family == DLV_PROMPT_FAMILY_QWEN2)
         return (defaults){"<|im_start|>user\n", "\nSummarize above image in one word:",
                           "\nSummarize above sentence in one word:",
-                          "<|im_end|>\n<|im_start|>assistant\n", 0};
+                          "<|im_end|>\n<|im_start|>assistant\n", 0, NULL};
     return (defaults){"USER: ", "\nSummarize above image in one word:",
-                      "\nSummarize above sentence in one word:", " ASSISTANT:", has_bos};
+                      "\nSummarize above sentence in one word:", " ASSISTANT:", has_bos, NULL};
 }
 
 static void piece_free(dlv_prompt_piece *p)
@@ -269,15 +280,23 @@ static dlv_status check_ids(const dlv_model *m, const dlv_prompts *p, const char
     return DLV_OK;
 }
 
-dlv_status dlv_prompts_default_texts(int qwen2, int has_bos, int32_t bos_id, dlv_prompts *out)
+int dlv_prompts_family(const dlv_llava_config *cfg)
+{
+    return cfg->qwen2vl                        ? DLV_PROMPT_FAMILY_QWEN2VL
+           : cfg->text.kind == DLV_TEXT_QWEN2 ? DLV_PROMPT_FAMILY_QWEN2
+                                               : DLV_PROMPT_FAMILY_LLAMA;
+}
+
+dlv_status dlv_prompts_default_texts(int family, int has_bos, int32_t bos_id, dlv_prompts *out)
 {
     memset(out, 0, sizeof *out);
-    defaults d = family_defaults(qwen2, has_bos);
+    defaults d = family_defaults(family, has_bos);
     out->whole = 1;
     out->add_bos = d.add_bos;
     out->bos_id = bos_id;
     const char *texts[2][3] = {{d.prefix, d.image_instruction, d.suffix},
-                               {d.prefix, d.text_instruction, d.suffix}};
+                               {d.text_prefix ? d.text_prefix : d.prefix, d.text_instruction,
+                                d.suffix}};
     dlv_prompt_side *sides[2] = {&out->image, &out->text};
     dlv_status st = DLV_OK;
     for (int s = 0; s < 2 && !st; s++) {
@@ -292,7 +311,7 @@ dlv_status dlv_prompts_default_texts(int qwen2, int has_bos, int32_t bos_id, dlv
 dlv_status dlv_prompts_default(const dlv_model *m, dlv_prompts *out)
 {
     const dlv_llava_config *cfg = dlv_model_config(m);
-    dlv_status st = dlv_prompts_default_texts(cfg->text.kind == DLV_TEXT_QWEN2,
+    dlv_status st = dlv_prompts_default_texts(dlv_prompts_family(cfg),
                                               cfg->text.bos_token_id >= 0,
                                               (int32_t)cfg->text.bos_token_id, out);
     if (st) return dlv_error_prefix(st, "default prompts");
@@ -423,7 +442,7 @@ dlv_status dlv_prompts_load(const dlv_model *m, const char *path, dlv_prompts *o
         }
     }
     const dlv_llava_config *cfg = dlv_model_config(m);
-    defaults d = family_defaults(cfg->text.kind == DLV_TEXT_QWEN2, cfg->text.bos_token_id >= 0);
+    defaults d = family_defaults(dlv_prompts_family(cfg), cfg->text.bos_token_id >= 0);
     out->bos_id = (int32_t)cfg->text.bos_token_id;
     /* Without "tokenize" a file is read as it was before whole mode:
      * pieces, so adapters trained then keep their sequences. */

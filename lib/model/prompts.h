@@ -45,9 +45,14 @@ typedef struct dlv_prompts {
  * tokenizer (DLV_E_UNSUPPORTED if the model has none). */
 dlv_status dlv_prompts_default(const dlv_model *m, dlv_prompts *out);
 
-/* The family's default prompts as texts, whole mode, no ids yet (Llama
- * family unless qwen2; BOS added when has_bos, except for Qwen2). */
-dlv_status dlv_prompts_default_texts(int qwen2, int has_bos, int32_t bos_id, dlv_prompts *out);
+/* The prompt families (their default wording and BOS rule). */
+enum { DLV_PROMPT_FAMILY_LLAMA = 0, DLV_PROMPT_FAMILY_QWEN2 = 1, DLV_PROMPT_FAMILY_QWEN2VL = 2 };
+struct dlv_llava_config;
+int dlv_prompts_family(const struct dlv_llava_config *cfg);
+
+/* The family's default prompts as texts, whole mode, no ids yet (BOS
+ * added when has_bos, except for the Qwen families). */
+dlv_status dlv_prompts_default_texts(int family, int has_bos, int32_t bos_id, dlv_prompts *out);
 
 /* Whole mode: every piece's ids from the texts of p's sides, tokenized with
  * tok; image_id is the image token (an added token of tok, split out of the

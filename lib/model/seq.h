@@ -20,6 +20,9 @@ typedef struct dlv_seq_part {
     int64_t n;            /* ids or rows; 0 is an empty part */
     float *grad;          /* rows only: device [n, hidden] that the backward adds
                            * the rows' gradient into; NULL: not wanted */
+    const int64_t *grid;  /* rows only: an image's patch grid (t, h, w) for
+                           * Qwen2-VL's M-RoPE positions (model/qwen2vl/
+                           * qwen2vl_seq.h); NULL: the rows count as text */
 } dlv_seq_part;
 
 typedef struct dlv_seq {

@@ -15,16 +15,24 @@
  * small enough that its size cannot overflow. */
 #define MAX_LAYERS 4096
 
-static const char *const prefixes[2][DLV_PART_COUNT] = {
+static const char *const prefixes[DLV_LAYOUT_COUNT][DLV_PART_COUNT] = {
     [DLV_LAYOUT_CLASSIC] = {"vision_tower.", "multi_modal_projector.", "language_model.model.",
                             "language_model.", ""},
     [DLV_LAYOUT_NEW] = {"model.vision_tower.", "model.multi_modal_projector.",
                         "model.language_model.", "", "model."},
+    [DLV_LAYOUT_QWEN2VL] = {"visual.", "visual.merger.", "model.", "", ""},
+    [DLV_LAYOUT_QWEN2VL_NEW] = {"model.visual.", "model.visual.merger.", "model.language_model.",
+                                "", "model."},
 };
 
 const char *dlv_weight_layout_name(dlv_weight_layout l)
 {
-    return l == DLV_LAYOUT_NEW ? "new" : "classic";
+    switch (l) {
+    case DLV_LAYOUT_NEW: return "new";
+    case DLV_LAYOUT_QWEN2VL: return "qwen2vl";
+    case DLV_LAYOUT_QWEN2VL_NEW: return "qwen2vl-new";
+    default: return "classic";
+    }
 }
 
 const char *dlv_weight_part_name(dlv_weight_part p)
@@ -43,7 +51,7 @@ const char *dlv_weight_part_name(dlv_weight_part p)
 char *dlv_weight_full_name(dlv_weight_layout layout, dlv_weight_part part,
                            const char *canonical, char *buf, size_t cap)
 {
-    if ((unsigned)layout > DLV_LAYOUT_NEW || (unsigned)part >= DLV_PART_COUNT) return NULL;
+    if ((unsigned)layout >= DLV_LAYOUT_COUNT || (unsigned)part >= DLV_PART_COUNT) return NULL;
     int n = snprintf(buf, cap, "%s%s", prefixes[layout][part], canonical);
     return (n < 0 || (size_t)n >= cap) ? NULL : buf;
 }
@@ -61,10 +69,10 @@ typedef struct builder {
  * dlv_weights_table, so the overflow guard only protects against a future
  * miscount. */
 static void add(builder *b, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
-                const char *fmt, ...) DLV_PRINTF(7, 8);
+                int64_t d4, const char *fmt, ...) DLV_PRINTF(8, 9);
 
 static void add(builder *b, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3,
-                const char *fmt, ...)
+                int64_t d4, const char *fmt, ...)
 {
     if (b->w->n >= b->cap) return;
     dlv_weight *e = &b->w->items[b->w->n++];
@@ -79,13 +87,15 @@ static void add(builder *b, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_
     e->shape[1] = d1;
     e->shape[2] = d2;
     e->shape[3] = d3;
+    e->shape[4] = d4;
     e->tensor = NULL;
 }
 
-#define W1(b, d0, ...) add((b), 1, (d0), 0, 0, 0, __VA_ARGS__)
-#define W2(b, d0, d1, ...) add((b), 2, (d0), (d1), 0, 0, __VA_ARGS__)
-#define W3(b, d0, d1, d2, ...) add((b), 3, (d0), (d1), (d2), 0, __VA_ARGS__)
-#define W4(b, d0, d1, d2, d3, ...) add((b), 4, (d0), (d1), (d2), (d3), __VA_ARGS__)
+#define W1(b, d0, ...) add((b), 1, (d0), 0, 0, 0, 0, __VA_ARGS__)
+#define W2(b, d0, d1, ...) add((b), 2, (d0), (d1), 0, 0, 0, __VA_ARGS__)
+#define W3(b, d0, d1, d2, ...) add((b), 3, (d0), (d1), (d2), 0, 0, __VA_ARGS__)
+#define W4(b, d0, d1, d2, d3, ...) add((b), 4, (d0), (d1), (d2), (d3), 0, __VA_ARGS__)
+#define W5(b, d0, d1, d2, d3, d4, ...) add((b), 5, (d0), (d1), (d2), (d3), (d4), __VA_ARGS__)
 
 /* Entries per vision / text layer at most, and outside the layers. */
 #define VISION_PER_LAYER 16
@@ -166,6 +176,47 @@ static void projector_table(builder *b, const dlv_llava_config *cfg)
     if (cfg->anyres) W1(b, th, "image_newline");
 }
 
+/* Qwen2-VL's tower (Qwen2VisionTransformerPretrainedModel) and Qwen2.5-VL's
+ * (RMSNorm without biases, a gated MLP with biases); every block is
+ * required (the merger reads the last). */
+static void qwen2vl_vision_table(builder *b, const dlv_llava_config *cfg)
+{
+    const dlv_qwen2vl_vision_config *v = &cfg->qv.vision;
+    const int64_t d = v->embed_dim, im = v->mlp_dim, p = v->patch_size;
+    const int64_t dm = d * v->spatial_merge_size * v->spatial_merge_size;
+    const int q25 = v->qwen25;
+    b->part = DLV_PART_VISION;
+    b->required = 1;
+    W5(b, d, v->in_channels, v->temporal_patch_size, p, p, "patch_embed.proj.weight");
+    for (int64_t i = 0; i < v->depth; i++) {
+        char l[48];
+        snprintf(l, sizeof l, "blocks.%lld.", (long long)i);
+        W1(b, d, "%snorm1.weight", l);
+        if (!q25) W1(b, d, "%snorm1.bias", l);
+        W1(b, d, "%snorm2.weight", l);
+        if (!q25) W1(b, d, "%snorm2.bias", l);
+        W2(b, 3 * d, d, "%sattn.qkv.weight", l);
+        W1(b, 3 * d, "%sattn.qkv.bias", l);
+        W2(b, d, d, "%sattn.proj.weight", l);
+        W1(b, d, "%sattn.proj.bias", l);
+        static const char *const mlp2[2] = {"fc1", "fc2"};
+        static const char *const mlp25[3] = {"gate_proj", "up_proj", "down_proj"};
+        for (int j = 0; j < (q25 ? 3 : 2); j++) {
+            const int down = q25 ? j == 2 : j == 1;
+            const char *name = q25 ? mlp25[j] : mlp2[j];
+            W2(b, down ? d : im, down ? im : d, "%smlp.%s.weight", l, name);
+            W1(b, down ? d : im, "%smlp.%s.bias", l, name);
+        }
+    }
+    b->part = DLV_PART_PROJECTOR;
+    W1(b, d, "ln_q.weight");
+    if (!q25) W1(b, d, "ln_q.bias");
+    W2(b, dm, dm, "mlp.0.weight");
+    W1(b, dm, "mlp.0.bias");
+    W2(b, v->hidden_size, dm, "mlp.2.weight");
+    W1(b, v->hidden_size, "mlp.2.bias");
+}
+
 static void text_table(builder *b, const dlv_llava_config *cfg)
 {
     const dlv_text_config *t = &cfg->text;
@@ -227,8 +278,12 @@ dlv_status dlv_weights_table(const dlv_llava_config *cfg, dlv_weights *out)
     out->items = calloc(cap, sizeof *out->items);
     if (!out->items) return dlv_error_nomem("the weight table", cap * sizeof *out->items);
     builder b = {out, cap, DLV_PART_VISION, 1};
-    vision_table(&b, cfg);
-    projector_table(&b, cfg);
+    if (cfg->qwen2vl) {
+        qwen2vl_vision_table(&b, cfg);
+    } else {
+        vision_table(&b, cfg);
+        projector_table(&b, cfg);
+    }
     text_table(&b, cfg);
     return DLV_OK;
 }
@@ -327,11 +382,13 @@ dlv_status dlv_weights_resolve(const dlv_llava_config *cfg, const dlv_st_set *ck
     dlv_status st = dlv_weights_table(cfg, out);
     if (st != DLV_OK) return st;
 
-    /* Whichever layout names more of the table wins; a tie (nothing found)
-     * reports missing tensors under the classic names. */
-    size_t classic = count_present(out, DLV_LAYOUT_CLASSIC, ckpt);
-    size_t newer = count_present(out, DLV_LAYOUT_NEW, ckpt);
-    out->layout = newer > classic ? DLV_LAYOUT_NEW : DLV_LAYOUT_CLASSIC;
+    /* Whichever of the family's layouts names more of the table wins; a tie
+     * (nothing found) reports missing tensors under the older names. */
+    const dlv_weight_layout older = cfg->qwen2vl ? DLV_LAYOUT_QWEN2VL : DLV_LAYOUT_CLASSIC;
+    const dlv_weight_layout newer = cfg->qwen2vl ? DLV_LAYOUT_QWEN2VL_NEW : DLV_LAYOUT_NEW;
+    size_t n_older = count_present(out, older, ckpt);
+    size_t n_newer = count_present(out, newer, ckpt);
+    out->layout = n_newer > n_older ? newer : older;
 
     for (size_t i = 0; i < out->n; i++) {
         st = check_one(out, &out->items[i], ckpt, label);

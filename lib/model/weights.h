@@ -25,7 +25,18 @@
 #include "io/safetensors.h"
 #include "model/config.h"
 
-typedef enum dlv_weight_layout { DLV_LAYOUT_CLASSIC = 0, DLV_LAYOUT_NEW } dlv_weight_layout;
+/* Qwen2-VL / Qwen2.5-VL checkpoints (canonical names: the tower's under
+ * "visual." without it, the merger's under "visual.merger." without it):
+ *   qwen2vl (transformers < 4.52): visual.*, visual.merger.*, model.*, lm_head.weight
+ *   qwen2vl-new (>= 4.52): model.visual.*, model.visual.merger.*,
+ *       model.language_model.*, lm_head.weight */
+typedef enum dlv_weight_layout {
+    DLV_LAYOUT_CLASSIC = 0,
+    DLV_LAYOUT_NEW,
+    DLV_LAYOUT_QWEN2VL,
+    DLV_LAYOUT_QWEN2VL_NEW,
+    DLV_LAYOUT_COUNT
+} dlv_weight_layout;
 
 typedef enum dlv_weight_part {
     DLV_PART_VISION = 0,
@@ -43,7 +54,7 @@ typedef struct dlv_weight {
     dlv_weight_part part;
     int required;
     int ndim;
-    int64_t shape[4];
+    int64_t shape[5];            /* 5-D: Qwen2-VL's Conv3d patch embedding */
     const dlv_st_tensor *tensor; /* after resolution; NULL if optional and absent */
 } dlv_weight;
 
@@ -87,7 +98,7 @@ const dlv_st_tensor *dlv_weights_get(const dlv_weights *w, dlv_weight_part part,
 char *dlv_weight_full_name(dlv_weight_layout layout, dlv_weight_part part,
                            const char *canonical, char *buf, size_t cap);
 
-const char *dlv_weight_layout_name(dlv_weight_layout l); /* "classic", "new" */
+const char *dlv_weight_layout_name(dlv_weight_layout l); /* "classic", "new", "qwen2vl", ... */
 const char *dlv_weight_part_name(dlv_weight_part p);     /* "vision", ... */
 
 #endif

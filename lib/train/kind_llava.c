@@ -23,6 +23,7 @@
 #include "model/llava/llava_next.h"
 #include "model/llava/llava_vision.h"
 #include "model/model.h"
+#include "model/qwen2vl/qwen2vl_seq.h"
 #include "tokenizer/text_util.h"
 #include "tokenizer/tokenizer.h"
 #include "train/feature_cache.h"
@@ -41,6 +42,7 @@ typedef struct step_data {
                                    * rows start at row frow[i] ([n, F, H] but for
                                    * LLaVA-NeXT, whose counts vary) */
     int64_t *frow, *fcnt;
+    int64_t (*grid)[3];           /* Qwen2-VL: each image's patch grid (M-RoPE) */
     dlv_llava_next_tiles tiles;   /* LLaVA-NeXT with its tower or projector trained:
                                    * each image's tiles, for the taped pass */
     dlv_buffer pixels;            /* [n, C, S, S] when the tower is trained */
@@ -59,6 +61,7 @@ typedef struct chunk_tape {
     dlv_llava_vision_tape *vis;
     dlv_buffer vbuf;              /* vision features + their gradient [count, F, H] each */
     dlv_buffer hbuf;              /* hidden [count len, H], E raw [count, H] */
+    dlv_buffer rope;              /* Qwen2-VL: the batch's M-RoPE tables */
     float *hidden, *feats, *dfeats, *E;
     int64_t *at;                  /* [count] the embedding row of each sequence */
     /* LLaVA-NeXT, tower or projector trained: per example, its tiles' tape
@@ -76,6 +79,7 @@ typedef struct llava_state {
     int img_ids, txt_ids;         /* side uses its instruction ids */
     int train_soft, train_ls, train_lora, vision_grad;
     int anyres;                   /* LLaVA-NeXT: a feature count per image */
+    int qwen2vl;                  /* Qwen2-VL / Qwen2.5-VL: likewise, and M-RoPE */
     size_t off_img, off_txt, off_ls, off_lora;
     int has_lora;
     dlv_lora shape;               /* offsets and scale (its params are unused) */
@@ -126,6 +130,7 @@ static void chunk_free(chunk_tape *c)
     dlv_seq_batch_free(&c->batch);
     dlv_buffer_free(&c->vbuf);
     dlv_buffer_free(&c->hbuf);
+    dlv_buffer_free(&c->rope);
     free(c->parts);
     free(c->seqs);
     free(c->at);
@@ -145,6 +150,7 @@ static void end_step(void *state)
     free(k->s.longs);
     free(k->s.frow);
     free(k->s.fcnt);
+    free(k->s.grid);
     dlv_llava_next_tiles_free(&k->s.tiles);
     dlv_buffer_free(&k->s.feats);
     dlv_buffer_free(&k->s.pixels);
@@ -184,6 +190,7 @@ static dlv_status create(dlv_trainer *t, const dlv_adapter *from, void **out)
     *out = k;
     k->m = m;
     k->anyres = dlv_model_config(m)->anyres;
+    k->qwen2vl = dlv_model_config(m)->qwen2vl;
     dlv_llava_dims_of(dlv_model_config(m), &k->d);
     k->H = k->d.text.hidden;
     dlv_status st = dlv_prompts_copy(&from->prompts, &k->prompts);
@@ -192,6 +199,10 @@ static dlv_status create(dlv_trainer *t, const dlv_adapter *from, void **out)
     k->train_soft = (sets & DLV_TRAIN_SOFT) != 0;
     k->train_ls = (sets & DLV_TRAIN_LOGIT_SCALE) != 0;
     k->vision_grad = (sets & (DLV_TRAIN_PROJECTOR | DLV_TRAIN_VISION)) != 0;
+    if (k->qwen2vl && k->vision_grad)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: training the vision tower or the merger of a "
+                         "Qwen2-VL model is not supported yet (train soft prompts, LoRA, the "
+                         "logit scale or the language model)", dlv_model_dir(m));
     /* Soft prompts: the adapter's, or the instruction's embeddings. */
     k->n_img = from->image_prompt ? from->n_image_prompt : (int64_t)k->prompts.image.instruction.n;
     k->n_txt = from->text_prompt ? from->n_text_prompt : (int64_t)k->prompts.text.instruction.n;
@@ -389,6 +400,26 @@ static dlv_status features_next(llava_state *k, dlv_trainer *t, const dlv_train_
     return DLV_OK;
 }
 
+/* Qwen2-VL: each image's features, counts, rows and grid (the tower is
+ * frozen: no tape). */
+static dlv_status features_qwen2vl(llava_state *k, dlv_trainer *t, const dlv_train_example *ex,
+                                   size_t n)
+{
+    const dlv_image **imgs = malloc(n * sizeof *imgs);
+    if (!imgs) return dlv_error_nomem("images", n * sizeof *imgs);
+    for (size_t i = 0; i < n; i++) imgs[i] = ex[i].image;
+    dlv_qwen2vl_feats f;
+    dlv_status st = dlv_qwen2vl_image_features(k->m, dlv_trainer_backend(t), &k->w,
+                                               (const dlv_image *const *)imgs, n, &f);
+    free(imgs);
+    if (st) return st;
+    k->s.feats = f.buf;
+    k->s.frow = f.offset;
+    k->s.fcnt = f.count;
+    k->s.grid = f.grid;
+    return DLV_OK;
+}
+
 static dlv_status features(llava_state *k, dlv_trainer *t, const dlv_train_example *ex,
                            size_t n, const float *host_px, size_t px)
 {
@@ -462,7 +493,8 @@ static dlv_status prepare(void *state, dlv_trainer *t, const dlv_train_example *
     const int64_t max_pos = tc->max_position_embeddings;
     /* LLaVA-NeXT: the features first, whose counts give each image
      * prompt's length. */
-    const int anyres = dlv_model_config(m)->anyres;
+    /* Qwen2-VL's images vary in count too (its own features, no tiles). */
+    const int anyres = dlv_model_config(m)->anyres || k->qwen2vl;
     int64_t img_pos = 0;
     dlv_status fit = anyres ? DLV_OK : dlv_llava_image_fit(m, &k->params, &img_pos);
     if (fit) return fit;
@@ -475,7 +507,7 @@ static dlv_status prepare(void *state, dlv_trainer *t, const dlv_train_example *
     dlv_status st = k->s.caps && k->s.longs && (anyres || host_px)
                         ? DLV_OK
                         : dlv_error_nomem("batch", n * px * 4);
-    if (!st && anyres) st = features_next(k, t, ex, n);
+    if (!st && anyres) st = k->qwen2vl ? features_qwen2vl(k, t, ex, n) : features_next(k, t, ex, n);
     for (size_t i = 0; i < n && !st; i++) {
         int64_t cut = 0;
         if (anyres) {
@@ -662,15 +694,16 @@ static dlv_status chunk_forward(llava_state *k, dlv_trainer *t, int image_side, 
         if (image_side) {
             if (vis && k->anyres) {
                 const next_rows r = next_rows_of(k, c, i);
-                mid = (dlv_seq_part){NULL, r.packed, k->s.fcnt[e], r.dpacked};
+                mid = (dlv_seq_part){NULL, r.packed, k->s.fcnt[e], r.dpacked, NULL};
             } else {
-                mid = vis ? (dlv_seq_part){NULL, c->feats + i * per, F, c->dfeats + i * per}
-                          : (dlv_seq_part){NULL, feats + k->s.frow[e] * H, k->s.fcnt[e], NULL};
+                mid = vis ? (dlv_seq_part){NULL, c->feats + i * per, F, c->dfeats + i * per, NULL}
+                          : (dlv_seq_part){NULL, feats + k->s.frow[e] * H, k->s.fcnt[e], NULL,
+                                           k->s.grid ? k->s.grid[e] : NULL};
             }
             /* The long caption's ids but its final EOS are input; the EOS
              * is only a target. */
             if (with_tape && k->s.longs[e].n)
-                cont = (dlv_seq_part){k->s.longs[e].v, NULL, (int64_t)k->s.longs[e].n - 1, NULL};
+                cont = (dlv_seq_part){k->s.longs[e].v, NULL, (int64_t)k->s.longs[e].n - 1, NULL, NULL};
         }
         dlv_llava_side_parts(&k->params, image_side, &bos, mid,
                              image_side ? NULL : &k->s.caps[e], cont, soft_grad, c->parts[i]);
@@ -686,10 +719,17 @@ static dlv_status chunk_forward(llava_state *k, dlv_trainer *t, int image_side, 
     if (!st) {
         c->hidden = dlv_buffer_ptr(&c->hbuf);
         c->E = c->hidden + rows * (size_t)H;
-        st = dlv_decoder_forward(be, &k->d.text, &k->w.text, k->params.lora,
-                                 dlv_buffer_ptr(&c->batch.x), c->batch.lengths, (int64_t)count,
-                                 c->batch.len, dlv_trainer_config(t)->recompute,
-                                 with_tape ? &c->dec : NULL, c->hidden, NULL);
+        /* Qwen2-VL: M-RoPE tables, kept with the tape (the backward reads them). */
+        dlv_decoder_rope rope = {0};
+        if (k->qwen2vl)
+            st = dlv_qwen2vl_seq_rope(be, &k->d, c->seqs, (int64_t)count, c->batch.lengths,
+                                      c->batch.len, &c->rope, &rope);
+        if (!st)
+            st = dlv_decoder_forward_rope(be, &k->d.text, &k->w.text, k->params.lora,
+                                          k->qwen2vl ? &rope : NULL, dlv_buffer_ptr(&c->batch.x),
+                                          c->batch.lengths, (int64_t)count, c->batch.len,
+                                          dlv_trainer_config(t)->recompute,
+                                          with_tape ? &c->dec : NULL, c->hidden, NULL);
     }
     if (!st) st = dlv_seq_gather_rows(be, c->hidden, c->batch.len, H, c->at, (int64_t)count, c->E);
     return st;

@@ -370,7 +370,7 @@ static void test_config_errors(void **state)
                  "text_config.model_type", "gemma");
     expect_error("{\"vision_config\": {\"model_type\": \"pixtral\"}}", DLV_E_UNSUPPORTED,
                  "vision_config.model_type", "pixtral");
-    expect_error("{\"model_type\": \"qwen2_vl\"}", DLV_E_UNSUPPORTED, "model_type", "qwen2_vl");
+    expect_error("{\"model_type\": \"qwen2_audio\"}", DLV_E_UNSUPPORTED, "model_type", "qwen2_audio");
     expect_error("{\"vision_config\": {\"image_size\": 0}}", DLV_E_FORMAT,
                  "vision_config.image_size", NULL);
     expect_error("{\"text_config\": {\"vocab_size\": -5}}", DLV_E_FORMAT, "text_config.vocab_size",

@@ -286,17 +286,91 @@ static void test_errors(void **state)
     expect_min(NULL, "\"hidden_size\": 64, \"hidden_size\": 64", F, NULL, NULL);
 }
 
-/* The LLaVA parser (what model loading uses) still refuses qwen2_vl. */
-static void test_llava_parser_refuses(void **state)
+/* The LLaVA parser (what model loading uses) reads a Qwen2-VL file into
+ * its view: the language model and image token mirrored, the file's own
+ * config kept. */
+static void test_llava_view(void **state)
 {
     (void)state;
     dlv_llava_config c;
-    const dlv_status st = dlv_llava_config_parse(qwen2vl_2b, strlen(qwen2vl_2b), "config.json",
-                                                 &c);
-    assert_int_equal(st, DLV_E_UNSUPPORTED);
-    assert_non_null(strstr(dlv_last_error(), "qwen2_vl"));
+    dlv_status st = dlv_llava_config_parse(qwen2vl_2b, strlen(qwen2vl_2b), "config.json", &c);
+    if (st) fprintf(stderr, "%s\n", dlv_last_error());
+    assert_int_equal(st, DLV_OK);
+    assert_int_equal(c.qwen2vl, 1);
+    assert_int_equal(c.qv.qwen25, 0);
+    assert_int_equal(c.text.hidden_size, 1536);
+    assert_int_equal(c.text.kind, DLV_TEXT_QWEN2);
+    assert_int_equal(c.image_token_index, 151655);
+    assert_int_equal(c.qv.vision.embed_dim, 1280);
+    assert_string_equal(c.architecture, "Qwen2VLForConditionalGeneration");
+    assert_int_equal(c.anyres, 0);
     assert_int_equal(dlv_qwen2vl_config_parse(NULL, 0, NULL, NULL), DLV_E_INVALID_ARG);
     assert_int_equal(dlv_qwen2vl_config_load(NULL, NULL), DLV_E_INVALID_ARG);
+}
+
+/* Qwen2.5-VL-3B-Instruct's config.json (Qwen2_5_VLConfig, transformers
+ * 4.51.3): the tower's hidden_size is its width, out_hidden_size the
+ * merger's output; window attention but in fullatt_block_indexes. */
+static const char qwen25vl_3b[] =
+    "{\"architectures\": [\"Qwen2_5_VLForConditionalGeneration\"], \"attention_dropout\": 0.0,"
+    " \"bos_token_id\": 151643, \"eos_token_id\": 151645, \"vision_start_token_id\": 151652,"
+    " \"vision_end_token_id\": 151653, \"vision_token_id\": 151654, \"image_token_id\": 151655,"
+    " \"video_token_id\": 151656, \"hidden_act\": \"silu\", \"hidden_size\": 2048,"
+    " \"initializer_range\": 0.02, \"intermediate_size\": 11008,"
+    " \"max_position_embeddings\": 128000, \"max_window_layers\": 70,"
+    " \"model_type\": \"qwen2_5_vl\", \"num_attention_heads\": 16, \"num_hidden_layers\": 36,"
+    " \"num_key_value_heads\": 2, \"rms_norm_eps\": 1e-06, \"rope_theta\": 1000000.0,"
+    " \"sliding_window\": 32768, \"tie_word_embeddings\": true, \"torch_dtype\": \"bfloat16\","
+    " \"transformers_version\": \"4.41.2\", \"use_cache\": true, \"use_sliding_window\": false,"
+    " \"vision_config\": {\"depth\": 32, \"hidden_act\": \"silu\", \"hidden_size\": 1280,"
+    " \"intermediate_size\": 3420, \"num_heads\": 16, \"in_chans\": 3, \"out_hidden_size\": 2048,"
+    " \"patch_size\": 14, \"spatial_merge_size\": 2, \"spatial_patch_size\": 14,"
+    " \"window_size\": 112, \"fullatt_block_indexes\": [7, 15, 23, 31],"
+    " \"tokens_per_second\": 2, \"temporal_patch_size\": 2},"
+    " \"rope_scaling\": {\"type\": \"mrope\", \"mrope_section\": [16, 24, 24]},"
+    " \"vocab_size\": 151936}";
+
+static void test_qwen25(void **state)
+{
+    (void)state;
+    dlv_llava_config c;
+    dlv_status st = dlv_llava_config_parse(qwen25vl_3b, strlen(qwen25vl_3b), "config.json", &c);
+    if (st) fprintf(stderr, "%s\n", dlv_last_error());
+    assert_int_equal(st, DLV_OK);
+    const dlv_qwen2vl_vision_config *v = &c.qv.vision;
+    assert_int_equal(c.qwen2vl, 1);
+    assert_int_equal(c.qv.qwen25, 1);
+    assert_int_equal(v->qwen25, 1);
+    assert_int_equal(v->embed_dim, 1280);
+    assert_int_equal(v->hidden_size, 2048);
+    assert_int_equal(v->mlp_dim, 3420);
+    assert_int_equal(v->window_size, 112);
+    assert_int_equal(v->n_fullatt, 4);
+    assert_int_equal(v->fullatt[3], 31);
+    assert_int_equal(v->hidden_act, DLV_ACT_SILU);
+    assert_int_equal(c.text.head_dim, 128);
+    assert_int_equal(c.qv.mrope_section[2], 24);
+    /* Refusals name the field. */
+    static const char *const bad[][2] = {
+        {"\"window_size\": 112", "\"window_size\": 100"},
+        {"\"fullatt_block_indexes\": [7, 15, 23, 31]", "\"fullatt_block_indexes\": [7, 32]"},
+        {"\"hidden_act\": \"silu\", \"hidden_size\": 1280", "\"hidden_act\": \"gelu\", \"hidden_size\": 1280"},
+        {"\"out_hidden_size\": 2048", "\"out_hidden_size\": 1024"},
+    };
+    static const char *const field[] = {"window_size", "fullatt_block_indexes[1]",
+                                        "vision_config.hidden_act", "vision_config.hidden_size"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *at = strstr(qwen25vl_3b, bad[i][0]);
+        assert_non_null(at);
+        char buf[sizeof qwen25vl_3b + 64];
+        snprintf(buf, sizeof buf, "%.*s%s%s", (int)(at - qwen25vl_3b), qwen25vl_3b, bad[i][1],
+                 at + strlen(bad[i][0]));
+        st = dlv_llava_config_parse(buf, strlen(buf), "config.json", &c);
+        assert_int_not_equal(st, DLV_OK);
+        if (!strstr(dlv_last_error(), field[i]))
+            fprintf(stderr, "case %zu: %s\n", i, dlv_last_error());
+        assert_non_null(strstr(dlv_last_error(), field[i]));
+    }
 }
 
 int main(void)
@@ -305,7 +379,8 @@ int main(void)
         cmocka_unit_test(test_2b),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_llava_parser_refuses),
+        cmocka_unit_test(test_llava_view),
+        cmocka_unit_test(test_qwen25),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -119,10 +119,13 @@ static void test_golden(void **state)
         dlv_tokenizer *tok = NULL;
         assert_int_equal(dlv_tokenizer_from_json_text(text, strlen(text), name, &tok), DLV_OK);
         free(text);
-        const int qwen2 = !strcmp(json_string_value(json_object_get(e, "family")), "qwen2");
+        const char *fam = json_string_value(json_object_get(e, "family"));
+        const int family = !strcmp(fam, "qwen2vl") ? DLV_PROMPT_FAMILY_QWEN2VL
+                           : !strcmp(fam, "qwen2") ? DLV_PROMPT_FAMILY_QWEN2
+                                                   : DLV_PROMPT_FAMILY_LLAMA;
         const int32_t image_id = (int32_t)json_integer_value(json_object_get(e, "image_id"));
         dlv_prompts p;
-        assert_int_equal(dlv_prompts_default_texts(qwen2, 1, 1, &p), DLV_OK);
+        assert_int_equal(dlv_prompts_default_texts(family, 1, 1, &p), DLV_OK);
         assert_int_equal(dlv_prompts_tokenize_whole(&p, tok, image_id), DLV_OK);
         const json_t *img = json_object_get(e, "image");
         const dlv_prompt_piece *ip[3] = {&p.image.prefix, &p.image.instruction, &p.image.suffix};

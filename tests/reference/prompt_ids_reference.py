@@ -21,6 +21,11 @@ token after its vocabulary (as llava-hf's tokenizers have it):
                            transformers gives it with legacy=False (checked here against
                            LlamaTokenizerFast(tokenizer.model, legacy=False, from_slow=True))
   qwen2                    ../shared/assets/tokenizers/qwen2
+  qwen2vl                  the same tokenizer with Qwen2-VL's template: the image is
+                           its own <|image_pad|> between <|vision_start|> and
+                           <|vision_end|> (no edit); the image side's ids are also
+                           checked against Qwen2VLProcessor's input_ids for the whole
+                           string and an image of 2 x 2 merged tokens
 
 "edit" in the output says how the C test must derive the tokenizer.json it
 loads (it cannot copy the shared files): "image" appends the added token,
@@ -63,7 +68,33 @@ TOKENIZERS = [
     ("llama2-legacy", "llama", "$ASSETS/tokenizers/llama2/tokenizer.json", "image"),
     ("llama2-nonlegacy", "llama", "$ASSETS/tokenizers/llama2/tokenizer.json", "nonlegacy,image"),
     ("qwen2", "qwen2", "$ASSETS/tokenizers/qwen2/tokenizer.json", "image"),
+    ("qwen2vl", "qwen2vl", "$ASSETS/tokenizers/qwen2/tokenizer.json", ""),
 ]
+
+# Qwen2-VL's default pieces (lib/model/prompts.c): <|vision_end|> opens the
+# image instruction, the image is <|image_pad|>.
+QWEN2VL_PIECES = {
+    "image": ("<|im_start|>user\n<|vision_start|>",
+              "<|vision_end|>\nSummarize above image in one word:",
+              "<|im_end|>\n<|im_start|>assistant\n"),
+    "text": ER.DEFAULT_PIECES["qwen2"]["text"],
+}
+QWEN2VL_IMAGE = "<|image_pad|>"
+
+
+def check_qwen2vl_processor(js, head, instr, tail):
+    """Qwen2VLProcessor on the whole image string and a 56 x 56 image (min
+    pixels 3136, patch 14: a 4 x 4 patch grid, 4 merged tokens) gives the
+    pieces' ids with <|image_pad|> expanded 4 times."""
+    import numpy as np
+    from transformers import Qwen2TokenizerFast, Qwen2VLImageProcessor, Qwen2VLProcessor
+    tk = Qwen2TokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(js)))
+    proc = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(), tokenizer=tk)
+    pre, ins, suf = QWEN2VL_PIECES["image"]
+    img = np.zeros((56, 56, 3), dtype=np.uint8)
+    got = proc(text=[pre + QWEN2VL_IMAGE + ins + suf], images=[img])["input_ids"][0]
+    pad = tk.convert_tokens_to_ids(QWEN2VL_IMAGE)
+    assert got == head[:-1] + [pad] * 4 + instr + tail, got
 
 
 def resolve(path):
@@ -72,7 +103,7 @@ def resolve(path):
 
 def edited(js, edits):
     js = json.loads(json.dumps(js))
-    for e in edits.split(","):
+    for e in filter(None, edits.split(",")):
         if e == "nonlegacy":
             js["normalizer"] = None
             js["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581",
@@ -112,10 +143,11 @@ def main():
         with open(resolve(path), encoding="utf-8") as f:
             js = edited(json.load(f), edits)
         tok = Tokenizer.from_str(json.dumps(js))
-        dp = ER.DEFAULT_PIECES[family]
+        dp = QWEN2VL_PIECES if family == "qwen2vl" else ER.DEFAULT_PIECES[family]
+        image = QWEN2VL_IMAGE if family == "qwen2vl" else IMAGE
         pre, ins, suf = dp["image"]
-        head, instr, tail = ER.whole_split(tok, pre, IMAGE, ins, suf)
-        image_id = tok.token_to_id(IMAGE)
+        head, instr, tail = ER.whole_split(tok, pre, image, ins, suf)
+        image_id = tok.token_to_id(image)
         assert head[-1] == image_id, (name, head)
         entry = {"name": name, "family": family, "path": path, "edit": edits,
                  "image_id": image_id,
@@ -130,6 +162,8 @@ def main():
             return tok.encode(s, add_special_tokens=False).ids
         entry["pieces_image_extra"] = (len(ids(pre)) + len(ids(ins)) + len(ids(suf))
                                        - len(head) + 1 - len(instr) - len(tail))
+        if family == "qwen2vl":
+            check_qwen2vl_processor(js, head, instr, tail)
         if "nonlegacy" in edits:
             check_nonlegacy(js, tok, [pre + IMAGE + ins + suf] + [tp + c + ti + ts for c in CAPTIONS])
         out["tokenizers"].append(entry)

@@ -6,12 +6,13 @@
 #include "core/error.h"
 #include "model/llava/llava_vision.h"
 #include "model/model.h"
+#include "model/qwen2vl/qwen2vl_seq.h"
 
 static const int32_t no_ids[1] = {0};
 
 static dlv_seq_part ids_part(const int32_t *ids, size_t n)
 {
-    return (dlv_seq_part){ids ? ids : no_ids, NULL, (int64_t)n, NULL};
+    return (dlv_seq_part){ids ? ids : no_ids, NULL, (int64_t)n, NULL, NULL};
 }
 
 void dlv_llava_side_parts(const dlv_llava_params *p, int image_side, const int32_t *bos,
@@ -32,7 +33,7 @@ void dlv_llava_side_parts(const dlv_llava_params *p, int image_side, const int32
     }
     if (soft)
         parts[3] = (dlv_seq_part){NULL, soft, image_side ? p->n_image_prompt : p->n_text_prompt,
-                                  soft_grad};
+                                  soft_grad, NULL};
     else if (image_side)
         parts[3] = ids_part(side->instruction.ids, side->instruction.n);
     else
@@ -55,7 +56,7 @@ static int64_t side_positions(const dlv_llava_params *p, int image_side, int64_t
                               const dlv_text_ids *t)
 {
     static const int32_t bos = 0;
-    const dlv_seq_part features = {NULL, NULL, n_features, NULL}, none = {0};
+    const dlv_seq_part features = {NULL, NULL, n_features, NULL, NULL}, none = {0};
     dlv_seq_part parts[DLV_LLAVA_SEQ_PARTS];
     dlv_llava_side_parts(p, image_side, &bos, features, t, none, NULL, parts);
     return dlv_llava_embed_position(parts) + 1;
@@ -124,9 +125,16 @@ dlv_status dlv_llava_run_seqs(const dlv_model *m, dlv_backend *be, const dlv_lla
     int64_t *at = malloc((size_t)n * sizeof *at);
     if (!st && !at) st = dlv_error_nomem("positions", (size_t)n * sizeof *at);
     if (!st) st = dlv_buffer_alloc(be, (size_t)(n * b.len * H) * sizeof(float), &hidden);
+    /* Qwen2-VL: M-RoPE tables from the sequences' images and text. */
+    dlv_buffer rbuf = {0};
+    dlv_decoder_rope rope = {0};
+    if (!st && d.qwen2vl)
+        st = dlv_qwen2vl_seq_rope(be, &d, seqs, n, b.lengths, b.len, &rbuf, &rope);
     if (!st)
-        st = dlv_decoder_forward(be, &d.text, &p->w->text, p->lora, dlv_buffer_ptr(&b.x),
-                                 b.lengths, n, b.len, 0, NULL, dlv_buffer_ptr(&hidden), NULL);
+        st = dlv_decoder_forward_rope(be, &d.text, &p->w->text, p->lora, d.qwen2vl ? &rope : NULL,
+                                      dlv_buffer_ptr(&b.x), b.lengths, n, b.len, 0, NULL,
+                                      dlv_buffer_ptr(&hidden), NULL);
+    dlv_buffer_free(&rbuf);
     if (st) st = dlv_error_prefix(st, "%s: language model", dlv_model_dir(m));
     for (int64_t i = 0; i < n && at; i++) at[i] = b.lengths ? b.lengths[i] - 1 : 0;
     if (!st) st = dlv_seq_gather_rows(be, dlv_buffer_ptr(&hidden), b.len, H, at, n, out);

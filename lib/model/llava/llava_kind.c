@@ -9,6 +9,7 @@
 #include "model/llava/llava_next.h"
 #include "model/llava/llava_next_pack.h"
 #include "model/model.h"
+#include "model/qwen2vl/qwen2vl_seq.h"
 #include "tokenizer/text_util.h"
 #include "tokenizer/tokenizer.h"
 #include "image/image_source.h"
@@ -100,32 +101,57 @@ static dlv_status image_fits(const dlv_model *m, const dlv_llava_params *p, size
     return DLV_OK;
 }
 
-/* LLaVA-NeXT: each image has its own number of features. */
-static dlv_status encode_images_next(const dlv_model *m, dlv_backend *be,
-                                     const dlv_llava_params *p, const dlv_image *const *images,
-                                     size_t n, float *out)
+/* Images with a feature count each (LLaVA-NeXT, Qwen2-VL): image i's
+ * count[i] rows start at row offset[i] of feats (device); grid[i] is its
+ * patch grid for M-RoPE (NULL: none). */
+static dlv_status encode_varied(const dlv_model *m, dlv_backend *be, const dlv_llava_params *p,
+                                const float *feats, const int64_t *count, const int64_t *offset,
+                                const int64_t (*grid)[3], size_t n, float *out)
 {
     const int64_t H = dlv_model_config(m)->text.hidden_size;
-    dlv_llava_next_feats f;
-    dlv_status st = dlv_llava_next_image_features(m, be, p, images, n, &f);
-    dlv_seq_part (*parts)[DLV_LLAVA_SEQ_PARTS] = st ? NULL : calloc(n, sizeof *parts);
-    dlv_seq *seqs = st ? NULL : calloc(n, sizeof *seqs);
+    dlv_seq_part (*parts)[DLV_LLAVA_SEQ_PARTS] = calloc(n, sizeof *parts);
+    dlv_seq *seqs = calloc(n, sizeof *seqs);
     dlv_buffer buf = {0};
-    if (!st && (!parts || !seqs)) st = dlv_error_nomem("image batch", n * sizeof *parts);
+    dlv_status st = !parts || !seqs ? dlv_error_nomem("image batch", n * sizeof *parts) : DLV_OK;
     const int32_t bos = p->prompts->bos_id;
-    const float *feats = st ? NULL : dlv_buffer_ptr(&f.buf);
     for (size_t i = 0; i < n && !st; i++) {
-        st = image_fits(m, p, i, f.count[i]);
-        const dlv_seq_part mid = {NULL, feats + f.offset[i] * H, f.count[i], NULL}, none = {0};
+        st = image_fits(m, p, i, count[i]);
+        const dlv_seq_part mid = {NULL, feats + offset[i] * H, count[i], NULL,
+                                  grid ? grid[i] : NULL},
+                           none = {0};
         dlv_llava_side_parts(p, 1, &bos, mid, NULL, none, NULL, parts[i]);
         seqs[i] = (dlv_seq){parts[i], DLV_LLAVA_SEQ_PARTS};
     }
     if (!st) st = dlv_buffer_alloc(be, n * (size_t)H * sizeof(float), &buf);
     if (!st) st = dlv_llava_run_seqs(m, be, p, seqs, (int64_t)n, 1, dlv_buffer_ptr(&buf));
-    dlv_llava_next_feats_free(&f);
     free(parts);
     free(seqs);
     return finish_out(&buf, 0, n * (size_t)H, out, st);
+}
+
+static dlv_status encode_images_next(const dlv_model *m, dlv_backend *be,
+                                     const dlv_llava_params *p, const dlv_image *const *images,
+                                     size_t n, float *out)
+{
+    dlv_llava_next_feats f;
+    dlv_status st = dlv_llava_next_image_features(m, be, p, images, n, &f);
+    if (!st)
+        st = encode_varied(m, be, p, dlv_buffer_ptr(&f.buf), f.count, f.offset, NULL, n, out);
+    dlv_llava_next_feats_free(&f);
+    return st;
+}
+
+static dlv_status encode_images_qwen2vl(const dlv_model *m, dlv_backend *be,
+                                        const dlv_llava_params *p,
+                                        const dlv_image *const *images, size_t n, float *out)
+{
+    dlv_qwen2vl_feats f;
+    dlv_status st = dlv_qwen2vl_image_features(m, be, p->w, images, n, &f);
+    if (!st)
+        st = encode_varied(m, be, p, dlv_buffer_ptr(&f.buf), f.count, f.offset,
+                           (const int64_t(*)[3])f.grid, n, out);
+    dlv_qwen2vl_feats_free(&f);
+    return st;
 }
 
 static dlv_status encode_images(const dlv_model *m, dlv_backend *be, const void *view,
@@ -133,6 +159,7 @@ static dlv_status encode_images(const dlv_model *m, dlv_backend *be, const void 
 {
     const dlv_llava_params *p = view;
     if (dlv_model_config(m)->anyres) return encode_images_next(m, be, p, images, n, out);
+    if (dlv_model_config(m)->qwen2vl) return encode_images_qwen2vl(m, be, p, images, n, out);
     const dlv_preproc_config *pc = dlv_model_preproc(m);
     if (!pc)
         return dlv_error(DLV_E_UNSUPPORTED, "%s has no preprocessor_config.json",
@@ -161,7 +188,7 @@ static dlv_status encode_images(const dlv_model *m, dlv_backend *be, const void 
     if (!st) st = dlv_llava_image_features(m, be, p, dpx, (int64_t)n, dfeat);
     const int32_t bos = p->prompts->bos_id;
     for (size_t i = 0; i < n && !st; i++) {
-        const dlv_seq_part mid = {NULL, dfeat + i * feat, F, NULL}, none = {0};
+        const dlv_seq_part mid = {NULL, dfeat + i * feat, F, NULL, NULL}, none = {0};
         dlv_llava_side_parts(p, 1, &bos, mid, NULL, none, NULL, parts[i]);
         seqs[i] = (dlv_seq){parts[i], DLV_LLAVA_SEQ_PARTS};
     }
@@ -246,32 +273,40 @@ static dlv_status text_positions(const dlv_model *m, const void *view, const cha
     /* LLaVA-NeXT: the image's count is not known here; the largest any
      * image can have bounds it (docs/models.md). */
     const dlv_llava_config *cfg = dlv_model_config(m);
-    const int64_t f = cfg->anyres ? dlv_llava_next_max_features(cfg) : d.n_features;
+    const int64_t f = cfg->anyres    ? dlv_llava_next_max_features(cfg)
+                      : cfg->qwen2vl ? dlv_qwen2vl_max_features(m)
+                                     : d.n_features;
     if (!st) *positions = (size_t)dlv_llava_image_positions(p, f) + ids.n;
     dlv_ids_free(&ids);
     return st;
 }
 
-/* embed_tokens with a LLaVA-NeXT image: its features at image_at. */
-static dlv_status embed_tokens_next(const dlv_model *m, dlv_backend *be,
-                                    const dlv_llava_params *p, const int32_t *ids, size_t n_ids,
-                                    size_t image_at, const dlv_image *image, int normalize,
-                                    float *out)
+/* embed_tokens with an image of its own feature count (LLaVA-NeXT,
+ * Qwen2-VL): its features at image_at. */
+static dlv_status embed_tokens_varied(const dlv_model *m, dlv_backend *be,
+                                      const dlv_llava_params *p, const int32_t *ids,
+                                      size_t n_ids, size_t image_at, const dlv_image *image,
+                                      int normalize, float *out)
 {
     const int64_t H = dlv_model_config(m)->text.hidden_size;
-    dlv_llava_next_feats f;
-    dlv_status st = dlv_llava_next_image_features(m, be, p, &image, 1, &f);
+    const int qwen2vl = dlv_model_config(m)->qwen2vl;
+    dlv_llava_next_feats f = {0};
+    dlv_qwen2vl_feats q = {0};
+    dlv_status st = qwen2vl ? dlv_qwen2vl_image_features(m, be, p->w, &image, 1, &q)
+                            : dlv_llava_next_image_features(m, be, p, &image, 1, &f);
     dlv_buffer buf = {0};
     if (!st) st = dlv_buffer_alloc(be, (size_t)H * sizeof(float), &buf);
     if (!st) {
         dlv_seq_part parts[3] = {
-            {ids, NULL, (int64_t)image_at, NULL},
-            {NULL, dlv_buffer_ptr(&f.buf), f.count[0], NULL},
-            {ids + image_at + 1, NULL, (int64_t)(n_ids - image_at - 1), NULL}};
+            {ids, NULL, (int64_t)image_at, NULL, NULL},
+            {NULL, dlv_buffer_ptr(qwen2vl ? &q.buf : &f.buf), qwen2vl ? q.count[0] : f.count[0],
+             NULL, qwen2vl ? q.grid[0] : NULL},
+            {ids + image_at + 1, NULL, (int64_t)(n_ids - image_at - 1), NULL, NULL}};
         dlv_seq seq = {parts, 3};
         st = dlv_llava_run_seqs(m, be, p, &seq, 1, normalize, dlv_buffer_ptr(&buf));
     }
     dlv_llava_next_feats_free(&f);
+    dlv_qwen2vl_feats_free(&q);
     return finish_out(&buf, 0, (size_t)H, out, st);
 }
 
@@ -280,8 +315,8 @@ static dlv_status embed_tokens(const dlv_model *m, dlv_backend *be, const void *
                                const dlv_image *image, int normalize, float *out)
 {
     const dlv_llava_params *p = view;
-    if (image && dlv_model_config(m)->anyres)
-        return embed_tokens_next(m, be, p, ids, n_ids, image_at, image, normalize, out);
+    if (image && (dlv_model_config(m)->anyres || dlv_model_config(m)->qwen2vl))
+        return embed_tokens_varied(m, be, p, ids, n_ids, image_at, image, normalize, out);
     dlv_llava_dims d;
     dlv_llava_dims_of(dlv_model_config(m), &d);
     const int64_t H = d.text.hidden, F = image ? d.n_features : 0;
@@ -302,12 +337,12 @@ static dlv_status embed_tokens(const dlv_model *m, dlv_backend *be, const void *
     dlv_seq_part parts[3];
     dlv_seq seq = {parts, 1};
     if (image) {
-        parts[0] = (dlv_seq_part){ids, NULL, (int64_t)image_at, NULL};
-        parts[1] = (dlv_seq_part){NULL, base + px, F, NULL};
-        parts[2] = (dlv_seq_part){ids + image_at + 1, NULL, (int64_t)(n_ids - image_at - 1), NULL};
+        parts[0] = (dlv_seq_part){ids, NULL, (int64_t)image_at, NULL, NULL};
+        parts[1] = (dlv_seq_part){NULL, base + px, F, NULL, NULL};
+        parts[2] = (dlv_seq_part){ids + image_at + 1, NULL, (int64_t)(n_ids - image_at - 1), NULL, NULL};
         seq.n_parts = 3;
     } else {
-        parts[0] = (dlv_seq_part){ids, NULL, (int64_t)n_ids, NULL};
+        parts[0] = (dlv_seq_part){ids, NULL, (int64_t)n_ids, NULL, NULL};
     }
     if (!st) st = dlv_llava_run_seqs(m, be, p, &seq, 1, normalize, base + off_emb);
     free(host);

@@ -34,6 +34,53 @@ void dlv_llava_dims_of(const dlv_llava_config *cfg, dlv_llava_dims *o)
         .head_dim = t->head_dim, .eps = (float)t->rms_norm_eps, .theta = t->rope_theta,
     };
     o->vocab = t->vocab_size;
+    if (!cfg->qwen2vl) return;
+    const dlv_qwen2vl_vision_config *q = &cfg->qv.vision;
+    o->qwen2vl = 1;
+    memcpy(o->mrope_section, cfg->qv.mrope_section, sizeof o->mrope_section);
+    o->qvit = (dlv_qwen2vl_vit_dims){
+        .in_channels = q->in_channels, .patch = q->patch_size,
+        .temporal_patch = q->temporal_patch_size, .merge = q->spatial_merge_size,
+        .out_hidden = q->hidden_size, .rope_theta = 10000.0,
+        .enc = {.hidden = q->embed_dim, .inter = q->mlp_dim, .n_heads = q->num_heads,
+                .eps = 1e-6f, .act = (dlv_op_act)q->hidden_act, .causal = 0},
+        .variant = q->qwen25 ? DLV_QWEN2VL_VIT_QWEN25 : DLV_QWEN2VL_VIT_QWEN2,
+        .window_size = q->window_size, .fullatt_blocks = q->fullatt, .n_fullatt = q->n_fullatt,
+    };
+}
+
+/* Qwen2-VL's tower under "visual." and its merger (qwen2vl_vit.h). */
+static dlv_status bind_qwen2vl(const dlv_binder *b, const dlv_llava_config *cfg,
+                               dlv_qwen2vl_vit_w *v)
+{
+    const dlv_weight_part V = DLV_PART_VISION;
+    const int q25 = cfg->qv.vision.qwen25;
+    char n[DLV_WEIGHT_NAME_MAX];
+    v->patch.w = dlv_bind_get(b, V, "patch_embed.proj.weight");
+    for (int64_t l = 0; l < v->n_layers; l++) {
+        dlv_encoder_layer_w *L = &v->layers[l];
+#define NAME(s) (snprintf(n, sizeof n, "blocks.%lld.%s", (long long)l, s), n)
+        L->ln1 = dlv_bind_layernorm(b, V, NAME("norm1"));
+        L->ln2 = dlv_bind_layernorm(b, V, NAME("norm2"));
+        const dlv_linear qkv = dlv_bind_linear(b, V, NAME("attn.qkv"));
+        /* A gradient set of a frozen tower has no qkv: nothing to split. */
+        if (dlv_tensor_present(&qkv.w)) {
+            dlv_status st = dlv_qwen2vl_vit_split_qkv(&qkv, cfg->qv.vision.embed_dim,
+                                                      NAME("attn.qkv"),
+                                                      &L->lin[DLV_ENC_Q], &L->lin[DLV_ENC_K],
+                                                      &L->lin[DLV_ENC_V]);
+            if (st) return st;
+        }
+        L->lin[DLV_ENC_O] = dlv_bind_linear(b, V, NAME("attn.proj"));
+        L->lin[DLV_ENC_FC1] = dlv_bind_linear(b, V, NAME(q25 ? "mlp.gate_proj" : "mlp.fc1"));
+        if (q25) L->up = dlv_bind_linear(b, V, NAME("mlp.up_proj"));
+        L->lin[DLV_ENC_FC2] = dlv_bind_linear(b, V, NAME(q25 ? "mlp.down_proj" : "mlp.fc2"));
+#undef NAME
+    }
+    v->merger_ln = dlv_bind_layernorm(b, DLV_PART_PROJECTOR, "ln_q");
+    v->merger_fc1 = dlv_bind_linear(b, DLV_PART_PROJECTOR, "mlp.0");
+    v->merger_fc2 = dlv_bind_linear(b, DLV_PART_PROJECTOR, "mlp.2");
+    return DLV_OK;
 }
 
 static void bind_text(const dlv_binder *b, dlv_llava_w *w)
@@ -74,6 +121,17 @@ dlv_status dlv_llava_w_bind(const dlv_llava_config *cfg, const dlv_weights *tabl
         return dlv_error_nomem("layer weights", 64 * sizeof(dlv_decoder_layer_w));
     }
     const dlv_binder b = {table, tensors};
+    if (cfg->qwen2vl) {
+        out->qvision.n_layers = cfg->qv.vision.depth;
+        out->qvision.layers = calloc((size_t)cfg->qv.vision.depth, sizeof *out->qvision.layers);
+        dlv_status st = out->qvision.layers ? bind_qwen2vl(&b, cfg, &out->qvision)
+                                            : dlv_error_nomem("tower weights", 64);
+        bind_text(&b, out);
+        if (!dlv_tensor_present(&out->lm_head) && cfg->text.tie_word_embeddings)
+            out->lm_head = out->embed_tokens;
+        if (st) dlv_llava_w_free(out);
+        return st;
+    }
     dlv_bind_vit(&b, DLV_PART_VISION, &cfg->vision, &out->vision);
     out->proj1 = dlv_bind_linear(&b, DLV_PART_PROJECTOR, "linear_1");
     out->proj2 = dlv_bind_linear(&b, DLV_PART_PROJECTOR, "linear_2");
@@ -91,5 +149,6 @@ void dlv_llava_w_free(dlv_llava_w *w)
     if (!w) return;
     free(w->vision.layers);
     free(w->text.layers);
+    free(w->qvision.layers);
     memset(w, 0, sizeof *w);
 }

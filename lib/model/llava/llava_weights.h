@@ -10,6 +10,7 @@
 #include "backend/tensor.h"
 #include "model/config.h"
 #include "model/nn/decoder.h"
+#include "model/nn/qwen2vl_vit.h"
 #include "model/nn/vit.h"
 #include "model/weights.h"
 
@@ -20,6 +21,8 @@ typedef struct dlv_llava_w {
     dlv_decoder_w text;
     dlv_tensor lm_head;             /* [vocab, hidden]; embed_tokens when tied */
     dlv_tensor image_newline;       /* [hidden], LLaVA-NeXT only */
+    dlv_qwen2vl_vit_w qvision;      /* Qwen2-VL / Qwen2.5-VL: the tower and its merger
+                                     * (vision, proj1, proj2 absent) */
 } dlv_llava_w;
 
 typedef struct dlv_llava_dims {
@@ -31,6 +34,12 @@ typedef struct dlv_llava_dims {
     dlv_op_act projector_act;
     dlv_decoder_dims text;
     int64_t vocab;
+    /* Qwen2-VL / Qwen2.5-VL: its tower, and M-RoPE's sections in the
+     * decoder (the vision fields above do not apply). qvit.fullatt_blocks
+     * points into the config. */
+    int qwen2vl;
+    dlv_qwen2vl_vit_dims qvit;
+    int64_t mrope_section[3];
 } dlv_llava_dims;
 
 void dlv_llava_dims_of(const dlv_llava_config *cfg, dlv_llava_dims *out);
