@@ -90,9 +90,18 @@ static double compare_update(const char *label, const dlv_st_tensor *before,
 
 typedef enum { OBJ_FULL, OBJ_C_ONLY, OBJ_CLAMPED, OBJ_ALL_WEIGHTS, OBJ_PROJECTOR } objective;
 
+/* Qwen2-VL / Qwen2.5-VL: the tower and merger cannot train (refused), so
+ * "all" trains the language model and the tower's weights stay as they were. */
+static int is_qwen2vl(const tcase *c)
+{
+    return strstr(c->golden, "grad_qwen2vl") || strstr(c->golden, "grad_qwen25vl");
+}
+
 static void run_case(const tcase *c, objective obj)
 {
     static const char *const names[] = {"full", "c_only", "clamped", "all", "proj"};
+    const int qwen2vl = is_qwen2vl(c);
+    if (qwen2vl && obj == OBJ_PROJECTOR) return; /* refused: see test_qwen2vl_refusal */
     const char *prefix = obj == OBJ_C_ONLY ? "c_only." : obj == OBJ_CLAMPED ? "clamped." : "";
     dlv_st_file *g = NULL;
     tt_check(dlv_st_open(c->golden, &g), c->golden);
@@ -113,7 +122,8 @@ static void run_case(const tcase *c, objective obj)
         tt_check(dlv_train_options_set(o, kv[i][0], kv[i][1]), kv[i][0]);
     if (obj == OBJ_C_ONLY) tt_check(dlv_train_options_set(o, "ntp_weight", "0"), "ntp_weight");
     if (obj == OBJ_ALL_WEIGHTS)
-        tt_check(dlv_train_options_set(o, "train", "soft,lora,logit_scale,projector,llm,vision"),
+        tt_check(dlv_train_options_set(o, "train", qwen2vl ? "soft,lora,logit_scale,llm"
+                                                           : "soft,lora,logit_scale,projector,llm,vision"),
               "train");
     /* The projector over a frozen tower: the taped forward runs the
      * projector alone on the rows kept from the step's first pass. */
@@ -224,8 +234,9 @@ static void run_case(const tcase *c, objective obj)
             assert_non_null(ta);
             assert_int_equal(ta->dtype, DLV_DTYPE_F32);
             /* LLaVA-NeXT's image_newline trains with the projector. */
-            if (obj == OBJ_PROJECTOR && !strstr(tb->name, "multi_modal_projector") &&
-                strcmp(tb->name, "image_newline") != 0) {
+            if ((obj == OBJ_PROJECTOR && !strstr(tb->name, "multi_modal_projector") &&
+                 strcmp(tb->name, "image_newline") != 0) ||
+                (qwen2vl && !strncmp(tb->name, "visual.", 7))) {
                 /* Frozen: written unchanged (widened to f32). */
                 float *vb = malloc((size_t)tb->n_elements * sizeof *vb);
                 float *va = malloc((size_t)ta->n_elements * sizeof *va);
@@ -289,6 +300,30 @@ static void test_projector(void **state)
     for (size_t i = 0; i < n_cases; i++) run_case(&cases[i], OBJ_PROJECTOR);
 }
 
+/* Qwen2-VL: training the tower or the merger is refused, naming why. */
+static void test_qwen2vl_refusal(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < n_cases; i++) {
+        if (!is_qwen2vl(&cases[i])) continue;
+        static const char *const sets[] = {"soft,projector", "lora,vision"};
+        for (size_t k = 0; k < 2; k++) {
+            dlv_model *m = NULL;
+            dlv_session *s = NULL;
+            tt_check(test_model_load(cases[i].model, &m), cases[i].model);
+            tt_check(dlv_session_new(m, NULL, &s), "session");
+            dlv_train_options *o = NULL;
+            tt_check(dlv_train_options_new(&o), "options");
+            tt_check(dlv_train_options_set(o, "train", sets[k]), "train");
+            assert_int_equal(dlv_train_begin(s, o), DLV_E_UNSUPPORTED);
+            assert_non_null(strstr(dlv_last_error(), "vision tower or the merger"));
+            dlv_train_options_free(o);
+            dlv_session_free(s);
+            dlv_model_free(m);
+        }
+    }
+}
+
 static void test_clamped(void **state)
 {
     (void)state;
@@ -310,6 +345,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_clamped),
         cmocka_unit_test(test_all_weights),
         cmocka_unit_test(test_projector),
+        cmocka_unit_test(test_qwen2vl_refusal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
