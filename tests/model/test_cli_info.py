@@ -35,10 +35,14 @@ def check_ok(exe, gen, tmp, name, **kw):
     r = run(exe, "info", d)
     check(r.returncode == 0, "%s: exit %d, stderr: %s" % (name, r.returncode, r.stderr))
     info = json.loads(r.stdout)
-    next_ = kw.get("family") == "llava_next"
-    check(info["format"] == ("llava_next" if next_ else "llava"), "format")
-    check(info["architectures"] == ["LlavaNextForConditionalGeneration" if next_ else
-                                    "LlavaForConditionalGeneration"], "architectures")
+    family = kw.get("family", "llava")
+    next_ = family == "llava_next"
+    arch = {"llava": "LlavaForConditionalGeneration",
+            "llava_next": "LlavaNextForConditionalGeneration",
+            "qwen2_vl": "Qwen2VLForConditionalGeneration",
+            "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration"}[family]
+    check(info["format"] == family, "format")
+    check(info["architectures"] == [arch], "architectures")
     if next_:
         check(info["projector"]["image_grid_pinpoints"] == gen.NEXT_PINPOINTS,
               "projector.image_grid_pinpoints")
@@ -48,7 +52,8 @@ def check_ok(exe, gen, tmp, name, **kw):
           "tensor_count %d != %d" % (ck["tensor_count"], man["tensor_count"]))
     check(ck["unused_tensors"] == man["unused_tensors"], "unused_tensors")
     check(ck["files"] == man["files"] and ck["sharded"] == man["sharded"], "files/sharded")
-    check(ck["tensor_layout"] == man["layout"], "tensor_layout")
+    layout = "qwen2vl" if family.startswith("qwen") else man["layout"]
+    check(ck["tensor_layout"] == layout, "tensor_layout %r" % ck["tensor_layout"])
     for part in ("vision", "projector", "text", "total"):
         check(info["parameters"][part] == man["parameters"][part],
               "parameters.%s: %d != %d" % (part, info["parameters"][part], man["parameters"][part]))
@@ -108,6 +113,38 @@ def main():
         with open(pp, "w") as f:
             json.dump(gen.preproc_json("clip"), f)
         check_fails(exe, nxt, "does not go with config.json's model_type 'llava_next'")
+
+        # Qwen2-VL / Qwen2.5-VL: the merger counted as the projector; the
+        # processor must cut the patches the tower embeds.
+        for fam in ("qwen2_vl", "qwen2_5_vl"):
+            check_ok(exe, gen, tmp, fam, vision="clip", text="qwen2", dtype="bf16",
+                     family=fam, with_tokenizer=True)
+        qd = os.path.join(tmp, "qwen-broken")
+        gen.generate(qd, "clip", "qwen2", "f32", family="qwen2_vl", drop={"visual.merger.ln_q.bias"})
+        check_fails(exe, qd, "visual.merger.ln_q.bias")
+        gen.generate(qd, "clip", "qwen2", "f32", family="qwen2_vl")
+        pp = os.path.join(qd, "preprocessor_config.json")
+        with open(pp) as f:
+            pc = json.load(f)
+        pc["merge_size"] = 1
+        with open(pp, "w") as f:
+            json.dump(pc, f)
+        check_fails(exe, qd, "merge_size differs from config.json's vision_config")
+        with open(pp, "w") as f:
+            json.dump(gen.preproc_json("clip"), f)
+        check_fails(exe, qd, "does not go with config.json's model_type 'qwen2_vl'")
+        gen.generate(qd, "clip", "qwen2", "f32", family="qwen2_vl", with_tokenizer=True)
+        r = run(exe, "train", "--model", qd, "--data", data, "--out",
+                os.path.join(tmp, "qwen-adapter"), "--steps", "1", "--batch", "2", "--train",
+                "soft,projector", "--threads", "1")
+        check(r.returncode != 0 and "vision tower or the merger" in r.stderr,
+              "train --train projector on Qwen2-VL is refused (%d: %s)" % (r.returncode,
+                                                                            r.stderr[-300:]))
+        r = run(exe, "train", "--model", qd, "--data", data, "--out",
+                os.path.join(tmp, "qwen-adapter"), "--steps", "1", "--batch", "2", "--train",
+                "soft,lora,llm", "--threads", "1")
+        check(r.returncode == 0, "train --train soft,lora,llm on Qwen2-VL (%d: %s)" %
+              (r.returncode, r.stderr[-500:]))
 
         broken = os.path.join(tmp, "broken")
         gen.generate(broken, "clip", "llama", "f32",
