@@ -65,34 +65,45 @@ static dlv_status get_act(const json_t *obj, const char *key, dlv_act def, dlv_c
 }
 
 /* ---- vision_config ------------------------------------------------------ */
+/* The fields both towers name alike, after checking vision_config's
+ * model_type (want: the family's). */
+static dlv_status parse_vision_common(const json_t *o, const char *label, const char *want,
+                                      dlv_qwen2vl_vision_config *v)
+{
+    const dlv_cfg_where w = {label, "vision_config."};
+    char type[32];
+    dlv_status st;
+    if ((st = get_str(o, "model_type", want, w, type, sizeof type))) return st;
+    if (strcmp(type, want) != 0)
+        return dlv_error(DLV_E_UNSUPPORTED, "%s: vision_config.model_type: '%s' is not "
+                         "supported (expected %s)", label, type, want);
+    if ((st = dlv_cfg_size(o, "depth", v->depth, w, &v->depth)) ||
+        (st = dlv_cfg_size(o, "num_heads", v->num_heads, w, &v->num_heads)) ||
+        (st = dlv_cfg_size(o, "in_channels", v->in_channels, w, &v->in_channels)) ||
+        (st = dlv_cfg_size(o, "patch_size", v->patch_size, w, &v->patch_size)) ||
+        (st = dlv_cfg_size(o, "spatial_merge_size", v->spatial_merge_size, w,
+                           &v->spatial_merge_size)) ||
+        (st = dlv_cfg_size(o, "temporal_patch_size", v->temporal_patch_size, w,
+                           &v->temporal_patch_size)))
+        return st;
+    return get_act(o, "hidden_act", v->hidden_act, w, &v->hidden_act);
+}
 
+/* Qwen2VLVisionConfig (transformers 4.46.3): its defaults are
+ * Qwen2-VL-72B's tower. */
 static dlv_status parse_vision2(const json_t *o, const char *label, dlv_qwen2vl_vision_config *v)
 {
     const dlv_cfg_where w = {label, "vision_config."};
-    /* Qwen2VLVisionConfig's defaults (Qwen2-VL-72B's tower). */
     *v = (dlv_qwen2vl_vision_config){
         .depth = 32, .embed_dim = 1280, .hidden_size = 3584, .mlp_ratio = 4.0, .num_heads = 16,
         .in_channels = 3, .patch_size = 14, .spatial_merge_size = 2, .temporal_patch_size = 2,
         .hidden_act = DLV_ACT_QUICK_GELU};
     if (!o) return DLV_OK;
-    char type[32];
     dlv_status st;
-    if ((st = get_str(o, "model_type", "qwen2_vl", w, type, sizeof type))) return st;
-    if (strcmp(type, "qwen2_vl") != 0)
-        return dlv_error(DLV_E_UNSUPPORTED, "%s: vision_config.model_type: '%s' is not "
-                         "supported (expected qwen2_vl)", label, type);
-    if ((st = dlv_cfg_size(o, "depth", v->depth, w, &v->depth)) ||
+    if ((st = parse_vision_common(o, label, "qwen2_vl", v)) ||
         (st = dlv_cfg_size(o, "embed_dim", v->embed_dim, w, &v->embed_dim)) ||
         (st = dlv_cfg_size(o, "hidden_size", v->hidden_size, w, &v->hidden_size)) ||
-        (st = get_positive(o, "mlp_ratio", v->mlp_ratio, w, &v->mlp_ratio)) ||
-        (st = dlv_cfg_size(o, "num_heads", v->num_heads, w, &v->num_heads)) ||
-        (st = dlv_cfg_size(o, "in_channels", v->in_channels, w, &v->in_channels)) ||
-        (st = dlv_cfg_size(o, "patch_size", v->patch_size, w, &v->patch_size)) ||
-        (st = dlv_cfg_size(o, "spatial_merge_size", v->spatial_merge_size, w,
-                       &v->spatial_merge_size)) ||
-        (st = dlv_cfg_size(o, "temporal_patch_size", v->temporal_patch_size, w,
-                       &v->temporal_patch_size)) ||
-        (st = get_act(o, "hidden_act", v->hidden_act, w, &v->hidden_act)))
+        (st = get_positive(o, "mlp_ratio", v->mlp_ratio, w, &v->mlp_ratio)))
         return st;
     return DLV_OK;
 }
@@ -101,7 +112,15 @@ static dlv_status parse_vision2(const json_t *o, const char *label, dlv_qwen2vl_
 static dlv_status parse_fullatt(const json_t *o, const char *label, dlv_qwen2vl_vision_config *v)
 {
     const json_t *a = dlv_cfg_present(o, "fullatt_block_indexes");
-    if (!a) return DLV_OK; /* the default, set by the caller */
+    if (!a) {
+        /* The defaults may name blocks a shallower tower lacks: HF's loop
+         * never meets them. */
+        int64_t n = 0;
+        for (int64_t i = 0; i < v->n_fullatt; i++)
+            if (v->fullatt[i] < v->depth) v->fullatt[n++] = v->fullatt[i];
+        v->n_fullatt = n;
+        return DLV_OK;
+    }
     if (!json_is_array(a) || json_array_size(a) > DLV_QWEN2VL_MAX_FULLATT)
         return dlv_error(DLV_E_FORMAT, "%s: vision_config.fullatt_block_indexes: expected a "
                          "list of at most %d block indexes", label, DLV_QWEN2VL_MAX_FULLATT);
@@ -128,36 +147,15 @@ static dlv_status parse_vision25(const json_t *o, const char *label, dlv_qwen2vl
         .in_channels = 3, .patch_size = 14, .spatial_merge_size = 2, .temporal_patch_size = 2,
         .hidden_act = DLV_ACT_SILU, .qwen25 = 1, .window_size = 112, .n_fullatt = 4,
         .fullatt = {7, 15, 23, 31}};
-    if (!o) return DLV_OK;
-    char type[32];
+    if (!o) return parse_fullatt(o, label, v);
     dlv_status st;
-    if ((st = get_str(o, "model_type", "qwen2_5_vl", w, type, sizeof type))) return st;
-    if (strcmp(type, "qwen2_5_vl") != 0)
-        return dlv_error(DLV_E_UNSUPPORTED, "%s: vision_config.model_type: '%s' is not "
-                         "supported (expected qwen2_5_vl)", label, type);
-    if ((st = dlv_cfg_size(o, "depth", v->depth, w, &v->depth)) ||
+    if ((st = parse_vision_common(o, label, "qwen2_5_vl", v)) ||
         (st = dlv_cfg_size(o, "hidden_size", v->embed_dim, w, &v->embed_dim)) ||
         (st = dlv_cfg_size(o, "out_hidden_size", v->hidden_size, w, &v->hidden_size)) ||
         (st = dlv_cfg_size(o, "intermediate_size", v->mlp_dim, w, &v->mlp_dim)) ||
-        (st = dlv_cfg_size(o, "num_heads", v->num_heads, w, &v->num_heads)) ||
-        (st = dlv_cfg_size(o, "in_channels", v->in_channels, w, &v->in_channels)) ||
-        (st = dlv_cfg_size(o, "patch_size", v->patch_size, w, &v->patch_size)) ||
-        (st = dlv_cfg_size(o, "spatial_merge_size", v->spatial_merge_size, w,
-                           &v->spatial_merge_size)) ||
-        (st = dlv_cfg_size(o, "temporal_patch_size", v->temporal_patch_size, w,
-                           &v->temporal_patch_size)) ||
         (st = dlv_cfg_size(o, "window_size", v->window_size, w, &v->window_size)) ||
-        (st = get_act(o, "hidden_act", v->hidden_act, w, &v->hidden_act)))
+        (st = parse_fullatt(o, label, v)))
         return st;
-    if (!dlv_cfg_present(o, "fullatt_block_indexes")) {
-        /* The defaults may name blocks a shallower tower lacks: HF's loop
-         * never meets them. */
-        int64_t n = 0;
-        for (int64_t i = 0; i < v->n_fullatt; i++)
-            if (v->fullatt[i] < v->depth) v->fullatt[n++] = v->fullatt[i];
-        v->n_fullatt = n;
-    }
-    if ((st = parse_fullatt(o, label, v))) return st;
     /* The gated MLP is SiLU(gate) * up (model/nn/encoder.h's glu). */
     if (v->hidden_act != DLV_ACT_SILU)
         return dlv_error(DLV_E_UNSUPPORTED, "%s: vision_config.hidden_act: '%s' is not "

@@ -379,45 +379,42 @@ static int projector_only(const llava_state *k)
     return !k->anyres && k->vision_grad && k->vision_from >= k->d.vision_run;
 }
 
-/* LLaVA-NeXT: each image's packed features, counts and rows. */
-static dlv_status features_next(llava_state *k, dlv_trainer *t, const dlv_train_example *ex,
-                                size_t n)
+/* LLaVA-NeXT (packed tiles) and Qwen2-VL (its tower's merged rows): each
+ * image's features, counts and rows, and Qwen2-VL's grids. The step takes
+ * the buffer and the row tables over. */
+static dlv_status features_varied(llava_state *k, dlv_trainer *t, const dlv_train_example *ex,
+                                  size_t n)
 {
     const dlv_image **imgs = malloc(n * sizeof *imgs);
     if (!imgs) return dlv_error_nomem("images", n * sizeof *imgs);
     for (size_t i = 0; i < n; i++) imgs[i] = ex[i].image;
-    dlv_llava_next_feats f;
-    dlv_status st = dlv_llava_next_tile(k->m, (const dlv_image *const *)imgs, n, &k->s.tiles);
+    const dlv_image *const *list = (const dlv_image *const *)imgs;
+    dlv_backend *be = dlv_trainer_backend(t);
+    dlv_status st;
+    if (k->qwen2vl) { /* the tower is frozen: no tape */
+        dlv_qwen2vl_feats q;
+        st = dlv_qwen2vl_image_features(k->m, be, &k->w, list, n, &q);
+        if (!st) {
+            k->s.feats = q.buf;
+            k->s.frow = q.offset;
+            k->s.fcnt = q.count;
+            k->s.grid = q.grid;
+        }
+    } else {
+        dlv_llava_next_feats f;
+        st = dlv_llava_next_tile(k->m, list, n, &k->s.tiles);
+        if (!st) st = dlv_llava_next_features(k->m, be, &k->params, &k->s.tiles, &f);
+        /* The tiles stay for the taped pass only when the tower or
+         * projector trains. */
+        if (st || !k->vision_grad) dlv_llava_next_tiles_free(&k->s.tiles);
+        if (!st) {
+            k->s.feats = f.buf;
+            k->s.frow = f.offset;
+            k->s.fcnt = f.count;
+        }
+    }
     free(imgs);
-    if (!st) st = dlv_llava_next_features(k->m, dlv_trainer_backend(t), &k->params, &k->s.tiles, &f);
-    /* The tiles stay for the taped pass only when the tower or projector trains. */
-    if (st || !k->vision_grad) dlv_llava_next_tiles_free(&k->s.tiles);
-    if (st) return st;
-    /* The step takes the buffer and the row table over. */
-    k->s.feats = f.buf;
-    k->s.frow = f.offset;
-    k->s.fcnt = f.count;
-    return DLV_OK;
-}
-
-/* Qwen2-VL: each image's features, counts, rows and grid (the tower is
- * frozen: no tape). */
-static dlv_status features_qwen2vl(llava_state *k, dlv_trainer *t, const dlv_train_example *ex,
-                                   size_t n)
-{
-    const dlv_image **imgs = malloc(n * sizeof *imgs);
-    if (!imgs) return dlv_error_nomem("images", n * sizeof *imgs);
-    for (size_t i = 0; i < n; i++) imgs[i] = ex[i].image;
-    dlv_qwen2vl_feats f;
-    dlv_status st = dlv_qwen2vl_image_features(k->m, dlv_trainer_backend(t), &k->w,
-                                               (const dlv_image *const *)imgs, n, &f);
-    free(imgs);
-    if (st) return st;
-    k->s.feats = f.buf;
-    k->s.frow = f.offset;
-    k->s.fcnt = f.count;
-    k->s.grid = f.grid;
-    return DLV_OK;
+    return st;
 }
 
 static dlv_status features(llava_state *k, dlv_trainer *t, const dlv_train_example *ex,
@@ -507,7 +504,7 @@ static dlv_status prepare(void *state, dlv_trainer *t, const dlv_train_example *
     dlv_status st = k->s.caps && k->s.longs && (anyres || host_px)
                         ? DLV_OK
                         : dlv_error_nomem("batch", n * px * 4);
-    if (!st && anyres) st = k->qwen2vl ? features_qwen2vl(k, t, ex, n) : features_next(k, t, ex, n);
+    if (!st && anyres) st = features_varied(k, t, ex, n);
     for (size_t i = 0; i < n && !st; i++) {
         int64_t cut = 0;
         if (anyres) {
