@@ -44,7 +44,7 @@ step module-loads 60 env DLV_CUDA_MODULE="$PWD/$B/lib/libdisclvlm-cuda.so" \
     "$B/lib/libdisclvlm-cuda.so"
 step ops-vs-cpu 300 meson test -C "$B" --no-rebuild ops_backends backend_ops backend_registry -v
 step goldens-cuda 600 env DLV_TEST_BACKEND=cuda meson test -C "$B" --no-rebuild \
-    embed train-golden optim-golden -v
+    embed embed-next train-golden optim-golden -v
 step bench-matmul 120 "$B/bench/bench_matmul" 5
 
 echo

@@ -47,6 +47,7 @@
 #include <cmocka.h>
 
 #include "disclvlm.h"
+#include "../common/test_backend.h"
 #include "io/safetensors.h"
 
 #define ATOL 1e-5
@@ -210,7 +211,8 @@ static void test_variants(void **state)
         golden_load(&cases[c], &g);
         dlv_model *m = NULL;
         dlv_session *s = NULL;
-        check_ok(dlv_model_load(cases[c].model_dir, NULL, &m), cases[c].model_dir);
+        check_ok(test_model_load(cases[c].model_dir, &m), cases[c].model_dir);
+        printf("backend %s\n", test_backend_name());
         dlv_session_options *so = NULL;
         check_ok(dlv_session_options_new(&so), "options");
         check_ok(dlv_session_options_set_threads(so, 1), "threads");
