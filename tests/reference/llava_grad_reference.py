@@ -5,8 +5,10 @@ the tiny checkpoints and golden adapters of llava_embed_reference.py.
 
 Writes tests/model/golden/grad_<V>.safetensors for V in clip_llama_f32,
 siglip_qwen2_f32 and clip_llama_bf16 (the bf16 checkpoint and bf16 adapter
-widened to f32), next_clip_llama_f32 (LLaVA-NeXT), qwen2vl_f32 (Qwen2-VL,
-transformers 4.46.3) and qwen25vl_f32 (Qwen2.5-VL, transformers 4.51.3).
+widened to f32), next_clip_llama_f32 (LLaVA-NeXT), qwen2vl_f32 and
+qwen2vl_bf16 (Qwen2-VL, transformers 4.46.3; bf16 as clip_llama_bf16: the
+bf16 checkpoint and bf16 adapter widened to f32) and qwen25vl_f32 (Qwen2.5-VL,
+transformers 4.51.3).
 Reads tests/model/golden/images/img0..2.png and
 tests/model/golden/adapters/<V>/ (written by llava_embed_reference.py,
 llava_next_reference.py and qwen2vl_embed_reference.py; this script changes
@@ -92,14 +94,15 @@ Golden tensors (all F32 unless said)
   clamped.grad.logit_scale     [1]  0
   clamped.grad.image_prompt    [3, H]
 
-Qwen2-VL / Qwen2.5-VL (qwen2vl_f32, qwen25vl_f32)
-------------------------------------------------
+Qwen2-VL / Qwen2.5-VL (qwen2vl_f32, qwen2vl_bf16, qwen25vl_f32)
+--------------------------------------------------------------
 The same objective, batch, adapter files and golden names, with these
 differences (the library's Qwen2-VL sequences, as qwen2vl_embed_reference.py
 builds them):
   - checkpoint: gen_tiny_checkpoint.py --family qwen2_vl / qwen2_5_vl --text
-    qwen2 --dtype f32 --with-tokenizer, loaded as Qwen2VLForConditionalGeneration
-    / Qwen2_5_VLForConditionalGeneration (eager attention, float32);
+    qwen2 --dtype f32 (qwen2vl_bf16: bf16) --with-tokenizer, loaded as
+    Qwen2VLForConditionalGeneration / Qwen2_5_VLForConditionalGeneration
+    (eager attention, float32; bf16 weights and adapter widened exactly);
   - no BOS; prompt pieces from prompts.json (none in the golden adapters) or
     the defaults: image prefix "<|im_start|>user\n<|vision_start|>",
     instruction "<|vision_end|>\nSummarize above image in one word:", suffix
@@ -196,10 +199,10 @@ from transformers import LlavaNextImageProcessor, Qwen2VLImageProcessor  # noqa:
 # next_*: LLaVA-NeXT (llava_next_reference.py's checkpoints and adapters):
 # the features are the packed anyres tiles of each image (a different count
 # per image), everything else as for LLaVA.
-# qwen2vl_f32 / qwen25vl_f32: Qwen2-VL / Qwen2.5-VL (qwen2vl_embed_reference.py's
+# qwen2vl_f32 / qwen2vl_bf16 / qwen25vl_f32: Qwen2-VL / Qwen2.5-VL (qwen2vl_embed_reference.py's
 # checkpoints and adapters), M-RoPE positions, see "Qwen2-VL" in the docstring.
 GRAD_VARIANTS = ["clip_llama_f32", "siglip_qwen2_f32", "clip_llama_bf16", "next_clip_llama_f32",
-                 "qwen2vl_f32", "qwen25vl_f32"]
+                 "qwen2vl_f32", "qwen2vl_bf16", "qwen25vl_f32"]
 
 # The transformers version each variant is computed with, and the interpreter
 # (environment variable, default) that has it: the script re-runs itself
@@ -208,16 +211,20 @@ VARIANT_ENV = {
     "4.46.3": ("QWEN2VL_PYTHON", "/tmp/ref-embed/bin/python"),
     "4.51.3": ("QWEN25VL_PYTHON", "/tmp/ref-qwen25/bin/python"),
 }
-QWEN_FAMILY = {"qwen2vl_f32": "qwen2_vl", "qwen25vl_f32": "qwen2_5_vl"}
+# name: (generator family, dtype); the bf16 variant is qwen2vl_f32 with the bf16
+# checkpoint and adapter widened to f32, as clip_llama_bf16 is to clip_llama_f32.
+QWEN_FAMILY = {"qwen2vl_f32": ("qwen2_vl", "f32"), "qwen25vl_f32": ("qwen2_5_vl", "f32"),
+               "qwen2vl_bf16": ("qwen2_vl", "bf16")}
 
 
 def variant_version(name):
-    return "4.51.3" if name == "qwen25vl_f32" else "4.46.3"
+    return "4.51.3" if QWEN_FAMILY.get(name, ("",))[0] == "qwen2_5_vl" else "4.46.3"
 
 
 def gen_args(name):
     if name in QWEN_FAMILY:
-        return ["--family", QWEN_FAMILY[name], "--text", "qwen2", "--dtype", "f32"]
+        family, dtype = QWEN_FAMILY[name]
+        return ["--family", family, "--text", "qwen2", "--dtype", dtype]
     if name.startswith("next_"):
         return NR.VARIANTS[name] + ["--family", "llava_next"]
     return ER.VARIANTS[name]
@@ -494,7 +501,7 @@ def qwen_pieces(adir, tok, ids):
 
 
 def setup_qwen(S, name, gen_dir, image_paths):
-    if QWEN_FAMILY[name] == "qwen2_vl":
+    if QWEN_FAMILY[name][0] == "qwen2_vl":
         from transformers import Qwen2VLForConditionalGeneration as cls
     else:
         from transformers import Qwen2_5_VLForConditionalGeneration as cls

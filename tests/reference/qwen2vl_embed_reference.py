@@ -23,7 +23,7 @@ Writes, under tests/model/golden/:
 
 Variants V:
   qwen2vl_f32, qwen2vl_bf16   --family qwen2_vl, transformers 4.46.3
-  qwen25vl_f32                --family qwen2_5_vl, transformers 4.51.3
+  qwen25vl_f32, qwen25vl_bf16 --family qwen2_5_vl, transformers 4.51.3
 Each variant needs its own transformers: the script runs the variants whose
 version the running interpreter has and re-runs itself for the others with
 --variants under the other venv's python (QWEN2VL_PYTHON, default
@@ -86,7 +86,7 @@ Versions used for the committed goldens:
   qwen2vl_*: torch 1.13.0a0 (Debian python3-torch 1.13.1), transformers
     4.46.3, peft 0.13.2, tokenizers 0.20.3, safetensors 0.4.5, pillow 11.0.0
     (the venv of llava_embed_reference.py);
-  qwen25vl_f32: torch 2.15.0+cu132 (PyPI, run on the CPU), transformers 4.51.3, peft 0.15.2,
+  qwen25vl_*: torch 2.15.0+cu132 (PyPI, run on the CPU), transformers 4.51.3, peft 0.15.2,
     tokenizers 0.21.4, safetensors 0.8.0, pillow 11.0.0:
       python3 -m venv /tmp/ref-qwen25 && /tmp/ref-qwen25/bin/pip install \\
           torch transformers==4.51.3 peft==0.15.2 safetensors pillow==11.0.0
@@ -125,6 +125,8 @@ VARIANTS = {
     "qwen2vl_bf16": ("qwen2_vl", "bf16", "4.46.3", "QWEN2VL_PYTHON", "/tmp/ref-embed/bin/python"),
     "qwen25vl_f32": ("qwen2_5_vl", "f32", "4.51.3", "QWEN25VL_PYTHON",
                      "/tmp/ref-qwen25/bin/python"),
+    "qwen25vl_bf16": ("qwen2_5_vl", "bf16", "4.51.3", "QWEN25VL_PYTHON",
+                      "/tmp/ref-qwen25/bin/python"),
 }
 
 IMAGE_PREFIX = "<|im_start|>user\n<|vision_start|>"
