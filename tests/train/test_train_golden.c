@@ -41,7 +41,7 @@
 #define REL_TOL 2e-3
 #define ABS_TOL 1e-6
 #define LOSS_TOL 1e-4
-#define MAX_CASES 6
+#define MAX_CASES 10
 
 typedef struct tcase {
     const char *golden, *model, *adapter;
