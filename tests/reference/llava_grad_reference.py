@@ -343,6 +343,25 @@ def qwen_batch(S, rows_pieces):
     return torch.stack(padded), mask, lens, pos
 
 
+def add_ntp(out, S, lg, lens, nl, L_c):
+    """The next-token loss from the NTP batch's logits lg: each long caption
+    id and the EOS predicted from the position before it (the first from the
+    image prompt's last position), summed over the batch and divided by the
+    number of targets; out gets L_ntp, L and ntp_count."""
+    total, count = lg.new_zeros(()), 0
+    for k in range(3):
+        targets = S.long_ids[k] + [S.eos]
+        n = len(targets)
+        assert nl[k] == lens[k] + n
+        p = torch.arange(lens[k] - 1, lens[k] - 1 + n)   # predicts position p + 1
+        total = total + F.cross_entropy(lg[k, p], torch.tensor(targets), reduction="sum")
+        count += n
+    L_ntp = total / count
+    out["L_ntp"] = L_ntp
+    out["L"] = L_c + LAMBDA_NTP * L_ntp
+    out["ntp_count"] = count
+
+
 def objective_qwen(S, image_prompt, text_prompt, logit_scale, with_ntp=True):
     """The objective for Qwen2-VL / Qwen2.5-VL (model.model is the language
     model; lm_head is tied to model.model.embed_tokens)."""
@@ -383,18 +402,7 @@ def objective_qwen(S, image_prompt, text_prompt, logit_scale, with_ntp=True):
     hs2 = body(inputs_embeds=x, attention_mask=m, position_ids=pos,
                use_cache=False).last_hidden_state
     lg = model.lm_head(hs2)
-    total, count = lg.new_zeros(()), 0
-    for k in range(3):
-        targets = S.long_ids[k] + [S.eos]
-        n = len(targets)
-        assert nl[k] == lens[k] + n
-        p = torch.arange(lens[k] - 1, lens[k] - 1 + n)   # predicts position p + 1
-        total = total + F.cross_entropy(lg[k, p], torch.tensor(targets), reduction="sum")
-        count += n
-    L_ntp = total / count
-    out["L_ntp"] = L_ntp
-    out["L"] = L_c + LAMBDA_NTP * L_ntp
-    out["ntp_count"] = count
+    add_ntp(out, S, lg, lens, nl, L_c)
     with torch.no_grad():
         # v_k is also the state at the same position of the NTP forward
         # (causal; the positions of the image sequence are the same).
@@ -458,18 +466,7 @@ def objective(S, image_prompt, text_prompt, logit_scale, with_ntp=True):
     x, m, nl = build_batch(emb, ntp_rows)
     o = lm(inputs_embeds=x, attention_mask=m, use_cache=False, return_dict=True)
     lg = o.logits
-    total, count = lg.new_zeros(()), 0
-    for k in range(3):
-        targets = S.long_ids[k] + [S.eos]
-        n = len(targets)
-        assert nl[k] == lens[k] + n
-        pos = torch.arange(lens[k] - 1, lens[k] - 1 + n)   # predicts position p + 1
-        total = total + F.cross_entropy(lg[k, pos], torch.tensor(targets), reduction="sum")
-        count += n
-    L_ntp = total / count
-    out["L_ntp"] = L_ntp
-    out["L"] = L_c + LAMBDA_NTP * L_ntp
-    out["ntp_count"] = count
+    add_ntp(out, S, lg, lens, nl, L_c)
     # v_k is also the state at the same position of the NTP forward (causal).
     with torch.no_grad():
         hs2 = body(inputs_embeds=x, attention_mask=m, use_cache=False).last_hidden_state
