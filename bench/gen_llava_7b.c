@@ -29,10 +29,20 @@
  * image_newline, the five grid pinpoints; 7,566,747,648 parameters) with a
  * LlavaNextImageProcessor config and, by default, the Mistral tokenizer.
  *
- * Usage: gen_llava_7b OUT_DIR [--single] [--next] [--tokenizer-dir DIR]
- *   (default tokenizer dir: ../shared/assets/tokenizers/llama2, or
- *   .../mistral with --next, relative to the current directory, i.e. the
- *   repository root) */
+ * With --qwen2vl 2b|7b or --qwen25vl 3b|7b it writes the shapes of
+ * Qwen/Qwen2-VL-2B-Instruct, Qwen2-VL-7B-Instruct, Qwen2.5-VL-3B-Instruct
+ * or Qwen2.5-VL-7B-Instruct (Qwen2VLForConditionalGeneration /
+ * Qwen2_5_VLForConditionalGeneration in the layout of transformers < 4.52:
+ * visual.*, model.*, lm_head.weight unless the embeddings are tied) with
+ * the published config.json and preprocessor_config.json
+ * (Qwen2VLImageProcessor), shards cut at 4 GB as the published ones are,
+ * and by default the Qwen2 tokenizer.
+ *
+ * Usage: gen_llava_7b OUT_DIR [--single] [--next | --qwen2vl 2b|7b |
+ *                     --qwen25vl 3b|7b] [--tokenizer-dir DIR]
+ *   (default tokenizer dir: ../shared/assets/tokenizers/llama2, .../mistral
+ *   with --next, .../qwen2 with --qwen2vl / --qwen25vl, relative to the
+ *   current directory, i.e. the repository root) */
 #ifndef _GNU_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -60,6 +70,31 @@ typedef struct text_shape {
 } text_shape;
 
 #define SHARD_LIMIT 5000000000ull /* save_pretrained's "5GB" (decimal) */
+#define QWEN_SHARD_LIMIT 4000000000ull /* the Qwen repositories' "4GB" shards */
+
+/* A published Qwen2-VL / Qwen2.5-VL checkpoint's shapes (config.json). The
+ * towers: Qwen2-VL's is 32 blocks of LayerNorm + quick_gelu MLP (embed_dim
+ * 1280, mlp_ratio 4), Qwen2.5-VL's 32 blocks of RMSNorm + SiLU-gated MLP
+ * (hidden_size 1280, intermediate_size 3420, windowed attention but for
+ * blocks 7, 15, 23, 31); both patch 14, temporal patch 2, merge 2, 16
+ * heads, and a merger to the decoder's width. */
+typedef struct qwen_shape {
+    const char *name;                       /* Qwen/<name> on the Hub */
+    int q25;                                /* Qwen2.5-VL */
+    uint64_t hidden, inter, layers, heads, kv, vocab;
+    int tied;                               /* tie_word_embeddings */
+    uint64_t max_pos, max_window_layers;
+} qwen_shape;
+
+static const qwen_shape qwen_shapes[] = {
+    {"Qwen2-VL-2B-Instruct", 0, 1536, 8960, 28, 12, 2, 151936, 1, 32768, 28},
+    {"Qwen2-VL-7B-Instruct", 0, 3584, 18944, 28, 28, 4, 152064, 0, 32768, 28},
+    {"Qwen2.5-VL-3B-Instruct", 1, 2048, 11008, 36, 16, 2, 151936, 1, 128000, 70},
+    {"Qwen2.5-VL-7B-Instruct", 1, 3584, 18944, 28, 28, 4, 152064, 0, 128000, 28},
+};
+
+enum { Q_DEPTH = 32, Q_EMBED = 1280, Q_PATCH = 14, Q_TEMPORAL = 2, Q_MERGE = 2,
+       Q2_MLP = 4 * Q_EMBED, Q25_MLP = 3420 };
 
 static const char config_json[] =
     "{\n"
@@ -199,12 +234,12 @@ static const char preproc_json[] =
 typedef struct tensor {
     char name[96];
     int ndim;
-    uint64_t shape[4];
+    uint64_t shape[5];
     uint64_t n_bytes;
     int shard;
 } tensor;
 
-static tensor g_tensors[1024];
+static tensor g_tensors[2048];
 static int g_n;
 
 static void add(const char *name, int ndim, uint64_t d0, uint64_t d1, uint64_t d2, uint64_t d3)
@@ -217,8 +252,19 @@ static void add(const char *name, int ndim, uint64_t d0, uint64_t d1, uint64_t d
     t->shape[1] = d1;
     t->shape[2] = d2;
     t->shape[3] = d3;
+    t->shape[4] = 0;
     for (int i = 0; i < ndim; i++) n *= t->shape[i];
     t->n_bytes = 2 * n;
+}
+
+/* Qwen2-VL's Conv3d patch embedding is the one 5-D tensor. */
+static void add5(const char *name, uint64_t d0, uint64_t d1, uint64_t d2, uint64_t d3, uint64_t d4)
+{
+    add(name, 4, d0, d1, d2, d3);
+    tensor *t = &g_tensors[g_n - 1];
+    t->ndim = 5;
+    t->shape[4] = d4;
+    t->n_bytes *= d4;
 }
 
 /* The tensors in the order transformers' state_dict lists them (vision
@@ -309,7 +355,8 @@ static int is_norm_weight(const char *name)
 {
     size_t n = strlen(name);
     if (n < 7 || strcmp(name + n - 7, ".weight") != 0) return 0;
-    return strstr(name, "norm") != NULL || strstr(name, "layrnorm") != NULL;
+    return strstr(name, "norm") != NULL || strstr(name, "layrnorm") != NULL ||
+           strstr(name, ".ln_q.") != NULL; /* Qwen2-VL's merger norm */
 }
 
 static uint64_t fnv1a(const char *s)
@@ -379,6 +426,215 @@ static void sb_printf(sbuf *s, const char *fmt, ...)
         s->p = np;
         s->cap = cap;
     }
+}
+
+/* A weight and, if bias, its bias ("<name>.weight", "<name>.bias"). */
+static void add_linear(const char *name, uint64_t out, uint64_t in, int bias)
+{
+    char b[96];
+    snprintf(b, sizeof b, "%s.weight", name);
+    add(b, 2, out, in, 0, 0);
+    if (bias) {
+        snprintf(b, sizeof b, "%s.bias", name);
+        add(b, 1, out, 0, 0, 0);
+    }
+}
+
+/* A norm's weight and, for a LayerNorm, its bias. */
+static void add_norm(const char *name, uint64_t dim, int bias)
+{
+    char b[96];
+    snprintf(b, sizeof b, "%s.weight", name);
+    add(b, 1, dim, 0, 0, 0);
+    if (bias) {
+        snprintf(b, sizeof b, "%s.bias", name);
+        add(b, 1, dim, 0, 0, 0);
+    }
+}
+
+/* Qwen2VLForConditionalGeneration's / Qwen2_5_VLForConditionalGeneration's
+ * state_dict in its order (transformers < 4.52): visual (patch_embed,
+ * blocks, merger), model (embed_tokens, layers, norm), lm_head unless tied.
+ * The rotary embeddings' inv_freq buffers are not persistent. */
+static void build_qwen_specs(const qwen_shape *q)
+{
+    char b[64];
+    const int ln_bias = !q->q25; /* Qwen2.5-VL's tower norms are RMSNorms */
+    add5("visual.patch_embed.proj.weight", Q_EMBED, 3, Q_TEMPORAL, Q_PATCH, Q_PATCH);
+    for (int i = 0; i < Q_DEPTH; i++) {
+        snprintf(b, sizeof b, "visual.blocks.%d.norm1", i);
+        add_norm(b, Q_EMBED, ln_bias);
+        snprintf(b, sizeof b, "visual.blocks.%d.norm2", i);
+        add_norm(b, Q_EMBED, ln_bias);
+        snprintf(b, sizeof b, "visual.blocks.%d.attn.qkv", i);
+        add_linear(b, 3 * Q_EMBED, Q_EMBED, 1);
+        snprintf(b, sizeof b, "visual.blocks.%d.attn.proj", i);
+        add_linear(b, Q_EMBED, Q_EMBED, 1);
+        if (q->q25) {
+            snprintf(b, sizeof b, "visual.blocks.%d.mlp.gate_proj", i);
+            add_linear(b, Q25_MLP, Q_EMBED, 1);
+            snprintf(b, sizeof b, "visual.blocks.%d.mlp.up_proj", i);
+            add_linear(b, Q25_MLP, Q_EMBED, 1);
+            snprintf(b, sizeof b, "visual.blocks.%d.mlp.down_proj", i);
+            add_linear(b, Q_EMBED, Q25_MLP, 1);
+        } else {
+            snprintf(b, sizeof b, "visual.blocks.%d.mlp.fc1", i);
+            add_linear(b, Q2_MLP, Q_EMBED, 1);
+            snprintf(b, sizeof b, "visual.blocks.%d.mlp.fc2", i);
+            add_linear(b, Q_EMBED, Q2_MLP, 1);
+        }
+    }
+    const uint64_t merged = (uint64_t)Q_EMBED * Q_MERGE * Q_MERGE;
+    add_norm("visual.merger.ln_q", Q_EMBED, ln_bias);
+    add_linear("visual.merger.mlp.0", merged, merged, 1);
+    add_linear("visual.merger.mlp.2", q->hidden, merged, 1);
+
+    const uint64_t hd = q->hidden / q->heads, kv = q->kv * hd;
+    add("model.embed_tokens.weight", 2, q->vocab, q->hidden, 0, 0);
+    for (uint64_t i = 0; i < q->layers; i++) {
+        const unsigned long long n = (unsigned long long)i;
+        snprintf(b, sizeof b, "model.layers.%llu.self_attn.q_proj", n);
+        add_linear(b, q->heads * hd, q->hidden, 1);
+        snprintf(b, sizeof b, "model.layers.%llu.self_attn.k_proj", n);
+        add_linear(b, kv, q->hidden, 1);
+        snprintf(b, sizeof b, "model.layers.%llu.self_attn.v_proj", n);
+        add_linear(b, kv, q->hidden, 1);
+        snprintf(b, sizeof b, "model.layers.%llu.self_attn.o_proj", n);
+        add_linear(b, q->hidden, q->heads * hd, 0);
+        snprintf(b, sizeof b, "model.layers.%llu.mlp.gate_proj", n);
+        add_linear(b, q->inter, q->hidden, 0);
+        snprintf(b, sizeof b, "model.layers.%llu.mlp.up_proj", n);
+        add_linear(b, q->inter, q->hidden, 0);
+        snprintf(b, sizeof b, "model.layers.%llu.mlp.down_proj", n);
+        add_linear(b, q->hidden, q->inter, 0);
+        snprintf(b, sizeof b, "model.layers.%llu.input_layernorm", n);
+        add_norm(b, q->hidden, 0);
+        snprintf(b, sizeof b, "model.layers.%llu.post_attention_layernorm", n);
+        add_norm(b, q->hidden, 0);
+    }
+    add_norm("model.norm", q->hidden, 0);
+    if (!q->tied) add("lm_head.weight", 2, q->vocab, q->hidden, 0, 0);
+}
+
+/* The published config.json (as the Qwen repositories have it: written by
+ * transformers 4.41.2-era code, the token ids at the top, rope_scaling
+ * type "mrope" with sections [16, 24, 24]). */
+static void qwen_config(sbuf *s, const qwen_shape *q)
+{
+    sb_printf(s,
+              "{\n"
+              "  \"architectures\": [\n"
+              "    \"%s\"\n"
+              "  ],\n"
+              "  \"attention_dropout\": 0.0,\n"
+              "  \"bos_token_id\": 151643,\n"
+              "  \"eos_token_id\": 151645,\n"
+              "  \"vision_start_token_id\": 151652,\n"
+              "  \"vision_end_token_id\": 151653,\n"
+              "  \"vision_token_id\": 151654,\n"
+              "  \"image_token_id\": 151655,\n"
+              "  \"video_token_id\": 151656,\n"
+              "  \"hidden_act\": \"silu\",\n"
+              "  \"hidden_size\": %llu,\n"
+              "  \"initializer_range\": 0.02,\n"
+              "  \"intermediate_size\": %llu,\n"
+              "  \"max_position_embeddings\": %llu,\n"
+              "  \"max_window_layers\": %llu,\n"
+              "  \"model_type\": \"%s\",\n"
+              "  \"num_attention_heads\": %llu,\n"
+              "  \"num_hidden_layers\": %llu,\n"
+              "  \"num_key_value_heads\": %llu,\n"
+              "  \"rms_norm_eps\": 1e-06,\n"
+              "  \"rope_theta\": 1000000.0,\n"
+              "  \"sliding_window\": 32768,\n"
+              "  \"tie_word_embeddings\": %s,\n"
+              "  \"torch_dtype\": \"bfloat16\",\n"
+              "  \"transformers_version\": \"4.41.2\",\n"
+              "  \"use_cache\": true,\n"
+              "  \"use_sliding_window\": false,\n"
+              "  \"vision_config\": {\n",
+              q->q25 ? "Qwen2_5_VLForConditionalGeneration" : "Qwen2VLForConditionalGeneration",
+              (unsigned long long)q->hidden, (unsigned long long)q->inter,
+              (unsigned long long)q->max_pos, (unsigned long long)q->max_window_layers,
+              q->q25 ? "qwen2_5_vl" : "qwen2_vl", (unsigned long long)q->heads,
+              (unsigned long long)q->layers, (unsigned long long)q->kv,
+              q->tied ? "true" : "false");
+    if (q->q25)
+        sb_printf(s,
+                  "    \"depth\": 32,\n"
+                  "    \"hidden_act\": \"silu\",\n"
+                  "    \"hidden_size\": 1280,\n"
+                  "    \"intermediate_size\": 3420,\n"
+                  "    \"num_heads\": 16,\n"
+                  "    \"in_chans\": 3,\n"
+                  "    \"out_hidden_size\": %llu,\n"
+                  "    \"patch_size\": 14,\n"
+                  "    \"spatial_merge_size\": 2,\n"
+                  "    \"spatial_patch_size\": 14,\n"
+                  "    \"window_size\": 112,\n"
+                  "    \"fullatt_block_indexes\": [\n"
+                  "      7,\n"
+                  "      15,\n"
+                  "      23,\n"
+                  "      31\n"
+                  "    ],\n"
+                  "    \"tokens_per_second\": 2,\n"
+                  "    \"temporal_patch_size\": 2\n",
+                  (unsigned long long)q->hidden);
+    else
+        sb_printf(s,
+                  "    \"depth\": 32,\n"
+                  "    \"embed_dim\": 1280,\n"
+                  "    \"mlp_ratio\": 4,\n"
+                  "    \"num_heads\": 16,\n"
+                  "    \"in_chans\": 3,\n"
+                  "    \"hidden_size\": %llu,\n"
+                  "    \"patch_size\": 14,\n"
+                  "    \"spatial_merge_size\": 2,\n"
+                  "    \"spatial_patch_size\": 14,\n"
+                  "    \"temporal_patch_size\": 2\n",
+                  (unsigned long long)q->hidden);
+    sb_printf(s,
+              "  },\n"
+              "  \"rope_scaling\": {\n"
+              "    \"type\": \"mrope\",\n"
+              "    \"mrope_section\": [\n"
+              "      16,\n"
+              "      24,\n"
+              "      24\n"
+              "    ]\n"
+              "  },\n"
+              "  \"vocab_size\": %llu\n"
+              "}\n",
+              (unsigned long long)q->vocab);
+}
+
+/* The published preprocessor_config.json (Qwen2VLImageProcessor; resample
+ * and the rescale / normalize switches are left at the class defaults:
+ * bicubic, 1/255, on). */
+static void qwen_preproc(sbuf *s, const qwen_shape *q)
+{
+    sb_printf(s,
+              "{\n"
+              "  \"min_pixels\": 3136,\n"
+              "  \"max_pixels\": 12845056,\n"
+              "  \"patch_size\": 14,\n"
+              "  \"temporal_patch_size\": 2,\n"
+              "  \"merge_size\": 2,\n"
+              "  \"image_mean\": [\n"
+              "    0.48145466,\n"
+              "    0.4578275,\n"
+              "    0.40821073\n"
+              "  ],\n"
+              "  \"image_std\": [\n"
+              "    0.26862954,\n"
+              "    0.26130258,\n"
+              "    0.27577711\n"
+              "  ],\n"
+              "  \"image_processor_type\": \"Qwen2VLImageProcessor\",\n"
+              "  \"processor_class\": \"%s\"\n"
+              "}\n",
+              q->q25 ? "Qwen2_5_VLProcessor" : "Qwen2VLProcessor");
 }
 
 enum { CHUNK = 1 << 23 }; /* bf16 values per write: 16 MiB */
@@ -476,33 +732,47 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+#define USAGE                                                                             \
+    "usage: gen_llava_7b OUT_DIR [--single] [--next | --qwen2vl 2b|7b | --qwen25vl 3b|7b] " \
+    "[--tokenizer-dir DIR]\n"
+
 int main(int argc, char **argv)
 {
     const char *dir = NULL, *tok = NULL;
     int single = 0;
     text_shape ts = {11008, 32, 0};
+    const qwen_shape *qs = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--single")) single = 1;
         else if (!strcmp(argv[i], "--next")) ts = (text_shape){14336, 8, 1};
+        else if (!strcmp(argv[i], "--qwen2vl") && i + 1 < argc &&
+                 (!strcmp(argv[i + 1], "2b") || !strcmp(argv[i + 1], "7b")))
+            qs = &qwen_shapes[!strcmp(argv[++i], "7b")];
+        else if (!strcmp(argv[i], "--qwen25vl") && i + 1 < argc &&
+                 (!strcmp(argv[i + 1], "3b") || !strcmp(argv[i + 1], "7b")))
+            qs = &qwen_shapes[2 + !strcmp(argv[++i], "7b")];
         else if (!strcmp(argv[i], "--tokenizer-dir") && i + 1 < argc) tok = argv[++i];
         else if (argv[i][0] != '-' && !dir) dir = argv[i];
         else {
-            fprintf(stderr, "usage: gen_llava_7b OUT_DIR [--single] [--next] "
-                            "[--tokenizer-dir DIR]\n");
+            fprintf(stderr, USAGE);
             return 2;
         }
     }
-    if (!dir) {
-        fprintf(stderr, "usage: gen_llava_7b OUT_DIR [--single] [--next] [--tokenizer-dir DIR]\n");
+    if (!dir || (qs && ts.next)) {
+        fprintf(stderr, USAGE);
         return 2;
     }
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "gen_llava_7b: cannot create %s: %s\n", dir, strerror(errno));
         return 1;
     }
-    if (!tok) tok = ts.next ? "../shared/assets/tokenizers/mistral"
-                            : "../shared/assets/tokenizers/llama2";
-    build_specs(&ts);
+    if (!tok) tok = qs        ? "../shared/assets/tokenizers/qwen2"
+                    : ts.next ? "../shared/assets/tokenizers/mistral"
+                              : "../shared/assets/tokenizers/llama2";
+    if (qs) build_qwen_specs(qs);
+    else build_specs(&ts);
+    const uint64_t shard_limit = qs ? QWEN_SHARD_LIMIT : SHARD_LIMIT;
+    if (qs) printf("gen_llava_7b: %s's shapes\n", qs->name);
 
     /* Shards as save_pretrained cuts them: a new shard when the next tensor
      * would take the current one past the limit. */
@@ -510,7 +780,7 @@ int main(int argc, char **argv)
     int n_shards = 1;
     for (int i = 0; i < g_n; i++) {
         tensor *t = &g_tensors[i];
-        if (!single && in_shard > 0 && in_shard + t->n_bytes > SHARD_LIMIT) {
+        if (!single && in_shard > 0 && in_shard + t->n_bytes > shard_limit) {
             n_shards++;
             in_shard = 0;
         }
@@ -556,10 +826,17 @@ int main(int argc, char **argv)
         rc |= write_text(path, idx.p);
     }
     free(idx.p);
+    sbuf cfg = {0}, pre = {0};
+    if (qs) {
+        qwen_config(&cfg, qs);
+        qwen_preproc(&pre, qs);
+    }
     snprintf(path, sizeof path, "%s/config.json", dir);
-    rc |= write_text(path, ts.next ? next_config_json : config_json);
+    rc |= write_text(path, qs ? cfg.p : ts.next ? next_config_json : config_json);
     snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
-    rc |= write_text(path, ts.next ? next_preproc_json : preproc_json);
+    rc |= write_text(path, qs ? pre.p : ts.next ? next_preproc_json : preproc_json);
+    free(cfg.p);
+    free(pre.p);
     static const char *tok_files[] = {"tokenizer.json", "tokenizer_config.json"};
     for (int i = 0; i < 2; i++) {
         snprintf(from, sizeof from, "%s/%s", tok, tok_files[i]);
