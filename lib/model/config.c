@@ -385,8 +385,10 @@ static dlv_status qwen2vl_view(const json_t *root, const char *label, dlv_llava_
     memcpy(c->torch_dtype, q->torch_dtype, sizeof c->torch_dtype);
     c->text = q->text;
     c->image_token_index = q->image_token_id;
-    /* A rough picture of the tower for what describes it (dlv_model_info):
-     * one merged unit's patches per "image". No LLaVA vision code runs. */
+    /* A consistent stand-in for the code that reads the LLaVA vision fields
+     * of every model (the weight table's size from num_hidden_layers, the
+     * dims): one merged unit's patches per "image". No LLaVA vision code
+     * runs on it; disclvlm info describes the tower from qv. */
     c->vision = (dlv_vision_config){
         .kind = DLV_VISION_CLIP, .hidden_size = q->vision.embed_dim,
         .intermediate_size = q->vision.mlp_dim, .num_hidden_layers = q->vision.depth,

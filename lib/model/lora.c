@@ -486,8 +486,9 @@ dlv_status dlv_lora_save(const dlv_lora *l, const dlv_llava_config *cfg, const c
             for (int b = 0; b < 2; b++, n++) {
                 snprintf(names[n], sizeof names[n],
                          "base_model.model.%s%lld.%s.%s.lora_%c.weight",
-                         dlv_lora_peft_layers(cfg), (long long)layer, dlv_lora_module_parent((dlv_lora_module)m),
-                         module_names[m], b ? 'B' : 'A');
+                         dlv_lora_peft_layers(cfg), (long long)layer,
+                         dlv_lora_module_parent((dlv_lora_module)m), module_names[m],
+                         b ? 'B' : 'A');
                 shapes[n][0] = b ? o : l->rank;
                 shapes[n][1] = b ? l->rank : in;
                 e[n] = (dlv_st_write_entry){names[n], DLV_DTYPE_F32, 2, shapes[n],

@@ -3,7 +3,6 @@
  * weight table checked against it, and the compute backend. */
 #include "model/model.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -193,16 +192,7 @@ dlv_status dlv_model_open(const char *dir, const char *backend, int device,
     /* The LayerNorm ops read weight and bias with one dtype. */
     if (st == DLV_OK) st = dlv_bind_check_vit(m->clip ? &m->clip_w.vision : &m->llava_w.vision,
                                               dir);
-    for (int64_t l = 0; st == DLV_OK && m->config.qwen2vl && l < m->llava_w.qvision.n_layers; l++) {
-        char name[64];
-        const dlv_encoder_layer_w *L = &m->llava_w.qvision.layers[l];
-        snprintf(name, sizeof name, "visual.blocks.%lld.norm1", (long long)l);
-        st = dlv_bind_check_layernorm(&L->ln1, dir, name);
-        snprintf(name, sizeof name, "visual.blocks.%lld.norm2", (long long)l);
-        if (!st) st = dlv_bind_check_layernorm(&L->ln2, dir, name);
-    }
-    if (st == DLV_OK && m->config.qwen2vl)
-        st = dlv_bind_check_layernorm(&m->llava_w.qvision.merger_ln, dir, "visual.merger.ln_q");
+    if (st == DLV_OK && m->config.qwen2vl) st = dlv_bind_check_qwen2vl_vit(&m->llava_w.qvision, dir);
     if (st == DLV_OK && m->clip)
         st = dlv_bind_check_encoder(m->clip_w.text_layers, m->clip_w.n_text_layers, dir,
                                     "text_model.");

@@ -92,6 +92,20 @@ dlv_status dlv_bind_check_encoder(const dlv_encoder_layer_w *layers, int64_t n,
     return DLV_OK;
 }
 
+dlv_status dlv_bind_check_qwen2vl_vit(const dlv_qwen2vl_vit_w *v, const char *label)
+{
+    char name[64];
+    dlv_status st = DLV_OK;
+    for (int64_t l = 0; !st && l < v->n_layers; l++) {
+        snprintf(name, sizeof name, "visual.blocks.%lld.norm1", (long long)l);
+        st = dlv_bind_check_layernorm(&v->layers[l].ln1, label, name);
+        snprintf(name, sizeof name, "visual.blocks.%lld.norm2", (long long)l);
+        if (!st) st = dlv_bind_check_layernorm(&v->layers[l].ln2, label, name);
+    }
+    if (!st) st = dlv_bind_check_layernorm(&v->merger_ln, label, "visual.merger.ln_q");
+    return st;
+}
+
 dlv_status dlv_bind_check_vit(const dlv_vit_w *v, const char *label)
 {
     dlv_status st = dlv_bind_check_layernorm(&v->pre_ln, label, "vision_model.pre_layrnorm");

@@ -11,6 +11,7 @@
 #include "model/config.h"
 #include "model/nn/encoder.h"
 #include "model/nn/linear.h"
+#include "model/nn/qwen2vl_vit.h"
 #include "model/nn/vit.h"
 #include "model/weights.h"
 
@@ -40,6 +41,10 @@ dlv_status dlv_bind_check_vit(const dlv_vit_w *v, const char *label);
 /* Checks the LayerNorms of encoder layers [0, n). */
 dlv_status dlv_bind_check_encoder(const dlv_encoder_layer_w *layers, int64_t n,
                                   const char *label, const char *prefix);
+
+/* Checks the LayerNorms of a Qwen2-VL tower (visual.blocks.<l>.norm1/2,
+ * visual.merger.ln_q). */
+dlv_status dlv_bind_check_qwen2vl_vit(const dlv_qwen2vl_vit_w *v, const char *label);
 
 /* A CLIP / SigLIP vision tower under "vision_model." (v->layers allocated
  * by the caller with v->n_layers entries). */

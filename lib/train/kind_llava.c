@@ -390,28 +390,22 @@ static dlv_status features_varied(llava_state *k, dlv_trainer *t, const dlv_trai
     for (size_t i = 0; i < n; i++) imgs[i] = ex[i].image;
     const dlv_image *const *list = (const dlv_image *const *)imgs;
     dlv_backend *be = dlv_trainer_backend(t);
+    dlv_llava_feats f;
     dlv_status st;
     if (k->qwen2vl) { /* the tower is frozen: no tape */
-        dlv_qwen2vl_feats q;
-        st = dlv_qwen2vl_image_features(k->m, be, &k->w, list, n, &q);
-        if (!st) {
-            k->s.feats = q.buf;
-            k->s.frow = q.offset;
-            k->s.fcnt = q.count;
-            k->s.grid = q.grid;
-        }
+        st = dlv_qwen2vl_image_features(k->m, be, &k->w, list, n, &f);
     } else {
-        dlv_llava_next_feats f;
         st = dlv_llava_next_tile(k->m, list, n, &k->s.tiles);
         if (!st) st = dlv_llava_next_features(k->m, be, &k->params, &k->s.tiles, &f);
         /* The tiles stay for the taped pass only when the tower or
          * projector trains. */
         if (st || !k->vision_grad) dlv_llava_next_tiles_free(&k->s.tiles);
-        if (!st) {
-            k->s.feats = f.buf;
-            k->s.frow = f.offset;
-            k->s.fcnt = f.count;
-        }
+    }
+    if (!st) {
+        k->s.feats = f.buf;
+        k->s.frow = f.offset;
+        k->s.fcnt = f.count;
+        k->s.grid = f.grid;
     }
     free(imgs);
     return st;
@@ -488,26 +482,25 @@ static dlv_status prepare(void *state, dlv_trainer *t, const dlv_train_example *
         return dlv_error(DLV_E_UNSUPPORTED, "%s has no preprocessor_config.json",
                          dlv_model_dir(m));
     const int64_t max_pos = tc->max_position_embeddings;
-    /* LLaVA-NeXT: the features first, whose counts give each image
-     * prompt's length. */
-    /* Qwen2-VL's images vary in count too (its own features, no tiles). */
-    const int anyres = dlv_model_config(m)->anyres || k->qwen2vl;
+    /* LLaVA-NeXT's and Qwen2-VL's images each have their own count: the
+     * features first, whose counts give each image prompt's length. */
+    const int varied = k->anyres || k->qwen2vl;
     int64_t img_pos = 0;
-    dlv_status fit = anyres ? DLV_OK : dlv_llava_image_fit(m, &k->params, &img_pos);
+    dlv_status fit = varied ? DLV_OK : dlv_llava_image_fit(m, &k->params, &img_pos);
     if (fit) return fit;
     k->s.n = n;
     k->s.caps = calloc(n, sizeof *k->s.caps);
     k->s.longs = calloc(n, sizeof *k->s.longs);
-    const size_t px = anyres ? 0 : (size_t)(k->d.vision.channels * k->d.vision.image_size *
+    const size_t px = varied ? 0 : (size_t)(k->d.vision.channels * k->d.vision.image_size *
                                             k->d.vision.image_size);
-    float *host_px = anyres ? NULL : malloc(n * px * sizeof *host_px);
-    dlv_status st = k->s.caps && k->s.longs && (anyres || host_px)
+    float *host_px = varied ? NULL : malloc(n * px * sizeof *host_px);
+    dlv_status st = k->s.caps && k->s.longs && (varied || host_px)
                         ? DLV_OK
                         : dlv_error_nomem("batch", n * px * 4);
-    if (!st && anyres) st = features_varied(k, t, ex, n);
+    if (!st && varied) st = features_varied(k, t, ex, n);
     for (size_t i = 0; i < n && !st; i++) {
         int64_t cut = 0;
-        if (anyres) {
+        if (varied) {
             img_pos = dlv_llava_image_positions(&k->params, k->s.fcnt[i]);
             if (img_pos > max_pos) {
                 st = dlv_error(DLV_E_INVALID_ARG, "example %zu: the image prompt has %lld "
@@ -542,10 +535,10 @@ static dlv_status prepare(void *state, dlv_trainer *t, const dlv_train_example *
                                (long long)max_pos, (long long)(n_seq - max_pos));
             if (!st) k->s.ntp_total += (int64_t)lc->n;
         }
-        if (!st && !anyres) st = dlv_image_to_pixels(pc, ex[i].image, NULL, host_px + i * px, px);
+        if (!st && !varied) st = dlv_image_to_pixels(pc, ex[i].image, NULL, host_px + i * px, px);
         if (st) st = dlv_error_prefix(st, "example %zu", i);
     }
-    if (!st && !anyres) st = features(k, t, ex, n, host_px, px);
+    if (!st && !varied) st = features(k, t, ex, n, host_px, px);
     /* The tower is differentiated: its pixels stay on the device. */
     if (!st && k->vision_grad && !projector_only(k)) {
         st = dlv_buffer_alloc(dlv_trainer_backend(t), n * px * sizeof(float), &k->s.pixels);
@@ -700,7 +693,8 @@ static dlv_status chunk_forward(llava_state *k, dlv_trainer *t, int image_side, 
             /* The long caption's ids but its final EOS are input; the EOS
              * is only a target. */
             if (with_tape && k->s.longs[e].n)
-                cont = (dlv_seq_part){k->s.longs[e].v, NULL, (int64_t)k->s.longs[e].n - 1, NULL, NULL};
+                cont = (dlv_seq_part){k->s.longs[e].v, NULL, (int64_t)k->s.longs[e].n - 1, NULL,
+                                      NULL};
         }
         dlv_llava_side_parts(&k->params, image_side, &bos, mid,
                              image_side ? NULL : &k->s.caps[e], cont, soft_grad, c->parts[i]);

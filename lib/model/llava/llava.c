@@ -2,6 +2,7 @@
 #include "model/llava/llava.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/error.h"
 #include "model/llava/llava_vision.h"
@@ -143,6 +144,16 @@ dlv_status dlv_llava_run_seqs(const dlv_model *m, dlv_backend *be, const dlv_lla
     dlv_buffer_free(&hidden);
     dlv_seq_batch_free(&b);
     return st;
+}
+
+void dlv_llava_feats_free(dlv_llava_feats *f)
+{
+    if (!f) return;
+    dlv_buffer_free(&f->buf);
+    free(f->count);
+    free(f->offset);
+    free(f->grid);
+    memset(f, 0, sizeof *f);
 }
 
 dlv_status dlv_llava_image_features(const dlv_model *m, dlv_backend *be,

@@ -71,6 +71,18 @@ dlv_status dlv_llava_text_fit(const dlv_llava_params *p, dlv_text_ids *t, int64_
 dlv_status dlv_llava_run_seqs(const dlv_model *m, dlv_backend *be, const dlv_llava_params *p,
                               const dlv_seq *seqs, int64_t n, int normalize, float *out);
 
+/* n images' features when each image has its own count (LLaVA-NeXT's
+ * packed tiles, Qwen2-VL's merged patches): image i's count[i] rows start
+ * at row offset[i] of buf ([sum count, hidden] floats, device); grid (NULL
+ * but for Qwen2-VL) holds each image's patch grid (t, h, w) for M-RoPE. */
+typedef struct dlv_llava_feats {
+    dlv_buffer buf;
+    int64_t *count, *offset;
+    int64_t (*grid)[3];
+    size_t n;
+} dlv_llava_feats;
+void dlv_llava_feats_free(dlv_llava_feats *f);
+
 /* Image features for n preprocessed images pixels [n, C, H, W] (device) ->
  * features [n, F, hidden] (device). */
 dlv_status dlv_llava_image_features(const dlv_model *m, dlv_backend *be,

@@ -129,28 +129,25 @@ static dlv_status encode_varied(const dlv_model *m, dlv_backend *be, const dlv_l
     return finish_out(&buf, 0, n * (size_t)H, out, st);
 }
 
-static dlv_status encode_images_next(const dlv_model *m, dlv_backend *be,
-                                     const dlv_llava_params *p, const dlv_image *const *images,
-                                     size_t n, float *out)
+/* The features of images that each have their own count: LLaVA-NeXT's
+ * packed tiles or Qwen2-VL's merged patches (with their grids). */
+static dlv_status varied_features(const dlv_model *m, dlv_backend *be, const dlv_llava_params *p,
+                                  const dlv_image *const *images, size_t n, dlv_llava_feats *f)
 {
-    dlv_llava_next_feats f;
-    dlv_status st = dlv_llava_next_image_features(m, be, p, images, n, &f);
-    if (!st)
-        st = encode_varied(m, be, p, dlv_buffer_ptr(&f.buf), f.count, f.offset, NULL, n, out);
-    dlv_llava_next_feats_free(&f);
-    return st;
+    return dlv_model_config(m)->qwen2vl ? dlv_qwen2vl_image_features(m, be, p->w, images, n, f)
+                                        : dlv_llava_next_image_features(m, be, p, images, n, f);
 }
 
-static dlv_status encode_images_qwen2vl(const dlv_model *m, dlv_backend *be,
-                                        const dlv_llava_params *p,
-                                        const dlv_image *const *images, size_t n, float *out)
+static dlv_status encode_images_varied(const dlv_model *m, dlv_backend *be,
+                                       const dlv_llava_params *p,
+                                       const dlv_image *const *images, size_t n, float *out)
 {
-    dlv_qwen2vl_feats f;
-    dlv_status st = dlv_qwen2vl_image_features(m, be, p->w, images, n, &f);
+    dlv_llava_feats f;
+    dlv_status st = varied_features(m, be, p, images, n, &f);
     if (!st)
         st = encode_varied(m, be, p, dlv_buffer_ptr(&f.buf), f.count, f.offset,
                            (const int64_t(*)[3])f.grid, n, out);
-    dlv_qwen2vl_feats_free(&f);
+    dlv_llava_feats_free(&f);
     return st;
 }
 
@@ -158,8 +155,8 @@ static dlv_status encode_images(const dlv_model *m, dlv_backend *be, const void 
                                 const dlv_image *const *images, size_t n, float *out)
 {
     const dlv_llava_params *p = view;
-    if (dlv_model_config(m)->anyres) return encode_images_next(m, be, p, images, n, out);
-    if (dlv_model_config(m)->qwen2vl) return encode_images_qwen2vl(m, be, p, images, n, out);
+    if (dlv_model_config(m)->anyres || dlv_model_config(m)->qwen2vl)
+        return encode_images_varied(m, be, p, images, n, out);
     const dlv_preproc_config *pc = dlv_model_preproc(m);
     if (!pc)
         return dlv_error(DLV_E_UNSUPPORTED, "%s has no preprocessor_config.json",
@@ -270,8 +267,8 @@ static dlv_status text_positions(const dlv_model *m, const void *view, const cha
     dlv_llava_dims_of(dlv_model_config(m), &d);
     dlv_ids ids = {0};
     st = dlv_tokenizer_encode(tok, text, strlen(text), 0, &ids);
-    /* LLaVA-NeXT: the image's count is not known here; the largest any
-     * image can have bounds it (docs/models.md). */
+    /* LLaVA-NeXT, Qwen2-VL: the image's count is not known here; the
+     * largest any image can have bounds it (docs/models.md). */
     const dlv_llava_config *cfg = dlv_model_config(m);
     const int64_t f = cfg->anyres    ? dlv_llava_next_max_features(cfg)
                       : cfg->qwen2vl ? dlv_qwen2vl_max_features(m)
@@ -289,24 +286,19 @@ static dlv_status embed_tokens_varied(const dlv_model *m, dlv_backend *be,
                                       int normalize, float *out)
 {
     const int64_t H = dlv_model_config(m)->text.hidden_size;
-    const int qwen2vl = dlv_model_config(m)->qwen2vl;
-    dlv_llava_next_feats f = {0};
-    dlv_qwen2vl_feats q = {0};
-    dlv_status st = qwen2vl ? dlv_qwen2vl_image_features(m, be, p->w, &image, 1, &q)
-                            : dlv_llava_next_image_features(m, be, p, &image, 1, &f);
+    dlv_llava_feats f;
+    dlv_status st = varied_features(m, be, p, &image, 1, &f);
     dlv_buffer buf = {0};
     if (!st) st = dlv_buffer_alloc(be, (size_t)H * sizeof(float), &buf);
     if (!st) {
         dlv_seq_part parts[3] = {
             {ids, NULL, (int64_t)image_at, NULL, NULL},
-            {NULL, dlv_buffer_ptr(qwen2vl ? &q.buf : &f.buf), qwen2vl ? q.count[0] : f.count[0],
-             NULL, qwen2vl ? q.grid[0] : NULL},
+            {NULL, dlv_buffer_ptr(&f.buf), f.count[0], NULL, f.grid ? f.grid[0] : NULL},
             {ids + image_at + 1, NULL, (int64_t)(n_ids - image_at - 1), NULL, NULL}};
         dlv_seq seq = {parts, 3};
         st = dlv_llava_run_seqs(m, be, p, &seq, 1, normalize, dlv_buffer_ptr(&buf));
     }
-    dlv_llava_next_feats_free(&f);
-    dlv_qwen2vl_feats_free(&q);
+    dlv_llava_feats_free(&f);
     return finish_out(&buf, 0, (size_t)H, out, st);
 }
 
@@ -339,7 +331,8 @@ static dlv_status embed_tokens(const dlv_model *m, dlv_backend *be, const void *
     if (image) {
         parts[0] = (dlv_seq_part){ids, NULL, (int64_t)image_at, NULL, NULL};
         parts[1] = (dlv_seq_part){NULL, base + px, F, NULL, NULL};
-        parts[2] = (dlv_seq_part){ids + image_at + 1, NULL, (int64_t)(n_ids - image_at - 1), NULL, NULL};
+        parts[2] = (dlv_seq_part){ids + image_at + 1, NULL, (int64_t)(n_ids - image_at - 1), NULL,
+                                  NULL};
         seq.n_parts = 3;
     } else {
         parts[0] = (dlv_seq_part){ids, NULL, (int64_t)n_ids, NULL, NULL};

@@ -43,15 +43,6 @@ dlv_status dlv_llava_next_tile(const dlv_model *m, const dlv_image *const *image
     return st;
 }
 
-void dlv_llava_next_feats_free(dlv_llava_next_feats *f)
-{
-    if (!f) return;
-    dlv_buffer_free(&f->buf);
-    free(f->count);
-    free(f->offset);
-    memset(f, 0, sizeof *f);
-}
-
 /* One image: its tiles' pixels (host) -> packed features at dst (device).
  * scratch holds the tiles' pixels and tower features, grown as needed. */
 static dlv_status one_image(const dlv_model *m, dlv_backend *be, const dlv_llava_params *p,
@@ -78,7 +69,7 @@ static dlv_status one_image(const dlv_model *m, dlv_backend *be, const dlv_llava
 
 dlv_status dlv_llava_next_features(const dlv_model *m, dlv_backend *be,
                                    const dlv_llava_params *p, const dlv_llava_next_tiles *tiles,
-                                   dlv_llava_next_feats *out)
+                                   dlv_llava_feats *out)
 {
     memset(out, 0, sizeof *out);
     const size_t n = tiles->n;
@@ -107,14 +98,14 @@ dlv_status dlv_llava_next_features(const dlv_model *m, dlv_backend *be,
         if (st) st = dlv_error_prefix(st, "image %zu", i);
     }
     dlv_buffer_free(&scratch);
-    if (st) dlv_llava_next_feats_free(out);
+    if (st) dlv_llava_feats_free(out);
     return st;
 }
 
 dlv_status dlv_llava_next_image_features(const dlv_model *m, dlv_backend *be,
                                          const dlv_llava_params *p,
                                          const dlv_image *const *images, size_t n,
-                                         dlv_llava_next_feats *out)
+                                         dlv_llava_feats *out)
 {
     memset(out, 0, sizeof *out);
     dlv_llava_next_tiles tiles;

@@ -27,23 +27,14 @@ dlv_status dlv_llava_next_tile(const dlv_model *m, const dlv_image *const *image
                                dlv_llava_next_tiles *out);
 void dlv_llava_next_tiles_free(dlv_llava_next_tiles *t);
 
-/* n images' packed features: image i's count[i] rows start at row
- * offset[i] of buf ([sum count, hidden] floats, device). */
-typedef struct dlv_llava_next_feats {
-    dlv_buffer buf;
-    int64_t *count, *offset;
-    size_t n;
-} dlv_llava_next_feats;
-
 /* The packed features of tiled images (no tape), with p's weights. */
 dlv_status dlv_llava_next_features(const dlv_model *m, dlv_backend *be,
                                    const dlv_llava_params *p, const dlv_llava_next_tiles *tiles,
-                                   dlv_llava_next_feats *out);
+                                   dlv_llava_feats *out);
 /* Both steps for images[0, n) of an anyres model (m's config anyres). */
 dlv_status dlv_llava_next_image_features(const dlv_model *m, dlv_backend *be,
                                          const dlv_llava_params *p,
                                          const dlv_image *const *images, size_t n,
-                                         dlv_llava_next_feats *out);
-void dlv_llava_next_feats_free(dlv_llava_next_feats *f);
+                                         dlv_llava_feats *out);
 
 #endif

@@ -21,8 +21,9 @@ static dlv_status seq_spans(const dlv_seq *s, int64_t merge, dlv_qwen2vl_span *s
         if (p->n == 0) continue;
         if (p->grid && !p->ids) {
             const int64_t *g = p->grid;
-            const int64_t want = g[0] * (g[1] / merge) * (g[2] / merge);
-            if (g[0] < 1 || g[1] % merge || g[2] % merge || want != p->n)
+            /* The grid's own checks are dlv_qwen2vl_span_tokens'; here
+             * only that the rows are its tokens. */
+            if (g[0] * (g[1] / merge) * (g[2] / merge) != p->n)
                 return dlv_error(DLV_E_INVALID_ARG, "an image part of %lld rows does not match "
                                  "its grid %lld x %lld x %lld (merge %lld)", (long long)p->n,
                                  (long long)g[0], (long long)g[1], (long long)g[2],
@@ -85,16 +86,6 @@ dlv_status dlv_qwen2vl_seq_rope(dlv_backend *be, const dlv_llava_dims *d, const 
     return st;
 }
 
-void dlv_qwen2vl_feats_free(dlv_qwen2vl_feats *f)
-{
-    if (!f) return;
-    dlv_buffer_free(&f->buf);
-    free(f->count);
-    free(f->offset);
-    free(f->grid);
-    memset(f, 0, sizeof *f);
-}
-
 int64_t dlv_qwen2vl_max_features(const dlv_model *m)
 {
     const dlv_preproc_config *pc = dlv_model_preproc(m);
@@ -105,7 +96,7 @@ int64_t dlv_qwen2vl_max_features(const dlv_model *m)
 
 dlv_status dlv_qwen2vl_image_features(const dlv_model *m, dlv_backend *be, const dlv_llava_w *w,
                                       const dlv_image *const *images, size_t n,
-                                      dlv_qwen2vl_feats *out)
+                                      dlv_llava_feats *out)
 {
     memset(out, 0, sizeof *out);
     const dlv_preproc_config *pc = dlv_model_preproc(m);
@@ -160,6 +151,6 @@ dlv_status dlv_qwen2vl_image_features(const dlv_model *m, dlv_backend *be, const
     free(px);
     free(px_len);
     free(grids);
-    if (st) dlv_qwen2vl_feats_free(out);
+    if (st) dlv_llava_feats_free(out);
     return st;
 }

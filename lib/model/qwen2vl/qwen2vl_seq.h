@@ -14,7 +14,7 @@
 
 #include "backend/backend.h"
 #include "disclvlm.h"
-#include "model/llava/llava_weights.h"
+#include "model/llava/llava.h"
 #include "model/nn/decoder.h"
 #include "model/seq.h"
 
@@ -27,24 +27,13 @@ dlv_status dlv_qwen2vl_seq_rope(dlv_backend *be, const dlv_llava_dims *d, const 
                                 int64_t n, const int32_t *lengths, int64_t len, dlv_buffer *buf,
                                 dlv_decoder_rope *rope);
 
-/* n images' features: image i's count[i] rows start at row offset[i] of
- * buf ([sum count, hidden] floats, device), its patch grid is grid[i]
- * (t, h, w). */
-typedef struct dlv_qwen2vl_feats {
-    dlv_buffer buf;
-    int64_t *count, *offset;
-    int64_t (*grid)[3];
-    size_t n;
-} dlv_qwen2vl_feats;
-
 /* Decodes and preprocesses images[0, n) with the model's image processor
  * (image/qwen2vl.h) and runs the tower and merger one image at a time with
  * weights w (the model's, or a trainer's), so that an image's features do
  * not depend on its batch companions. Messages name the image. */
 dlv_status dlv_qwen2vl_image_features(const dlv_model *m, dlv_backend *be, const dlv_llava_w *w,
                                       const dlv_image *const *images, size_t n,
-                                      dlv_qwen2vl_feats *out);
-void dlv_qwen2vl_feats_free(dlv_qwen2vl_feats *f);
+                                      dlv_llava_feats *out);
 
 /* The most features one image can give under the model's image processor
  * (max_pixels), for bounds that must hold before the image is seen. */
